@@ -1,0 +1,64 @@
+"""``auricle``: the device-side command line.
+
+Sub-commands are registered in a small table (:data:`COMMANDS`): each entry
+adds its arguments to a parser and names the handler that runs it.  Handlers
+return the exit status; expected failures (bad config, bad bundle) are one
+line on stderr and status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+from edge import modelcli
+from edge.bundle import BundleError
+from edge.schema import ConfigError
+
+Handler = Callable[[argparse.Namespace], int]
+Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+COMMANDS: list[Register] = [modelcli.register]
+"""Every module that adds sub-commands; each sets ``handler`` via set_defaults."""
+
+
+def _extra_commands() -> list[Register]:
+    try:
+        from edge import commands
+    except ImportError:  # the daemon commands are optional at this stage
+        return []
+    return [commands.register]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``auricle`` argument parser."""
+    parser = argparse.ArgumentParser(prog="auricle", description="Always-on sound classifier for the Raspberry Pi.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in COMMANDS + _extra_commands():
+        register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``auricle`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (ConfigError, BundleError) as exc:
+        print(f"auricle: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from support.broker import Mosquitto, Subscriber
+from support.pulse import PulseAudio
+
+# --- Real mosquitto broker and PulseAudio daemon (tests/support) -------------------------
+# Missing binaries fail rather than skip: CI installs them with deploy/setup.sh.
+
+
+@pytest.fixture(scope="session")
+def mosquitto() -> Iterator[Mosquitto]:
+    """A running broker on a free loopback port; tests may stop() and start() it."""
+    try:
+        broker = Mosquitto()
+    except FileNotFoundError as err:
+        pytest.fail(str(err), pytrace=False)
+    with broker:
+        yield broker
+
+
+@pytest.fixture
+def subscriber_factory(mosquitto: Mosquitto) -> Iterator[Callable[..., Subscriber]]:
+    """Make Subscribers on the session broker (restarted if a test left it stopped)."""
+    mosquitto.start()
+    made: list[Subscriber] = []
+
+    def make(topic_filter: str = "#", **kwargs: Any) -> Subscriber:
+        subscriber = Subscriber(mosquitto.host, mosquitto.port, topic_filter, **kwargs)
+        made.append(subscriber)
+        return subscriber
+
+    yield make
+    for subscriber in made:
+        subscriber.close()
+
+
+@pytest.fixture(scope="session")
+def pulse() -> Iterator[PulseAudio]:
+    """A private PulseAudio daemon; record its null sink in a subprocess with pulse.env."""
+    try:
+        daemon = PulseAudio()
+    except FileNotFoundError as err:
+        pytest.fail(str(err), pytrace=False)
+    with daemon:
+        yield daemon
+
+
+# --- End of tests/support fixtures -------------------------------------------------------

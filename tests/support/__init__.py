@@ -1,0 +1,1 @@
+"""Real-process test infrastructure: a mosquitto broker and a PulseAudio null sink."""

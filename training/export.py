@@ -1,0 +1,99 @@
+"""Keras model -> TFLite bytes (float32 or full-integer int8) -> bundle.
+
+The conversion goes through ``TFLiteConverter.from_keras_model``: the
+``export(..., "tf_saved_model")`` + ``from_saved_model`` path converts without
+error but can trace BatchNorm in training mode (see docs/training.md), so
+:func:`check_ops` rejects graphs that carry training-only ops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import numpy as np
+
+from edge import features
+from edge.features import FeatureParams, InputSpec
+
+_LOGGER = logging.getLogger(__name__)
+
+FORBIDDEN_OPS = ("ASSIGN_VARIABLE", "VAR_HANDLE", "READ_VARIABLE", "FlexDelegate")
+
+
+def to_tflite(
+    model: Any,
+    representative: Callable[[], Iterable[np.ndarray]] | None = None,
+) -> bytes:
+    """Convert ``model``; with ``representative`` (float inputs) make it all-int8."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if representative is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+
+        def dataset() -> Iterator[list[np.ndarray]]:
+            for x in representative():
+                yield [np.asarray(x, dtype=np.float32)]
+
+        converter.representative_dataset = dataset
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.int8
+        converter.inference_output_type = tf.int8
+    data: bytes = converter.convert()
+    check_ops(data)
+    return data
+
+
+def op_names(model_bytes: bytes) -> list[str]:
+    """Builtin/custom op names used by a TFLite flatbuffer."""
+    from tensorflow.lite.python import schema_py_generated as schema
+
+    m = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(model_bytes, 0))
+    names = []
+    builtin = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    for code in m.operatorCodes:
+        op = max(code.builtinCode, code.deprecatedBuiltinCode)
+        names.append(code.customCode.decode() if code.customCode else builtin.get(op, str(op)))
+    return names
+
+
+def check_ops(model_bytes: bytes) -> None:
+    """Refuse graphs with training-only or non-builtin ops."""
+    bad = sorted({n for n in op_names(model_bytes) if any(f in n for f in FORBIDDEN_OPS)})
+    if bad:
+        raise ValueError(f"converted model contains training-only ops: {', '.join(bad)}")
+
+
+def int8_input_spec(model_bytes: bytes, base: InputSpec) -> tuple[InputSpec, dict[str, Any]]:
+    """Read the input/output quantisation the converter chose."""
+    from edge.runtime import interpreter_class
+
+    cls, _ = interpreter_class()
+    interp = cls(model_content=model_bytes)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    in_scale, in_zero = inp["quantization"]
+    out_scale, out_zero = out["quantization"]
+    dtype = np.dtype(inp["dtype"]).name
+    spec = InputSpec(
+        frames=base.frames,
+        bands=base.bands,
+        channels=base.channels,
+        channel_mode=base.channel_mode,
+        dtype=dtype,  # type: ignore[arg-type]
+        scale=float(in_scale) if dtype == "int8" else 1.0,
+        zero_point=int(in_zero) if dtype == "int8" else 0,
+    )
+    output = {
+        "dtype": np.dtype(out["dtype"]).name,
+        "scale": float(out_scale) if np.dtype(out["dtype"]).name == "int8" else 1.0,
+        "zero_point": int(out_zero) if np.dtype(out["dtype"]).name == "int8" else 0,
+    }
+    return spec, output
+
+
+def calibration_inputs(windows: Iterable[np.ndarray], params: FeatureParams, spec: InputSpec) -> Iterator[np.ndarray]:
+    """Float model inputs for calibration, made by the front end's own mapping."""
+    for w in windows:
+        yield features.normalise(w, params, spec)
