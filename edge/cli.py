@@ -26,7 +26,7 @@ COMMANDS: list[Register] = [modelcli.register]
 
 def _extra_commands() -> list[Register]:
     try:
-        from edge import commands
+        from edge import commands  # type: ignore[attr-defined,unused-ignore]
     except ImportError:  # the daemon commands are optional at this stage
         return []
     return [commands.register]

@@ -92,7 +92,7 @@ def filterbank(params: FeatureParams) -> npt.NDArray[np.float64]:
     """The ``(n_fft//2 + 1, n_bands)`` filterbank matrix for ``params``."""
     fft_hz = np.fft.rfftfreq(params.n_fft, d=1.0 / params.sample_rate)
     edges = scales.band_edges_hz(params.scale, params.f_min_hz, params.f_max_hz, params.n_bands)
-    return scales.triangular(fft_hz, edges).T.copy()
+    return scales.triangular(fft_hz.astype(np.float64), edges).T.copy()
 
 
 class FrontEnd:
@@ -178,8 +178,10 @@ class _Smoother:
         patches = np.lib.stride_tricks.sliding_window_view(padded, 2 * self._half + 1, axis=1)
         # patches: (frames, bands, k)
         if self._kind == "median":
-            return np.median(patches.transpose(1, 0, 2).reshape(self._n_bands, -1), axis=1)
-        return np.einsum("tbk,tk->b", patches, self._kernel)
+            out = np.median(patches.transpose(1, 0, 2).reshape(self._n_bands, -1), axis=1)
+        else:
+            out = np.einsum("tbk,tk->b", patches, self._kernel)
+        return np.asarray(out, dtype=np.float64)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -226,7 +228,7 @@ def to_input(window_db: npt.ArrayLike, params: FeatureParams, spec: InputSpec) -
     if spec.dtype == "float32":
         return x
     q = np.rint(x / np.float32(spec.scale)) + spec.zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
+    return np.asarray(np.clip(q, -128, 127), dtype=np.int8)
 
 
 def window_ends(n_frames: int, window: int, hop: int) -> list[int]:

@@ -64,11 +64,16 @@ class Classifier:
         tensor = features.to_input(window_db, self.manifest.features, self.manifest.input)
         return self.invoke(tensor)
 
-    def invoke(self, tensor: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        """Run one already-prepared input tensor and return dequantised scores."""
+    def raw(self, tensor: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        """Run one prepared input tensor; the output tensor as the model gives it."""
         self._interp.set_tensor(self._input["index"], tensor)
         self._interp.invoke()
-        raw = self._interp.get_tensor(self._output["index"]).reshape(-1)
+        out: npt.NDArray[Any] = self._interp.get_tensor(self._output["index"])
+        return out.reshape(-1)
+
+    def invoke(self, tensor: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """Run one prepared input tensor and return dequantised scores."""
+        raw = self.raw(tensor)
         if self.manifest.output.dtype == "int8":
             return (raw.astype(np.float32) - self._out_zero) * self._out_scale
         return raw.astype(np.float32, copy=False)

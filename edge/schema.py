@@ -113,9 +113,9 @@ def _expectation(tp: Any, f: dataclasses.Field[Any] | None) -> str:
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in args)
     if origin is tuple:
-        return f"a list of {_expectation(args[0], None)}s"
+        return f"a list of {_plural(args[0])}"
     if origin is dict:
-        return f"a mapping of names to {_expectation(args[1], None)}s"
+        return f"a mapping of names to {_plural(args[1])}"
     name = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
     text = name.get(tp, getattr(tp, "__name__", str(tp)))
     meta = f.metadata if f is not None else {}
@@ -125,6 +125,11 @@ def _expectation(tp: Any, f: dataclasses.Field[Any] | None) -> str:
     if unit:
         text += f" ({unit})"
     return text
+
+
+def _plural(tp: Any) -> str:
+    names = {bool: "booleans", int: "integers", float: "numbers", str: "strings"}
+    return names.get(tp, _expectation(tp, None))
 
 
 def _num(v: float | None) -> str:

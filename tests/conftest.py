@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from support.broker import Mosquitto, Subscriber
@@ -12,15 +12,22 @@ from support.pulse import PulseAudio
 # --- Real mosquitto broker and PulseAudio daemon (tests/support) -------------------------
 # Missing binaries fail rather than skip: CI installs them with deploy/setup.sh.
 
+_T = TypeVar("_T")
+
+
+def _or_fail(make: Callable[[], _T]) -> _T:
+    """Construct, turning a missing system binary into a plain test failure."""
+    try:
+        return make()
+    except FileNotFoundError as err:
+        message = str(err)
+    pytest.fail(message, pytrace=False)
+
 
 @pytest.fixture(scope="session")
 def mosquitto() -> Iterator[Mosquitto]:
     """A running broker on a free loopback port; tests may stop() and start() it."""
-    try:
-        broker = Mosquitto()
-    except FileNotFoundError as err:
-        pytest.fail(str(err), pytrace=False)
-    with broker:
+    with _or_fail(Mosquitto) as broker:
         yield broker
 
 
@@ -43,11 +50,7 @@ def subscriber_factory(mosquitto: Mosquitto) -> Iterator[Callable[..., Subscribe
 @pytest.fixture(scope="session")
 def pulse() -> Iterator[PulseAudio]:
     """A private PulseAudio daemon; record its null sink in a subprocess with pulse.env."""
-    try:
-        daemon = PulseAudio()
-    except FileNotFoundError as err:
-        pytest.fail(str(err), pytrace=False)
-    with daemon:
+    with _or_fail(PulseAudio) as daemon:
         yield daemon
 
 

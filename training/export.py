@@ -97,3 +97,44 @@ def calibration_inputs(windows: Iterable[np.ndarray], params: FeatureParams, spe
     """Float model inputs for calibration, made by the front end's own mapping."""
     for w in windows:
         yield features.normalise(w, params, spec)
+
+
+FLOAT_FILE, INT8_FILE = "model_float.tflite", "model_int8.tflite"
+
+
+def calibration_windows(
+    frames: list[np.ndarray], clips: Iterable[int], window: int, params: FeatureParams, count: int, seed: int
+) -> list[np.ndarray]:
+    """``count`` un-augmented windows from ``clips`` (training clips only), skipping digital silence."""
+    from training.augment import active_ends
+
+    rng = np.random.default_rng(seed)
+    pool = list(clips)
+    out = []
+    for i in range(count):
+        c = pool[int(rng.integers(len(pool)))] if i >= len(pool) else pool[rng.permutation(len(pool))[i]]
+        ends = active_ends(frames[c], window, params.db_floor)
+        out.append(features.window_at(frames[c], int(rng.choice(ends)), window, params))
+    return out
+
+
+def verify_loads(model_bytes: bytes) -> str:
+    """Load and run the model once in the device runtime; return the runtime's name."""
+    from edge.runtime import interpreter_class
+
+    cls, runtime = interpreter_class()
+    interp = cls(model_content=model_bytes)
+    interp.allocate_tensors()
+    detail = interp.get_input_details()[0]
+    interp.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
+    interp.invoke()
+    return str(runtime)
+
+
+def export_pair(model: Any, windows: list[np.ndarray], params: FeatureParams, spec: InputSpec) -> tuple[bytes, bytes]:
+    """(float32, int8) TFLite bytes; int8 calibrated on ``windows`` via the front end's mapping."""
+    float_bytes = to_tflite(model)
+    int8_bytes = to_tflite(model, lambda: calibration_inputs(windows, params, spec))
+    runtime = verify_loads(int8_bytes)
+    _LOGGER.info("int8 model loads and runs in %s", runtime)
+    return float_bytes, int8_bytes

@@ -127,7 +127,11 @@ class Mosquitto:
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> Mosquitto:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(

@@ -102,10 +102,14 @@ class PulseAudio:
         daemon_env = {**os.environ, **self.env, "XDG_CONFIG_HOME": str(self._dir / "config")}
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(self._argv(), stdout=log, stderr=log, env=daemon_env)
-        self._wait_ready(started + timeout_s)
-        self.pactl("set-default-sink", self.sink)
-        self.pactl("set-default-source", self.source)
-        self._warm_up(started + timeout_s)
+        try:
+            self._wait_ready(started + timeout_s)
+            self.pactl("set-default-sink", self.sink)
+            self.pactl("set-default-source", self.source)
+            self._warm_up(started + timeout_s)
+        except BaseException:
+            self.stop()
+            raise
         _LOGGER.info(
             "pulseaudio pid %d ready in %.3f s (XDG_RUNTIME_DIR=%s)",
             self._proc.pid,
@@ -122,7 +126,6 @@ class PulseAudio:
             if probe.returncode == 0:
                 return
             if time.monotonic() > deadline:
-                self.stop()
                 raise TimeoutError(f"pulseaudio not answering `pactl info`:\n{self.log_tail()}")
             time.sleep(_POLL_S)
 
@@ -189,7 +192,11 @@ class PulseAudio:
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> PulseAudio:
-        self.start()
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
         return self
 
     def __exit__(

@@ -1,0 +1,99 @@
+"""The daemon's configuration file (YAML), validated once at start-up.
+
+Every section is a frozen dataclass whose fields carry their range and unit
+(:func:`edge.schema.setting`); :func:`load_config` turns any mistake into one
+line naming the file and the key path.  ``docs/daemon.md`` lists every key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from edge.events import EventParams
+from edge.mqtt import MqttConfig
+from edge.recorder import RecordingParams
+from edge.schema import ConfigError, build, setting
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """Section ``model``: which bundle runs and how."""
+
+    path: str | None = setting(None, doc="bundle file; null = the shipped default model")
+    public_key: str | None = setting(None, doc="ed25519 public key (PEM); the bundle must be signed by it")
+    threads: int = setting(1, lo=1, hi=16, unit="interpreter threads")
+    inference_hop: int | None = setting(None, lo=1, hi=4096, unit="frames between inferences; null = bundle's")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudioConfig:
+    """Section ``audio``: where samples come from."""
+
+    source: Literal["auto", "mic", "file", "stdin"] = setting(
+        "auto", doc="auto = the microphone when there is one, else the generated demo clip"
+    )
+    device: Any = setting(None, doc="input device: name substring or index; null = system default")
+    file: str | None = setting(None, doc="audio file for source 'file' (WAV, or FLAC/OGG with soundfile)")
+    realtime: bool = setting(True, doc="file source: pace at real time (false = as fast as possible)")
+    loop: bool = setting(False, doc="file source: start again at the end")
+    stdin_rate_hz: int = setting(16000, lo=1000, hi=384000, unit="Hz of s16le mono PCM on stdin")
+    block_samples: int = setting(1600, lo=16, hi=65536, unit="samples per block read from the source")
+    queue_blocks: int = setting(64, lo=2, hi=4096, unit="microphone blocks buffered; more are dropped")
+    stall_s: float = setting(3.0, lo=0.2, hi=600.0, unit="s without audio before the mic is reopened")
+    reopen_min_s: float = setting(0.5, lo=0.05, hi=600.0, unit="s, first reopen delay")
+    reopen_max_s: float = setting(30.0, lo=0.05, hi=3600.0, unit="s, longest reopen delay")
+    gate_dbfs: float | None = setting(None, lo=-200.0, hi=0.0, unit="dBFS; hops quieter skip inference; null = off")
+
+    def __post_init__(self) -> None:
+        if self.device is not None and (isinstance(self.device, bool) or not isinstance(self.device, (str, int))):
+            raise ValueError(f"device: expected a name or an index, got {self.device!r}")
+        if self.source == "file" and not self.file:
+            raise ValueError("source 'file' needs audio.file")
+        if self.reopen_min_s > self.reopen_max_s:
+            raise ValueError("reopen_min_s must not exceed reopen_max_s")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    """The whole daemon configuration (the top level of the YAML file)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    events: EventParams = field(default_factory=EventParams)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    recording: RecordingParams = field(default_factory=RecordingParams)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = setting("INFO", doc="logging threshold")
+
+
+def load_config(path: str | os.PathLike[str] | None) -> Config:
+    """Read and validate the config file; None gives the built-in defaults."""
+    if path is None:
+        return Config()
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    return parse_config(text, name)
+
+
+def parse_config(text: str, name: str) -> Config:
+    """Validate YAML text; errors name ``name`` (the file) and the key path or line."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name}: {_yaml_problem(exc)}") from None
+    return build(Config, data, name)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    if mark is None:
+        return f"invalid YAML: {problem}"
+    return f"line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {problem}"

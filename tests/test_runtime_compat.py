@@ -1,0 +1,78 @@
+"""Devices lag behind: every model we ship (and the test models) must give the same
+scores on the oldest ai-edge-litert we support (README) as on the newest.
+
+deploy/setup.sh dev builds that runtime's venv in .venv-compat (no network in tests).
+"""
+
+from __future__ import annotations
+
+import subprocess
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.bundle import read_bundle
+from edge.features import FeatureParams, compute, to_input, window_at, window_ends
+from edge.model import Classifier
+from edge.runtime import runtime_version
+from tests.support.models import tone_bundle
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPAT = ROOT / ".venv-compat" / "bin" / "python"
+OLDEST = "1.4.0"
+
+
+def _shipped() -> list[Path]:
+    folder = resources.files("edge").joinpath("models")
+    if not folder.is_dir():
+        return []
+    return sorted(Path(str(p)) for p in folder.iterdir() if p.name.endswith(".auricle"))
+
+
+def _inputs(bundle_path: Path) -> np.ndarray:
+    m = read_bundle(bundle_path).manifest
+    rng = np.random.default_rng(3)
+    t = np.arange(3 * m.features.sample_rate) / m.features.sample_rate
+    audio = 0.2 * np.sin(2 * np.pi * 1000 * t * (1 + t)) + 0.05 * rng.standard_normal(len(t))
+    frames = compute(audio, m.features)
+    ends = window_ends(len(frames), m.window_frames, max(1, len(frames) // 12))
+    return np.stack([to_input(window_at(frames, e, m.window_frames, m.features), m.features, m.input) for e in ends])
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    tmp = tmp_path_factory.mktemp("compat")
+    made = [
+        tone_bundle(tmp / "tones_int8.auricle"),
+        tone_bundle(tmp / "tones_float.auricle", int8=False),
+        tone_bundle(tmp / "tones_bark.auricle", params=FeatureParams(scale="bark", n_bands=32), window_frames=24),
+    ]
+    return made + _shipped()
+
+
+def test_oldest_runtime_gives_identical_scores(models: list[Path], tmp_path: Path) -> None:
+    if not COMPAT.exists():
+        pytest.fail(f"{COMPAT} missing: run deploy/setup.sh dev (it installs ai-edge-litert=={OLDEST} there)")
+    version = subprocess.run(
+        [str(COMPAT), "-c", "from importlib.metadata import version; print(version('ai-edge-litert'))"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert version == OLDEST
+    assert runtime_version("ai-edge-litert") != OLDEST, "the main venv must have the newest runtime"
+    for path in models:
+        b = read_bundle(path)
+        inputs = _inputs(path)
+        clf = Classifier(b)
+        newest = np.stack([clf.raw(x).copy() for x in inputs])
+        (tmp_path / "m.tflite").write_bytes(b.model)
+        np.save(tmp_path / "in.npy", inputs)
+        subprocess.run(
+            [str(COMPAT), str(ROOT / "tests/support/old_runtime.py"), str(tmp_path / "m.tflite"),
+             str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
+            check=True, timeout=120, capture_output=True,
+        )  # fmt: skip
+        oldest = np.load(tmp_path / "out.npy")
+        assert oldest.reshape(newest.shape).shape == newest.shape
+        assert np.array_equal(oldest.reshape(newest.shape), newest), f"{path.name}: scores differ between runtimes"

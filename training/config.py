@@ -1,0 +1,197 @@
+"""The training configuration: nested frozen dataclasses parsed with ``edge.schema``.
+
+One YAML file describes a whole run (data, features, windows, model,
+augmentation, fitting, export, output, bundle).  Relative paths in it resolve
+against the directory of the config file, so a recipe works from any cwd.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from edge.features import FeatureParams
+from edge.schema import ConfigError, build, setting
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Where the labelled audio is and how it is split."""
+
+    manifest: str = ""
+    """CSV manifest (ESC-50 style); empty means a folder-per-class tree under ``audio_root``."""
+    audio_root: str = "audio"
+    """Folder the manifest's file names are relative to (or the class folders' parent)."""
+    filename_column: str = "filename"
+    label_column: str = "category"
+    fold_column: str = "fold"
+    """Empty, or absent from the CSV, means no folds: stratified split instead."""
+    min_clips_per_class: int = setting(2, lo=1, hi=1_000_000, unit="clips")
+    train_folds: tuple[int, ...] = ()
+    """Folds to train on; empty means every fold not in ``test_folds``."""
+    test_folds: tuple[int, ...] = ()
+    """Held-out folds, never used for training, thresholds, early stopping or calibration."""
+    val_fraction: float = setting(0.15, lo=0.0, hi=0.5, unit="of the training clips, stratified")
+    test_fraction: float = setting(0.2, lo=0.0, hi=0.5, unit="of all clips, stratified, when there are no folds")
+    seed: int = setting(0, lo=0, hi=2**31 - 1, unit="split seed")
+    cache_dir: str = "~/.cache/auricle/features"
+    """Feature cache, keyed by the FeatureParams fingerprint and each file's sha256."""
+    workers: int = setting(0, lo=0, hi=256, unit="processes for feature extraction, 0 = all cores")
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowConfig:
+    """The device's inference window, which is also the training crop."""
+
+    window_frames: int = setting(96, lo=8, hi=4096, unit="frames per window")
+    hop_frames: int = setting(10, lo=1, hi=4096, unit="frames between inferences on the device")
+    channel_mode: Literal["replicate", "deltas"] = "replicate"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    """The ImageNet CNN and its new head."""
+
+    arch: Literal["mobilenet", "mobilenet_v2", "mobilenet_v3_small"] = "mobilenet"
+    alpha: float = setting(0.25, lo=0.1, hi=1.4, unit="width multiplier")
+    weights: str = "imagenet"
+    """'imagenet' (Keras cache), 'none', or a path to the no-top .h5 file."""
+    dropout: float = setting(0.3, lo=0.0, hi=0.9, unit="head dropout rate")
+    upsample: int = setting(1, lo=1, hi=4, unit="in-model nearest-neighbour upsampling factor")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentConfig:
+    """Augmentation of cached dB frames; every switch has a safe default."""
+
+    time_crop: bool = True
+    """Random window positions (else windows at the device hop, in order)."""
+    skip_silent_crops: bool = True
+    """Re-draw crops that are entirely digital silence (all frames at the dB floor)."""
+    time_shift_frames: int = setting(8, lo=0, hi=1024, unit="max circular shift, frames")
+    gain_db: float = setting(6.0, lo=0.0, hi=60.0, unit="max +/- level change, dB")
+    time_masks: int = setting(2, lo=0, hi=16, unit="SpecAugment time masks")
+    time_mask_frames: int = setting(10, lo=1, hi=1024, unit="max frames per time mask")
+    freq_masks: int = setting(2, lo=0, hi=16, unit="SpecAugment frequency masks")
+    freq_mask_bands: int = setting(8, lo=1, hi=512, unit="max bands per frequency mask")
+    mixup_alpha: float = setting(0.2, lo=0.0, hi=10.0, unit="Beta(a, a) mixup, 0 = off")
+    noise_dir: str = ""
+    """Folder of background-noise clips mixed in the power domain; empty = off."""
+    noise_probability: float = setting(0.5, lo=0.0, hi=1.0, unit="chance per window")
+    noise_snr_db: tuple[float, ...] = (5.0, 20.0)
+    """Range of the window's level above the noise, dB."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FitConfig:
+    """Two-phase fine-tuning: head on a frozen base, then the top blocks."""
+
+    head_epochs: int = setting(10, lo=0, hi=10_000, unit="epochs, base frozen")
+    finetune_epochs: int = setting(60, lo=0, hi=10_000, unit="epochs, top blocks unfrozen")
+    head_lr: float = setting(1e-3, lo=1e-7, hi=1.0, unit="Adam learning rate")
+    finetune_lr: float = setting(3e-4, lo=1e-7, hi=1.0, unit="Adam peak learning rate, cosine decay")
+    batch_size: int = setting(64, lo=1, hi=65536, unit="windows")
+    crops_per_clip: int = setting(4, lo=1, hi=1000, unit="random windows per clip per epoch")
+    unfreeze_blocks: int = setting(13, lo=0, hi=100, unit="top blocks trained in phase 2")
+    bn_momentum: float = setting(0.9, lo=0.0, hi=0.9999, unit="BatchNorm moving-average momentum")
+    label_smoothing: float = setting(0.1, lo=0.0, hi=0.5)
+    weight_decay: float = setting(1e-4, lo=0.0, hi=1.0, unit="AdamW decoupled weight decay")
+    patience: int = setting(15, lo=1, hi=10_000, unit="epochs without validation improvement")
+    val_hop_frames: int = setting(24, lo=1, hi=4096, unit="hop for the clip-level validation score")
+    seed: int = setting(1, lo=0, hi=2**31 - 1)
+    distribute: Literal["none", "mirrored"] = "none"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportConfig:
+    """Post-training int8 quantisation."""
+
+    calibration_windows: int = setting(400, lo=1, hi=100_000, unit="training windows")
+    latency_runs: int = setting(300, lo=1, hi=100_000, unit="timed invocations")
+
+
+@dataclass(frozen=True, kw_only=True)
+class BundleConfig:
+    """The shipped bundle."""
+
+    name: str = "model"
+    version: str = "0.1.0"
+    signing_key: str = ""
+    """ed25519 private key (PEM) to sign with; empty = unsigned."""
+    path: str = ""
+    """Where to write the bundle; empty = ``<output>/<name>.auricle``."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """A whole training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureParams = field(default_factory=FeatureParams)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    output: str = "runs/model"
+    bundle: BundleConfig = field(default_factory=BundleConfig)
+
+
+@dataclass(frozen=True)
+class LoadedConfig:
+    """A parsed config, the directory its relative paths resolve from, and its text."""
+
+    config: TrainConfig
+    base_dir: Path
+    text: str
+
+    def path(self, value: str) -> Path:
+        """Resolve a config path: ``~`` expanded, relative to the config's directory."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p).resolve()
+
+    @property
+    def output(self) -> Path:
+        return self.path(self.config.output)
+
+
+def parse(text: str, source: str) -> TrainConfig:
+    """YAML text -> :class:`TrainConfig`; :class:`ConfigError` (one line) if invalid."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: {where}not valid YAML: {problem}") from None
+    config = build(TrainConfig, data, source)
+    _check(config, source)
+    return config
+
+
+def _check(config: TrainConfig, source: str) -> None:
+    low, high = (config.augment.noise_snr_db + (0.0, 0.0))[:2]
+    if len(config.augment.noise_snr_db) != 2 or low > high:
+        raise ConfigError(f"{source}: augment.noise_snr_db: expected [low, high] with low <= high")
+    overlap = set(config.data.train_folds) & set(config.data.test_folds)
+    if overlap:
+        raise ConfigError(f"{source}: data.test_folds: fold(s) {sorted(overlap)} are also training folds")
+
+
+def load(path: str | Path) -> LoadedConfig:
+    """Read and parse a config file."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    return LoadedConfig(parse(text, p.name), p.resolve().parent, text)
+
+
+def replace(loaded: LoadedConfig, **sections: Any) -> LoadedConfig:
+    """A copy with whole sections replaced (used for cross-validation folds)."""
+    return LoadedConfig(dataclasses.replace(loaded.config, **sections), loaded.base_dir, loaded.text)

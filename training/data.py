@@ -1,0 +1,170 @@
+"""Labelled clips in: a CSV manifest or a folder-per-class tree; audio to mono 16 kHz; splits.
+
+Audio of any format libsndfile reads, any rate and channel count, is mixed to
+mono and resampled with a polyphase filter to the front end's rate.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from training.config import DataConfig
+
+_LOGGER = logging.getLogger(__name__)
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
+
+
+class DataError(ValueError):
+    """The dataset cannot be used; the message names the file or class and why."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Clip:
+    """One labelled audio file."""
+
+    path: Path
+    label: str
+    fold: int | None = None
+
+
+def load_clips(cfg: DataConfig, manifest: Path | None, audio_root: Path) -> list[Clip]:
+    """Clips from a manifest (when given) or a folder tree, checked to exist."""
+    clips = read_manifest(cfg, manifest, audio_root) if manifest else read_tree(audio_root)
+    missing = [c.path for c in clips if not c.path.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"{missing[0]}: audio file listed in the dataset does not exist{more}")
+    return clips
+
+
+def read_manifest(cfg: DataConfig, manifest: Path, audio_root: Path) -> list[Clip]:
+    """ESC-50 style CSV: file name, label and optionally fold columns (names configurable)."""
+    try:
+        with manifest.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{manifest}: cannot read manifest: {exc}") from None
+    columns = set(rows[0]) if rows else set()
+    for column in (cfg.filename_column, cfg.label_column):
+        if column not in columns:
+            raise DataError(f"{manifest}: no column {column!r} (columns: {', '.join(sorted(columns)) or 'none'})")
+    use_folds = bool(cfg.fold_column) and cfg.fold_column in columns
+    return [_row_clip(row, i + 2, cfg, manifest, audio_root, use_folds) for i, row in enumerate(rows)]
+
+
+def _row_clip(row: dict[str, str], line: int, cfg: DataConfig, manifest: Path, root: Path, folds: bool) -> Clip:
+    name, label = (row.get(cfg.filename_column) or "").strip(), (row.get(cfg.label_column) or "").strip()
+    if not name or not label:
+        raise DataError(f"{manifest}: line {line}: empty {cfg.filename_column!r} or {cfg.label_column!r}")
+    fold = None
+    if folds:
+        try:
+            fold = int(row[cfg.fold_column])
+        except (TypeError, ValueError):
+            raise DataError(f"{manifest}: line {line}: fold {row.get(cfg.fold_column)!r} is not an integer") from None
+    return Clip(path=root / name, label=label, fold=fold)
+
+
+def read_tree(root: Path) -> list[Clip]:
+    """``root/<label>/*.wav|flac|ogg...``: one folder per class."""
+    if not root.is_dir():
+        raise DataError(f"{root}: dataset folder does not exist")
+    clips = [
+        Clip(path=f, label=d.name)
+        for d in sorted(p for p in root.iterdir() if p.is_dir())
+        for f in sorted(d.rglob("*"))
+        if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file()
+    ]
+    if not clips:
+        raise DataError(f"{root}: no audio files in class folders ({', '.join(AUDIO_SUFFIXES)})")
+    return clips
+
+
+def check_counts(clips: list[Clip], min_clips: int) -> list[str]:
+    """Sorted labels; :class:`DataError` when a class has fewer than ``min_clips`` clips."""
+    counts = Counter(c.label for c in clips)
+    small = sorted((n, label) for label, n in counts.items() if n < min_clips)
+    if small:
+        n, label = small[0]
+        raise DataError(f"class {label!r} has {n} usable clip(s), fewer than data.min_clips_per_class={min_clips}")
+    return sorted(counts)
+
+
+def read_audio(path: Path, sample_rate: int) -> npt.NDArray[np.float32]:
+    """Mono float32 samples at ``sample_rate`` (channel mean, polyphase resampling)."""
+    import soundfile
+    from scipy.signal import resample_poly
+
+    try:
+        data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except (soundfile.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable audio: {exc}") from None
+    if data.shape[0] == 0:
+        raise DataError(f"{path}: no samples")
+    mono = data.mean(axis=1)
+    if rate != sample_rate:
+        g = math.gcd(int(rate), sample_rate)
+        mono = resample_poly(mono, sample_rate // g, int(rate) // g)
+    if not np.all(np.isfinite(mono)):
+        raise DataError(f"{path}: non-finite samples")
+    return np.asarray(mono, dtype=np.float32)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Split:
+    """Indices into a clip list."""
+
+    train: tuple[int, ...]
+    val: tuple[int, ...]
+    test: tuple[int, ...]
+
+
+def stratified(indices: list[int], labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Split ``indices`` into (rest, picked): ``fraction`` of each label, seeded."""
+    rng = np.random.default_rng(seed)
+    picked: list[int] = []
+    for label in sorted(set(labels[i] for i in indices)):
+        members = [i for i in indices if labels[i] == label]
+        rng.shuffle(members)
+        n = round(len(members) * fraction)
+        if fraction > 0 and n == 0 and len(members) >= 2:
+            n = 1  # every class should be represented in a held-out set
+        picked.extend(members[:n])
+    chosen = set(picked)
+    return sorted(i for i in indices if i not in chosen), sorted(picked)
+
+
+def make_split(clips: list[Clip], cfg: DataConfig, test_folds: tuple[int, ...] | None = None) -> Split:
+    """By fold when the clips have folds, else stratified; validation is stratified from training."""
+    labels = [c.label for c in clips]
+    everything = list(range(len(clips)))
+    has_folds = all(c.fold is not None for c in clips)
+    held = cfg.test_folds if test_folds is None else test_folds
+    if has_folds and held:
+        folds = set(c.fold for c in clips)
+        unknown = sorted(set(held) - folds)
+        if unknown:
+            raise DataError(f"data.test_folds: fold(s) {unknown} not in the dataset (folds: {sorted(folds)})")
+        train_folds = set(cfg.train_folds) or (folds - set(held))
+        test = [i for i in everything if clips[i].fold in held]
+        pool = [i for i in everything if clips[i].fold in train_folds]
+    else:
+        pool, test = stratified(everything, labels, cfg.test_fraction, cfg.seed)
+    train, val = stratified(pool, labels, cfg.val_fraction, cfg.seed + 1)
+    return Split(train=tuple(train), val=tuple(val), test=tuple(test))
+
+
+def folds_of(clips: list[Clip]) -> list[int]:
+    """The distinct folds, sorted; empty when the dataset has none."""
+    if not clips or any(c.fold is None for c in clips):
+        return []
+    return sorted({c.fold for c in clips if c.fold is not None})

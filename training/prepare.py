@@ -1,0 +1,100 @@
+"""Stage 1: dataset -> clips, split and cached features, recorded in ``prepared.json``.
+
+Later stages (fit, export, evaluate) start from that file, so each can run on
+its own and a run can resume after any stage.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from training import cache, data
+from training.cache import Frames
+from training.config import LoadedConfig
+from training.data import Clip, Split
+
+_LOGGER = logging.getLogger(__name__)
+
+PREPARED = "prepared.json"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Usable clips with their memory-mapped frames, label order and split."""
+
+    clips: list[Clip]
+    frames: list[Frames]
+    labels: list[str]
+    split: Split
+    skipped: list[tuple[Path, str]]
+    cache_files: list[str]
+
+    @property
+    def targets(self) -> list[int]:
+        index = {label: i for i, label in enumerate(self.labels)}
+        return [index[c.label] for c in self.clips]
+
+    def summary(self) -> str:
+        s = self.split
+        return (
+            f"{len(self.clips)} clips, {len(self.labels)} classes, train/val/test {len(s.train)}/{len(s.val)}/"
+            f"{len(s.test)}, {len(self.skipped)} skipped"
+        )
+
+
+def dataset_paths(loaded: LoadedConfig) -> tuple[Path | None, Path]:
+    """(manifest or None, audio root) resolved against the config's directory."""
+    cfg = loaded.config.data
+    manifest = loaded.path(cfg.manifest) if cfg.manifest else None
+    root = loaded.path(cfg.audio_root) if manifest is None else (manifest.parent / cfg.audio_root).resolve()
+    return manifest, root
+
+
+def prepare(loaded: LoadedConfig, test_folds: tuple[int, ...] | None = None) -> Prepared:
+    """Load, extract (cached), check class sizes, split; write ``prepared.json``."""
+    cfg = loaded.config.data
+    manifest, root = dataset_paths(loaded)
+    clips = data.load_clips(cfg, manifest, root)
+    extracted = cache.extract(clips, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
+    labels = data.check_counts(extracted.clips, cfg.min_clips_per_class)
+    split = data.make_split(extracted.clips, cfg, test_folds)
+    files = [str(f.filename) for f in extracted.frames]  # type: ignore[attr-defined]
+    prepared = Prepared(extracted.clips, extracted.frames, labels, split, extracted.skipped, files)
+    save(prepared, loaded.output / PREPARED)
+    return prepared
+
+
+def save(p: Prepared, path: Path) -> None:
+    """Write the clip list, split and cache file names as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "labels": p.labels,
+        "clips": [{"path": str(c.path), "label": c.label, "fold": c.fold} for c in p.clips],
+        "cache_files": p.cache_files,
+        "split": {"train": list(p.split.train), "val": list(p.split.val), "test": list(p.split.test)},
+        "skipped": [{"path": str(f), "reason": r} for f, r in p.skipped],
+    }
+    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+
+
+def load(output: Path) -> Prepared:
+    """Read ``prepared.json`` from a run directory and memory-map the cached frames."""
+    path = output / PREPARED
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise data.DataError(f"{path}: cannot read ({exc}); run 'auricle-train prepare' first") from None
+    clips = [Clip(path=Path(c["path"]), label=c["label"], fold=c["fold"]) for c in doc["clips"]]
+    try:
+        frames = [np.load(f, mmap_mode="r") for f in doc["cache_files"]]
+    except OSError as exc:
+        raise data.DataError(f"feature cache missing ({exc}); run 'auricle-train prepare' again") from None
+    s = doc["split"]
+    split = Split(train=tuple(s["train"]), val=tuple(s["val"]), test=tuple(s["test"]))
+    skipped = [(Path(x["path"]), x["reason"]) for x in doc["skipped"]]
+    return Prepared(clips, frames, doc["labels"], split, skipped, doc["cache_files"])
