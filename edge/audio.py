@@ -156,17 +156,21 @@ class FileSource:
         realtime: bool,
         loop: bool = False,
         block_samples: int = 1600,
+        start_time: float | None = None,
     ) -> None:
+        """``start_time``: epoch of the first sample (None = now; 0.0 gives seconds into the file)."""
         self.path = Path(path)
         self.rate_hz = rate_hz
         self._realtime, self._loop, self._block = realtime, loop, block_samples
+        self._start_time = start_time
         open_audio(self.path).close()  # fail at start-up, not in the worker
 
     def stats(self) -> dict[str, int]:
         return {"dropped_blocks": 0}
 
     def blocks(self, stop: threading.Event) -> Iterator[Block]:
-        t0, n_out = time.time(), 0
+        t0 = time.time() if self._start_time is None else self._start_time
+        n_out, started = 0, time.time()
         while not stop.is_set():
             reader = open_audio(self.path)
             resampler = Resampler(reader.rate_hz, self.rate_hz)
@@ -174,7 +178,7 @@ class FileSource:
                 for samples in _chunks(reader, resampler, self._block):
                     n_out += len(samples)
                     t_end = t0 + (n_out - 1) / self.rate_hz
-                    if self._realtime and stop.wait(max(0.0, t_end - time.time())):
+                    if self._realtime and stop.wait(max(0.0, (t_end - t0) - (time.time() - started))):
                         return
                     if stop.is_set():
                         return

@@ -126,12 +126,12 @@ class EventDetector:
     def flush(self, t: float) -> list[Event]:
         """End every active event (shutdown); t = epoch time of the last sample."""
         with self._lock:
-            return [self._end(i, t) for i in np.flatnonzero(self._state.active)]
+            return [self._end(i, t) for i in np.flatnonzero(self._state.active).tolist()]
 
     def active(self) -> dict[str, Event]:
         """The start events of the labels that are ON now, with current stats."""
         with self._lock:
-            return {self._labels[i]: self._state.snapshot(i) for i in np.flatnonzero(self._state.active)}
+            return {self._labels[i]: self._state.snapshot(i) for i in np.flatnonzero(self._state.active).tolist()}
 
     def thresholds(self) -> dict[str, float]:
         """Thresholds in force, per label."""
@@ -172,19 +172,20 @@ class EventDetector:
             passed: npt.NDArray[np.bool_] = window.mean(axis=0) >= self._thr
             return passed
         hits = np.count_nonzero(window >= self._thr, axis=0)
-        return hits >= min(self._params.k, self._filled)
+        enough: npt.NDArray[np.bool_] = hits >= self._params.k
+        return enough
 
     def _end_disabled(self, t: float) -> list[Event]:
-        gone = np.flatnonzero(self._state.active & ~self._enabled)
+        gone = np.flatnonzero(self._state.active & ~self._enabled).tolist()
         return [self._end(i, t) for i in gone]
 
     def _step(self, scores: npt.NDArray[np.floating], passing: npt.NDArray[np.bool_], t: float) -> list[Event]:
         st = self._state
         st.accumulate(scores, passing, t)
         hold_over = (t - st.last_pass) >= self._params.hold_s
-        events = [self._end(i, t) for i in np.flatnonzero(st.active & ~passing & hold_over)]
+        events = [self._end(i, t) for i in np.flatnonzero(st.active & ~passing & hold_over).tolist()]
         cooled = (t - st.ended_at) >= self._params.cooldown_s
-        for i in np.flatnonzero(passing & ~st.active & self._enabled & cooled):
+        for i in np.flatnonzero(passing & ~st.active & self._enabled & cooled).tolist():
             events.append(self._start(i, t))
         return events
 

@@ -16,7 +16,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,7 +117,7 @@ class _Stream:
         try:
             self.stream.abort()
             self.stream.close()
-        except Exception as exc:  # noqa: BLE001 - a dead device may fail in any way while closing
+        except Exception as exc:  # a dead device may fail in any way while closing
             _LOGGER.debug("closing input stream: %s", exc)
 
 
@@ -158,13 +158,13 @@ class MicSource:
         except AudioError as exc:
             self._report(f"microphone unavailable: {exc}")
             return None
-        except Exception as exc:  # noqa: BLE001 - PortAudio raises several types for a missing device
+        except Exception as exc:  # PortAudio raises several types for a missing device
             self._report(f"microphone unavailable: {type(exc).__name__}: {exc}")
             return None
         _LOGGER.info("microphone open: %s Hz, %d channel(s)", stream.capture_rate, stream.channels)
         return stream
 
-    def _read(self, stream: _Stream, stop: threading.Event) -> Iterator[Block]:
+    def _read(self, stream: _Stream, stop: threading.Event) -> Generator[Block, None, bool]:
         """Blocks from one stream; returns True when any audio arrived."""
         resampler = Resampler(stream.capture_rate, self.rate_hz)
         last, delivered = time.monotonic(), False

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from edge.schema import setting
 
-PASSWORD_ENV = "AURICLE_MQTT_PASSWORD"
+PASSWORD_ENV = "AURICLE_MQTT_PASSWORD"  # noqa: S105 (the variable's name, not a password)
 _TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_-]+$")
 _TOPIC_PATH = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$")
 

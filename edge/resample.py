@@ -39,7 +39,8 @@ class Resampler:
         h = 2.0 * cutoff * np.sinc(2.0 * cutoff * n) * np.kaiser(length, beta)
         h *= self.up / h.sum()  # unity gain at DC for every phase on average
         # Row p holds h[p + k*up] for k = taps-1..0, i.e. reversed for a forward dot product.
-        return h.reshape(taps, self.up).T[:, ::-1].copy()
+        phases: npt.NDArray[np.float64] = h.reshape(taps, self.up).T[:, ::-1].copy()
+        return phases
 
     @property
     def passthrough(self) -> bool:
@@ -63,7 +64,7 @@ class Resampler:
         pos = m * self.down
         ends = pos // self.up - base  # buf index of the newest input sample of each output
         windows = np.lib.stride_tricks.sliding_window_view(buf, self._taps)[ends - (self._taps - 1)]
-        out = np.einsum("nk,nk->n", windows, self._phases[pos % self.up])
+        out: npt.NDArray[np.float64] = np.einsum("nk,nk->n", windows, self._phases[pos % self.up])
         return out.astype(np.float32)
 
     def reset(self) -> None:

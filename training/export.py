@@ -110,9 +110,10 @@ def calibration_windows(
 
     rng = np.random.default_rng(seed)
     pool = list(clips)
+    order = rng.permutation(len(pool))
     out = []
     for i in range(count):
-        c = pool[int(rng.integers(len(pool)))] if i >= len(pool) else pool[rng.permutation(len(pool))[i]]
+        c = pool[order[i % len(pool)]]
         ends = active_ends(frames[c], window, params.db_floor)
         out.append(features.window_at(frames[c], int(rng.choice(ends)), window, params))
     return out

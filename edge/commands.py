@@ -1,0 +1,133 @@
+"""``auricle run | classify | devices``: the daemon's commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.audio import AUDIO_SUFFIXES, AudioError, FileSource
+from edge.bundle import read_bundle
+from edge.model import Classifier
+from edge.pipeline import Pipeline
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``run``, ``classify`` and ``devices``."""
+    p = sub.add_parser("run", help="run the daemon: listen, classify, publish")
+    p.add_argument("--config", "-c", metavar="FILE", help="YAML config (default: built-in defaults)")
+    p.set_defaults(handler=_run)
+
+    p = sub.add_parser("classify", help="classify audio files through the streaming pipeline")
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="audio files, or directories to search")
+    p.add_argument("--model", "-m", metavar="BUNDLE", help="model bundle (default: the shipped model)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--hops", action="store_true", help="also print the scores of every hop")
+    p.add_argument("--top", type=int, default=3, metavar="K", help="how many labels to list (default 3)")
+    p.set_defaults(handler=_classify)
+
+    p = sub.add_parser("devices", help="list audio input devices")
+    p.set_defaults(handler=_devices)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.config import load_config
+    from edge.service import run_service
+
+    config = load_config(args.config)
+    if not args.verbose:
+        logging.getLogger().setLevel(config.log_level)
+    try:
+        return run_service(config)
+    except AudioError as exc:
+        print(f"auricle: {exc}", file=sys.stderr)
+        return 2
+
+
+def _devices(_args: argparse.Namespace) -> int:
+    from edge.mic import input_devices
+
+    try:
+        devices = input_devices()
+    except (OSError, ImportError) as exc:
+        print(f"auricle: no audio input available: {exc}", file=sys.stderr)
+        return 1
+    if not devices:
+        print("no input devices found (no microphone, or no access to the sound server)")
+        return 1
+    print(f"{'index':>5}  {'channels':>8}  {'rate Hz':>8}  name")
+    for d in devices:
+        print(f"{d['index']:>5}  {d['channels']:>8}  {d['default_rate_hz']:>8.0f}  {d['name']}")
+    return 0
+
+
+# --- classify ----------------------------------------------------------------------
+
+
+def audio_files(paths: list[str]) -> Iterator[Path]:
+    """Each path; directories expand to their audio files, sorted, recursively."""
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        else:
+            yield path
+
+
+def hop_scores(classifier: Classifier, path: Path) -> list[tuple[float, np.ndarray[Any, Any]]]:
+    """``(seconds into the file, scores)`` for every hop, through the streaming pipeline."""
+    hops: list[tuple[float, np.ndarray[Any, Any]]] = []
+    pipeline = Pipeline(classifier, on_scores=lambda t, s: hops.append((t, s.copy())))
+    source = FileSource(path, pipeline.rate_hz, realtime=False, start_time=0.0)
+    for block in source.blocks(threading.Event()):
+        pipeline.feed(block.samples, block.t_end)
+    pipeline.finish()
+    return hops
+
+
+def _top(labels: tuple[str, ...], scores: np.ndarray[Any, Any], k: int) -> list[list[Any]]:
+    order = np.argsort(-scores, kind="stable")[: max(k, 1)]
+    return [[labels[i], round(float(scores[i]), 4)] for i in order]
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from edge.service import default_model_path
+
+    classifier = Classifier(read_bundle(args.model or default_model_path()))
+    status = 0
+    for path in audio_files(args.paths):
+        try:
+            hops = hop_scores(classifier, path)
+            if not hops:
+                raise AudioError(f"{path}: no audio")
+        except AudioError as exc:
+            print(f"auricle: {exc}" if str(path) in str(exc) else f"auricle: {path}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        _report(path, hops, classifier.labels, args)
+    return status
+
+
+def _report(path: Path, hops: list[tuple[float, Any]], labels: tuple[str, ...], args: argparse.Namespace) -> None:
+    mean = np.mean([s for _, s in hops], axis=0)
+    top = _top(labels, mean, args.top)
+    if args.json:
+        record: dict[str, Any] = {"file": str(path), "label": top[0][0], "score": top[0][1], "top": top}
+        if args.hops:
+            record["hops"] = [{"t": round(t, 3), "top": _top(labels, s, args.top)} for t, s in hops]
+        print(json.dumps(record), flush=True)
+        return
+    ranked = ", ".join(f"{label} {score:.3f}" for label, score in top)
+    print(f"{path}: {top[0][0]} {top[0][1]:.3f}  ({ranked}; {len(hops)} hops)", flush=True)
+    if args.hops:
+        for t, s in hops:
+            print(f"  {t:8.3f} s  " + "  ".join(f"{label} {score:.3f}" for label, score in _top(labels, s, args.top)))

@@ -1,0 +1,162 @@
+"""What every publisher shares (payloads, rate limits, label state), and the console sink.
+
+:class:`BaseSink` implements the :class:`~edge.payloads.Publisher` protocol
+on top of one method, ``_emit(topic, payload, retain, is_json)``.  The MQTT
+publisher sends through paho; :class:`ConsoleSink` prints one JSON line per
+message with the same topic and payload, for a device without a broker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from edge.control import ControlResult
+from edge.events import Event
+from edge.mqttconfig import MqttConfig
+from edge.payloads import OFF, OFFLINE, ON, ONLINE, ControlHandler, DeviceInfo, Payloads, RateLimiter, Topics, slugs
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class BaseSink:
+    """Shared publisher logic; subclasses say how a message leaves the device."""
+
+    def __init__(self, config: MqttConfig) -> None:
+        self.config = config
+        self.device_id = config.resolved_device_id()
+        self.topics = Topics(f"{config.prefix}/{self.device_id}")
+        self._lock = threading.RLock()
+        self._payloads = Payloads("unknown")
+        self._info = DeviceInfo(model_name="unknown", model_version="unknown", labels=(), sw_version="unknown")
+        self._slugs: dict[str, str] = {}
+        self._enabled: tuple[str, ...] = ()
+        self._states: dict[str, bool] = {}
+        self._reason: str | None = None
+        self._handler: ControlHandler | None = None
+        self._scores_gate = RateLimiter(1.0 / config.scores.max_rate_hz)
+        self._level_gate = RateLimiter(config.level_interval_s)
+
+    def start(self, info: DeviceInfo) -> None:
+        """Remember the device and model, then go online."""
+        with self._lock:
+            if info.device_id is not None:
+                self.device_id = info.device_id
+                self.topics = Topics(f"{self.config.prefix}/{info.device_id}")
+            self._info = info
+            self._payloads = Payloads(info.model_version)
+            self._slugs = slugs(info.labels)
+            self._enabled = info.labels if info.enabled is None else tuple(info.enabled)
+            self._states = dict.fromkeys(self._enabled, False)
+        self._go_online()
+
+    def publish_event(self, event: Event) -> None:
+        """A start or end of a sound on ``event`` (not retained)."""
+        self._emit(self.topics.event, self._payloads.event(event), False, True)
+
+    def publish_state(self, label: str, on: bool) -> None:
+        """Retained ON/OFF on ``state/<label>``; ignored for labels that are not enabled."""
+        with self._lock:
+            if label not in self._states:
+                return
+            self._states[label] = on
+            topic = self.topics.state(self._slugs[label])
+        self._emit(topic, ON if on else OFF, self.config.retain, False)
+
+    def publish_scores(self, t: float, top: Sequence[tuple[str, float]]) -> None:
+        """Top-k scores of one hop, when enabled, at most max_rate_hz."""
+        if self.config.scores.enabled and self._scores_gate.ready():
+            payload = self._payloads.scores(t, top[: self.config.scores.top_k])
+            self._emit(self.topics.scores, payload, False, True)
+
+    def publish_level(self, t: float, dbfs: float) -> None:
+        """Input level in dBFS, at most once per level_interval_s."""
+        if self._level_gate.ready():
+            self._emit(self.topics.level, self._payloads.level(t, dbfs), False, True)
+
+    def publish_health(self, health: Mapping[str, Any]) -> None:
+        """Health figures as given (the caller paces them with health_interval_s), plus the sink's own."""
+        self._emit(self.topics.health, self._payloads.health(health, self._stats()), False, True)
+
+    def publish_status_reason(self, reason: str) -> None:
+        """Why the device is degraded (e.g. 'microphone lost: ...'); retained on ``status/reason``."""
+        with self._lock:
+            self._reason = self._payloads.reason(reason)
+            payload = self._reason
+        self._emit(self.topics.reason, payload, self.config.retain, True)
+
+    def set_control_handler(self, fn: ControlHandler) -> None:
+        """Called with each raw ``set`` payload; its result goes to ``set/result``."""
+        self._handler = fn
+
+    def update_labels(self, enabled: Sequence[str]) -> None:
+        """Labels that may raise events changed: update states (and discovery, where there is one)."""
+        with self._lock:
+            self._enabled = tuple(x for x in self._info.labels if x in set(enabled))
+            gone = [x for x in self._states if x not in self._enabled]
+            for label in gone:
+                del self._states[label]
+            for label in self._enabled:
+                self._states.setdefault(label, False)
+        self._labels_changed(gone)
+
+    def close(self) -> None:
+        """Say offline."""
+        self._emit(self.topics.status, OFFLINE, self.config.retain, False)
+
+    def handle_control(self, payload: bytes) -> ControlResult:
+        """Run the control handler on a raw payload; nothing it raises escapes."""
+        handler = self._handler
+        if handler is None:
+            result = ControlResult(ok=False, error="set: runtime control is not available")
+        else:
+            try:
+                result = handler(payload)
+            except Exception:  # network input must never take the daemon down
+                _LOGGER.exception("control handler failed")
+                result = ControlResult(ok=False, error="set: internal error, nothing changed")
+        self._emit(self.topics.set_result, self._payloads.set_result(result), False, True)
+        if result.ok:
+            self.update_labels(result.enabled)
+        return result
+
+    def _go_online(self) -> None:
+        self._emit(self.topics.status, ONLINE, self.config.retain, False)
+        for topic, payload in self._state_messages():
+            self._emit(topic, payload, self.config.retain, False)
+
+    def _state_messages(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return [(self.topics.state(self._slugs[x]), ON if on else OFF) for x, on in self._states.items()]
+
+    def _labels_changed(self, gone: Sequence[str]) -> None:
+        del gone  # the console has nothing to remove
+
+    def _stats(self) -> dict[str, Any]:
+        return {}
+
+    def _emit(self, topic: str, payload: str, retain: bool, is_json: bool) -> None:
+        raise NotImplementedError
+
+
+class ConsoleSink(BaseSink):
+    """JSON lines on stdout: ``{"topic": ..., "retain": ..., "payload": ...}``."""
+
+    def __init__(self, config: MqttConfig, stream: TextIO | None = None) -> None:
+        super().__init__(config)
+        self._stream = stream
+
+    def _emit(self, topic: str, payload: str, retain: bool, is_json: bool) -> None:
+        body = payload if is_json else json.dumps(payload)
+        line = f'{{"topic":{json.dumps(topic)},"retain":{json.dumps(retain)},"payload":{body}}}\n'
+        stream = self._stream or sys.stdout
+        with self._lock:
+            try:
+                stream.write(line)
+                stream.flush()
+            except (OSError, ValueError) as exc:  # closed pipe or stream: keep classifying
+                _LOGGER.warning("console sink cannot write: %s", exc)

@@ -1,0 +1,133 @@
+"""``auricle-train``: inspect a dataset, then prepare, fit, export, evaluate - or ``run`` all."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edge.bundle import BundleError
+from edge.schema import ConfigError
+from training import config as config_mod
+from training.config import LoadedConfig
+from training.data import DataError
+
+_LOGGER = logging.getLogger(__name__)
+
+_EXPECTED = (ConfigError, DataError, BundleError, FileNotFoundError)
+
+
+def _prepare(loaded: LoadedConfig) -> None:
+    from training import prepare
+
+    t0 = time.monotonic()
+    p = prepare.prepare(loaded)
+    print(f"prepare: {p.summary()} ({time.monotonic() - t0:.0f} s)")
+
+
+def _fit(loaded: LoadedConfig) -> None:
+    from training import pipeline, prepare
+
+    t0 = time.monotonic()
+    model = pipeline.run_fit(loaded, prepare.load(loaded.output))
+    print(f"fit: {model.count_params()} parameters, model in {loaded.output} ({time.monotonic() - t0:.0f} s)")
+
+
+def _export(loaded: LoadedConfig) -> None:
+    from training import pipeline, prepare
+
+    f, q = pipeline.run_export(loaded, prepare.load(loaded.output))
+    print(f"export: float32 {len(f) / 1024:.0f} KiB, int8 {len(q) / 1024:.0f} KiB (loads in the device runtime)")
+
+
+def _evaluate(loaded: LoadedConfig) -> None:
+    from training import pipeline, prepare
+
+    h = pipeline.run_evaluate(loaded, prepare.load(loaded.output))["headline"]
+    print(
+        f"evaluate: {h['test']} clip accuracy float {h['float_clip_accuracy']:.3f} int8 {h['int8_clip_accuracy']:.3f} "
+        f"(drop {h['int8_drop_points']:.1f} points, agreement {h['top1_agreement']:.3f}), "
+        f"int8 {h['int8_latency_ms']:.2f} ms/window; bundle {pipeline.bundle_path(loaded)}"
+    )
+
+
+def _run(loaded: LoadedConfig) -> None:
+    t0 = time.monotonic()
+    for stage in (_prepare, _fit, _export, _evaluate):
+        stage(loaded)
+    print(f"run: done in {time.monotonic() - t0:.0f} s")
+
+
+def _cv(loaded: LoadedConfig) -> None:
+    from training import crossval
+
+    summary = crossval.run(loaded)
+    print(f"cv: {summary}")
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from training import quality
+
+    rows, out = quality.inspect_dataset(Path(args.dataset), Path(args.out), args)
+    print(quality.table(rows))
+    flagged = sum(1 for r in rows if r.flags)
+    print(f"inspect: {len(rows)} clips, {flagged} flagged, contact sheets in {out}")
+    return 0
+
+
+STAGES: dict[str, Callable[[LoadedConfig], None]] = {
+    "prepare": _prepare,
+    "fit": _fit,
+    "export": _export,
+    "evaluate": _evaluate,
+    "run": _run,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="auricle-train", description=__doc__)
+    ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("inspect", help="flag suspicious clips and write spectrogram contact sheets")
+    p.add_argument("dataset", help="CSV manifest or folder-per-class tree")
+    p.add_argument("--out", default="inspect", help="folder for the PNG contact sheets")
+    p.add_argument("--audio-root", default="audio", help="manifest file names are relative to this")
+    p.add_argument("--label-column", default="category")
+    p.add_argument("--filename-column", default="filename")
+    p.add_argument("--per-class", type=int, default=12, help="clips per contact sheet")
+    for name, helptext in (
+        ("prepare", "load the dataset, cache features, split"),
+        ("fit", "train the model (resumable)"),
+        ("export", "write float32 and int8 TFLite files"),
+        ("evaluate", "evaluate through edge, write the report and the bundle"),
+        ("run", "all stages"),
+    ):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--config", required=True, help="training YAML")
+        if name == "run":
+            s.add_argument("--cv", action="store_true", help="k-fold cross-validation over the dataset's folds")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "inspect":
+            return _inspect(args)
+        loaded = config_mod.load(args.config)
+        stage = _cv if getattr(args, "cv", False) else STAGES[args.command]
+        stage(loaded)
+    except _EXPECTED as exc:
+        print(f"auricle-train: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""Stage 4: evaluate TFLite models through the device code (``edge.model.Classifier``).
+
+Clip score = mean of the window scores at ``window_ends(n_frames, window,
+hop)``: exactly what the daemon computes.  Keras is never used for a reported
+figure.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge import features
+from edge.bundle import Bundle, Manifest, OutputSpec, sha256
+from edge.model import Classifier
+from training.config import TrainConfig
+from training.export import int8_input_spec
+from training.fit import input_spec
+
+_LOGGER = logging.getLogger(__name__)
+
+Scores = npt.NDArray[np.float32]
+
+
+def manifest_for(
+    cfg: TrainConfig,
+    labels: Sequence[str],
+    model_bytes: bytes,
+    *,
+    thresholds: dict[str, float] | None = None,
+    metrics: dict[str, Any] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> Manifest:
+    """A manifest for ``model_bytes`` (float32 or int8, read from the file itself)."""
+    spec, output = int8_input_spec(model_bytes, input_spec(cfg))
+    return Manifest(
+        schema_version=1,
+        name=cfg.bundle.name,
+        version=cfg.bundle.version,
+        created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        labels=tuple(labels),
+        features=cfg.features,
+        fingerprint=cfg.features.fingerprint(),
+        window_frames=cfg.window.window_frames,
+        hop_frames=cfg.window.hop_frames,
+        input=spec,
+        output=OutputSpec(**output),
+        thresholds=dict(thresholds or dict.fromkeys(labels, 0.5)),
+        model_sha256=sha256(model_bytes),
+        provenance=dict(provenance or {}),
+        metrics=dict(metrics or {}),
+    )
+
+
+def classifier(cfg: TrainConfig, labels: Sequence[str], model_bytes: bytes, name: str) -> Classifier:
+    """The device's classifier around an in-memory model (no bundle file needed)."""
+    m = manifest_for(cfg, labels, model_bytes)
+    return Classifier(Bundle(m, model_bytes, m.to_json(), None, name), threads=1)
+
+
+def clip_scores(clf: Classifier, frames: Any, hop: int) -> Scores:
+    """Mean of the window scores at the device's inference points."""
+    m = clf.manifest
+    ends = features.window_ends(frames.shape[0], m.window_frames, hop)
+    scores = [clf.scores(features.window_at(frames, e, m.window_frames, m.features)) for e in ends]
+    return np.mean(scores, axis=0).astype(np.float32)
+
+
+def score_clips(clf: Classifier, frames: Sequence[Any], clips: Sequence[int], hop: int) -> Scores:
+    """``(len(clips), n_labels)`` clip scores."""
+    from tqdm import tqdm
+
+    rows = [clip_scores(clf, frames[c], hop) for c in tqdm(clips, desc="evaluate", unit="clip", leave=False)]
+    return np.stack(rows) if rows else np.zeros((0, len(clf.labels)), dtype=np.float32)
+
+
+def classification(truth: npt.NDArray[np.int64], pred: npt.NDArray[np.int64], n: int) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision/recall/F1 and the confusion matrix."""
+    cm = np.zeros((n, n), dtype=np.int64)
+    np.add.at(cm, (truth, pred), 1)
+    tp = np.diag(cm).astype(np.float64)
+    predicted, actual = cm.sum(axis=0), cm.sum(axis=1)
+    precision = np.divide(tp, predicted, out=np.zeros(n), where=predicted > 0)
+    recall = np.divide(tp, actual, out=np.zeros(n), where=actual > 0)
+    denom = precision + recall
+    f1 = np.divide(2 * precision * recall, denom, out=np.zeros(n), where=denom > 0)
+    present = actual > 0
+    return {
+        "accuracy": float(tp.sum() / max(cm.sum(), 1)),
+        "macro_f1": float(f1[present].mean()) if present.any() else 0.0,
+        "precision": precision.tolist(),
+        "recall": recall.tolist(),
+        "f1": f1.tolist(),
+        "support": actual.tolist(),
+        "confusion": cm.tolist(),
+    }
+
+
+def tune_thresholds(scores: Scores, truth: npt.NDArray[np.int64], labels: Sequence[str]) -> dict[str, float]:
+    """Per label, the clip-score threshold with the best one-vs-rest F1 on validation clips."""
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    out = {}
+    for k, label in enumerate(labels):
+        positive = truth == k
+        best, best_f1 = 0.5, -1.0
+        for t in grid:
+            hit = scores[:, k] >= t
+            tp = float(np.sum(hit & positive))
+            f1 = 2 * tp / max(float(hit.sum() + positive.sum()), 1.0)
+            if f1 > best_f1 + 1e-12:
+                best, best_f1 = float(t), f1
+        out[label] = best if positive.any() else 0.5
+    return out
+
+
+def latency_ms(clf: Classifier, runs: int) -> float:
+    """Median wall time of one window inference (prepared tensor, 1 thread), ms."""
+    m = clf.manifest
+    window = np.full((m.window_frames, m.features.n_bands), m.features.db_floor + 40.0, dtype=np.float32)
+    tensor = features.to_input(window, m.features, m.input)
+    for _ in range(10):
+        clf.invoke(tensor)
+    times = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        clf.invoke(tensor)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000.0)
+
+
+def compare(float_scores: Scores, int8_scores: Scores, truth: npt.NDArray[np.int64], n: int) -> dict[str, Any]:
+    """Float and int8 classification, the int8 drop and the top-1 agreement."""
+    f = classification(truth, float_scores.argmax(axis=1), n)
+    q = classification(truth, int8_scores.argmax(axis=1), n)
+    agree = float(np.mean(float_scores.argmax(axis=1) == int8_scores.argmax(axis=1))) if len(truth) else 0.0
+    return {
+        "float": f,
+        "int8": q,
+        "int8_drop_points": 100.0 * (f["accuracy"] - q["accuracy"]),
+        "top1_agreement": agree,
+    }

@@ -1,0 +1,181 @@
+"""The stages behind ``auricle-train``: prepare, fit, export, evaluate (+ bundle), run, CV.
+
+Each stage reads what the previous one left in the run directory, so any of
+them can be re-run alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.bundle import load_private_key, write_bundle
+from training import evaluate, export, fit, prepare, report
+from training import model as model_mod
+from training.config import LoadedConfig
+from training.prepare import Prepared
+
+_LOGGER = logging.getLogger(__name__)
+
+STATS = "model_stats.json"
+REPORT_JSON, REPORT_MD = "report.json", "report.md"
+
+
+def seed_weights(loaded: LoadedConfig) -> None:
+    """A weights path named like Keras' cache file also seeds the cache (offline 'imagenet')."""
+    w = loaded.config.model.weights
+    if w not in ("imagenet", "none"):
+        model_mod.seed_keras_cache(loaded.path(w))
+
+
+def resolved_model_config(loaded: LoadedConfig) -> LoadedConfig:
+    """The config with ``model.weights`` as an absolute path (Keras is given the file)."""
+    from training.config import replace
+    import dataclasses
+
+    m = loaded.config.model
+    if m.weights in ("imagenet", "none"):
+        return loaded
+    return replace(loaded, model=dataclasses.replace(m, weights=str(loaded.path(m.weights))))
+
+
+def run_fit(loaded: LoadedConfig, prepared: Prepared) -> Any:
+    """Train and record params, MACs and wall time."""
+    t0 = time.monotonic()
+    model = fit.train(resolved_model_config(loaded), prepared)
+    stats = {
+        "params": int(model.count_params()),
+        "macs": model_mod.count_macs(model),
+        "fit_seconds": round(time.monotonic() - t0, 1),
+    }
+    (loaded.output / STATS).write_text(json.dumps(stats, indent=1) + "\n", encoding="utf-8")
+    return model
+
+
+def run_export(loaded: LoadedConfig, prepared: Prepared, model: Any | None = None) -> tuple[bytes, bytes]:
+    """Float32 and int8 TFLite files in the run directory."""
+    cfg, out = loaded.config, loaded.output
+    model = model if model is not None else fit.load_model(out)
+    windows = export.calibration_windows(
+        prepared.frames, prepared.split.train, cfg.window.window_frames, cfg.features,
+        cfg.export.calibration_windows, cfg.fit.seed,
+    )  # fmt: skip
+    float_bytes, int8_bytes = export.export_pair(model, windows, cfg.features, fit.input_spec(cfg))
+    (out / export.FLOAT_FILE).write_bytes(float_bytes)
+    (out / export.INT8_FILE).write_bytes(int8_bytes)
+    return float_bytes, int8_bytes
+
+
+def _scores(loaded: LoadedConfig, prepared: Prepared, model_bytes: bytes, name: str, clips: Any) -> np.ndarray:
+    cfg = loaded.config
+    clf = evaluate.classifier(cfg, prepared.labels, model_bytes, name)
+    return evaluate.score_clips(clf, prepared.frames, clips, cfg.window.hop_frames)
+
+
+def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
+    """Evaluate both TFLite files through edge; write report files and the bundle."""
+    cfg, out = loaded.config, loaded.output
+    float_bytes = (out / export.FLOAT_FILE).read_bytes()
+    int8_bytes = (out / export.INT8_FILE).read_bytes()
+    targets = np.asarray(prepared.targets)
+    test, val = list(prepared.split.test), list(prepared.split.val)
+    scores = {k: _scores(loaded, prepared, b, k, test) for k, b in (("float", float_bytes), ("int8", int8_bytes))}
+    result = evaluate.compare(scores["float"], scores["int8"], targets[test], len(prepared.labels))
+    val_scores = _scores(loaded, prepared, int8_bytes, "int8", val)
+    thresholds = evaluate.tune_thresholds(val_scores, targets[val], prepared.labels)
+    full = _assemble(loaded, prepared, result, thresholds, float_bytes, int8_bytes)
+    _write_reports(loaded, prepared, full, scores)
+    _write_bundle(loaded, prepared, full, int8_bytes)
+    return full
+
+
+def _latency(loaded: LoadedConfig, prepared: Prepared, model_bytes: bytes, name: str) -> float:
+    clf = evaluate.classifier(loaded.config, prepared.labels, model_bytes, name)
+    return evaluate.latency_ms(clf, loaded.config.export.latency_runs)
+
+
+def _assemble(
+    loaded: LoadedConfig, prepared: Prepared, result: dict[str, Any], thresholds: dict[str, float],
+    float_bytes: bytes, int8_bytes: bytes,
+) -> dict[str, Any]:  # fmt: skip
+    cfg, out = loaded.config, loaded.output
+    stats = json.loads((out / STATS).read_text()) if (out / STATS).exists() else {}
+    held = sorted({prepared.clips[i].fold for i in prepared.split.test if prepared.clips[i].fold is not None})
+    headline = {
+        "test": f"folds {held}" if held else "stratified hold-out",
+        "test_clips": len(prepared.split.test),
+        "hop_frames": cfg.window.hop_frames,
+        "float_clip_accuracy": round(result["float"]["accuracy"], 4),
+        "int8_clip_accuracy": round(result["int8"]["accuracy"], 4),
+        "float_macro_f1": round(result["float"]["macro_f1"], 4),
+        "int8_macro_f1": round(result["int8"]["macro_f1"], 4),
+        "int8_drop_points": round(result["int8_drop_points"], 2),
+        "top1_agreement": round(result["top1_agreement"], 4),
+        "params": stats.get("params"),
+        "macs": stats.get("macs"),
+        "int8_model_bytes": len(int8_bytes),
+        "float_model_bytes": len(float_bytes),
+        "int8_latency_ms": round(_latency(loaded, prepared, int8_bytes, "int8"), 4),
+        "float_latency_ms": round(_latency(loaded, prepared, float_bytes, "float"), 4),
+        "fit_seconds": stats.get("fit_seconds"),
+    }
+    return {
+        "name": cfg.bundle.name,
+        "version": cfg.bundle.version,
+        "labels": prepared.labels,
+        "headline": headline,
+        "test": result,
+        "thresholds": thresholds,
+        "skipped": [str(p) for p, _ in prepared.skipped],
+    }
+
+
+def _write_reports(loaded: LoadedConfig, prepared: Prepared, full: dict[str, Any], scores: dict[str, Any]) -> None:
+    out, labels = loaded.output, prepared.labels
+    report.write_json(full, out / REPORT_JSON)
+    report.plot_confusion(full["test"]["int8"]["confusion"], labels, out / report.CONFUSION_PNG,
+                          "int8 model, held-out clips (rows: true class, normalised)")  # fmt: skip
+    report.plot_curves(report.read_history(out), out / report.CURVES_PNG)
+    try:
+        emb = embeddings(loaded, prepared)
+        truth = [prepared.targets[i] for i in prepared.split.test]
+        report.plot_embedding(emb, truth, labels, out / report.EMBEDDING_PNG)
+    except FileNotFoundError as exc:
+        _LOGGER.warning("no embedding plot: %s", exc)
+    (out / REPORT_MD).write_text(report.markdown(full, labels), encoding="utf-8")
+
+
+def embeddings(loaded: LoadedConfig, prepared: Prepared) -> np.ndarray:
+    """Penultimate-layer features per test clip (mean over its windows), from the Keras model."""
+    cfg = loaded.config
+    emb_model = model_mod.embedding_model(fit.load_model(loaded.output))
+    spec = fit.input_spec(cfg)
+    rows = []
+    for c in prepared.split.test:
+        windows = fit.clip_windows(prepared.frames[c], cfg, cfg.window.hop_frames)
+        rows.append(emb_model.predict(fit.batch_inputs(windows, cfg, spec), verbose=0).mean(axis=0))
+    return np.stack(rows)
+
+
+def bundle_path(loaded: LoadedConfig) -> Path:
+    b = loaded.config.bundle
+    return loaded.path(b.path) if b.path else loaded.output / f"{b.name}.auricle"
+
+
+def _write_bundle(loaded: LoadedConfig, prepared: Prepared, full: dict[str, Any], int8_bytes: bytes) -> Path:
+    cfg = loaded.config
+    metrics = {k: v for k, v in full["headline"].items() if k not in ("hop_frames",)}
+    provenance = {"training_config": loaded.text, "trainer": "auricle-train", "labels_from": cfg.data.manifest}
+    manifest = evaluate.manifest_for(
+        cfg, prepared.labels, int8_bytes, thresholds=full["thresholds"], metrics=metrics, provenance=provenance
+    )
+    key = load_private_key(loaded.path(cfg.bundle.signing_key)) if cfg.bundle.signing_key else None
+    path = bundle_path(loaded)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bundle(path, manifest, int8_bytes, private_key=key)
+    return path

@@ -1,0 +1,145 @@
+"""report.json, a readable report.md and the plots, written to the run directory."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_LOGGER = logging.getLogger(__name__)
+
+CONFUSION_PNG, EMBEDDING_PNG, CURVES_PNG = "confusion.png", "embedding.png", "curves.png"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion(cm: Sequence[Sequence[int]], labels: Sequence[str], path: Path, title: str) -> None:
+    """Row-normalised confusion matrix with every label named."""
+    plt = _pyplot()
+    m = np.asarray(cm, dtype=np.float64)
+    norm = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+    size = max(6.0, 0.28 * len(labels) + 3)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ticks = np.arange(len(labels))
+    ax.set_xticks(ticks, labels, rotation=90, fontsize=7)
+    ax.set_yticks(ticks, labels, fontsize=7)
+    for i, j in zip(*np.nonzero(m), strict=True):
+        colour = "white" if norm[i, j] > 0.5 else "black"
+        ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=5, color=colour)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def pca_2d(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Project rows of ``x`` onto their first two principal components."""
+    centred = x - x.mean(axis=0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    return centred @ vt[:2].T
+
+
+def plot_embedding(emb: npt.NDArray[np.float64], truth: Sequence[int], labels: Sequence[str], path: Path) -> None:
+    """PCA of penultimate-layer clip embeddings, coloured by class, names at class centres."""
+    plt = _pyplot()
+    xy = pca_2d(np.asarray(emb, dtype=np.float64))
+    t = np.asarray(truth)
+    fig, ax = plt.subplots(figsize=(12, 10))
+    cmap = plt.get_cmap("tab20")
+    markers = "os^Dv"
+    for k, label in enumerate(labels):
+        pts = xy[t == k]
+        if not len(pts):
+            continue
+        ax.scatter(pts[:, 0], pts[:, 1], s=18, color=cmap(k % 20), marker=markers[(k // 20) % 5], alpha=0.75)
+        cx, cy = pts.mean(axis=0)
+        ax.text(cx, cy, label, fontsize=7, ha="center", va="center", alpha=0.9)
+    ax.set_title("Test clips: PCA of the penultimate layer (mean over windows), coloured by true class")
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def read_history(output: Path) -> list[dict[str, float]]:
+    """Epoch rows of both phases, in order, with a 'phase' column."""
+    rows: list[dict[str, float]] = []
+    for phase, name in enumerate(("head", "finetune"), start=1):
+        path = output / f"history_{name}.csv"
+        if path.exists():
+            with path.open(newline="") as fh:
+                for row in csv.DictReader(fh):
+                    rows.append({k: float(v) for k, v in row.items() if v not in ("", None)} | {"phase": phase})
+    return rows
+
+
+def plot_curves(history: list[dict[str, float]], path: Path) -> None:
+    """Training loss and accuracy, and validation clip accuracy, per epoch across both phases."""
+    plt = _pyplot()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    x = np.arange(1, len(history) + 1)
+    a.plot(x, [r.get("loss", np.nan) for r in history], label="training loss")
+    a.set_xlabel("epoch (both phases)")
+    a.set_ylabel("loss")
+    a.legend()
+    b.plot(x, [r.get("accuracy", np.nan) for r in history], label="training window accuracy (augmented)")
+    b.plot(x, [r.get("val_clip_acc", np.nan) for r in history], label="validation clip accuracy")
+    b.set_xlabel("epoch (both phases)")
+    b.set_ylim(0, 1)
+    b.legend()
+    boundary = sum(1 for r in history if r["phase"] == 1)
+    for ax in (a, b):
+        if 0 < boundary < len(history):
+            ax.axvline(boundary + 0.5, color="grey", linestyle="--")
+        ax.grid(alpha=0.3)
+    fig.suptitle("Training curves (dashed line: base unfrozen)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_json(report: dict[str, Any], path: Path) -> None:
+    path.write_text(json.dumps(report, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def markdown(report: dict[str, Any], labels: Sequence[str]) -> str:
+    """A readable summary: headline table, per-class table, plots."""
+    h, cls = report["headline"], report["test"]
+    lines = [
+        f"# Training report: {report['name']} {report['version']}",
+        "",
+        f"Evaluated through the device code (edge.model.Classifier, TFLite) on {h['test_clips']} held-out clips; "
+        f"clip score = mean of window scores every {h['hop_frames']} frames.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in h.items()]
+    lines += ["", "## Per class (int8, test clips)", "", "| label | precision | recall | F1 | clips | threshold |"]
+    lines.append("|---|---|---|---|---|---|")
+    q = cls["int8"]
+    for k, label in enumerate(labels):
+        lines.append(
+            f"| {label} | {q['precision'][k]:.2f} | {q['recall'][k]:.2f} | {q['f1'][k]:.2f} | "
+            f"{q['support'][k]} | {report['thresholds'][label]:.2f} |"
+        )
+    lines += ["", "## Plots", "", f"![confusion]({CONFUSION_PNG})", "", f"![embedding]({EMBEDDING_PNG})", ""]
+    lines += [f"![curves]({CURVES_PNG})", ""]
+    return "\n".join(lines)
