@@ -127,6 +127,8 @@ class _SoundFileReader:
 def open_audio(path: str | os.PathLike[str]) -> _Reader:
     """Open an audio file for streaming reads; :class:`AudioError` names the file and the reason."""
     p = Path(path)
+    if not p.is_file():
+        raise AudioError(f"{p}: cannot read audio: {'not a file' if p.exists() else 'no such file'}")
     try:
         if p.suffix.lower() == ".wav":
             try:

@@ -48,7 +48,7 @@ class EventParams:
     cooldown_s: float = setting(0.0, lo=0.0, hi=3600.0, unit="s after an end before the next start")
 
     def __post_init__(self) -> None:
-        if self.k > self.smoothing_hops:
+        if self.smoothing == "k_of_n" and self.k > self.smoothing_hops:
             raise ValueError(f"k ({self.k}) must not exceed smoothing_hops ({self.smoothing_hops})")
         both = sorted(set(self.enabled) & set(self.disabled))
         if both:

@@ -34,13 +34,13 @@ class TlsConfig:
 
     def __post_init__(self) -> None:
         if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("tls: cert_file and key_file go together")
+            raise ValueError("cert_file and key_file go together")
         for name in ("ca_file", "cert_file", "key_file"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
-                raise ValueError(f"tls: {name} {path!r} is not a readable file")
+                raise ValueError(f"{name} {path!r} is not a readable file")
         if not self.enabled and (self.ca_file or self.cert_file or self.insecure):
-            raise ValueError("tls: files or insecure given but enabled is false")
+            raise ValueError("files or insecure given but enabled is false")
 
 
 @dataclass(frozen=True, kw_only=True)

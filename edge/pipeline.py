@@ -32,6 +32,8 @@ _LOGGER = logging.getLogger(__name__)
 
 Floats = npt.NDArray[np.float32]
 ScoresHook = Callable[[float, Floats], None]
+REANCHOR_S = 0.1
+"""Block times further than this from the sample clock re-anchor it (seconds)."""
 
 
 class Detector(Protocol):
@@ -106,6 +108,8 @@ class Pipeline:
         self._count = 0
         self._decisions = 0
         self._t_last = 0.0
+        self._anchor_t: float | None = None
+        self._anchor_n = 0
 
     @property
     def rate_hz(self) -> int:
@@ -118,6 +122,7 @@ class Pipeline:
         n = len(samples)
         if self._recorder is not None:
             self._recorder.feed(samples)
+        self._anchor_to(t_end, n)
         p = self._params
         pos = 0
         while pos < n:
@@ -126,10 +131,23 @@ class Pipeline:
             self._consume(samples[pos : pos + take])
             pos += take
             if self._samples == boundary:
-                self._decide(t_end - (n - pos) / p.sample_rate)
+                self._decide(self._time_of(self._samples - 1))
                 self._next_end += self._hop
-        self._t_last = t_end
+        self._t_last = self._time_of(self._samples - 1)
         self.stats.add_audio(n / p.sample_rate, time.perf_counter() - started)
+
+    def _anchor_to(self, t_end: float, n: int) -> None:
+        """Keep sample times on one clock unless the source's clock disagrees (drops, drift)."""
+        rate = self._params.sample_rate
+        predicted = self._time_of(self._samples + n - 1)
+        if self._anchor_t is None or abs(predicted - t_end) > REANCHOR_S:
+            # rounded so that block sizes do not change the times by an ulp
+            self._anchor_t = round(t_end - (n - 1) / rate, 6)
+            self._anchor_n = self._samples
+
+    def _time_of(self, sample: int) -> float:
+        """Epoch seconds of absolute sample number ``sample``."""
+        return (self._anchor_t or 0.0) + (sample - self._anchor_n) / self._params.sample_rate
 
     def _consume(self, chunk: Floats) -> None:
         x = chunk.astype(np.float64, copy=False)

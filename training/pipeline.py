@@ -158,7 +158,7 @@ def embeddings(loaded: LoadedConfig, prepared: Prepared) -> np.ndarray:
     rows = []
     for c in prepared.split.test:
         windows = fit.clip_windows(prepared.frames[c], cfg, cfg.window.hop_frames)
-        rows.append(emb_model.predict(fit.batch_inputs(windows, cfg, spec), verbose=0).mean(axis=0))
+        rows.append(np.asarray(emb_model(fit.batch_inputs(windows, cfg, spec), training=False)).mean(axis=0))
     return np.stack(rows)
 
 

@@ -1,0 +1,100 @@
+"""Run ``auricle run`` as a subprocess (black box) with a config written by the test."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+import yaml
+
+from edge.demo import write_wav
+
+
+def tone_wav(path: Path, *, seconds: float = 3.0, tone_s: tuple[float, float] = (1.0, 2.0), hz: float = 1000.0) -> Path:
+    """A 16 kHz WAV: quiet noise with a loud ``hz`` tone between ``tone_s`` seconds."""
+    rate = 16000
+    t = np.arange(round(seconds * rate)) / rate
+    noise = 0.001 * np.random.default_rng(1).standard_normal(len(t))
+    on = (t >= tone_s[0]) & (t < tone_s[1])
+    write_wav(path, np.where(on, 0.3 * np.sin(2 * np.pi * hz * t), noise))
+    return path
+
+
+def write_config(path: Path, data: dict[str, Any]) -> Path:
+    """Write a YAML config and return its path."""
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+class Daemon:
+    """``python -m edge run --config FILE`` with stdout/stderr captured to files."""
+
+    def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.stdout_path = config.with_suffix(".stdout")
+        self.stderr_path = config.with_suffix(".stderr")
+        self._env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Daemon:
+        """Start the process (returns at once; wait on MQTT for 'online')."""
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "edge", "run", "--config", str(self.config)],
+                stdout=out,
+                stderr=err,
+                env=self._env,
+            )
+        return self
+
+    def wait(self, timeout_s: float = 30.0) -> int:
+        """Wait for the process to exit; return its status."""
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout_s)
+
+    def terminate(self, timeout_s: float = 15.0) -> int:
+        """SIGTERM and wait (bounded); return the exit status."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL (no clean shutdown) and reap."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    @property
+    def stderr(self) -> str:
+        """What the daemon logged so far."""
+        return self.stderr_path.read_text(errors="replace")
+
+    @property
+    def stdout(self) -> str:
+        """What the daemon printed so far (console sink lines)."""
+        return self.stdout_path.read_text(errors="replace")
+
+    def __enter__(self) -> Daemon:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.kill()
+
+
+def wait_until(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.05) -> None:
+    """Poll ``predicate()`` until true, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+        time.sleep(poll_s)

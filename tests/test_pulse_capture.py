@@ -1,0 +1,76 @@
+"""The real audio path: PulseAudio null sink -> monitor -> sounddevice -> daemon -> MQTT."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support.broker import Mosquitto, Subscriber
+from support.daemon import Daemon, tone_wav, write_config
+from support.models import tone_bundle
+from support.pulse import PulseAudio
+
+pytestmark = pytest.mark.integration
+
+
+def test_devices_lists_pulse(pulse: PulseAudio) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "edge", "devices"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=pulse.subprocess_env(),
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pulse" in done.stdout.split("\n", 1)[1]
+
+
+def test_devices_says_when_there_are_none(tmp_path: Path) -> None:
+    # no sound server reachable: ALSA's pulse plugin finds nothing and this machine has no cards
+    env = {"PATH": "/usr/bin:/bin", "XDG_RUNTIME_DIR": str(tmp_path), "PULSE_SERVER": f"unix:{tmp_path}/none"}
+    done = subprocess.run(
+        [sys.executable, "-m", "edge", "devices"], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 1
+    assert "no input devices" in (done.stdout + done.stderr)
+
+
+def test_tone_played_into_sink_is_detected_over_mqtt(
+    tmp_path: Path, pulse: PulseAudio, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    model = tone_bundle(tmp_path / "tones.auricle")
+    clip = tone_wav(tmp_path / "tone.wav", seconds=2.0, tone_s=(0.0, 2.0))
+    device = f"p{uuid.uuid4().hex[:8]}"
+    config = write_config(
+        tmp_path / "auricle.yaml",
+        {
+            "model": {"path": str(model)},
+            "audio": {"source": "mic", "device": "pulse", "block_samples": 800},
+            "events": {"hold_s": 0.2},
+            "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "device_id": device, "health_interval_s": 1},
+        },
+    )
+    sub = subscriber_factory(f"auricle/{device}/#")
+    with Daemon(config, env=pulse.subprocess_env()) as daemon:
+
+        def capturing(m: object) -> bool:
+            topic = getattr(m, "topic", "")
+            return topic.endswith("/health") and json.loads(getattr(m, "payload", b"{}"))["audio_s"] > 0.5
+
+        sub.wait_for(capturing, 30, "health showing captured audio")
+        assert not sub.messages(f"auricle/{device}/event") or all(
+            json.loads(m.payload)["label"] != "tone_1000" for m in sub.messages(f"auricle/{device}/event")
+        )
+        pulse.play(clip)
+        start = sub.wait_for(
+            lambda m: m.topic.endswith("/event") and json.loads(m.payload)["label"] == "tone_1000", 10, "tone_1000"
+        )
+        assert json.loads(start.payload)["kind"] == "start"
+        health = json.loads(sub.wait_for(lambda m: m.topic.endswith("/health") and m.wall_s > start.wall_s, 5).payload)
+        assert health["dropped_blocks"] == 0
+        assert daemon.terminate(15) == 0, daemon.stderr[-2000:]

@@ -1,0 +1,196 @@
+"""Augmentation, threshold tuning, metrics, report writing, config errors, model surgery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.features import FeatureParams
+from edge.schema import ConfigError
+from training import augment, cli, config, evaluate, report
+from training.config import AugmentConfig
+
+P = FeatureParams()
+
+
+def _window(level: float = -20.0, frames: int = 48) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return np.clip(level + rng.normal(0, 5, (frames, P.n_bands)), P.db_floor, P.db_ceiling).astype(np.float32)
+
+
+def test_gain_shifts_sound_keeps_silence_and_clamps() -> None:
+    w = _window()
+    w[:5] = P.db_floor
+    up = augment.gain(w, 6.0, P)
+    assert np.all(up[:5] == P.db_floor)
+    np.testing.assert_allclose(up[5:], np.clip(w[5:] + 6.0, P.db_floor, P.db_ceiling), atol=1e-5)
+    assert augment.gain(_window(35.0), 20.0, P).max() == P.db_ceiling
+
+
+def test_noise_is_added_in_the_power_domain() -> None:
+    w = _window(0.0)
+    noise = np.full_like(w, -10.0)
+    mixed = augment.add_noise(w, noise, snr_db=0.0, params=P)
+    assert np.all(mixed >= w - 1e-4)  # adding power never lowers a bin
+    p = lambda x: np.mean(10 ** (x / 10))  # noqa: E731
+    assert p(mixed) == pytest.approx(2 * p(w), rel=1e-3)  # 0 dB SNR doubles the mean power
+
+
+def test_spec_masks_set_spans_to_the_floor() -> None:
+    cfg = AugmentConfig(time_masks=1, time_mask_frames=10, freq_masks=1, freq_mask_bands=8)
+    rng = np.random.default_rng(3)
+    w = _window(10.0)
+    masked = [augment.spec_mask(w, cfg, P.db_floor, rng) for _ in range(20)]
+    assert any((m == P.db_floor).sum() > 0 for m in masked)
+    for m in masked:
+        floor = m == P.db_floor
+        assert floor.sum() <= 10 * P.n_bands + 8 * w.shape[0]
+        assert np.all(m[~floor] == w[~floor])
+
+
+def test_shift_is_circular_and_bounded() -> None:
+    w = _window()
+    s = augment.shift(w, 3, np.random.default_rng(1))
+    assert any(np.array_equal(s, np.roll(w, k, axis=0)) for k in range(-3, 4))
+
+
+def test_mixup_blends_inputs_and_targets_alike() -> None:
+    aug = augment.Augmenter(AugmentConfig(mixup_alpha=0.4), P, 48)
+    rng = np.random.default_rng(2)
+    windows = np.stack([np.full((48, P.n_bands), v, np.float32) for v in (-80.0, 0.0, 20.0, 30.0)])
+    targets = np.eye(4, dtype=np.float32)
+    mixed, soft = aug.mixup(windows, targets, rng)
+    np.testing.assert_allclose(soft.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.all(soft.max(axis=1) >= 0.5)
+    values = np.array([-80.0, 0.0, 20.0, 30.0])
+    np.testing.assert_allclose(mixed[:, 0, 0], soft @ values, rtol=1e-4, atol=1e-3)
+
+
+def test_active_ends_skip_digital_silence() -> None:
+    frames = np.full((200, P.n_bands), P.db_floor, np.float32)
+    frames[150:160] = -20.0
+    ends = augment.active_ends(frames, 48, P.db_floor)
+    assert ends.min() == 151 and ends.max() == 200  # every window holds a loud frame
+    crops = augment.random_crops([ends], [0], 10, np.random.default_rng(0))
+    assert all(151 <= c.end <= 200 for c in crops)
+
+
+def test_augmenter_window_has_the_device_shape() -> None:
+    frames = np.clip(np.random.default_rng(4).normal(-30, 10, (300, P.n_bands)), P.db_floor, P.db_ceiling)
+    aug = augment.Augmenter(AugmentConfig(), P, 96, noise=[frames.astype(np.float32)])
+    w = aug.window_of(frames.astype(np.float32), 150, np.random.default_rng(5))
+    assert w.shape == (96, P.n_bands) and w.dtype == np.float32
+    assert P.db_floor <= w.min() and w.max() <= P.db_ceiling
+
+
+def test_thresholds_maximise_validation_f1() -> None:
+    truth = np.array([0, 0, 0, 1, 1, 1])
+    scores = np.array([[0.9, 0.1], [0.7, 0.3], [0.42, 0.58], [0.3, 0.7], [0.2, 0.8], [0.33, 0.67]], np.float32)
+    t = evaluate.tune_thresholds(scores, truth, ["a", "b"])
+    assert 0.33 < t["a"] <= 0.42  # keeps the 0.42 positive, rejects the 0.33 negative
+    assert 0.58 < t["b"] <= 0.67
+    assert evaluate.tune_thresholds(scores, np.zeros(6, int), ["a", "b"])["b"] == 0.5  # no positives
+
+
+def test_classification_metrics() -> None:
+    r = evaluate.classification(np.array([0, 0, 1, 2]), np.array([0, 1, 1, 2]), 3)
+    assert r["accuracy"] == 0.75
+    assert r["confusion"] == [[1, 1, 0], [0, 1, 0], [0, 0, 1]]
+    assert r["precision"] == [1.0, 0.5, 1.0] and r["recall"] == [0.5, 1.0, 1.0]
+    assert r["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+    c = evaluate.compare(np.eye(3)[[0, 1, 1, 2]], np.eye(3)[[0, 0, 1, 2]], np.array([0, 0, 1, 2]), 3)
+    assert c["top1_agreement"] == 0.75 and c["int8_drop_points"] == pytest.approx(-25.0)  # int8 better here
+
+
+def test_report_files(tmp_path: Path) -> None:
+    labels = ["dog", "rain", "siren"]
+    cm = [[3, 1, 0], [0, 4, 0], [1, 0, 3]]
+    report.plot_confusion(cm, labels, tmp_path / report.CONFUSION_PNG, "test")
+    emb = np.random.default_rng(0).normal(size=(12, 8))
+    report.plot_embedding(emb, [0, 1, 2] * 4, labels, tmp_path / report.EMBEDDING_PNG)
+    (tmp_path / "history_head.csv").write_text("epoch,accuracy,loss,val_clip_acc\n0,0.1,3.0,0.2\n1,0.2,2.5,0.3\n")
+    (tmp_path / "history_finetune.csv").write_text("epoch,accuracy,loss,val_clip_acc\n0,0.5,1.0,0.6\n")
+    history = report.read_history(tmp_path)
+    assert [r["phase"] for r in history] == [1, 1, 2]
+    report.plot_curves(history, tmp_path / report.CURVES_PNG)
+    for name in (report.CONFUSION_PNG, report.EMBEDDING_PNG, report.CURVES_PNG):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    q = evaluate.classification(np.array([0, 1, 2]), np.array([0, 1, 1]), 3)
+    doc = {"name": "m", "version": "1.0.0", "headline": {"test_clips": 3, "hop_frames": 5, "int8_clip_accuracy": 0.67}}
+    doc |= {"test": {"int8": q}, "thresholds": dict.fromkeys(labels, 0.5)}
+    md = report.markdown(doc, labels)
+    assert "| siren | 0.00 | 0.00 |" in md and "int8_clip_accuracy | 0.67" in md
+    report.write_json(doc, tmp_path / "report.json")
+    assert '"int8_clip_accuracy": 0.67' in (tmp_path / "report.json").read_text()
+
+
+def test_pca_finds_the_main_direction() -> None:
+    x = np.outer(np.linspace(-1, 1, 20), [3.0, 4.0, 0.0])
+    xy = report.pca_2d(x)
+    assert np.allclose(np.abs(xy[:, 0]), np.abs(np.linspace(-1, 1, 20)) * 5)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("fit:\n  epochs: 3\n", "bad.yaml: fit.epochs: unknown key"),
+        ("fit:\n  batch_size: 0\n", "bad.yaml: fit.batch_size: expected an integer 1..65536 (windows), got 0"),
+        ("model:\n  arch: resnet\n", "bad.yaml: model.arch: expected one of 'mobilenet', "),
+        ("data: [1, 2\n", "bad.yaml: line 2: not valid YAML"),
+        ("data:\n  train_folds: [1, 2]\n  test_folds: [2]\n", "bad.yaml: data.test_folds: fold(s) [2] are also"),
+        ("features:\n  n_fft: 100\n", "bad.yaml: features: n_fft (100) must be >= window_samples (400)"),
+    ],
+)
+def test_config_errors_are_one_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        config.load(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert cli.main(["fit", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("auricle-train: ") and err.count("\n") == 1 and message in err
+
+
+def test_missing_config_file(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert cli.main(["run", "--config", str(tmp_path / "nope.yaml")]) == 2
+    assert "nope.yaml: cannot read" in capsys.readouterr().err
+
+
+def test_config_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    path = tmp_path / "sub" / "train.yaml"
+    path.write_text("data:\n  manifest: ../data/meta.csv\noutput: out\n")
+    loaded = config.load(path)
+    assert loaded.path(loaded.config.data.manifest) == (tmp_path / "data" / "meta.csv").resolve()
+    assert loaded.output == (tmp_path / "sub" / "out").resolve()
+    assert loaded.text == path.read_text()
+
+
+def test_shipped_config_parses() -> None:
+    loaded = config.load(Path(__file__).resolve().parents[1] / "configs" / "esc50.yaml")
+    assert loaded.config.data.test_folds == (4,)
+    assert loaded.config.model.alpha == 0.25
+
+
+def test_model_unfreezes_top_blocks_and_counts_macs() -> None:
+    from edge.features import InputSpec
+    from training import model
+    from training.config import ModelConfig
+
+    spec = InputSpec(frames=32, bands=32)
+    m = model.build(ModelConfig(weights="none"), spec, 5, bn_momentum=0.9)
+    base = m.get_layer(model.BASE_NAME)
+    assert not any(layer.trainable for layer in base.layers)
+    assert all(layer.momentum == 0.9 for layer in base.layers if "bn" in layer.name)
+    n = model.unfreeze_top(m, 2)
+    trainable = {layer.name for layer in base.layers if layer.trainable and layer.weights}
+    assert n == len(trainable) and "conv_pw_13" in trainable and "conv_dw_12" in trainable
+    assert "conv_pw_11" not in trainable
+    macs = model.count_macs(m)
+    # first conv alone: 16x16 output, 8 filters, 3x3x3 kernel
+    assert macs > 16 * 16 * 8 * 27 and macs < 5_000_000
