@@ -24,10 +24,12 @@ def _peak_hz(x: np.ndarray, rate: int) -> float:
     ("fmt", "suffix", "rate", "channels"),
     [("WAV", ".wav", 44100, 2), ("FLAC", ".flac", 8000, 1), ("OGG", ".ogg", 22050, 2), ("WAV", ".wav", 16000, 1)],
 )
-def test_read_audio_mixes_to_mono_and_resamples(tmp_path: Path, fmt: str, suffix: str, rate: int, channels: int) -> None:
+def test_read_audio_mixes_to_mono_and_resamples(
+    tmp_path: Path, fmt: str, suffix: str, rate: int, channels: int
+) -> None:
     seconds, hz = 1.0, 1000.0
     tone = td.tone_clip(hz, seconds, rate, seed=1)
-    stereo = np.stack([tone, -0.0 * tone + tone], axis=1) if channels == 2 else tone
+    stereo = np.stack([tone, tone], axis=1) if channels == 2 else tone
     path = td.write(tmp_path / f"clip{suffix}", stereo, rate, fmt)
     x = data.read_audio(path, 16000)
     assert x.dtype == np.float32 and x.ndim == 1

@@ -71,7 +71,8 @@ def add_noise(window: Frames, noise: Frames, snr_db: float, params: FeatureParam
     p_noise = np.power(10.0, noise / 10.0, dtype=np.float64)
     scale = p_sig.mean() / max(p_noise.mean(), 1e-30) / 10.0 ** (snr_db / 10.0)
     mixed = 10.0 * np.log10(p_sig + scale * p_noise + 1e-30)
-    return np.clip(mixed, params.db_floor, params.db_ceiling).astype(np.float32)
+    out: Frames = np.clip(mixed, params.db_floor, params.db_ceiling).astype(np.float32)
+    return out
 
 
 def spec_mask(window: Frames, cfg: AugmentConfig, floor: float, rng: np.random.Generator) -> Frames:
@@ -117,7 +118,8 @@ class Augmenter:
         if cfg.gain_db > 0:
             w = gain(w, float(rng.uniform(-cfg.gain_db, cfg.gain_db)), self.params)
         if self.noise and rng.random() < cfg.noise_probability:
-            w = add_noise(w, self._noise_window(rng), float(rng.uniform(*cfg.noise_snr_db[:2])), self.params)
+            snr = float(rng.uniform(cfg.noise_snr_db[0], cfg.noise_snr_db[-1]))
+            w = add_noise(w, self._noise_window(rng), snr, self.params)
         if cfg.time_masks or cfg.freq_masks:
             w = spec_mask(w, cfg, self.params.db_floor, rng)
         return w

@@ -174,8 +174,8 @@ def parse(text: str, source: str) -> TrainConfig:
 
 
 def _check(config: TrainConfig, source: str) -> None:
-    low, high = (config.augment.noise_snr_db + (0.0, 0.0))[:2]
-    if len(config.augment.noise_snr_db) != 2 or low > high:
+    snr = config.augment.noise_snr_db
+    if len(snr) != 2 or snr[0] > snr[1]:
         raise ConfigError(f"{source}: augment.noise_snr_db: expected [low, high] with low <= high")
     overlap = set(config.data.train_folds) & set(config.data.test_folds)
     if overlap:

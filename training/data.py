@@ -132,7 +132,7 @@ def stratified(indices: list[int], labels: list[str], fraction: float, seed: int
     """Split ``indices`` into (rest, picked): ``fraction`` of each label, seeded."""
     rng = np.random.default_rng(seed)
     picked: list[int] = []
-    for label in sorted(set(labels[i] for i in indices)):
+    for label in sorted({labels[i] for i in indices}):
         members = [i for i in indices if labels[i] == label]
         rng.shuffle(members)
         n = round(len(members) * fraction)
@@ -150,7 +150,7 @@ def make_split(clips: list[Clip], cfg: DataConfig, test_folds: tuple[int, ...] |
     has_folds = all(c.fold is not None for c in clips)
     held = cfg.test_folds if test_folds is None else test_folds
     if has_folds and held:
-        folds = set(c.fold for c in clips)
+        folds = {c.fold for c in clips if c.fold is not None}
         unknown = sorted(set(held) - folds)
         if unknown:
             raise DataError(f"data.test_folds: fold(s) {unknown} not in the dataset (folds: {sorted(folds)})")

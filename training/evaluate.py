@@ -69,7 +69,8 @@ def clip_scores(clf: Classifier, frames: Any, hop: int) -> Scores:
     m = clf.manifest
     ends = features.window_ends(frames.shape[0], m.window_frames, hop)
     scores = [clf.scores(features.window_at(frames, e, m.window_frames, m.features)) for e in ends]
-    return np.mean(scores, axis=0).astype(np.float32)
+    mean: Scores = np.mean(scores, axis=0).astype(np.float32)
+    return mean
 
 
 def score_clips(clf: Classifier, frames: Sequence[Any], clips: Sequence[int], hop: int) -> Scores:

@@ -81,7 +81,7 @@ def int8_input_spec(model_bytes: bytes, base: InputSpec) -> tuple[InputSpec, dic
         bands=base.bands,
         channels=base.channels,
         channel_mode=base.channel_mode,
-        dtype=dtype,  # type: ignore[arg-type]
+        dtype=dtype,
         scale=float(in_scale) if dtype == "int8" else 1.0,
         zero_point=int(in_zero) if dtype == "int8" else 0,
     )

@@ -10,6 +10,7 @@ finished phase 1 is not repeated.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from collections.abc import Iterator
@@ -20,7 +21,8 @@ import numpy as np
 
 from edge import features
 from edge.features import InputSpec
-from training import augment, model as model_mod
+from training import augment
+from training import model as model_mod
 from training.config import LoadedConfig, TrainConfig
 from training.prepare import Prepared
 
@@ -63,7 +65,7 @@ class TrainWindows:
         if self.cfg.augment.time_crop:
             return augment.random_crops(self.ends, train, per, self.rng)
         hop = self.cfg.window.hop_frames
-        crops = []
+        crops: list[augment.Crop] = []
         for c in train:
             ends = features.window_ends(self.prepared.frames[c].shape[0], self.cfg.window.window_frames, hop)
             crops.extend(augment.Crop(clip=c, end=e) for e in ends[:per])
@@ -141,7 +143,7 @@ def predict_clips(model: Any, windows: list[np.ndarray], cfg: TrainConfig, spec:
         [model.predict(batch_inputs(flat[i : i + 512], cfg, spec), verbose=0) for i in range(0, len(flat), 512)]
     )
     bounds = np.cumsum([0] + [len(w) for w in windows])
-    return np.stack([scores[a:b].mean(axis=0) for a, b in zip(bounds[:-1], bounds[1:], strict=True)])
+    return np.stack([scores[a:b].mean(axis=0) for a, b in itertools.pairwise(bounds)])
 
 
 def strategy(name: str) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edge.bundle import load_private_key, write_bundle
-from training import evaluate, export, fit, prepare, report
+from training import evaluate, export, fit, report
 from training import model as model_mod
 from training.config import LoadedConfig
 from training.prepare import Prepared
@@ -35,8 +35,9 @@ def seed_weights(loaded: LoadedConfig) -> None:
 
 def resolved_model_config(loaded: LoadedConfig) -> LoadedConfig:
     """The config with ``model.weights`` as an absolute path (Keras is given the file)."""
-    from training.config import replace
     import dataclasses
+
+    from training.config import replace
 
     m = loaded.config.model
     if m.weights in ("imagenet", "none"):
@@ -79,7 +80,7 @@ def _scores(loaded: LoadedConfig, prepared: Prepared, model_bytes: bytes, name: 
 
 def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
     """Evaluate both TFLite files through edge; write report files and the bundle."""
-    cfg, out = loaded.config, loaded.output
+    out = loaded.output
     float_bytes = (out / export.FLOAT_FILE).read_bytes()
     int8_bytes = (out / export.INT8_FILE).read_bytes()
     targets = np.asarray(prepared.targets)
@@ -105,7 +106,7 @@ def _assemble(
 ) -> dict[str, Any]:  # fmt: skip
     cfg, out = loaded.config, loaded.output
     stats = json.loads((out / STATS).read_text()) if (out / STATS).exists() else {}
-    held = sorted({prepared.clips[i].fold for i in prepared.split.test if prepared.clips[i].fold is not None})
+    held = sorted({f for i in prepared.split.test if (f := prepared.clips[i].fold) is not None})
     headline = {
         "test": f"folds {held}" if held else "stratified hold-out",
         "test_clips": len(prepared.split.test),

@@ -160,7 +160,8 @@ def contact_sheet(members: list[ClipStats], params: FeatureParams, path: Path, l
         ax.set_title(s.path.name, fontsize=8)
         if s.flags:
             ax.text(0.01, 0.02, "; ".join(s.flags)[:70], transform=ax.transAxes, fontsize=7, color="red")
-    fig.suptitle(f"{label}: dB-mel spectrograms ({params.n_bands} bands, {params.db_floor:g}..{params.db_ceiling:g} dB)")
+    span = f"{params.db_floor:g}..{params.db_ceiling:g} dB"
+    fig.suptitle(f"{label}: dB-mel spectrograms ({params.n_bands} bands, {span})")
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)

@@ -52,7 +52,8 @@ def pca_2d(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     """Project rows of ``x`` onto their first two principal components."""
     centred = x - x.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
-    return centred @ vt[:2].T
+    projected: npt.NDArray[np.float64] = centred @ vt[:2].T
+    return projected
 
 
 def plot_embedding(emb: npt.NDArray[np.float64], truth: Sequence[int], labels: Sequence[str], path: Path) -> None:
