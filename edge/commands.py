@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``run``, ``classify`` and ``devices``."""
     p = sub.add_parser("run", help="run the daemon: listen, classify, publish")
     p.add_argument("--config", "-c", metavar="FILE", help="YAML config (default: built-in defaults)")
+    p.add_argument("--check", action="store_true", help="validate the config and load the model, then exit")
     p.set_defaults(handler=_run)
 
     p = sub.add_parser("classify", help="classify audio files through the streaming pipeline")
@@ -44,6 +45,8 @@ def _run(args: argparse.Namespace) -> int:
     from edge.service import run_service
 
     config = load_config(args.config)
+    if args.check:
+        return _check(config)
     if not args.verbose:
         logging.getLogger().setLevel(config.log_level)
     try:
@@ -51,6 +54,21 @@ def _run(args: argparse.Namespace) -> int:
     except AudioError as exc:
         print(f"auricle: {exc}", file=sys.stderr)
         return 2
+
+
+def _check(config: Any) -> int:
+    from edge.service import load_bundle
+
+    bundle = load_bundle(config)
+    Classifier(bundle, threads=config.model.threads)
+    m = bundle.manifest
+    hop = config.model.inference_hop or m.hop_frames
+    target = f"MQTT {config.mqtt.host}:{config.mqtt.port}" if config.mqtt.host else "console"
+    print(
+        f"config OK: model {m.name} {m.version} ({len(m.labels)} labels, hop {hop} frames), "
+        f"audio {config.audio.source}, output {target}"
+    )
+    return 0
 
 
 def _devices(_args: argparse.Namespace) -> int:

@@ -80,3 +80,14 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert done.stderr.strip() == f"auricle: {path}: audio.realtime: expected a boolean, got 'maybe'"
+
+
+def test_example_config_is_valid() -> None:
+    from pathlib import Path
+
+    from edge.config import load_config
+
+    example = Path(__file__).resolve().parents[1] / "deploy" / "config.example.yaml"
+    config = load_config(example)
+    assert config.mqtt.host == "127.0.0.1"
+    assert config.recording.dir == "/var/lib/auricle/clips"

@@ -194,3 +194,18 @@ def test_model_unfreezes_top_blocks_and_counts_macs() -> None:
     macs = model.count_macs(m)
     # first conv alone: 16x16 output, 8 filters, 3x3x3 kernel
     assert macs > 16 * 16 * 8 * 27 and macs < 5_000_000
+
+
+def test_cross_validation_folds_hold_out_each_fold(tmp_path: Path) -> None:
+    from training import crossval
+
+    path = tmp_path / "cv.yaml"
+    path.write_text("data:\n  train_folds: [1, 2]\n  test_folds: [3]\noutput: out\nbundle: {path: x.auricle}\n")
+    loaded = config.load(path)
+    fold = crossval.fold_config(loaded, 2)
+    assert fold.config.data.test_folds == (2,) and fold.config.data.train_folds == ()
+    assert fold.output == tmp_path / "out" / "cv" / "fold_2"
+    assert fold.config.bundle.path == ""  # each fold's bundle stays in its own folder
+    s = crossval.summarise({1: {"float_clip_accuracy": 0.8, "int8_clip_accuracy": 0.7},
+                            2: {"float_clip_accuracy": 0.9, "int8_clip_accuracy": 0.9}})  # fmt: skip
+    assert s["int8_mean"] == pytest.approx(0.8) and s["int8_std"] == pytest.approx(0.1)
