@@ -28,7 +28,9 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tone_wav(tmp_path_factory.mktemp("audio") / "tone.wav")
 
 
-def _config(tmp_path: Path, model: Path, clip: Path, broker: Mosquitto | None, **audio: Any) -> tuple[Path, str]:
+def _config(
+    tmp_path: Path, model: Path, clip: Path, broker: Mosquitto | None, reconnect_s: int = 1, **audio: Any
+) -> tuple[Path, str]:
     device = f"t{uuid.uuid4().hex[:8]}"
     data: dict[str, Any] = {
         "model": {"path": str(model)},
@@ -37,7 +39,12 @@ def _config(tmp_path: Path, model: Path, clip: Path, broker: Mosquitto | None, *
         "mqtt": {"device_id": device, "health_interval_s": 1},
     }
     if broker is not None:
-        data["mqtt"] |= {"host": broker.host, "port": broker.port, "reconnect_min_s": 1, "reconnect_max_s": 1}
+        data["mqtt"] |= {
+            "host": broker.host,
+            "port": broker.port,
+            "reconnect_min_s": reconnect_s,
+            "reconnect_max_s": reconnect_s,
+        }
     return write_config(tmp_path / "auricle.yaml", data), device
 
 
@@ -89,7 +96,9 @@ def test_lwt_offline_when_killed(
 def test_broker_restart_mid_run(
     tmp_path: Path, model: Path, clip: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
 ) -> None:
-    config, device = _config(tmp_path, model, clip, mosquitto)
+    # Reconnect attempts 3 s apart: one fails during the 4 s outage, the next comes
+    # ~2 s after the restart, so the new subscriber is listening before the flush.
+    config, device = _config(tmp_path, model, clip, mosquitto, reconnect_s=3)
     sub = subscriber_factory(f"auricle/{device}/event")
     with Daemon(config) as daemon:
         sub.wait_for(_is_event("tone_1000", "start"), 30, "first tone_1000 start")

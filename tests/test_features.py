@@ -12,9 +12,10 @@ import pytest
 from edge import features, scales
 from edge.features import FeatureParams, FrontEnd, InputSpec, compute
 from tests.data.make_golden import GOLDEN_PARAMS
+from tests.support.shared import shared_dir
 
 DATA = Path(__file__).parent / "data"
-ESC50 = Path(__file__).resolve().parents[2] / "shared" / "data" / "esc50" / "audio"
+ESC50 = shared_dir() / "data" / "esc50" / "audio"
 
 
 def _golden_samples() -> np.ndarray:
