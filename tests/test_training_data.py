@@ -149,3 +149,23 @@ def test_cache_matches_front_end_and_is_reused(tmp_path: Path, caplog: pytest.Lo
     other = FeatureParams(n_bands=32)
     cache.extract(clips[:1], other, tmp_path / "cache", workers=1)
     assert (tmp_path / "cache" / other.fingerprint()).is_dir()
+
+
+def test_groups_never_straddle_the_validation_split() -> None:
+    clips = [
+        data.Clip(path=Path(f"{label}{i}.wav"), label=label, fold=1, group=f"{label}-src{i // 3}")
+        for label in ("a", "b")
+        for i in range(30)
+    ]
+    split = data.make_split(clips, DataConfig(val_fraction=0.2, seed=2))
+    val_groups = {clips[i].group for i in split.val}
+    assert not val_groups & {clips[i].group for i in split.train}
+    assert [clips[i].label for i in split.val].count("a") == 6  # 2 whole groups of 3
+
+
+def test_group_column_is_read_and_checked(tmp_path: Path) -> None:
+    manifest = td.tone_manifest(tmp_path, folds=1, per_fold=2)
+    clips = data.load_clips(DataConfig(group_column="target"), manifest, tmp_path / "audio")
+    assert {c.group for c in clips} == {"0", "1", "2"}
+    with pytest.raises(data.DataError, match="no column 'src_file'"):
+        data.load_clips(DataConfig(group_column="src_file"), manifest, tmp_path / "audio")

@@ -3,6 +3,7 @@ bundle) and a real ``inspect`` - no mocks: real audio, real Keras, real LiteRT."
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +78,20 @@ def test_inspect_flags_bad_clips_and_draws_sheets(tmp_path: Path, capsys: pytest
     assert "low_1.wav" not in lines  # a clean tone is not flagged
     sheets = sorted(p.name for p in (tmp_path / "sheets").glob("*.png"))
     assert sheets == ["high.png", "low.png", "mid.png"]
+
+
+def test_cross_validation_runs_every_fold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    manifest = td.tone_manifest(tmp_path / "tones", folds=2, per_fold=2, seconds=1.0)
+    cfg = tmp_path / "cv.yaml"
+    cfg.write_text(
+        f"data: {{manifest: {manifest}, val_fraction: 0.5, cache_dir: cache, workers: 1}}\n"
+        f"window: {{window_frames: 32, hop_frames: 16}}\nmodel: {{weights: none}}\n"
+        "fit: {head_epochs: 0, finetune_epochs: 1, crops_per_clip: 1, batch_size: 8, unfreeze_blocks: 1}\n"
+        "export: {calibration_windows: 4, latency_runs: 5}\noutput: run\n"
+    )
+    assert cli.main(["run", "--config", str(cfg), "--cv"]) == 0
+    assert "cv: 2 folds, int8 clip accuracy" in capsys.readouterr().out
+    cv = json.loads((tmp_path / "run" / "cv.json").read_text())
+    assert set(cv["folds"]) == {"1", "2"}
+    for fold in (1, 2):
+        assert read_bundle(tmp_path / "run" / "cv" / f"fold_{fold}" / "model.auricle").manifest.labels

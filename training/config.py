@@ -30,6 +30,8 @@ class DataConfig:
     label_column: str = "category"
     fold_column: str = "fold"
     """Empty, or absent from the CSV, means no folds: stratified split instead."""
+    group_column: str = ""
+    """Clips sharing a value (ESC-50: ``src_file``, one source recording) stay on one side of a split."""
     min_clips_per_class: int = setting(2, lo=1, hi=1_000_000, unit="clips")
     train_folds: tuple[int, ...] = ()
     """Folds to train on; empty means every fold not in ``test_folds``."""

@@ -34,6 +34,8 @@ class Clip:
     path: Path
     label: str
     fold: int | None = None
+    group: str | None = None
+    """Source recording: clips of one group never straddle a split."""
 
 
 def load_clips(cfg: DataConfig, manifest: Path | None, audio_root: Path) -> list[Clip]:
@@ -58,6 +60,8 @@ def read_manifest(cfg: DataConfig, manifest: Path, audio_root: Path) -> list[Cli
         if column not in columns:
             raise DataError(f"{manifest}: no column {column!r} (columns: {', '.join(sorted(columns)) or 'none'})")
     use_folds = bool(cfg.fold_column) and cfg.fold_column in columns
+    if cfg.group_column and cfg.group_column not in columns:
+        raise DataError(f"{manifest}: no column {cfg.group_column!r} (data.group_column)")
     return [_row_clip(row, i + 2, cfg, manifest, audio_root, use_folds) for i, row in enumerate(rows)]
 
 
@@ -71,7 +75,8 @@ def _row_clip(row: dict[str, str], line: int, cfg: DataConfig, manifest: Path, r
             fold = int(row[cfg.fold_column])
         except (TypeError, ValueError):
             raise DataError(f"{manifest}: line {line}: fold {row.get(cfg.fold_column)!r} is not an integer") from None
-    return Clip(path=root / name, label=label, fold=fold)
+    group = row[cfg.group_column].strip() if cfg.group_column else None
+    return Clip(path=root / name, label=label, fold=fold, group=group)
 
 
 def read_tree(root: Path) -> list[Clip]:
@@ -128,24 +133,39 @@ class Split:
     test: tuple[int, ...]
 
 
-def stratified(indices: list[int], labels: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Split ``indices`` into (rest, picked): ``fraction`` of each label, seeded."""
+def stratified(
+    indices: list[int], labels: list[str], fraction: float, seed: int, groups: list[str] | None = None
+) -> tuple[list[int], list[int]]:
+    """Split ``indices`` into (rest, picked): ``fraction`` of each label, seeded, whole groups."""
     rng = np.random.default_rng(seed)
     picked: list[int] = []
     for label in sorted({labels[i] for i in indices}):
         members = [i for i in indices if labels[i] == label]
-        rng.shuffle(members)
         n = round(len(members) * fraction)
         if fraction > 0 and n == 0 and len(members) >= 2:
             n = 1  # every class should be represented in a held-out set
-        picked.extend(members[:n])
+        picked.extend(_take(members, n, groups, rng))
     chosen = set(picked)
     return sorted(i for i in indices if i not in chosen), sorted(picked)
+
+
+def _take(members: list[int], n: int, groups: list[str] | None, rng: np.random.Generator) -> list[int]:
+    """About ``n`` of ``members``, taking whole groups in a shuffled order."""
+    keys = [groups[i] if groups else str(i) for i in members]
+    order = sorted(set(keys))
+    rng.shuffle(order)
+    taken: list[int] = []
+    for key in order:
+        if len(taken) >= n:
+            break
+        taken.extend(i for i, k in zip(members, keys, strict=True) if k == key)
+    return taken
 
 
 def make_split(clips: list[Clip], cfg: DataConfig, test_folds: tuple[int, ...] | None = None) -> Split:
     """By fold when the clips have folds, else stratified; validation is stratified from training."""
     labels = [c.label for c in clips]
+    groups = [c.group or f"#{i}" for i, c in enumerate(clips)] if any(c.group for c in clips) else None
     everything = list(range(len(clips)))
     has_folds = all(c.fold is not None for c in clips)
     held = cfg.test_folds if test_folds is None else test_folds
@@ -158,8 +178,8 @@ def make_split(clips: list[Clip], cfg: DataConfig, test_folds: tuple[int, ...] |
         test = [i for i in everything if clips[i].fold in held]
         pool = [i for i in everything if clips[i].fold in train_folds]
     else:
-        pool, test = stratified(everything, labels, cfg.test_fraction, cfg.seed)
-    train, val = stratified(pool, labels, cfg.val_fraction, cfg.seed + 1)
+        pool, test = stratified(everything, labels, cfg.test_fraction, cfg.seed, groups)
+    train, val = stratified(pool, labels, cfg.val_fraction, cfg.seed + 1, groups)
     return Split(train=tuple(train), val=tuple(val), test=tuple(test))
 
 
