@@ -518,7 +518,10 @@ def run_all(rig: Rig, args: argparse.Namespace) -> None:
     default = rig.clf.manifest.hop_frames
     hops = sorted({int(h) for h in args.hops.split(",")} | {default})
     wav = write_wav(rig.tmp / "mix.wav", realistic(args.seconds, rig.rate), rig.rate)
-    _LOGGER.info("VmRSS after loading the model and connecting: %.1f MB", proc_mb())
+    _LOGGER.info(
+        "VmRSS after loading the model, connecting and writing the test WAV: %.1f MB (peak so far %.1f MB)",
+        proc_mb(), proc_mb("VmHWM"),
+    )  # fmt: skip
     replay(rig, wav, default, 5.0)  # warm-up: caches, allocator, paho
     # memory first, so that the RSS is the daemon's wiring and not what the other phases left behind
     memory = replay(rig, wav, None, args.hours * 3600, sample_rss=True)
