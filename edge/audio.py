@@ -157,7 +157,7 @@ class FileSource:
         *,
         realtime: bool,
         loop: bool = False,
-        block_samples: int = 1600,
+        block_samples: int = 160,
         start_time: float | None = None,
     ) -> None:
         """``start_time``: epoch of the first sample (None = now; 0.0 gives seconds into the file)."""
@@ -210,7 +210,7 @@ def _chunks(reader: _Reader, resampler: Resampler, block: int) -> Iterator[Float
 class StdinSource:
     """Raw PCM, signed 16-bit little-endian mono, at ``in_rate_hz``."""
 
-    def __init__(self, rate_hz: int, in_rate_hz: int, *, stream: BinaryIO, block_samples: int = 1600) -> None:
+    def __init__(self, rate_hz: int, in_rate_hz: int, *, stream: BinaryIO, block_samples: int = 160) -> None:
         self.rate_hz = rate_hz
         self._fd = stream.fileno()
         self._resampler = Resampler(in_rate_hz, rate_hz)

@@ -42,8 +42,10 @@ class AudioConfig:
     realtime: bool = setting(True, doc="file source: pace at real time (false = as fast as possible)")
     loop: bool = setting(False, doc="file source: start again at the end")
     stdin_rate_hz: int = setting(16000, lo=1000, hi=384000, unit="Hz of s16le mono PCM on stdin")
-    block_samples: int = setting(1600, lo=16, hi=65536, unit="samples per block read from the source")
-    queue_blocks: int = setting(64, lo=2, hi=4096, unit="microphone blocks buffered; more are dropped")
+    block_samples: int = setting(
+        160, lo=16, hi=65536, unit="samples at the model rate per block; each block waits to fill, so it adds latency"
+    )
+    queue_blocks: int = setting(256, lo=2, hi=4096, unit="microphone blocks buffered; more are dropped")
     stall_s: float = setting(3.0, lo=0.2, hi=600.0, unit="s without audio before the mic is reopened")
     reopen_min_s: float = setting(0.5, lo=0.05, hi=600.0, unit="s, first reopen delay")
     reopen_max_s: float = setting(30.0, lo=0.05, hi=3600.0, unit="s, longest reopen delay")

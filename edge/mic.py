@@ -35,9 +35,9 @@ class MicParams:
 
     device: str | int | None = None
     """Name substring or index; None = the system default input."""
-    block_samples: int = 1600
-    """Samples per callback at the capture rate."""
-    queue_blocks: int = 64
+    block_samples: int = 160
+    """Samples per callback at the model rate (scaled to the capture rate)."""
+    queue_blocks: int = 256
     """Callback queue length; a full queue drops the block and counts it."""
     stall_s: float = 3.0
     """No audio for this long means the stream is dead: reopen it."""
@@ -100,7 +100,7 @@ class _Stream:
             samplerate=self.capture_rate,
             channels=self.channels,
             dtype="float32",
-            blocksize=params.block_samples,
+            blocksize=round(params.block_samples * self.capture_rate / rate_hz),
             callback=self._callback,
         )
         self.stream.start()

@@ -78,7 +78,9 @@ def make_source(audio: AudioConfig, rate_hz: int, publisher: Publisher, stdin: B
             audio.file, rate_hz, realtime=audio.realtime, loop=audio.loop, block_samples=audio.block_samples
         )
     if audio.source == "stdin":
-        return StdinSource(rate_hz, audio.stdin_rate_hz, stream=stdin or sys.stdin.buffer)
+        return StdinSource(
+            rate_hz, audio.stdin_rate_hz, stream=stdin or sys.stdin.buffer, block_samples=audio.block_samples
+        )
     if audio.source == "auto" and not _have_microphone():
         from edge.demo import demo_clip
 
