@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +41,6 @@ def _weights(value: str) -> str | None:
     if not path.is_file():
         raise FileNotFoundError(f"model.weights: {value}: no such file")
     return str(path)
-
-
-def seed_keras_cache(weights_file: Path) -> None:
-    """Copy an offline weights file into ``~/.keras/models`` so 'imagenet' never downloads."""
-    target = Path.home() / ".keras" / "models" / weights_file.name
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(weights_file, target)
 
 
 def build(cfg: ModelConfig, spec: InputSpec, n_classes: int, bn_momentum: float) -> Any:

@@ -6,6 +6,7 @@ them can be re-run alone.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -17,7 +18,7 @@ import numpy as np
 from edge.bundle import load_private_key, write_bundle
 from training import evaluate, export, fit, report
 from training import model as model_mod
-from training.config import LoadedConfig
+from training.config import LoadedConfig, replace
 from training.prepare import Prepared
 
 _LOGGER = logging.getLogger(__name__)
@@ -26,19 +27,8 @@ STATS = "model_stats.json"
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 
 
-def seed_weights(loaded: LoadedConfig) -> None:
-    """A weights path named like Keras' cache file also seeds the cache (offline 'imagenet')."""
-    w = loaded.config.model.weights
-    if w not in ("imagenet", "none"):
-        model_mod.seed_keras_cache(loaded.path(w))
-
-
 def resolved_model_config(loaded: LoadedConfig) -> LoadedConfig:
     """The config with ``model.weights`` as an absolute path (Keras is given the file)."""
-    import dataclasses
-
-    from training.config import replace
-
     m = loaded.config.model
     if m.weights in ("imagenet", "none"):
         return loaded
