@@ -86,12 +86,14 @@ def block_of_layers(base: Any) -> list[int]:
     return blocks
 
 
-def unfreeze_top(model: Any, n_blocks: int) -> int:
-    """Make the top ``n_blocks`` blocks trainable (BatchNorm included); return layers unfrozen.
+def unfreeze_top(model: Any, n_blocks: int, freeze_batchnorm: bool = False) -> int:
+    """Make the top ``n_blocks`` blocks trainable (BatchNorm too unless frozen); return layers unfrozen.
 
     Frozen BatchNorm layers run in inference mode (Keras 3), so the lower,
     still-frozen blocks keep their ImageNet statistics.
     """
+    import keras
+
     base = model.get_layer(BASE_NAME)
     blocks = block_of_layers(base)
     top = max(blocks) if blocks else 0
@@ -99,6 +101,8 @@ def unfreeze_top(model: Any, n_blocks: int) -> int:
     count = 0
     for layer, block in zip(base.layers, blocks, strict=True):
         layer.trainable = n_blocks > 0 and block > top - n_blocks
+        if freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
         count += int(layer.trainable and bool(layer.weights))
     return count
 
