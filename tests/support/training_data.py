@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-ESC50 = Path(__file__).resolve().parents[3] / "shared" / "data" / "esc50"
-WEIGHTS = Path(__file__).resolve().parents[3] / "shared" / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+from tests.support.shared import shared_dir
+
+ESC50 = shared_dir() / "data" / "esc50"
+WEIGHTS = shared_dir() / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
 
 TONES_HZ = {"low": 400.0, "mid": 1500.0, "high": 4000.0}
 
