@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-
 import subprocess
 import sys
 from pathlib import Path
@@ -73,8 +72,7 @@ def test_docs_list_every_key() -> None:
     missing = [
         key
         for key, default, what in describe(Config)
-        if f"| `{key}` | `{json.dumps(default)}` | {what} |" not in doc
-        and default is not None
+        if (f"| `{key}` | `{json.dumps(default)}` | {what} |" not in doc and default is not None)
         or f"| `{key}` |" not in doc
         or what not in doc
     ]
