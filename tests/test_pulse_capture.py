@@ -74,3 +74,40 @@ def test_tone_played_into_sink_is_detected_over_mqtt(
         health = json.loads(sub.wait_for(lambda m: m.topic.endswith("/health") and m.wall_s > start.wall_s, 5).payload)
         assert health["dropped_blocks"] == 0
         assert daemon.terminate(15) == 0, daemon.stderr[-2000:]
+
+
+def test_microphone_lost_is_reported_and_reopened(
+    tmp_path: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    """The sound server dies under the daemon (a USB mic pulled out, as far as it can tell):
+    the reason is published, the stream is reopened with backoff, and audio flows again."""
+    model = tone_bundle(tmp_path / "tones.auricle")
+    device = f"u{uuid.uuid4().hex[:8]}"
+    config = write_config(
+        tmp_path / "auricle.yaml",
+        {
+            "model": {"path": str(model)},
+            "audio": {"source": "mic", "device": "pulse", "stall_s": 1.0, "reopen_min_s": 0.2, "reopen_max_s": 1.0},
+            "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "device_id": device, "health_interval_s": 1},
+        },
+    )
+    sub = subscriber_factory(f"auricle/{device}/#")
+
+    def audio_s(m: object) -> float:
+        if not getattr(m, "topic", "").endswith("/health"):
+            return -1.0
+        return float(json.loads(getattr(m, "payload", b"{}"))["audio_s"])
+
+    with PulseAudio() as own, Daemon(config, env=own.subprocess_env()) as daemon:
+        before = sub.wait_for(lambda m: audio_s(m) > 0.5, 30, "audio captured")
+        own.stop()
+        reason = sub.wait_for(lambda m: m.topic.endswith("/status/reason"), 15, "microphone status reason")
+        assert "microphone" in reason.text
+        own.start()
+        after = sub.wait_for(
+            lambda m: m.wall_s > reason.wall_s and audio_s(m) > audio_s(before) + 1.0, 30, "audio again"
+        )
+        health = json.loads(after.payload)
+        assert health["reopens"] >= 1, health
+        assert daemon.proc is not None and daemon.proc.poll() is None
+        assert daemon.terminate(15) == 0, daemon.stderr[-2000:]
