@@ -209,3 +209,22 @@ def test_cross_validation_folds_hold_out_each_fold(tmp_path: Path) -> None:
     s = crossval.summarise({1: {"float_clip_accuracy": 0.8, "int8_clip_accuracy": 0.7},
                             2: {"float_clip_accuracy": 0.9, "int8_clip_accuracy": 0.9}})  # fmt: skip
     assert s["int8_mean"] == pytest.approx(0.8) and s["int8_std"] == pytest.approx(0.1)
+
+
+def test_frozen_bn_blocks_keep_imagenet_statistics() -> None:
+    import keras
+
+    from edge.features import InputSpec
+    from training import model as model_mod
+    from training.config import ModelConfig
+
+    model = model_mod.build(ModelConfig(weights="none"), InputSpec(frames=32, bands=32), 4, 0.9)
+    model_mod.unfreeze_top(model, 13, frozen_bn_blocks=5)
+    base = model.get_layer(model_mod.BASE_NAME)
+    blocks = model_mod.block_of_layers(base)
+    bn = [(b, layer.trainable) for layer, b in zip(base.layers, blocks, strict=True)
+          if isinstance(layer, keras.layers.BatchNormalization)]  # fmt: skip
+    assert bn and all(not trainable for b, trainable in bn if b <= 5)
+    assert all(trainable for b, trainable in bn if b > 5)
+    convs = [layer.trainable for layer in base.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
+    assert all(convs), "frozen statistics do not freeze the convolutions"

@@ -100,11 +100,12 @@ class FitConfig:
     crops_per_clip: int = setting(4, lo=1, hi=1000, unit="random windows per clip per epoch")
     unfreeze_blocks: int = setting(13, lo=0, hi=100, unit="top blocks trained in phase 2")
     bn_momentum: float = setting(0.9, lo=0.0, hi=0.9999, unit="BatchNorm moving-average momentum")
-    freeze_batchnorm: bool = False
-    """Keep every BatchNorm layer in inference mode with its ImageNet statistics in phase 2.
+    frozen_bn_blocks: int = setting(0, lo=0, hi=100, unit="lowest blocks whose BatchNorm keeps ImageNet statistics")
+    """In phase 2, BatchNorm of the stem and the lowest N blocks stays in inference mode.
 
-    Fine-tuned statistics fit the float model but can leave near-degenerate
-    channels whose folded depthwise weights quantise badly (docs/training.md)."""
+    Statistics fine-tuned on spectrograms fit the float model, but in the narrow
+    early depthwise layers they make folded weights that quantise badly; frozen
+    ImageNet statistics keep post-training int8 close to float (docs/training.md)."""
     label_smoothing: float = setting(0.1, lo=0.0, hi=0.5)
     weight_decay: float = setting(1e-4, lo=0.0, hi=1.0, unit="AdamW decoupled weight decay")
     patience: int = setting(15, lo=1, hi=10_000, unit="epochs without validation improvement")

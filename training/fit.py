@@ -196,7 +196,7 @@ def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
         _phase(model, ds, cfg.fit.head_epochs, out, "head", cfg, prepared)
         model.save_weights(str(head))
     with strategy(cfg.fit.distribute).scope():
-        n = model_mod.unfreeze_top(model, cfg.fit.unfreeze_blocks, cfg.fit.freeze_batchnorm)
+        n = model_mod.unfreeze_top(model, cfg.fit.unfreeze_blocks, cfg.fit.frozen_bn_blocks)
         decay = max(1, cfg.fit.finetune_epochs * source.steps)
         _compile(model, cfg, keras.optimizers.schedules.CosineDecay(cfg.fit.finetune_lr, decay, alpha=0.05))
     _LOGGER.info("phase 2: %d layers with weights trainable", n)

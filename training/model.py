@@ -86,7 +86,7 @@ def block_of_layers(base: Any) -> list[int]:
     return blocks
 
 
-def unfreeze_top(model: Any, n_blocks: int, freeze_batchnorm: bool = False) -> int:
+def unfreeze_top(model: Any, n_blocks: int, frozen_bn_blocks: int = 0) -> int:
     """Make the top ``n_blocks`` blocks trainable (BatchNorm too unless frozen); return layers unfrozen.
 
     Frozen BatchNorm layers run in inference mode (Keras 3), so the lower,
@@ -101,7 +101,7 @@ def unfreeze_top(model: Any, n_blocks: int, freeze_batchnorm: bool = False) -> i
     count = 0
     for layer, block in zip(base.layers, blocks, strict=True):
         layer.trainable = n_blocks > 0 and block > top - n_blocks
-        if freeze_batchnorm and isinstance(layer, keras.layers.BatchNormalization):
+        if block <= frozen_bn_blocks and isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
         count += int(layer.trainable and bool(layer.weights))
     return count
