@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from edge.events import EventParams
 from edge.mqtt import MqttConfig
 from edge.recorder import RecordingParams
-from edge.schema import ConfigError, build, setting
+from edge.schema import from_yaml, read_text, setting
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,26 +73,9 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
     """Read and validate the config file; None gives the built-in defaults."""
     if path is None:
         return Config()
-    name = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    return parse_config(text, name)
+    return parse_config(read_text(path), str(path))
 
 
 def parse_config(text: str, name: str) -> Config:
     """Validate YAML text; errors name ``name`` (the file) and the key path or line."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{name}: {_yaml_problem(exc)}") from None
-    return build(Config, data, name)
-
-
-def _yaml_problem(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or "invalid YAML"
-    if mark is None:
-        return f"invalid YAML: {problem}"
-    return f"line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {problem}"
+    return from_yaml(Config, text, name)

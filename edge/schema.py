@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 import types
 import typing
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
@@ -191,3 +193,30 @@ def _scalar(tp: Any, value: Any, f: dataclasses.Field[Any] | None, fail: typing.
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         raise fail()
     return value
+
+
+def from_yaml(cls: type[T], text: str, source: str) -> T:
+    """Parse YAML text (``yaml.safe_load``) and :func:`build` ``cls`` from it."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: {_yaml_problem(exc)}") from None
+    return build(cls, data, source)
+
+
+def read_text(path: str | os.PathLike[str]) -> str:
+    """A config file's text; :class:`ConfigError` naming the file if it cannot be read."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _yaml_problem(exc: Exception) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or "invalid YAML"
+    if mark is None:
+        return f"invalid YAML: {problem}"
+    return f"line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {problem}"

@@ -138,7 +138,7 @@ def test_pca_finds_the_main_direction() -> None:
         ("fit:\n  epochs: 3\n", "bad.yaml: fit.epochs: unknown key"),
         ("fit:\n  batch_size: 0\n", "bad.yaml: fit.batch_size: expected an integer 1..65536 (windows), got 0"),
         ("model:\n  arch: resnet\n", "bad.yaml: model.arch: expected one of 'mobilenet', "),
-        ("data: [1, 2\n", "bad.yaml: line 2: not valid YAML"),
+        ("data: [1, 2\n", "bad.yaml: line 2, column 1: invalid YAML"),
         ("data:\n  train_folds: [1, 2]\n  test_folds: [2]\n", "bad.yaml: data.test_folds: fold(s) [2] are also"),
         ("features:\n  n_fft: 100\n", "bad.yaml: features: n_fft (100) must be >= window_samples (400)"),
     ],

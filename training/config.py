@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from edge.features import FeatureParams
-from edge.schema import ConfigError, build, setting
+from edge.schema import ConfigError, from_yaml, read_text, setting
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,14 +167,7 @@ class LoadedConfig:
 
 def parse(text: str, source: str) -> TrainConfig:
     """YAML text -> :class:`TrainConfig`; :class:`ConfigError` (one line) if invalid."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{source}: {where}not valid YAML: {problem}") from None
-    config = build(TrainConfig, data, source)
+    config = from_yaml(TrainConfig, text, source)
     _check(config, source)
     return config
 
@@ -193,10 +184,7 @@ def _check(config: TrainConfig, source: str) -> None:
 def load(path: str | Path) -> LoadedConfig:
     """Read and parse a config file."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    text = read_text(p)
     return LoadedConfig(parse(text, p.name), p.resolve().parent, text)
 
 
