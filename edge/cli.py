@@ -13,23 +13,15 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from edge import modelcli
+from edge import commands, modelcli
 from edge.bundle import BundleError
 from edge.schema import ConfigError
 
 Handler = Callable[[argparse.Namespace], int]
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
-COMMANDS: list[Register] = [modelcli.register]
+COMMANDS: list[Register] = [commands.register, modelcli.register]
 """Every module that adds sub-commands; each sets ``handler`` via set_defaults."""
-
-
-def _extra_commands() -> list[Register]:
-    try:
-        from edge import commands  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:  # the daemon commands are optional at this stage
-        return []
-    return [commands.register]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="auricle", description="Always-on sound classifier for the Raspberry Pi.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for register in COMMANDS + _extra_commands():
+    for register in COMMANDS:
         register(sub)
     return parser
 
