@@ -6,8 +6,11 @@ src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 [ "$(id -u)" -eq 0 ] || { echo "run as root (sudo $0)" >&2; exit 2; }
 id auricle >/dev/null 2>&1 || useradd --system --home /var/lib/auricle --shell /usr/sbin/nologin --groups audio auricle
 mkdir -p /opt/auricle /etc/auricle
-cp -a "$src/." /opt/auricle/
-rm -rf /opt/auricle/.venv /opt/auricle/.venv-compat
+if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
+  git -C "$src" archive HEAD | tar -x -C /opt/auricle   # tracked files only: no venvs, runs, caches
+else
+  cp -a "$src/." /opt/auricle/ && rm -rf /opt/auricle/.venv /opt/auricle/.venv-compat
+fi
 AURICLE_VENV=/opt/auricle/.venv /opt/auricle/deploy/setup.sh edge
 [ -f /etc/auricle/config.yaml ] || install -m 644 "$src/deploy/config.example.yaml" /etc/auricle/config.yaml
 [ -f /etc/auricle/env ] || install -m 600 /dev/null /etc/auricle/env
