@@ -1,4 +1,4 @@
-"""One real end-to-end run (prepare, fit 1+1 epochs, int8 export, evaluate through edge,
+"""One real end-to-end run (prepare, fit 1+1 epochs + 1 quantisation-aware, int8 export, evaluate through edge,
 bundle) and a real ``inspect`` - no mocks: real audio, real Keras, real LiteRT."""
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ def test_end_to_end_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         f"  val_fraction: 0.34, min_clips_per_class: 2, cache_dir: cache, workers: 2}}\n"
         f"window: {{window_frames: 48, hop_frames: 8}}\n"
         f"model: {{weights: {td.WEIGHTS}}}\n"
-        "fit: {head_epochs: 1, finetune_epochs: 1, crops_per_clip: 2, batch_size: 16, unfreeze_blocks: 2}\n"
+        "fit: {head_epochs: 1, finetune_epochs: 1, qat_epochs: 1, crops_per_clip: 2, batch_size: 16,\n"
+        "  unfreeze_blocks: 2}\n"
         "export: {calibration_windows: 16, latency_runs: 20}\n"
         "output: run\nbundle: {name: smoke, version: 0.0.1}\n"
     )
@@ -52,7 +53,7 @@ def test_end_to_end_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "ASSIGN_VARIABLE" not in export.op_names(b.model)
     scores = Classifier(b).scores(np.full((48, 64), -30.0, np.float32))
     assert scores.shape == (3,) and abs(float(scores.sum()) - 1.0) < 0.05
-    for name in ("report.json", "report.md", "confusion.png", "embedding.png", "curves.png"):
+    for name in ("history_qat.csv", "report.json", "report.md", "confusion.png", "embedding.png", "curves.png"):
         assert (run / name).stat().st_size > 0, name
     assert (run / pipeline.REPORT_MD).read_text().count("| ") > 10
 

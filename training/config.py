@@ -104,6 +104,10 @@ class FitConfig:
     Statistics fine-tuned on spectrograms fit the float model, but in the narrow
     early depthwise layers they make folded weights that quantise badly; frozen
     ImageNet statistics keep post-training int8 close to float (docs/training.md)."""
+    qat_epochs: int = setting(0, lo=0, hi=10_000, unit="epochs of quantisation-aware fine-tuning (MobileNet v1)")
+    """Phase 3: train through simulated int8 (folded BatchNorm, per-channel weights) so that the
+    exported int8 model keeps the float accuracy (training/qat.py, docs/training.md)."""
+    qat_lr: float = setting(1e-4, lo=1e-8, hi=1.0, unit="AdamW peak learning rate of phase 3, cosine decay")
     label_smoothing: float = setting(0.1, lo=0.0, hi=0.5)
     weight_decay: float = setting(1e-4, lo=0.0, hi=1.0, unit="AdamW decoupled weight decay")
     patience: int = setting(15, lo=1, hi=10_000, unit="epochs without validation improvement")
@@ -179,6 +183,8 @@ def _check(config: TrainConfig, source: str) -> None:
     overlap = set(config.data.train_folds) & set(config.data.test_folds)
     if overlap:
         raise ConfigError(f"{source}: data.test_folds: fold(s) {sorted(overlap)} are also training folds")
+    if config.fit.qat_epochs and config.model.arch != "mobilenet":
+        raise ConfigError(f"{source}: fit.qat_epochs: supported for model.arch mobilenet only, not {config.model.arch}")
 
 
 def load(path: str | Path) -> LoadedConfig:

@@ -132,10 +132,14 @@ def verify_loads(model_bytes: bytes) -> str:
     return str(runtime)
 
 
-def export_pair(model: Any, windows: list[np.ndarray], params: FeatureParams, spec: InputSpec) -> tuple[bytes, bytes]:
-    """(float32, int8) TFLite bytes; int8 calibrated on ``windows`` via the front end's mapping."""
+def export_pair(
+    model: Any, windows: list[np.ndarray], params: FeatureParams, spec: InputSpec, int8_model: Any | None = None
+) -> tuple[bytes, bytes]:
+    """(float32, int8) TFLite bytes; int8 (from ``int8_model``, e.g. quantisation-aware weights,
+    else ``model``) calibrated on ``windows`` via the front end's mapping."""
     float_bytes = to_tflite(model)
-    int8_bytes = to_tflite(model, lambda: calibration_inputs(windows, params, spec))
+    source = model if int8_model is None else int8_model
+    int8_bytes = to_tflite(source, lambda: calibration_inputs(windows, params, spec))
     runtime = verify_loads(int8_bytes)
     _LOGGER.info("int8 model loads and runs in %s", runtime)
     return float_bytes, int8_bytes

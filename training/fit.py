@@ -1,11 +1,12 @@
-"""Stage 2: two-phase fine-tuning from cached frames through ``tf.data``.
+"""Stage 2: fine-tuning from cached frames through ``tf.data``.
 
 Phase 1 trains the head on a frozen base (its BatchNorm layers in inference
 mode); phase 2 unfreezes the top blocks with a lower, cosine-decayed learning
-rate.  Early stopping and the kept weights follow the clip-level validation
-accuracy (mean of window scores at a hop, as the device aggregates).  Each
-phase is resumable: Keras' BackupAndRestore keeps the epoch state, and a
-finished phase 1 is not repeated.
+rate; the optional phase 3 trains through simulated int8 (training/qat.py).
+Early stopping and the kept weights follow the clip-level validation accuracy
+(mean of window scores at a hop, as the device aggregates).  Each phase is
+resumable: Keras' BackupAndRestore keeps the epoch state, and a finished
+phase 1 or 2 is not repeated.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from training.prepare import Prepared
 _LOGGER = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"
+QAT_MODEL_FILE = "model_qat.keras"  # phase 3 weights: the int8 export starts from these
 HEAD_WEIGHTS = "head.weights.h5"
+FINETUNED_WEIGHTS = "finetuned.weights.h5"
 
 
 def input_spec(cfg: TrainConfig) -> InputSpec:
@@ -100,8 +103,11 @@ def clip_windows(frames: Any, cfg: TrainConfig, hop: int) -> np.ndarray:
     return np.stack([features.window_at(frames, e, w, cfg.features) for e in ends])
 
 
-def make_validation(cfg: TrainConfig, prepared: Prepared) -> Any:
-    """Callback: clip-level validation accuracy, early stopping and best-weights keeping."""
+def make_validation(cfg: TrainConfig, prepared: Prepared, from_start: bool = False) -> Any:
+    """Callback: clip-level validation accuracy, early stopping and best-weights keeping.
+
+    With ``from_start`` the weights before the first epoch are a candidate too.
+    """
     import keras
 
     spec, hop = input_spec(cfg), cfg.fit.val_hop_frames
@@ -114,11 +120,19 @@ def make_validation(cfg: TrainConfig, prepared: Prepared) -> Any:
             super().__init__()
             self.best, self.best_weights, self.wait = -1.0, None, 0
 
+        def accuracy(self) -> float:
+            scores = predict_clips(self.model, windows, cfg, spec)
+            return float(np.mean(scores.argmax(axis=1) == truth))
+
+        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+            if from_start and val and self.best < 0:
+                self.best, self.best_weights = self.accuracy(), self.model.get_weights()
+                _LOGGER.info("validation clip accuracy before training: %.3f", self.best)
+
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
             if not val:
                 return
-            scores = predict_clips(self.model, windows, cfg, spec)
-            acc = float(np.mean(scores.argmax(axis=1) == truth))
+            acc = self.accuracy()
             if logs is not None:
                 logs["val_clip_acc"] = acc
             if acc > self.best:
@@ -163,14 +177,17 @@ def _compile(model: Any, cfg: TrainConfig, lr: Any) -> None:
     model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
 
 
-def _phase(model: Any, ds: Any, epochs: int, out: Path, name: str, cfg: TrainConfig, prepared: Prepared) -> None:
+def _phase(
+    model: Any, ds: Any, epochs: int, out: Path, name: str, cfg: TrainConfig, prepared: Prepared,
+    from_start: bool = False,
+) -> None:  # fmt: skip
     import keras
 
     if epochs <= 0:
         return
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / f"backup_{name}")),
-        make_validation(cfg, prepared),
+        make_validation(cfg, prepared, from_start),
         keras.callbacks.CSVLogger(str(out / f"history_{name}.csv"), append=True),
     ]
     model.fit(ds, epochs=epochs, callbacks=callbacks, verbose=2)
@@ -195,21 +212,67 @@ def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
     else:
         _phase(model, ds, cfg.fit.head_epochs, out, "head", cfg, prepared)
         model.save_weights(str(head))
-    with strategy(cfg.fit.distribute).scope():
-        n = model_mod.unfreeze_top(model, cfg.fit.unfreeze_blocks, cfg.fit.frozen_bn_blocks)
-        decay = max(1, cfg.fit.finetune_epochs * source.steps)
-        _compile(model, cfg, keras.optimizers.schedules.CosineDecay(cfg.fit.finetune_lr, decay, alpha=0.05))
-    _LOGGER.info("phase 2: %d layers with weights trainable", n)
-    _phase(model, ds, cfg.fit.finetune_epochs, out, "finetune", cfg, prepared)
+    finetuned = out / FINETUNED_WEIGHTS
+    if finetuned.exists():
+        model.load_weights(str(finetuned))
+        _LOGGER.info("phase 2 already done: loaded %s", finetuned)
+    else:
+        with strategy(cfg.fit.distribute).scope():
+            n = model_mod.unfreeze_top(model, cfg.fit.unfreeze_blocks, cfg.fit.frozen_bn_blocks)
+            decay = max(1, cfg.fit.finetune_epochs * source.steps)
+            _compile(model, cfg, keras.optimizers.schedules.CosineDecay(cfg.fit.finetune_lr, decay, alpha=0.05))
+        _LOGGER.info("phase 2: %d layers with weights trainable", n)
+        _phase(model, ds, cfg.fit.finetune_epochs, out, "finetune", cfg, prepared)
+        model.save_weights(str(finetuned))
     model.save(str(out / MODEL_FILE))
+    (out / QAT_MODEL_FILE).unlink(missing_ok=True)
+    if cfg.fit.qat_epochs > 0:
+        quantisation_aware(model, ds, source.steps, cfg, prepared, out).save(str(out / QAT_MODEL_FILE))
     return model
 
 
-def load_model(output: Path) -> Any:
-    """The trained Keras model of a run directory."""
+def quantisation_aware(model: Any, ds: Any, steps: int, cfg: TrainConfig, prepared: Prepared, out: Path) -> Any:
+    """Phase 3: train a fake-quantised twin of ``model``; return a copy holding the twin's weights.
+
+    ``model`` itself stays the float model. The validation callback starts from
+    the twin's accuracy before training, so the weights kept are never worse
+    (in simulated int8) than the fine-tuned ones.
+    """
     import keras
 
-    path = output / MODEL_FILE
+    from training import export, qat
+
+    model = clone(model)
+
+    windows = export.calibration_windows(
+        prepared.frames, prepared.split.train, cfg.window.window_frames, cfg.features,
+        cfg.export.calibration_windows, cfg.fit.seed,
+    )  # fmt: skip
+    inputs = batch_inputs(windows, cfg, input_spec(cfg))
+    with strategy(cfg.fit.distribute).scope():
+        twin, pairs = qat.build(model, qat.activation_ranges(model, inputs))
+        decay = max(1, cfg.fit.qat_epochs * steps)
+        _compile(twin, cfg, keras.optimizers.schedules.CosineDecay(cfg.fit.qat_lr, decay, alpha=0.05))
+    _LOGGER.info("phase 3: quantisation-aware fine-tuning, %d folded convolutions", len(pairs) - 1)
+    _phase(twin, ds, cfg.fit.qat_epochs, out, "qat", cfg, prepared, from_start=True)
+    qat.write_back(pairs)
+    return model
+
+
+def clone(model: Any) -> Any:
+    """An independent copy of a Keras model, weights included."""
+    import keras
+
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def load_model(output: Path, name: str = MODEL_FILE) -> Any:
+    """The trained (float) Keras model of a run directory, or another of its model files."""
+    import keras
+
+    path = output / name
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained model; run 'auricle-train fit' first")
     return keras.models.load_model(str(path))

@@ -52,11 +52,13 @@ def run_export(loaded: LoadedConfig, prepared: Prepared, model: Any | None = Non
     """Float32 and int8 TFLite files in the run directory."""
     cfg, out = loaded.config, loaded.output
     model = model if model is not None else fit.load_model(out)
+    qat = out / fit.QAT_MODEL_FILE
+    int8_source = fit.load_model(out, fit.QAT_MODEL_FILE) if qat.exists() else model
     windows = export.calibration_windows(
         prepared.frames, prepared.split.train, cfg.window.window_frames, cfg.features,
         cfg.export.calibration_windows, cfg.fit.seed,
     )  # fmt: skip
-    float_bytes, int8_bytes = export.export_pair(model, windows, cfg.features, fit.input_spec(cfg))
+    float_bytes, int8_bytes = export.export_pair(model, windows, cfg.features, fit.input_spec(cfg), int8_source)
     (out / export.FLOAT_FILE).write_bytes(float_bytes)
     (out / export.INT8_FILE).write_bytes(int8_bytes)
     return float_bytes, int8_bytes
@@ -101,6 +103,7 @@ def _assemble(
         "test": f"folds {held}" if held else "stratified hold-out",
         "test_clips": len(prepared.split.test),
         "hop_frames": cfg.window.hop_frames,
+        "int8_from": "quantisation-aware weights" if (out / fit.QAT_MODEL_FILE).exists() else "post-training",
         "float_clip_accuracy": round(result["float"]["accuracy"], 4),
         "int8_clip_accuracy": round(result["int8"]["accuracy"], 4),
         "float_macro_f1": round(result["float"]["macro_f1"], 4),

@@ -80,9 +80,9 @@ def plot_embedding(emb: npt.NDArray[np.float64], truth: Sequence[int], labels: S
 
 
 def read_history(output: Path) -> list[dict[str, float]]:
-    """Epoch rows of both phases, in order, with a 'phase' column."""
+    """Epoch rows of all phases, in order, with a 'phase' column."""
     rows: list[dict[str, float]] = []
-    for phase, name in enumerate(("head", "finetune"), start=1):
+    for phase, name in enumerate(("head", "finetune", "qat"), start=1):
         path = output / f"history_{name}.csv"
         if path.exists():
             with path.open(newline="") as fh:
@@ -92,25 +92,27 @@ def read_history(output: Path) -> list[dict[str, float]]:
 
 
 def plot_curves(history: list[dict[str, float]], path: Path) -> None:
-    """Training loss and accuracy, and validation clip accuracy, per epoch across both phases."""
+    """Training loss and accuracy, and validation clip accuracy, per epoch across all phases."""
     plt = _pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     x = np.arange(1, len(history) + 1)
     a.plot(x, [r.get("loss", np.nan) for r in history], label="training loss")
-    a.set_xlabel("epoch (both phases)")
+    a.set_xlabel("epoch (all phases)")
     a.set_ylabel("loss")
     a.legend()
     b.plot(x, [r.get("accuracy", np.nan) for r in history], label="training window accuracy (augmented)")
     b.plot(x, [r.get("val_clip_acc", np.nan) for r in history], label="validation clip accuracy")
-    b.set_xlabel("epoch (both phases)")
+    b.set_xlabel("epoch (all phases)")
     b.set_ylim(0, 1)
     b.legend()
-    boundary = sum(1 for r in history if r["phase"] == 1)
+    for phase, style in ((1, "--"), (2, ":")):
+        boundary = sum(1 for r in history if r["phase"] <= phase)
+        for ax in (a, b):
+            if 0 < boundary < len(history):
+                ax.axvline(boundary + 0.5, color="grey", linestyle=style)
     for ax in (a, b):
-        if 0 < boundary < len(history):
-            ax.axvline(boundary + 0.5, color="grey", linestyle="--")
         ax.grid(alpha=0.3)
-    fig.suptitle("Training curves (dashed line: base unfrozen)")
+    fig.suptitle("Training curves (dashed: base unfrozen; dotted: quantisation-aware phase)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
