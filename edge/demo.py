@@ -1,8 +1,8 @@
 """A short demo clip the project makes itself (no dataset audio ships).
 
-It holds sounds a general model knows, separated by quiet: a wailing siren
-sweep, electronic alarm beeps and a struck bell-like tone with decaying
-partials.  Written once to the user's cache directory (atomically) and
+It holds sounds a general model knows, separated by quiet: a two-tone siren,
+alarm-clock beeps and a church bell (the shipped model names them siren,
+clock_alarm and church_bells).  Written once to the user's cache directory (atomically) and
 replayed in a loop by ``auricle run`` when there is no microphone.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-DEMO_VERSION = 1
+DEMO_VERSION = 2
 RATE_HZ = 16000
 _F64 = npt.NDArray[np.float64]
 
@@ -26,33 +26,41 @@ def _silence(seconds: float) -> _F64:
 
 
 def siren(seconds: float = 4.0) -> _F64:
-    """A two-tone wail: 650..1450 Hz, one sweep per second."""
+    """A European two-tone ("hi-lo") siren: 440 / 587 Hz, half a second each, square-ish (odd harmonics)."""
     t = np.arange(round(seconds * RATE_HZ)) / RATE_HZ
-    freq = 1050.0 + 400.0 * np.sin(2 * np.pi * 1.0 * t)
+    freq = np.where(np.mod(t, 1.0) < 0.5, 440.0, 587.0)
     phase = 2 * np.pi * np.cumsum(freq) / RATE_HZ
-    return 0.4 * (np.sin(phase) + 0.3 * np.sin(2 * phase))
+    out = np.zeros_like(t)
+    for k in (1, 3, 5, 7):
+        out += np.sin(k * phase) / k
+    return 0.3 * out
 
 
-def alarm_beeps(seconds: float = 3.0, beep_hz: float = 2500.0) -> _F64:
-    """Four beeps a second at ``beep_hz``, like an alarm clock."""
+def alarm_beeps(seconds: float = 3.0, beep_hz: float = 3500.0) -> _F64:
+    """An alarm clock: a group of four 70 ms square-wave beeps at ``beep_hz`` every second."""
     t = np.arange(round(seconds * RATE_HZ)) / RATE_HZ
-    gate = (np.mod(t, 0.25) < 0.12).astype(np.float64)
-    return 0.35 * gate * np.sign(np.sin(2 * np.pi * beep_hz * t)) * 0.6
+    gate = ((np.mod(t, 1.0) < 0.5) & (np.mod(t, 0.125) < 0.07)).astype(np.float64)
+    return 0.35 * gate * np.sign(np.sin(2 * np.pi * beep_hz * t))
 
 
-def bell(seconds: float = 3.0, base_hz: float = 440.0) -> _F64:
-    """Inharmonic decaying partials, struck twice."""
+# church-bell partials: (ratio to the prime, amplitude, decay per second) - hum, prime, tierce, quint, nominal...
+_BELL = ((0.5, 0.6, 0.4), (1.0, 1.0, 0.8), (1.2, 0.7, 1.0), (1.5, 0.4, 1.3), (2.0, 0.8, 1.6), (2.5, 0.3, 2.2),
+         (3.0, 0.25, 2.8), (4.0, 0.2, 3.5))  # fmt: skip
+
+
+def bell(seconds: float = 4.0, base_hz: float = 600.0) -> _F64:
+    """A church bell struck three times: its typical partials, each decaying at its own rate."""
     t = np.arange(round(seconds * RATE_HZ)) / RATE_HZ
     out = np.zeros_like(t)
-    for k, (ratio, decay) in enumerate(((1.0, 1.2), (2.76, 2.0), (5.4, 3.0), (8.93, 4.5))):
-        for strike in (0.0, 1.5):
+    for ratio, amp, decay in _BELL:
+        for strike in (0.0, 1.3, 2.6):
             tt = np.clip(t - strike, 0.0, None)
-            out += (t >= strike) * 0.3 / (k + 1) * np.exp(-decay * tt) * np.sin(2 * np.pi * base_hz * ratio * tt)
-    return out
+            out += (t >= strike) * amp * np.exp(-decay * tt) * np.sin(2 * np.pi * base_hz * ratio * tt)
+    return 0.15 * out
 
 
 def demo_samples() -> _F64:
-    """The whole demo signal (about 17 s) with a little background noise."""
+    """The whole demo signal (about 18 s) with a little background noise."""
     parts = [_silence(1.0), siren(), _silence(1.5), alarm_beeps(), _silence(1.5), bell(), _silence(2.0)]
     x = np.concatenate(parts)
     x += 0.002 * np.random.default_rng(DEMO_VERSION).standard_normal(len(x))
