@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -14,11 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+
+from .process import TempDaemon, terminate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ def _log_tail(path: Path, limit: int = 2000) -> str:
         return f"<no log: {err}>"
 
 
-class Mosquitto:
+class Mosquitto(TempDaemon):
     """A mosquitto process on a fixed loopback port that can be stopped and restarted.
 
     The port is chosen once, at construction, so clients can reconnect after `stop()` +
@@ -110,37 +110,7 @@ class Mosquitto:
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop the broker with SIGTERM, falling back to SIGKILL; always reap it."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _LOGGER.warning("mosquitto pid %d ignored SIGTERM for %s s; killing", proc.pid, timeout_s)
-            proc.kill()
-            proc.wait(timeout=timeout_s)
-        _LOGGER.info("mosquitto pid %d stopped (rc %s)", proc.pid, proc.returncode)
-
-    def close(self) -> None:
-        """Stop the broker and delete its temporary directory."""
-        self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> Mosquitto:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        terminate(proc, "mosquitto", timeout_s)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,6 @@ import json
 import logging
 import os
 import select
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -30,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .broker import SETUP_HINT, find_binary
+from .process import TempDaemon, terminate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,7 +36,7 @@ _POLL_S = 0.02
 _RECORD_SCRIPT = Path(__file__).with_name("record.py")
 
 
-class PulseAudio:
+class PulseAudio(TempDaemon):
     """A per-user PulseAudio daemon in a private XDG_RUNTIME_DIR (no systemd, no D-Bus).
 
     An idle null sink runs ahead of real time, so a fresh recorder gets nothing for up to
@@ -175,37 +174,7 @@ class PulseAudio:
     def stop(self, timeout_s: float = 10.0) -> None:
         """SIGTERM the daemon and reap it (an unreaped zombie blocks the next start)."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            _LOGGER.warning("pulseaudio pid %d ignored SIGTERM for %s s; killing", proc.pid, timeout_s)
-            proc.kill()
-            proc.wait(timeout=timeout_s)
-        _LOGGER.info("pulseaudio pid %d stopped (rc %s)", proc.pid, proc.returncode)
-
-    def close(self) -> None:
-        """Stop the daemon and delete its temporary directory."""
-        self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> PulseAudio:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
+        terminate(proc, "pulseaudio", timeout_s)
 
 
 @dataclass(frozen=True)
