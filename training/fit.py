@@ -240,15 +240,10 @@ def quantisation_aware(model: Any, ds: Any, steps: int, cfg: TrainConfig, prepar
     """
     import keras
 
-    from training import export, qat
+    from training import qat
 
     model = clone(model)
-
-    windows = export.calibration_windows(
-        prepared.frames, prepared.split.train, cfg.window.window_frames, cfg.features,
-        cfg.export.calibration_windows, cfg.fit.seed,
-    )  # fmt: skip
-    inputs = batch_inputs(windows, cfg, input_spec(cfg))
+    inputs = batch_inputs(calibration_windows(cfg, prepared), cfg, input_spec(cfg))
     with strategy(cfg.fit.distribute).scope():
         twin, pairs = qat.build(model, qat.activation_ranges(model, inputs))
         decay = max(1, cfg.fit.qat_epochs * steps)
@@ -257,6 +252,16 @@ def quantisation_aware(model: Any, ds: Any, steps: int, cfg: TrainConfig, prepar
     _phase(twin, ds, cfg.fit.qat_epochs, out, "qat", cfg, prepared, from_start=True)
     qat.write_back(pairs)
     return model
+
+
+def calibration_windows(cfg: TrainConfig, prepared: Prepared) -> list[np.ndarray]:
+    """The int8 calibration windows (training clips only): phase 3 and the export use the same ones."""
+    from training import export
+
+    return export.calibration_windows(
+        prepared.frames, prepared.split.train, cfg.window.window_frames, cfg.features,
+        cfg.export.calibration_windows, cfg.fit.seed,
+    )  # fmt: skip
 
 
 def clone(model: Any) -> Any:

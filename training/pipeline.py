@@ -54,10 +54,7 @@ def run_export(loaded: LoadedConfig, prepared: Prepared, model: Any | None = Non
     model = model if model is not None else fit.load_model(out)
     qat = out / fit.QAT_MODEL_FILE
     int8_source = fit.load_model(out, fit.QAT_MODEL_FILE) if qat.exists() else model
-    windows = export.calibration_windows(
-        prepared.frames, prepared.split.train, cfg.window.window_frames, cfg.features,
-        cfg.export.calibration_windows, cfg.fit.seed,
-    )  # fmt: skip
+    windows = fit.calibration_windows(cfg, prepared)
     float_bytes, int8_bytes = export.export_pair(model, windows, cfg.features, fit.input_spec(cfg), int8_source)
     (out / export.FLOAT_FILE).write_bytes(float_bytes)
     (out / export.INT8_FILE).write_bytes(int8_bytes)
