@@ -2,8 +2,9 @@
 
 It holds sounds a general model knows, separated by quiet: a two-tone siren,
 alarm-clock beeps and a church bell (the shipped model names them siren,
-clock_alarm and church_bells).  Written once to the user's cache directory (atomically) and
-replayed in a loop by ``auricle run`` when there is no microphone.
+clock_alarm and church_bells).  Written once to the user's cache directory
+(atomically) and replayed in a loop by ``auricle run`` when there is no
+microphone.
 """
 
 from __future__ import annotations

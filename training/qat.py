@@ -8,9 +8,9 @@ converter will produce, so the weights settle where rounding costs little:
 - every Conv2D/DepthwiseConv2D + BatchNorm pair becomes one convolution with the
   BatchNorm folded in (frozen moving statistics, as the converter folds them),
   its folded weights fake-quantised per output channel, symmetric, 8 bits;
-- every ReLU6 output, the pooled embedding and the model input are
-  fake-quantised per tensor over the range the float model reaches on the
-  calibration windows (what post-training calibration measures);
+- every ReLU6 output is fake-quantised per tensor over the range the float
+  model reaches on the calibration windows (what post-training calibration
+  measures), the model input over [-1, 1];
 - the head's Dense weights are fake-quantised per tensor.
 
 Gradients pass the rounding straight through (TensorFlow's FakeQuant ops).
@@ -115,7 +115,7 @@ class QuantDense(keras.layers.Layer):  # type: ignore[misc]
 
 
 def activation_ranges(model: Any, inputs: np.ndarray, base_name: str = "base") -> dict[str, tuple[float, float]]:
-    """Per-tensor (min, max) of every ReLU output and of the pooled embedding on ``inputs``."""
+    """Per-tensor (min, max) of every ReLU output of the base on ``inputs``."""
     base = model.get_layer(base_name)
     relus = [layer for layer in base.layers if isinstance(layer, keras.layers.ReLU)]
     probe = keras.Model(base.inputs, [layer.output for layer in relus])
@@ -141,13 +141,11 @@ def build(model: Any, ranges: dict[str, tuple[float, float]], base_name: str = "
     for layer in model.layers[1:]:
         if layer is base:
             x = _base(base, x, ranges, pairs)
-        elif isinstance(layer, keras.layers.GlobalAveragePooling2D):
-            x = layer(x)
         elif isinstance(layer, keras.layers.Dense):
             q = QuantDense(layer)
             pairs.append((q, (layer,)))
             x = q(x)
-        else:  # upsampling, dropout: no weights
+        else:  # upsampling, pooling, dropout: no weights
             x = layer(x)
     return keras.Model(inputs, x, name="qat"), pairs
 
