@@ -64,11 +64,19 @@ class Manifest:
     hop_frames: int = setting(1, lo=1, hi=4096, unit="frames between inferences")
     input: InputSpec
     output: OutputSpec
+    background_labels: tuple[str, ...] = ()
+    """Outputs that stand for "none of the labels" (open-set training): scored by the model, never
+    published as events, states or discovery entities (docs/bundle.md)."""
     thresholds: dict[str, float] = field(default_factory=dict)
     """Default per-label decision thresholds (0..1)."""
     model_sha256: str
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def event_labels(self) -> tuple[str, ...]:
+        """The labels that can raise events: every label but the background ones, in score order."""
+        return tuple(x for x in self.labels if x not in self.background_labels)
 
     def to_json(self) -> bytes:
         """Canonical manifest bytes (sorted keys, UTF-8)."""
@@ -173,7 +181,12 @@ def _check_consistency(m: Manifest, where: str) -> None:
             f"input: shape {list(m.input.shape)} does not match window_frames={m.window_frames} "
             f"x n_bands={m.features.n_bands}"
         )
-    unknown = sorted(set(m.thresholds) - set(m.labels))
+    stray = sorted(set(m.background_labels) - set(m.labels))
+    if stray:
+        problems.append(f"background_labels: not among the labels: {', '.join(stray)}")
+    if len(set(m.background_labels)) >= len(set(m.labels)):
+        problems.append("background_labels: at least one label must raise events")
+    unknown = sorted(set(m.thresholds) - set(m.event_labels))
     if unknown:
         problems.append(f"thresholds: unknown label(s) {', '.join(unknown)}")
     bad = [k for k, v in m.thresholds.items() if not 0.0 <= v <= 1.0]

@@ -31,6 +31,7 @@ class Classifier:
         self._output = self._interp.get_output_details()[0]
         self._check_tensors()
         out = self.manifest.output
+        self._keep = np.array([i for i, x in enumerate(self.manifest.labels) if x not in self.manifest.background_labels])
         self._out_scale, self._out_zero = np.float32(out.scale), np.float32(out.zero_point)
 
     def _check_tensors(self) -> None:
@@ -56,13 +57,13 @@ class Classifier:
 
     @property
     def labels(self) -> tuple[str, ...]:
-        """Class names, in score order."""
-        return self.manifest.labels
+        """The labels that raise events (background outputs left out), in score order."""
+        return self.manifest.event_labels
 
     def scores(self, window_db: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """Class scores (0..1) for a ``(window_frames, n_bands)`` dB window."""
+        """Scores (0..1) of :attr:`labels` for a ``(window_frames, n_bands)`` dB window."""
         tensor = features.to_input(window_db, self.manifest.features, self.manifest.input)
-        return self.invoke(tensor)
+        return self.invoke(tensor)[self._keep]
 
     def raw(self, tensor: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Run one prepared input tensor; the output tensor as the model gives it."""
@@ -72,7 +73,7 @@ class Classifier:
         return out.reshape(-1)
 
     def invoke(self, tensor: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-        """Run one prepared input tensor and return dequantised scores."""
+        """Run one prepared input tensor and return every output, dequantised (background ones too)."""
         raw = self.raw(tensor)
         if self.manifest.output.dtype == "int8":
             return (raw.astype(np.float32) - self._out_zero) * self._out_scale

@@ -89,9 +89,9 @@ class Pipeline:
         self._gate = gate_dbfs
         self._detector, self._sink, self._recorder = detector, sink, recorder
         self._on_scores = on_scores
-        self._top_k = min(scores_top_k, len(m.labels))
-        self._labels = m.labels
-        self._zeros = np.zeros(len(m.labels), dtype=np.float32)
+        self._labels = classifier.labels
+        self._top_k = min(scores_top_k, len(self._labels))
+        self._zeros = np.zeros(len(self._labels), dtype=np.float32)
         self.stats = PipelineStats()
         self._front = FrontEnd(self._params)
         self._ring = np.empty((2 * self._window, self._params.n_bands), dtype=np.float32)

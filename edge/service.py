@@ -146,7 +146,7 @@ class Service:
         bundle = load_bundle(cfg)
         m = bundle.manifest
         classifier = Classifier(bundle, threads=cfg.model.threads)
-        detector = EventDetector(m.labels, m.thresholds, cfg.events)
+        detector = EventDetector(classifier.labels, m.thresholds, cfg.events)
         publisher = make_publisher(cfg.mqtt)
         source = make_source(cfg.audio, m.features.sample_rate, publisher, stdin)
         recorder = Recorder(cfg.recording, m.features.sample_rate) if cfg.recording.enabled else None
@@ -171,7 +171,7 @@ class Service:
         return DeviceInfo(
             model_name=m.name,
             model_version=m.version,
-            labels=m.labels,
+            labels=m.event_labels,
             sw_version=sw_version(),
             enabled=self._parts.detector.enabled(),
         )
