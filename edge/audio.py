@@ -49,6 +49,8 @@ class Source(Protocol):
     """What the pipeline reads from."""
 
     rate_hz: int
+    live: bool
+    """True for a real-time device whose block times may disagree with the sample clock (drops, drift)."""
 
     def blocks(self, stop: threading.Event) -> Iterator[Block]:
         """Blocks until the stream ends or ``stop`` is set."""
@@ -163,6 +165,7 @@ class FileSource:
         """``start_time``: epoch of the first sample (None = now; 0.0 gives seconds into the file)."""
         self.path = Path(path)
         self.rate_hz = rate_hz
+        self.live = False
         self._realtime, self._loop, self._block = realtime, loop, block_samples
         self._start_time = start_time
         open_audio(self.path).close()  # fail at start-up, not in the worker
@@ -208,10 +211,15 @@ def _chunks(reader: _Reader, resampler: Resampler, block: int) -> Iterator[Float
 
 
 class StdinSource:
-    """Raw PCM, signed 16-bit little-endian mono, at ``in_rate_hz``."""
+    """Raw PCM, signed 16-bit little-endian mono, at ``in_rate_hz``.
+
+    Blocks are stamped on the sample clock from the first block's arrival: a
+    pipe may deliver faster or slower than real time, and the times must not care.
+    """
 
     def __init__(self, rate_hz: int, in_rate_hz: int, *, stream: BinaryIO, block_samples: int = 160) -> None:
         self.rate_hz = rate_hz
+        self.live = False
         self._fd = stream.fileno()
         self._resampler = Resampler(in_rate_hz, rate_hz)
         self._block_bytes = 2 * block_samples
@@ -221,6 +229,8 @@ class StdinSource:
 
     def blocks(self, stop: threading.Event) -> Iterator[Block]:
         odd = b""  # a read can end between the two bytes of a sample
+        t0: float | None = None
+        n_out = 0
         while not stop.is_set():
             if not select.select([self._fd], [], [], POLL_S)[0]:
                 continue
@@ -233,4 +243,6 @@ class StdinSource:
             pcm = np.frombuffer(data, dtype="<i2").astype(np.float64) / 32768.0
             samples = self._resampler.process(pcm)
             if len(samples):
-                yield Block(samples, time.time())
+                t0 = time.time() if t0 is None else t0
+                n_out += len(samples)
+                yield Block(samples, t0 + (n_out - 1) / self.rate_hz)

@@ -7,6 +7,12 @@ decision passes its threshold and OFF once ``hold_s`` has gone by without a
 pass; after an end, ``cooldown_s`` must pass before the label may start again.
 Labels are independent, so several can be ON at once.
 
+Time is the stream's sample clock: ``t`` given to :meth:`EventDetector.update`
+is seconds since the stream started (samples / rate), never the wall clock, so
+hold, cooldown and every time in an event do not depend on how fast audio
+arrives (a file at full speed, stdin, a live microphone).  The pipeline turns
+these offsets into epoch times with :meth:`Event.on_clock` when it publishes.
+
 The per-hop work is vectorised over labels: Python loops run only over the
 labels that start or end on this hop.
 """
@@ -16,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -67,6 +73,10 @@ class Event:
     """Epoch seconds: the first passing hop inside the window that decided the start."""
     end: float | None
     """Epoch seconds: the last passing hop; None on a start."""
+    start_offset_s: float
+    """``start`` as seconds since the stream started (for a file: the position in it)."""
+    end_offset_s: float | None
+    """``end`` as seconds since the stream started; None on a start."""
     peak: float
     """Highest raw score of the label from start to end (0..1)."""
     mean: float
@@ -75,8 +85,17 @@ class Event:
     """Hops from start to end."""
     t_audio: float
     """Epoch seconds of the last sample of the hop that decided this message."""
+    offset_s: float
+    """``t_audio`` as seconds since the stream started."""
     clip: str | None = None
     """Path of the recorded clip, filled in by the recorder."""
+
+    def on_clock(self, epoch_of: Callable[[float], float]) -> Event:
+        """This event with its epoch times set from its stream offsets by ``epoch_of``."""
+        end = None if self.end_offset_s is None else round(epoch_of(self.end_offset_s), 6)
+        return dataclasses.replace(
+            self, start=round(epoch_of(self.start_offset_s), 6), end=end, t_audio=round(epoch_of(self.offset_s), 6)
+        )
 
 
 class EventDetector:
@@ -113,7 +132,7 @@ class EventDetector:
         return self._labels
 
     def update(self, scores: npt.NDArray[np.floating], t: float) -> list[Event]:
-        """Feed one hop's scores (t = epoch time of its last sample); return new events."""
+        """Feed one hop's scores (t = stream seconds of its last sample); return new events."""
         if scores.shape != (len(self._labels),):
             raise ValueError(f"expected {len(self._labels)} scores, got shape {scores.shape}")
         with self._lock:
@@ -124,7 +143,7 @@ class EventDetector:
             return events
 
     def flush(self, t: float) -> list[Event]:
-        """End every active event (shutdown); t = epoch time of the last sample."""
+        """End every active event (shutdown); t = stream seconds of the last sample."""
         with self._lock:
             return [self._end(i, t) for i in np.flatnonzero(self._state.active).tolist()]
 
@@ -236,8 +255,9 @@ class _State:
         self.count[i] = self.count_at_pass[i] = len(scores)
         self.peak[i] = self.peak_at_pass[i] = float(scores.max())
         event = Event(
-            id=uuid.uuid4().hex, label=label, kind="start", start=first, end=None, peak=0.0, mean=0.0, hops=0, t_audio=t
-        )
+            id=uuid.uuid4().hex, label=label, kind="start", start=first, end=None, start_offset_s=first,
+            end_offset_s=None, peak=0.0, mean=0.0, hops=0, t_audio=t, offset_s=t,
+        )  # fmt: skip
         self.starts[i] = event
 
     def snapshot(self, i: int) -> Event:
@@ -250,7 +270,8 @@ class _State:
         )
 
     def finish(self, i: int, t: float) -> Event:
-        event = dataclasses.replace(self.snapshot(i), kind="end", end=float(self.last_pass[i]), t_audio=t)
+        end = float(self.last_pass[i])
+        event = dataclasses.replace(self.snapshot(i), kind="end", end=end, end_offset_s=end, t_audio=t, offset_s=t)
         self.active[i] = False
         self.ended_at[i] = t
         self.total[i] = self.count[i] = self.peak[i] = 0

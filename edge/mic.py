@@ -126,6 +126,7 @@ class MicSource:
 
     def __init__(self, rate_hz: int, params: MicParams, on_status: Callable[[str], None] | None = None) -> None:
         self.rate_hz = rate_hz
+        self.live = True
         self._params = params
         self._on_status = on_status or (lambda _reason: None)
         self._dropped = 0

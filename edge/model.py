@@ -31,7 +31,8 @@ class Classifier:
         self._output = self._interp.get_output_details()[0]
         self._check_tensors()
         out = self.manifest.output
-        self._keep = np.array([i for i, x in enumerate(self.manifest.labels) if x not in self.manifest.background_labels])
+        background = set(self.manifest.background_labels)
+        self._keep = np.array([i for i, x in enumerate(self.manifest.labels) if x not in background])
         self._out_scale, self._out_zero = np.float32(out.scale), np.float32(out.zero_point)
 
     def _check_tensors(self) -> None:
@@ -63,7 +64,8 @@ class Classifier:
     def scores(self, window_db: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
         """Scores (0..1) of :attr:`labels` for a ``(window_frames, n_bands)`` dB window."""
         tensor = features.to_input(window_db, self.manifest.features, self.manifest.input)
-        return self.invoke(tensor)[self._keep]
+        kept: npt.NDArray[np.float32] = self.invoke(tensor)[self._keep]
+        return kept
 
     def raw(self, tensor: npt.NDArray[Any]) -> npt.NDArray[Any]:
         """Run one prepared input tensor; the output tensor as the model gives it."""

@@ -21,7 +21,8 @@ import numpy as np
 from edge.control import ControlResult, result_data
 from edge.events import Event
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: events, scores and level carry ``offset_s`` (stream seconds); events ``start_offset_s``/``end_offset_s``."""
 ONLINE, OFFLINE = "online", "offline"
 ON, OFF = "ON", "OFF"
 ControlHandler = Callable[[bytes], ControlResult]
@@ -52,8 +53,8 @@ class Publisher(Protocol):
     def start(self, info: DeviceInfo) -> None: ...
     def publish_event(self, event: Event) -> None: ...
     def publish_state(self, label: str, on: bool) -> None: ...
-    def publish_scores(self, t: float, top: Sequence[tuple[str, float]]) -> None: ...
-    def publish_level(self, t: float, dbfs: float) -> None: ...
+    def publish_scores(self, t: float, offset_s: float, top: Sequence[tuple[str, float]]) -> None: ...
+    def publish_level(self, t: float, offset_s: float, dbfs: float) -> None: ...
     def publish_health(self, health: Mapping[str, Any]) -> None: ...
     def publish_status_reason(self, reason: str) -> None: ...
     def set_control_handler(self, fn: ControlHandler) -> None: ...
@@ -134,12 +135,13 @@ class Payloads:
         data = self._head() | dataclasses.asdict(event)
         return dumps(data)
 
-    def scores(self, t: float, top: Sequence[tuple[str, float]]) -> str:
+    def scores(self, t: float, offset_s: float, top: Sequence[tuple[str, float]]) -> str:
         ranked = [[label, round(float(score), 4)] for label, score in top]
-        return dumps(self._head() | {"t": t, "top": ranked})
+        return dumps(self._head() | {"t": t, "offset_s": round(offset_s, 6), "top": ranked})
 
-    def level(self, t: float, dbfs: float) -> str:
-        return dumps(self._head() | {"t": t, "dbfs": round(max(float(dbfs), -200.0), 1)})
+    def level(self, t: float, offset_s: float, dbfs: float) -> str:
+        level = {"t": t, "offset_s": round(offset_s, 6), "dbfs": round(max(float(dbfs), -200.0), 1)}
+        return dumps(self._head() | level)
 
     def health(self, health: Mapping[str, Any], extra: Mapping[str, Any]) -> str:
         data = self._head() | {"t": time.time()} | dict(health) | dict(extra)

@@ -158,6 +158,7 @@ class Service:
             sink=publisher,
             recorder=recorder,
             scores_top_k=cfg.mqtt.scores.top_k if cfg.mqtt.scores.enabled else 0,
+            live=source.live,
         )
         return _Parts(bundle, detector, publisher, source, pipeline)
 

@@ -67,16 +67,16 @@ class BaseSink:
             topic = self.topics.state(self._slugs[label])
         self._emit(topic, ON if on else OFF, self.config.retain, False)
 
-    def publish_scores(self, t: float, top: Sequence[tuple[str, float]]) -> None:
+    def publish_scores(self, t: float, offset_s: float, top: Sequence[tuple[str, float]]) -> None:
         """Top-k scores of one hop, when enabled, at most max_rate_hz."""
         if self.config.scores.enabled and self._scores_gate.ready():
-            payload = self._payloads.scores(t, top[: self.config.scores.top_k])
+            payload = self._payloads.scores(t, offset_s, top[: self.config.scores.top_k])
             self._emit(self.topics.scores, payload, False, True)
 
-    def publish_level(self, t: float, dbfs: float) -> None:
+    def publish_level(self, t: float, offset_s: float, dbfs: float) -> None:
         """Input level in dBFS, at most once per level_interval_s."""
         if self._level_gate.ready():
-            self._emit(self.topics.level, self._payloads.level(t, dbfs), False, True)
+            self._emit(self.topics.level, self._payloads.level(t, offset_s, dbfs), False, True)
 
     def publish_health(self, health: Mapping[str, Any]) -> None:
         """Health figures as given (the caller paces them with health_interval_s), plus the sink's own."""

@@ -25,6 +25,8 @@ class PipelineStats:
         self.hops = 0
         self.gated = 0
         self.errors = 0
+        self.reanchors = 0
+        """Times a live source's clock re-anchored the sample clock (dropped blocks, drift)."""
         self.inferences = 0
         self.audio_s = 0.0
         self.busy_s = 0.0
@@ -51,6 +53,7 @@ class PipelineStats:
             "inferences": self.inferences,
             "gated": self.gated,
             "errors": self.errors,
+            "reanchors": self.reanchors,
             "audio_s": round(self.audio_s, 3),
             "latency_ms_p50": round(p50, 3),
             "latency_ms_p95": round(p95, 3),

@@ -67,7 +67,8 @@ def test_tone_event_over_mqtt_then_clean_stop(
         sub.wait_for(lambda m: m.topic.endswith("/status") and m.payload == b"online", 30, "online")
         start = sub.wait_for(_is_event("tone_1000", "start"), 15, "tone_1000 start")
         event = json.loads(start.payload)
-        assert event["schema"] == 1
+        assert event["schema"] == 2
+        assert 0.0 <= event["start_offset_s"] <= event["offset_s"]
         assert event["model_version"] == "0.1.0"
         assert 0.5 <= event["peak"] <= 1.0
         sub.wait_for(lambda m: m.topic == f"auricle/{device}/state/tone_1000" and m.payload == b"ON", 5, "state ON")

@@ -20,7 +20,7 @@ from support.mqtt_helpers import MODEL_VERSION, as_json, config, device_info, st
 from edge.control import ControlResult
 from edge.events import Event
 from edge.mqtt import ConsoleSink, MqttConfig, MqttPublisher, make_publisher
-from edge.payloads import Payloads
+from edge.payloads import SCHEMA_VERSION, Payloads
 from edge.schema import ConfigError, build
 
 pytestmark = pytest.mark.integration
@@ -34,10 +34,13 @@ def event(kind: str = "start", label: str = "dog", event_id: str = "e1") -> Even
         kind=kind,  # type: ignore[arg-type]
         start=1000.0,
         end=None if kind == "start" else 1001.5,
+        start_offset_s=12.0,
+        end_offset_s=None if kind == "start" else 13.5,
         peak=0.91,
         mean=0.8,
         hops=12,
         t_audio=1000.2,
+        offset_s=12.2,
     )
 
 
@@ -97,7 +100,7 @@ def test_console_sink_prints_the_same_topics_and_payloads() -> None:
     sink.start(device_info())
     sink.publish_event(event())
     sink.publish_state("dog", True)
-    sink.publish_level(1000.0, -42.123)
+    sink.publish_level(1000.0, 5.0, -42.123)
     sink.close()
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     topics = [line["topic"] for line in lines]
@@ -116,8 +119,8 @@ def test_rate_limits_and_health_extras() -> None:
     sink = ConsoleSink(cfg, stream=out)
     sink.start(device_info())
     for i in range(20):
-        sink.publish_scores(1000.0 + i, [("dog", 0.9), ("siren", 0.05), ("Church bells", 0.01)])
-        sink.publish_level(1000.0 + i, -30.0)
+        sink.publish_scores(1000.0 + i, float(i), [("dog", 0.9), ("siren", 0.05), ("Church bells", 0.01)])
+        sink.publish_level(1000.0 + i, float(i), -30.0)
     sink.publish_health({"hops": np.int64(5), "latency_ms_p95": float("nan"), "rtf": np.float32(0.004)})
     lines = [json.loads(line) for line in out.getvalue().splitlines()]
     scores = [x["payload"] for x in lines if x["topic"].endswith("/scores")]
@@ -126,7 +129,7 @@ def test_rate_limits_and_health_extras() -> None:
     health = next(x["payload"] for x in lines if x["topic"].endswith("/health"))
     assert health["hops"] == 5 and health["latency_ms_p95"] is None
     assert math.isclose(health["rtf"], 0.004, rel_tol=1e-5)
-    assert health["schema"] == 1 and health["model_version"] == MODEL_VERSION
+    assert health["schema"] == SCHEMA_VERSION and health["model_version"] == MODEL_VERSION
 
 
 # --- a real broker ----------------------------------------------------------------------
@@ -201,7 +204,7 @@ def test_broker_restart_buffers_events_and_republishes_state(mosquitto: Mosquitt
         wait_until(lambda: not publisher.connected, 10, "publisher noticed the broker left")
         for i in range(5):  # classification goes on: none of these may block or raise
             publisher.publish_event(event(event_id=f"e{i}"))
-            publisher.publish_level(1000.0 + i, -20.0)
+            publisher.publish_level(1000.0 + i, float(i), -20.0)
         publisher.publish_state("dog", True)
         assert publisher._stats()["mqtt"]["dropped_offline"] == 2
         mosquitto.start()
@@ -247,8 +250,8 @@ def _published() -> dict[str, dict[str, object]]:
     result = ControlResult(ok=True, id="r1", thresholds={"dog": 0.6}, enabled=("dog",))
     return {
         "event": json.loads(payloads.event(event())),
-        "scores": json.loads(payloads.scores(1000.0, [("dog", 0.9)])),
-        "level": json.loads(payloads.level(1000.0, -40.0)),
+        "scores": json.loads(payloads.scores(1000.0, 12.0, [("dog", 0.9)])),
+        "level": json.loads(payloads.level(1000.0, 12.0, -40.0)),
         "status_reason": json.loads(payloads.reason("microphone lost: stream stopped")),
         "set_result": json.loads(payloads.set_result(result)),
     }
@@ -260,7 +263,7 @@ def test_documented_payload_examples_match_the_code() -> None:
     assert set(published) <= set(documented), "every payload needs a documented example"
     for name, payload in published.items():
         assert set(documented[name]) == set(payload), name
-        assert documented[name]["schema"] == payload["schema"] == 1
+        assert documented[name]["schema"] == payload["schema"] == SCHEMA_VERSION == 2
     assert {"uptime_s", "hops", "dropped_blocks", "mqtt"} <= set(documented["health"])
 
 

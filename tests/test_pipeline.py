@@ -55,10 +55,10 @@ class Collect:
     def publish_state(self, label: str, on: bool) -> None:
         self.states.append((label, on))
 
-    def publish_scores(self, t: float, top: Any) -> None:
+    def publish_scores(self, t: float, offset_s: float, top: Any) -> None:
         self.scores.append(top)
 
-    def publish_level(self, t: float, dbfs: float) -> None:
+    def publish_level(self, t: float, offset_s: float, dbfs: float) -> None:
         self.levels.append(dbfs)
 
 
@@ -114,7 +114,7 @@ def test_cadence_is_window_ends_and_matches_batch(classifier: Classifier) -> Non
     assert all(np.array_equal(a, s) for a, (_, s) in zip(batch, hops, strict=True))
     # each hop's time is its last sample: frame e ends at sample (e-1)*hop + window
     last = [(e - 1) * m.features.hop_samples + m.features.window_samples - 1 for e in ends]
-    assert np.allclose([t for t, _ in hops], [1000.0 + s / RATE for s in last], atol=1e-6)
+    assert np.allclose([t for t, _ in hops], [s / RATE for s in last], atol=1e-6)
 
 
 def test_inference_hop_override(classifier: Classifier) -> None:
