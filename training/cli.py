@@ -25,7 +25,8 @@ def _prepare(loaded: LoadedConfig) -> None:
 
     t0 = time.monotonic()
     p = prepare.prepare(loaded)
-    print(f"prepare: {p.summary()} ({time.monotonic() - t0:.0f} s)")
+    params = loaded.config.features
+    print(f"prepare: {p.summary(params.hop_samples / params.sample_rate)} ({time.monotonic() - t0:.0f} s)")
 
 
 def _fit(loaded: LoadedConfig) -> None:

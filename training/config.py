@@ -17,6 +17,26 @@ from edge.schema import ConfigError, from_yaml, read_text, setting
 
 
 @dataclass(frozen=True, kw_only=True)
+class BackgroundSource:
+    """Audio in which none of the labels occurs: a folder of audio files or a CSV manifest."""
+
+    path: str
+    """A folder (searched recursively for audio) or a CSV manifest (``.csv``)."""
+    filename_column: str = "filename"
+    """Manifest column of file names, relative to the manifest's folder joined with ``audio_root``."""
+    audio_root: str = "."
+    """Folder the manifest's file names are relative to (itself relative to the manifest)."""
+    split_column: str = "split"
+    """Manifest column naming each file's part; absent from the CSV = every file goes to ``split``."""
+    train_split: str = "train"
+    """Split value (or, in a folder, top-level subfolder name) of the part used for training."""
+    calibrate_split: str = "calibrate"
+    """Split value (or subfolder name) of the part kept for thresholds and false-alarm figures, never trained on."""
+    split: Literal["train", "calibrate"] = "train"
+    """Part of a file that names neither split (a plain folder, a manifest without the column)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataConfig:
     """Where the labelled audio is and how it is split."""
 
@@ -41,6 +61,8 @@ class DataConfig:
     cache_dir: str = "~/.cache/auricle/features"
     """Feature cache, keyed by the FeatureParams fingerprint and each file's sha256."""
     workers: int = setting(0, lo=0, hi=256, unit="processes for feature extraction, 0 = all cores")
+    background: tuple[BackgroundSource, ...] = ()
+    """Sources of background audio: negatives, mixing material, and (their calibrate part) thresholds."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +84,9 @@ class ModelConfig:
     """'imagenet' (Keras cache), 'none', or a path to the no-top .h5 file."""
     dropout: float = setting(0.3, lo=0.0, hi=0.9, unit="head dropout rate")
     upsample: int = setting(1, lo=1, hi=4, unit="in-model nearest-neighbour upsampling factor")
+    output: Literal["softmax", "softmax_background", "sigmoid"] = "softmax"
+    """'softmax' (closed set), 'softmax_background' (an extra '_background' class, never published), or
+    'sigmoid' (one independent score per label, background windows have all-zero targets)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,8 +105,10 @@ class AugmentConfig:
     freq_mask_bands: int = setting(8, lo=1, hi=512, unit="max bands per frequency mask")
     mixup_alpha: float = setting(0.2, lo=0.0, hi=10.0, unit="Beta(a, a) mixup, 0 = off")
     noise_dir: str = ""
-    """Folder of background-noise clips mixed in the power domain; empty = off."""
-    noise_probability: float = setting(0.5, lo=0.0, hi=1.0, unit="chance per window")
+    """Folder of extra noise clips mixed in the power domain (as is the background's training part)."""
+    noise_from_background: bool = True
+    """Mix the training part of ``data.background`` under labelled windows."""
+    noise_probability: float = setting(0.5, lo=0.0, hi=1.0, unit="chance per labelled window")
     noise_snr_db: tuple[float, ...] = (5.0, 20.0)
     """Range of the window's level above the noise, dB."""
 
@@ -108,6 +135,13 @@ class FitConfig:
     """Phase 3: train through simulated int8 (folded BatchNorm, per-channel weights) so that the
     exported int8 model keeps the float accuracy (training/qat.py, docs/training.md)."""
     qat_lr: float = setting(1e-4, lo=1e-8, hi=1.0, unit="AdamW peak learning rate of phase 3, cosine decay")
+    background_fraction: float = setting(0.0, lo=0.0, hi=0.9, unit="of each batch: random background windows")
+    distill_weight: float = setting(1.0, lo=0.0, hi=100.0, unit="x loss toward the teacher embedding")
+    """Used when ``teacher.path`` is set: a Dense projection of the pooled features is pulled toward the
+    teacher's standardised embedding (dropped at export)."""
+    distill_loss: Literal["cosine", "mse"] = "cosine"
+    """Embedding loss: 1 - cosine similarity, or mean squared error, on standardised embeddings."""
+    distill_scores_weight: float = setting(0.0, lo=0.0, hi=100.0, unit="x BCE toward the teacher's 521 scores")
     label_smoothing: float = setting(0.1, lo=0.0, hi=0.5)
     weight_decay: float = setting(1e-4, lo=0.0, hi=1.0, unit="AdamW decoupled weight decay")
     patience: int = setting(15, lo=1, hi=10_000, unit="epochs without validation improvement")
@@ -122,6 +156,22 @@ class ExportConfig:
 
     calibration_windows: int = setting(400, lo=1, hi=100_000, unit="training windows")
     latency_runs: int = setting(300, lo=1, hi=100_000, unit="timed invocations")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TeacherConfig:
+    """Knowledge distillation from YAMNet (training side only: never in the bundle)."""
+
+    path: str = ""
+    """YAMNet int8 TFLite taking 96x64 log-mel patches (``yamnet_spectra_in.tflite``); empty = no distillation."""
+    step_frames: int = setting(10, lo=1, hi=1000, unit="frames between cached teacher positions")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CalibrationConfig:
+    """Per-label thresholds from a false-alarm budget on the calibrate part of the background."""
+
+    budget_per_hour: float = setting(1.0, lo=0.0, hi=1e6, unit="false events per hour, all labels together")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +197,8 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     output: str = "runs/model"
     bundle: BundleConfig = field(default_factory=BundleConfig)
 
@@ -185,6 +237,21 @@ def _check(config: TrainConfig, source: str) -> None:
         raise ConfigError(f"{source}: data.test_folds: fold(s) {sorted(overlap)} are also training folds")
     if config.fit.qat_epochs and config.model.arch != "mobilenet":
         raise ConfigError(f"{source}: fit.qat_epochs: supported for model.arch mobilenet only, not {config.model.arch}")
+    _check_open_set(config, source)
+
+
+def _check_open_set(config: TrainConfig, source: str) -> None:
+    """Background, output and teacher settings that only make sense together."""
+    has_background = bool(config.data.background)
+    if config.fit.background_fraction > 0 and not has_background:
+        raise ConfigError(f"{source}: fit.background_fraction: needs data.background sources")
+    if config.model.output == "softmax_background" and not (has_background and config.fit.background_fraction > 0):
+        raise ConfigError(
+            f"{source}: model.output: softmax_background needs data.background and fit.background_fraction > 0"
+        )
+    fit = config.fit
+    if config.teacher.path and fit.distill_weight == 0 and fit.distill_scores_weight == 0:
+        raise ConfigError(f"{source}: teacher.path: set, but fit.distill_weight and fit.distill_scores_weight are 0")
 
 
 def load(path: str | Path) -> LoadedConfig:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from training import background as background_mod
 from training import cache, data
+from training.background import Background
 from training.cache import Frames
 from training.config import LoadedConfig
 from training.data import Clip, Split
@@ -33,18 +35,22 @@ class Prepared:
     split: Split
     skipped: list[tuple[Path, str]]
     cache_files: list[str]
+    background: Background = field(default_factory=Background)
+    """Background audio: ``train`` part for negatives and mixing, ``calibrate`` part never trained on."""
 
     @property
     def targets(self) -> list[int]:
         index = {label: i for i, label in enumerate(self.labels)}
         return [index[c.label] for c in self.clips]
 
-    def summary(self) -> str:
-        s = self.split
-        return (
+    def summary(self, frame_s: float = 0.01) -> str:
+        """One line: clips, classes, split sizes, skipped files, background minutes (``frame_s`` per frame)."""
+        s, bg = self.split, self.background
+        line = (
             f"{len(self.clips)} clips, {len(self.labels)} classes, train/val/test {len(s.train)}/{len(s.val)}/"
             f"{len(s.test)}, {len(self.skipped)} skipped"
         )
+        return f"{line}; {bg.summary(frame_s)}" if bg.train.paths or bg.calibrate.paths else line
 
 
 def dataset_paths(loaded: LoadedConfig) -> tuple[Path | None, Path]:
@@ -62,9 +68,12 @@ def prepare(loaded: LoadedConfig, test_folds: tuple[int, ...] | None = None) -> 
     clips = data.load_clips(cfg, manifest, root)
     extracted = cache.extract(clips, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
     labels = data.check_counts(extracted.clips, cfg.min_clips_per_class)
+    if background_mod.LABEL in labels:
+        raise data.DataError(f"label {background_mod.LABEL!r} is reserved for background audio (data.background)")
     split = data.make_split(extracted.clips, cfg, test_folds)
     files = [str(f.filename) for f in extracted.frames]  # type: ignore[attr-defined]
-    prepared = Prepared(extracted.clips, extracted.frames, labels, split, extracted.skipped, files)
+    bg = background_mod.load(loaded)
+    prepared = Prepared(extracted.clips, extracted.frames, labels, split, extracted.skipped, files, bg)
     save(prepared, loaded.output / PREPARED)
     return prepared
 
@@ -78,6 +87,7 @@ def save(p: Prepared, path: Path) -> None:
         "cache_files": p.cache_files,
         "split": {"train": list(p.split.train), "val": list(p.split.val), "test": list(p.split.test)},
         "skipped": [{"path": str(f), "reason": r} for f, r in p.skipped],
+        "background": background_mod.to_json(p.background),
     }
     path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
 
@@ -92,9 +102,10 @@ def load(output: Path) -> Prepared:
     clips = [Clip(path=Path(c["path"]), label=c["label"], fold=c["fold"]) for c in doc["clips"]]
     try:
         frames = [np.load(f, mmap_mode="r") for f in doc["cache_files"]]
+        bg = background_mod.from_json(doc.get("background"))
     except OSError as exc:
         raise data.DataError(f"feature cache missing ({exc}); run 'auricle-train prepare' again") from None
     s = doc["split"]
     split = Split(train=tuple(s["train"]), val=tuple(s["val"]), test=tuple(s["test"]))
     skipped = [(Path(x["path"]), x["reason"]) for x in doc["skipped"]]
-    return Prepared(clips, frames, doc["labels"], split, skipped, doc["cache_files"])
+    return Prepared(clips, frames, doc["labels"], split, skipped, doc["cache_files"], bg)

@@ -1,0 +1,159 @@
+"""Background audio: recordings in which none of the labels occurs.
+
+Each source (``data.background``) is a folder of audio or a CSV manifest with
+a file name and, optionally, a split column.  Files go to one of two parts:
+
+- ``train``: random negative windows in every batch and material mixed under
+  labelled windows (training/augment.py);
+- ``calibrate``: never trained on; kept for threshold calibration and the
+  false-alarm figures of the report.
+
+Frames come from the same feature cache as labelled clips (training/cache.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from training import cache
+from training.cache import Frames
+from training.config import BackgroundSource, LoadedConfig
+from training.data import AUDIO_SUFFIXES, Clip, DataError
+
+_LOGGER = logging.getLogger(__name__)
+
+LABEL = "_background"
+"""The label of background files (and the extra output of ``model.output: softmax_background``)."""
+PARTS = ("train", "calibrate")
+
+
+@dataclass(frozen=True)
+class Part:
+    """The usable files of one part, their memory-mapped frames and cache files."""
+
+    paths: list[Path] = field(default_factory=list)
+    frames: list[Frames] = field(default_factory=list)
+    cache_files: list[str] = field(default_factory=list)
+
+    def seconds(self, frame_s: float) -> float:
+        """Total duration, ``frame_s`` seconds per frame."""
+        return float(sum(f.shape[0] for f in self.frames)) * frame_s
+
+
+@dataclass(frozen=True)
+class Background:
+    """The training and calibration parts, and the files that could not be read."""
+
+    train: Part = field(default_factory=Part)
+    calibrate: Part = field(default_factory=Part)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    def summary(self, frame_s: float) -> str:
+        t, c = self.train, self.calibrate
+        return (
+            f"background train {len(t.paths)} files ({t.seconds(frame_s) / 60:.1f} min), "
+            f"calibrate {len(c.paths)} files ({c.seconds(frame_s) / 60:.1f} min)"
+        )
+
+
+def list_files(source: BackgroundSource, path: Path) -> dict[str, list[Path]]:
+    """The files of one source by part ('train', 'calibrate'); files of other splits are left out."""
+    if path.suffix.lower() == ".csv":
+        return _from_manifest(source, path)
+    if path.is_dir():
+        return _from_folder(source, path)
+    raise DataError(f"{path}: data.background source is neither a folder nor a .csv manifest")
+
+
+def _part_of(source: BackgroundSource, split: str | None) -> str | None:
+    if split is None:
+        return source.split
+    return {source.train_split: "train", source.calibrate_split: "calibrate"}.get(split)
+
+
+def _from_folder(source: BackgroundSource, root: Path) -> dict[str, list[Path]]:
+    """Every audio file under ``root``; a top-level subfolder named like a split decides its part."""
+    out: dict[str, list[Path]] = {p: [] for p in PARTS}
+    for f in sorted(root.rglob("*")):
+        if f.suffix.lower() not in AUDIO_SUFFIXES or not f.is_file():
+            continue
+        rel = f.relative_to(root).parts
+        named = rel[0] if len(rel) > 1 and rel[0] in (source.train_split, source.calibrate_split) else None
+        part = _part_of(source, named)
+        if part is not None:
+            out[part].append(f)
+    if not any(out.values()):
+        raise DataError(f"{root}: no audio files in data.background source ({', '.join(AUDIO_SUFFIXES)})")
+    return out
+
+
+def _from_manifest(source: BackgroundSource, manifest: Path) -> dict[str, list[Path]]:
+    try:
+        with manifest.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{manifest}: cannot read background manifest: {exc}") from None
+    columns = set(rows[0]) if rows else set()
+    if source.filename_column not in columns:
+        raise DataError(f"{manifest}: no column {source.filename_column!r} (columns: {', '.join(sorted(columns))})")
+    root = (manifest.parent / source.audio_root).resolve()
+    has_split = source.split_column in columns
+    out: dict[str, list[Path]] = {p: [] for p in PARTS}
+    for row in rows:
+        part = _part_of(source, (row[source.split_column] or "").strip() if has_split else None)
+        if part is not None:
+            out[part].append(root / row[source.filename_column].strip())
+    missing = [p for paths in out.values() for p in paths if not p.is_file()]
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"{missing[0]}: background file listed in {manifest.name} does not exist{more}")
+    return out
+
+
+def to_json(b: Background) -> dict[str, object]:
+    """The parts' files and cache files, for ``prepared.json``."""
+    doc: dict[str, object] = {
+        part: {"paths": [str(x) for x in p.paths], "cache_files": p.cache_files}
+        for part, p in (("train", b.train), ("calibrate", b.calibrate))
+    }
+    return doc | {"skipped": [{"path": str(f), "reason": r} for f, r in b.skipped]}
+
+
+def from_json(doc: dict[str, object] | None) -> Background:
+    """Inverse of :func:`to_json`; frames memory-mapped from the cache."""
+    import numpy as np
+
+    if not doc:
+        return Background()
+
+    def part(d: dict[str, list[str]]) -> Part:
+        frames = [np.load(f, mmap_mode="r") for f in d["cache_files"]]
+        return Part([Path(x) for x in d["paths"]], frames, list(d["cache_files"]))
+
+    skipped = [(Path(x["path"]), x["reason"]) for x in doc["skipped"]]  # type: ignore[attr-defined]
+    return Background(part(doc["train"]), part(doc["calibrate"]), skipped)  # type: ignore[arg-type]
+
+
+def load(loaded: LoadedConfig) -> Background:
+    """Every background source of the config, both parts extracted through the feature cache."""
+    cfg = loaded.config.data
+    if not cfg.background:
+        return Background()
+    files: dict[str, list[Path]] = {p: [] for p in PARTS}
+    for source in cfg.background:
+        for part, paths in list_files(source, loaded.path(source.path)).items():
+            files[part].extend(paths)
+    overlap = sorted(set(files["train"]) & set(files["calibrate"]))
+    if overlap:
+        raise DataError(f"{overlap[0]}: background file is in both the train and the calibrate part")
+    parts, skipped = {}, []
+    for part in PARTS:
+        clips = [Clip(path=p, label=LABEL) for p in files[part]]
+        got = cache.extract(clips, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
+        names = [str(f.filename) for f in got.frames]  # type: ignore[attr-defined]
+        parts[part] = Part([c.path for c in got.clips], got.frames, names)
+        skipped.extend(got.skipped)
+    return Background(parts["train"], parts["calibrate"], skipped)
