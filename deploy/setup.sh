@@ -7,7 +7,11 @@
 # edge  - what the device needs: the daemon, its runtime and audio/MQTT libs
 # train - edge + TensorFlow and the training tools (desktop)
 # dev   - train + test tools, mosquitto and PulseAudio for the integration
-#         tests, and a second venv with the oldest supported LiteRT runtime
+#         tests, a venv with the oldest supported LiteRT runtime (.venv-compat)
+#         and an edge-only venv (.venv-edge)
+#
+# Python packages are installed once; a later run skips pip unless
+# pyproject.toml or the extras changed (so a second start works offline).
 set -euo pipefail
 
 extras="${1:-edge}"
@@ -46,14 +50,34 @@ system_packages() {
   fi
 }
 
-python_env() {
-  if [ ! -x "$venv/bin/python" ]; then
-    log "creating $venv"
-    "$python" -m venv "$venv"
+stamp_of() {
+  # what an install depends on: the extras and pyproject.toml (code is installed editable)
+  printf '%s %s\n' "$1" "$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
+}
+
+install_into() {
+  # install_into VENV EXTRAS: once; again only when pyproject.toml or the extras changed,
+  # so a second start needs no network and takes no time
+  local target="$1" want="$2" stamp="$1/.auricle-installed"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(stamp_of "$want")" ] && "$target/bin/python" -c "import edge" 2>/dev/null; then
+    return 0
   fi
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-  log "installing auricle[$extras] into $venv"
-  "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$root[$extras]"
+  if [ ! -x "$target/bin/python" ]; then
+    log "creating $target"
+    "$python" -m venv "$target"
+  fi
+  log "installing auricle[$want] into $target"
+  "$target/bin/python" -m pip install -q --disable-pip-version-check -e "$root[$want]"
+  stamp_of "$want" >"$stamp"
+}
+
+python_env() {
+  install_into "$venv" "$extras"
+}
+
+edge_env() {
+  # the device's install alone (no TensorFlow): tests check that it classifies FLAC and never needs TF
+  install_into "$root/.venv-edge" edge
 }
 
 compat_env() {
@@ -68,5 +92,8 @@ compat_env() {
 
 system_packages
 python_env
-[ "$extras" = dev ] && compat_env
+if [ "$extras" = dev ]; then
+  compat_env
+  edge_env
+fi
 log "ready: $venv ($extras)"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -34,6 +35,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--hops", action="store_true", help="also print the scores of every hop")
     p.add_argument("--top", type=int, default=3, metavar="K", help="how many labels to list (default 3)")
+    p.add_argument(
+        "--events",
+        action="store_true",
+        help="report the events the daemon would raise (its pipeline, event logic and thresholds), with offsets",
+    )
+    p.add_argument("--config", "-c", metavar="FILE", help="daemon config for --events (events, hop, gate, model)")
     p.set_defaults(handler=_classify)
 
     p = sub.add_parser("devices", help="list audio input devices")
@@ -105,7 +112,7 @@ def hop_scores(classifier: Classifier, path: Path) -> list[tuple[float, np.ndarr
     """``(seconds into the file, scores)`` for every hop, through the streaming pipeline."""
     hops: list[tuple[float, np.ndarray[Any, Any]]] = []
     pipeline = Pipeline(classifier, on_scores=lambda t, s: hops.append((t, s.copy())))
-    source = FileSource(path, pipeline.rate_hz, realtime=False, start_time=0.0)
+    source = FileSource(path, pipeline.rate_hz, realtime=False)
     for block in source.blocks(threading.Event()):
         pipeline.feed(block.samples, block.t_end)
     pipeline.finish()
@@ -118,9 +125,15 @@ def _top(labels: tuple[str, ...], scores: np.ndarray[Any, Any], k: int) -> list[
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from edge.service import default_model_path
+    from edge.config import load_config
+    from edge.service import load_bundle
 
-    classifier = Classifier(read_bundle(args.model or default_model_path()))
+    config = load_config(args.config)
+    if args.model:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, path=args.model))
+    classifier = Classifier(load_bundle(config), threads=config.model.threads)
+    if args.events:
+        return _classify_events(classifier, config, args)
     status = 0
     for path in audio_files(args.paths):
         try:
@@ -133,6 +146,59 @@ def _classify(args: argparse.Namespace) -> int:
             continue
         _report(path, hops, classifier.labels, args)
     return status
+
+
+def _classify_events(classifier: Classifier, config: Any, args: argparse.Namespace) -> int:
+    from edge.replay import file_events, sounds
+
+    status, first = 0, True
+    for path in audio_files(args.paths):
+        try:
+            found = sounds(file_events(classifier, path, config))
+        except AudioError as exc:
+            print(f"auricle: {exc}" if str(path) in str(exc) else f"auricle: {path}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        if args.json:
+            for e in found:
+                print(json.dumps(_event_record(path, e)), flush=True)
+            continue
+        if not first:
+            print()
+        first = False
+        _print_event_table(path, found)
+    return status
+
+
+def _event_record(path: Path, event: Any) -> dict[str, Any]:
+    return {
+        "file": str(path),
+        "label": event.label,
+        "start_s": round(event.start_offset_s, 3),
+        "end_s": round(event.end_offset_s, 3),
+        "peak": round(event.peak, 4),
+        "mean": round(event.mean, 4),
+    }
+
+
+def _print_event_table(path: Path, found: list[Any]) -> None:
+    print(f"{path}: {len(found)} event{'' if len(found) == 1 else 's'}")
+    if not found:
+        return
+    width = max(len("label"), *(len(e.label) for e in found))
+    print(f"  {'start':>9}  {'end':>9}  {'label':<{width}}  {'peak':>5}  {'mean':>5}")
+    for e in found:
+        print(
+            f"  {_clock(e.start_offset_s):>9}  {_clock(e.end_offset_s):>9}  {e.label:<{width}}  "
+            f"{e.peak:5.2f}  {e.mean:5.2f}"
+        )
+
+
+def _clock(seconds: float) -> str:
+    """Offset as m:ss.s (h:mm:ss.s past an hour), how a player shows a position."""
+    minutes, sec = divmod(seconds, 60.0)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{sec:04.1f}" if hours else f"{minutes}:{sec:04.1f}"
 
 
 def _report(path: Path, hops: list[tuple[float, Any]], labels: tuple[str, ...], args: argparse.Namespace) -> None:

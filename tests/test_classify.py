@@ -97,3 +97,67 @@ def test_bad_model_exits_2(audio: Path, tmp_path: Path) -> None:
     done = _classify(str(audio), "--model", str(fake))
     assert done.returncode == 2
     assert done.stderr.strip() == f"auricle: {fake}: not a bundle (not a zip file)"
+
+
+# --- --events: the daemon's own pipeline and event logic ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_tones(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 1 kHz tone at 1.0-2.0 s and a 3 kHz tone at 3.0-3.6 s in quiet noise (FLAC)."""
+    import soundfile
+
+    rate = 16000
+    t = np.arange(5 * rate) / rate
+    x = 0.001 * np.random.default_rng(3).standard_normal(len(t))
+    x = np.where((t >= 1.0) & (t < 2.0), 0.3 * np.sin(2 * np.pi * 1000 * t), x)
+    x = np.where((t >= 3.0) & (t < 3.6), 0.3 * np.sin(2 * np.pi * 3000 * t), x)
+    path = tmp_path_factory.mktemp("events") / "two_tones.flac"
+    soundfile.write(str(path), x, rate, subtype="PCM_16")
+    return path
+
+
+def _config_file(folder: Path, events: dict[str, object]) -> Path:
+    import yaml
+
+    path = folder / "auricle.yaml"
+    path.write_text(yaml.safe_dump({"events": {"disabled": ["quiet"], **events}}))
+    return path
+
+
+def test_events_json_have_offsets_in_the_file(model: Path, two_tones: Path, tmp_path: Path) -> None:
+    config = _config_file(tmp_path, {"hold_s": 0.2})
+    done = _classify(str(two_tones), "--model", str(model), "--events", "--json", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["label"] for r in rows] == ["tone_1000", "tone_3000"]
+    for r, (on, off) in zip(rows, [(1.0, 2.0), (3.0, 3.6)], strict=True):
+        assert set(r) == {"file", "label", "start_s", "end_s", "peak", "mean"}
+        assert on - 0.1 <= r["start_s"] <= on + 1.0, r
+        assert off - 0.1 <= r["end_s"] <= off + 1.0, r
+        assert 0.5 <= r["mean"] <= r["peak"] <= 1.0
+
+
+def test_events_follow_the_config(model: Path, two_tones: Path, tmp_path: Path) -> None:
+    """A threshold in the config is the daemon's: raising tone_3000's above 1 silences it."""
+    config = _config_file(tmp_path, {"hold_s": 0.2, "thresholds": {"tone_3000": 1.0}})
+    done = _classify(str(two_tones), "--model", str(model), "--events", "--json", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["label"] for line in done.stdout.splitlines()] == ["tone_1000"]
+
+
+def test_events_table_for_people(model: Path, two_tones: Path, tmp_path: Path) -> None:
+    config = _config_file(tmp_path, {"hold_s": 0.2})
+    done = _classify(str(two_tones), "--model", str(model), "--events", "--config", str(config))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{two_tones}: 2 events"
+    assert lines[1].split() == ["start", "end", "label", "peak", "mean"]
+    assert lines[2].split()[2] == "tone_1000" and lines[2].split()[0].startswith("0:01.")
+
+
+def test_events_bad_config_is_one_line(model: Path, two_tones: Path, tmp_path: Path) -> None:
+    config = _config_file(tmp_path, {"hold_s": -1})
+    done = _classify(str(two_tones), "--model", str(model), "--events", "--config", str(config))
+    assert done.returncode == 2
+    assert "hold_s" in done.stderr and len(done.stderr.strip().splitlines()) == 1
