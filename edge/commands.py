@@ -15,7 +15,6 @@ from typing import Any
 import numpy as np
 
 from edge.audio import AUDIO_SUFFIXES, AudioError, FileSource
-from edge.bundle import read_bundle
 from edge.model import Classifier
 from edge.pipeline import Pipeline
 
