@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge import scales
-from edge.features import FeatureParams, FrontEnd, as_float64
+from edge.features import FeatureParams, as_float64, compute
 from edge.runtime import interpreter_class
 
 _LOGGER = logging.getLogger(__name__)
@@ -78,11 +78,11 @@ def patches(samples: npt.ArrayLike, hop_samples: int = FRIGATE_HOP_SAMPLES) -> F
     x = as_float64(samples)
     starts = range(0, len(x) - FRIGATE_HOP_SAMPLES + 1, hop_samples)
     if hop_samples % FEATURES.hop_samples == 0:  # frames line up: one pass, sliced
-        frames = log_mel(FrontEnd(FEATURES).process_streaming(x))
+        frames = log_mel(compute(x, FEATURES))
         step = hop_samples // FEATURES.hop_samples
         out = [frames[i * step : i * step + PATCH_FRAMES] for i in range(len(starts))]
     else:
-        out = [log_mel(FrontEnd(FEATURES).process_streaming(x[s : s + FRIGATE_HOP_SAMPLES])) for s in starts]
+        out = [log_mel(compute(x[s : s + FRIGATE_HOP_SAMPLES], FEATURES)) for s in starts]
     if not out:
         return np.zeros((0, PATCH_FRAMES, BANDS), dtype=np.float32)
     return np.stack(out).astype(np.float32, copy=False)
