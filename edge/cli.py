@@ -20,6 +20,8 @@ from edge.schema import ConfigError
 Handler = Callable[[argparse.Namespace], int]
 Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
 
+TERMINAL_LOG = "%(asctime)s  %(levelname)s: %(message)s"
+PLAIN_LOG = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 COMMANDS: list[Register] = [commands.register, modelcli.register]
 """Every module that adds sub-commands; each sets ``handler`` via set_defaults."""
 
@@ -37,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``auricle`` console script."""
     args = build_parser().parse_args(argv)
+    terminal = sys.stderr.isatty()  # a person reads it: short times, no module names
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=TERMINAL_LOG if terminal else PLAIN_LOG,
+        datefmt="%H:%M:%S" if terminal else None,
         stream=sys.stderr,
     )
     handler: Handler = args.handler

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="run the daemon: listen, classify, publish")
     p.add_argument("--config", "-c", metavar="FILE", help="YAML config (default: built-in defaults)")
     p.add_argument("--check", action="store_true", help="validate the config and load the model, then exit")
+    p.add_argument(
+        "--json", action="store_true", help="without a broker: JSON lines even on a terminal (the default in a pipe)"
+    )
     p.set_defaults(handler=_run)
 
     p = sub.add_parser("classify", help="classify audio files through the streaming pipeline")
@@ -56,7 +59,7 @@ def _run(args: argparse.Namespace) -> int:
     if not args.verbose:
         logging.getLogger().setLevel(config.log_level)
     try:
-        return run_service(config)
+        return run_service(config, json_lines=args.json)
     except AudioError as exc:
         print(f"auricle: {exc}", file=sys.stderr)
         return 2

@@ -16,12 +16,14 @@ from __future__ import annotations
 import collections
 import logging
 import ssl
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
+from edge.console import HumanConsole
 from edge.control import ControlResult
 from edge.discovery import Discovery
 from edge.events import Event
@@ -46,10 +48,16 @@ CLOSE_TIMEOUT_S = 2.0
 _QUEUE_HEADROOM = 1000
 
 
-def make_publisher(config: MqttConfig) -> Publisher:
-    """An MQTT publisher when a host is configured, otherwise the console sink."""
+def make_publisher(config: MqttConfig, human: bool | None = None) -> Publisher:
+    """An MQTT publisher when a host is configured, otherwise the console.
+
+    The console is for people (edge.console) when ``human`` is true, or when it is
+    None and stdout is a terminal; otherwise JSON lines (ConsoleSink).
+    """
     if config.host is None:
-        return ConsoleSink(config)
+        if human is None:
+            human = sys.stdout.isatty()
+        return HumanConsole(config) if human else ConsoleSink(config)
     return MqttPublisher(config)
 
 

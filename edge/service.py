@@ -133,8 +133,10 @@ class _Parts:
 class Service:
     """One running daemon."""
 
-    def __init__(self, config: Config, *, stdin: BinaryIO | None = None) -> None:
+    def __init__(self, config: Config, *, stdin: BinaryIO | None = None, json_lines: bool = False) -> None:
+        """``json_lines``: without a broker, print JSON lines even on a terminal."""
         self.config = config
+        self._json_lines = json_lines
         self.stop = threading.Event()
         self.failed = False
         self._errors: deque[float] = deque(maxlen=MAX_ERRORS + 1)
@@ -147,7 +149,7 @@ class Service:
         m = bundle.manifest
         classifier = Classifier(bundle, threads=cfg.model.threads)
         detector = EventDetector(classifier.labels, m.thresholds, cfg.events)
-        publisher = make_publisher(cfg.mqtt)
+        publisher = make_publisher(cfg.mqtt, human=False if self._json_lines else None)
         source = make_source(cfg.audio, m.features.sample_rate, publisher, stdin)
         recorder = Recorder(cfg.recording, m.features.sample_rate) if cfg.recording.enabled else None
         pipeline = Pipeline(
@@ -260,9 +262,9 @@ class Service:
             self.stop.set()
 
 
-def run_service(config: Config) -> int:
+def run_service(config: Config, *, json_lines: bool = False) -> int:
     """Build and run the daemon with SIGTERM/SIGINT handled; return the exit status."""
-    service = Service(config)
+    service = Service(config, json_lines=json_lines)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         _LOGGER.info("signal %d: stopping", signum)
