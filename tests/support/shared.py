@@ -13,8 +13,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def shared_dir() -> Path:
-    """The first candidate that exists (the beside-the-checkout path when none does)."""
-    candidates = [os.environ.get("AURICLE_SHARED"), ROOT.parent / "shared", "/work/shared"]
+    """``AURICLE_SHARED`` when set (alone: set it to a missing folder to test without shared material),
+    else the first candidate that exists (the beside-the-checkout path when none does)."""
+    forced = os.environ.get("AURICLE_SHARED")
+    if forced:
+        return Path(forced)
+    candidates = [ROOT.parent / "shared", Path("/work/shared")]
     for candidate in candidates:
         if candidate and (Path(candidate) / "README.md").is_file():
             return Path(candidate)
