@@ -97,6 +97,29 @@ def shift(window: Frames, max_frames: int, rng: np.random.Generator) -> Frames:
     return np.roll(window, int(rng.integers(-max_frames, max_frames + 1)), axis=0)
 
 
+class WindowPool:
+    """Random windows from a set of files, uniform over their audio time, never pure digital silence."""
+
+    def __init__(self, frames: Sequence[Frames], window: int, params: FeatureParams) -> None:
+        self.frames, self.window, self.params = list(frames), window, params
+        self.ends = [active_ends(f, window, params.db_floor) for f in self.frames]
+        weights = np.array([len(e) for e in self.ends], dtype=np.float64)
+        self.p = weights / weights.sum() if len(weights) else weights
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def draw(self, rng: np.random.Generator) -> Crop:
+        """A random (file, window end)."""
+        i = int(rng.choice(len(self.frames), p=self.p))
+        return Crop(clip=i, end=int(rng.choice(self.ends[i])))
+
+    def take(self, crop: Crop) -> Frames:
+        """The dB window of a drawn crop."""
+        w = features.window_at(self.frames[crop.clip], crop.end, self.window, self.params)
+        return np.asarray(w, dtype=np.float32)
+
+
 class Augmenter:
     """Turns crops into augmented dB windows, one-hot targets, and optional mixup."""
 
@@ -107,32 +130,32 @@ class Augmenter:
         window: int,
         noise: Sequence[Frames] = (),
     ) -> None:
+        """``noise``: files (dB frames) mixed under windows in the power domain (background, noise_dir)."""
         self.cfg, self.params, self.window = cfg, params, window
-        self.noise = list(noise)
+        self.noise = WindowPool(noise, window, params)
 
-    def window_of(self, frames: Frames, end: int, rng: np.random.Generator) -> Frames:
-        """The augmented window of ``frames`` ending at ``end``."""
+    def window_of(self, frames: Frames, end: int, rng: np.random.Generator, mix: bool = True) -> Frames:
+        """The augmented window of ``frames`` ending at ``end``; ``mix``: noise mixing allowed."""
         w = np.array(features.window_at(frames, end, self.window, self.params), dtype=np.float32)
         cfg = self.cfg
         w = shift(w, cfg.time_shift_frames, rng)
         if cfg.gain_db > 0:
             w = gain(w, float(rng.uniform(-cfg.gain_db, cfg.gain_db)), self.params)
-        if self.noise and rng.random() < cfg.noise_probability:
+        if mix and len(self.noise) and rng.random() < cfg.noise_probability:
             snr = float(rng.uniform(cfg.noise_snr_db[0], cfg.noise_snr_db[-1]))
-            w = add_noise(w, self._noise_window(rng), snr, self.params)
+            w = add_noise(w, self.noise.take(self.noise.draw(rng)), snr, self.params)
         if cfg.time_masks or cfg.freq_masks:
             w = spec_mask(w, cfg, self.params.db_floor, rng)
         return w
 
-    def _noise_window(self, rng: np.random.Generator) -> Frames:
-        clip = self.noise[int(rng.integers(len(self.noise)))]
-        end = int(rng.integers(min(self.window, clip.shape[0]), clip.shape[0] + 1))
-        return np.asarray(features.window_at(clip, end, self.window, self.params), dtype=np.float32)
-
     def mixup(
         self, windows: Frames, targets: npt.NDArray[np.float32], rng: np.random.Generator
     ) -> tuple[Frames, npt.NDArray[np.float32]]:
-        """Blend each example with a shuffled partner, weight ~ Beta(a, a) (kept >= 0.5)."""
+        """Blend each example with a shuffled partner, weight ~ Beta(a, a) (kept >= 0.5).
+
+        Targets blend column by column with the same weight, so one call mixes class targets of any
+        output type (one-hot with or without a background column, multi-hot, all-zero background)
+        and teacher targets concatenated beside them."""
         a = self.cfg.mixup_alpha
         if a <= 0 or len(windows) < 2:
             return windows, targets

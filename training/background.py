@@ -50,6 +50,8 @@ class Background:
     train: Part = field(default_factory=Part)
     calibrate: Part = field(default_factory=Part)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    noise: Part = field(default_factory=Part)
+    """``augment.noise_dir``: mixed under labelled windows only, never a negative."""
 
     def summary(self, frame_s: float) -> str:
         t, c = self.train, self.calibrate
@@ -117,7 +119,7 @@ def to_json(b: Background) -> dict[str, object]:
     """The parts' files and cache files, for ``prepared.json``."""
     doc: dict[str, object] = {
         part: {"paths": [str(x) for x in p.paths], "cache_files": p.cache_files}
-        for part, p in (("train", b.train), ("calibrate", b.calibrate))
+        for part, p in (("train", b.train), ("calibrate", b.calibrate), ("noise", b.noise))
     }
     return doc | {"skipped": [{"path": str(f), "reason": r} for f, r in b.skipped]}
 
@@ -134,26 +136,28 @@ def from_json(doc: dict[str, object] | None) -> Background:
         return Part([Path(x) for x in d["paths"]], frames, list(d["cache_files"]))
 
     skipped = [(Path(x["path"]), x["reason"]) for x in doc["skipped"]]  # type: ignore[attr-defined]
-    return Background(part(doc["train"]), part(doc["calibrate"]), skipped)  # type: ignore[arg-type]
+    parts = [part(doc[name]) for name in ("train", "calibrate", "noise")]  # type: ignore[arg-type]
+    return Background(parts[0], parts[1], skipped, parts[2])
 
 
 def load(loaded: LoadedConfig) -> Background:
-    """Every background source of the config, both parts extracted through the feature cache."""
-    cfg = loaded.config.data
-    if not cfg.background:
-        return Background()
-    files: dict[str, list[Path]] = {p: [] for p in PARTS}
-    for source in cfg.background:
+    """Every background source of the config (both parts) and ``augment.noise_dir``, through the feature cache."""
+    cfg = loaded.config
+    files: dict[str, list[Path]] = {p: [] for p in (*PARTS, "noise")}
+    for source in cfg.data.background:
         for part, paths in list_files(source, loaded.path(source.path)).items():
             files[part].extend(paths)
+    if cfg.augment.noise_dir:
+        noise = BackgroundSource(path=cfg.augment.noise_dir, train_split="", calibrate_split="")
+        files["noise"] = list_files(noise, loaded.path(cfg.augment.noise_dir))["train"]
     overlap = sorted(set(files["train"]) & set(files["calibrate"]))
     if overlap:
         raise DataError(f"{overlap[0]}: background file is in both the train and the calibrate part")
     parts, skipped = {}, []
-    for part in PARTS:
-        clips = [Clip(path=p, label=LABEL) for p in files[part]]
-        got = cache.extract(clips, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
+    for part, paths in files.items():
+        got = cache.extract([Clip(path=p, label=LABEL) for p in paths], cfg.features, loaded.path(cfg.data.cache_dir),
+                            cfg.data.workers) if paths else cache.Extracted([], [], [])  # fmt: skip
         names = [str(f.filename) for f in got.frames]  # type: ignore[attr-defined]
         parts[part] = Part([c.path for c in got.clips], got.frames, names)
         skipped.extend(got.skipped)
-    return Background(parts["train"], parts["calibrate"], skipped)
+    return Background(parts["train"], parts["calibrate"], skipped, parts["noise"])

@@ -19,9 +19,10 @@ import numpy.typing as npt
 from edge import features
 from edge.bundle import Bundle, Manifest, OutputSpec, sha256
 from edge.model import Classifier
+from training import model as model_mod
 from training.config import TrainConfig
 from training.export import int8_input_spec
-from training.fit import input_spec
+from training.windows import input_spec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,14 +38,19 @@ def manifest_for(
     metrics: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> Manifest:
-    """A manifest for ``model_bytes`` (float32 or int8, read from the file itself)."""
+    """A manifest for ``model_bytes`` (float32 or int8, read from the file itself).
+
+    ``labels`` are the event labels; the manifest lists the model's outputs (``_background`` too, as a
+    background label), thresholds for the event labels only.
+    """
     spec, output = int8_input_spec(model_bytes, input_spec(cfg))
     return Manifest(
         schema_version=1,
         name=cfg.bundle.name,
         version=cfg.bundle.version,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        labels=tuple(labels),
+        labels=tuple(model_mod.output_labels(cfg.model, labels)),
+        background_labels=model_mod.background_labels(cfg.model),
         features=cfg.features,
         fingerprint=cfg.features.fingerprint(),
         window_frames=cfg.window.window_frames,
@@ -58,9 +64,11 @@ def manifest_for(
     )
 
 
-def classifier(cfg: TrainConfig, labels: Sequence[str], model_bytes: bytes, name: str) -> Classifier:
-    """The device's classifier around an in-memory model (no bundle file needed)."""
-    m = manifest_for(cfg, labels, model_bytes)
+def classifier(
+    cfg: TrainConfig, labels: Sequence[str], model_bytes: bytes, name: str, thresholds: dict[str, float] | None = None
+) -> Classifier:
+    """The device's classifier around an in-memory model (no bundle file needed); scores of ``labels`` only."""
+    m = manifest_for(cfg, labels, model_bytes, thresholds=thresholds)
     return Classifier(Bundle(m, model_bytes, m.to_json(), None, name), threads=1)
 
 

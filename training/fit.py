@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +20,14 @@ import numpy as np
 
 from edge import features
 from edge.features import InputSpec
-from training import augment
+from training import augment, windows
 from training import model as model_mod
+from training import teacher as teacher_mod
 from training.config import LoadedConfig, TrainConfig
 from training.prepare import Prepared
+from training.windows import TrainWindows, batch_inputs, input_spec
+
+__all__ = ["TrainWindows", "batch_inputs", "input_spec", "load_model", "train"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -33,67 +35,6 @@ MODEL_FILE = "model.keras"
 QAT_MODEL_FILE = "model_qat.keras"  # phase 3 weights: the int8 export starts from these
 HEAD_WEIGHTS = "head.weights.h5"
 FINETUNED_WEIGHTS = "finetuned.weights.h5"
-
-
-def input_spec(cfg: TrainConfig) -> InputSpec:
-    """The float input spec the Keras model is built for."""
-    w = cfg.window
-    return InputSpec(frames=w.window_frames, bands=cfg.features.n_bands, channel_mode=w.channel_mode)
-
-
-def batch_inputs(windows: Any, cfg: TrainConfig, spec: InputSpec) -> np.ndarray:
-    """dB windows -> the model's float input, one window at a time through edge's mapping."""
-    return np.concatenate([features.normalise(w, cfg.features, spec) for w in windows])
-
-
-class TrainWindows:
-    """Endless source of augmented, batched training windows for one epoch at a time."""
-
-    def __init__(self, cfg: TrainConfig, prepared: Prepared, augmenter: augment.Augmenter) -> None:
-        self.cfg, self.prepared, self.augmenter = cfg, prepared, augmenter
-        w = cfg.window.window_frames
-        floor = cfg.features.db_floor if cfg.augment.skip_silent_crops else -math.inf
-        self.ends = [augment.active_ends(f, w, floor) for f in prepared.frames]
-        self.targets = np.eye(len(prepared.labels), dtype=np.float32)[prepared.targets]
-        self.spec = input_spec(cfg)
-        self.rng = np.random.default_rng(cfg.fit.seed)
-        self.epoch_size = len(prepared.split.train) * cfg.fit.crops_per_clip
-
-    @property
-    def steps(self) -> int:
-        return math.ceil(self.epoch_size / self.cfg.fit.batch_size)
-
-    def _crops(self) -> list[augment.Crop]:
-        train, per = list(self.prepared.split.train), self.cfg.fit.crops_per_clip
-        if self.cfg.augment.time_crop:
-            return augment.random_crops(self.ends, train, per, self.rng)
-        hop = self.cfg.window.hop_frames
-        crops: list[augment.Crop] = []
-        for c in train:
-            ends = features.window_ends(self.prepared.frames[c].shape[0], self.cfg.window.window_frames, hop)
-            crops.extend(augment.Crop(clip=c, end=e) for e in ends[:per])
-        return [crops[i] for i in self.rng.permutation(len(crops))]
-
-    def __call__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        crops, bs = self._crops(), self.cfg.fit.batch_size
-        for i in range(0, len(crops), bs):
-            chunk = crops[i : i + bs]
-            windows = np.stack([self.augmenter.window_of(self.prepared.frames[c.clip], c.end, self.rng) for c in chunk])
-            targets = self.targets[[c.clip for c in chunk]]
-            windows, targets = self.augmenter.mixup(windows, targets, self.rng)
-            yield batch_inputs(windows, self.cfg, self.spec), targets
-
-
-def dataset(source: TrainWindows) -> Any:
-    """``tf.data`` pipeline over the generator, prefetching while the model trains."""
-    import tensorflow as tf
-
-    spec = source.spec
-    sig = (
-        tf.TensorSpec((None, spec.frames, spec.bands, spec.channels), tf.float32),
-        tf.TensorSpec((None, len(source.prepared.labels)), tf.float32),
-    )
-    return tf.data.Dataset.from_generator(source, output_signature=sig).prefetch(2)
 
 
 def clip_windows(frames: Any, cfg: TrainConfig, hop: int) -> np.ndarray:
@@ -112,8 +53,9 @@ def make_validation(cfg: TrainConfig, prepared: Prepared, from_start: bool = Fal
 
     spec, hop = input_spec(cfg), cfg.fit.val_hop_frames
     val = list(prepared.split.val)
-    windows = [clip_windows(prepared.frames[c], cfg, hop) for c in val]
+    clips = [clip_windows(prepared.frames[c], cfg, hop) for c in val]
     truth = np.array([prepared.targets[c] for c in val])
+    n_labels = len(prepared.labels)  # the event labels come first; a background column is not scored
 
     class ClipValidation(keras.callbacks.Callback):  # type: ignore[misc]
         def __init__(self) -> None:
@@ -121,7 +63,7 @@ def make_validation(cfg: TrainConfig, prepared: Prepared, from_start: bool = Fal
             self.best, self.best_weights, self.wait = -1.0, None, 0
 
         def accuracy(self) -> float:
-            scores = predict_clips(self.model, windows, cfg, spec)
+            scores = predict_clips(self.model, clips, cfg, spec)[:, :n_labels]
             return float(np.mean(scores.argmax(axis=1) == truth))
 
         def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
@@ -150,14 +92,18 @@ def make_validation(cfg: TrainConfig, prepared: Prepared, from_start: bool = Fal
     return ClipValidation()
 
 
-def predict_clips(model: Any, windows: list[np.ndarray], cfg: TrainConfig, spec: InputSpec) -> np.ndarray:
-    """Mean window scores per clip with the Keras model (used only for early stopping)."""
-    flat = np.concatenate(windows)
-    scores = np.concatenate(
-        [model.predict(batch_inputs(flat[i : i + 512], cfg, spec), verbose=0) for i in range(0, len(flat), 512)]
-    )
-    bounds = np.cumsum([0] + [len(w) for w in windows])
+def predict_clips(model: Any, clips: list[np.ndarray], cfg: TrainConfig, spec: InputSpec) -> np.ndarray:
+    """Mean window scores per clip (every output column) with the Keras model (used only for early stopping)."""
+    flat = np.concatenate(clips)
+    batches = [batch_inputs(flat[i : i + 512], cfg, spec) for i in range(0, len(flat), 512)]
+    scores = np.concatenate([_class_scores(model, x) for x in batches])
+    bounds = np.cumsum([0] + [len(w) for w in clips])
     return np.stack([scores[a:b].mean(axis=0) for a, b in itertools.pairwise(bounds)])
+
+
+def _class_scores(model: Any, x: np.ndarray) -> np.ndarray:
+    out = model.predict(x, verbose=0)
+    return np.asarray(out[model_mod.SCORES] if isinstance(out, dict) else out)
 
 
 def strategy(name: str) -> Any:
@@ -169,12 +115,45 @@ def strategy(name: str) -> Any:
     return tf.distribute.get_strategy()
 
 
+def class_loss(cfg: TrainConfig) -> Any:
+    """Cross-entropy over the softmax, or binary cross-entropy per sigmoid output."""
+    import keras
+
+    if cfg.model.output == "sigmoid":
+        return keras.losses.BinaryCrossentropy(label_smoothing=cfg.fit.label_smoothing)
+    return keras.losses.CategoricalCrossentropy(label_smoothing=cfg.fit.label_smoothing)
+
+
+def cosine_distance(y_true: Any, y_pred: Any) -> Any:
+    """1 - cosine similarity per example (0 when the directions agree)."""
+    import keras
+
+    a = keras.ops.normalize(y_true, axis=-1)
+    b = keras.ops.normalize(y_pred, axis=-1)
+    return 1.0 - keras.ops.sum(a * b, axis=-1)
+
+
 def _compile(model: Any, cfg: TrainConfig, lr: Any) -> None:
+    """Class loss; for a distillation model also the teacher losses, weighted by the config."""
     import keras
 
     opt = keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.fit.weight_decay)
-    loss = keras.losses.CategoricalCrossentropy(label_smoothing=cfg.fit.label_smoothing)
-    model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
+    accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    if not isinstance(model.output, dict):
+        model.compile(optimizer=opt, loss=class_loss(cfg), metrics=[accuracy])
+        return
+    embedding_loss = cosine_distance if cfg.fit.distill_loss == "cosine" else keras.losses.MeanSquaredError()
+    losses = {model_mod.SCORES: class_loss(cfg), model_mod.TEACHER_EMBEDDING: embedding_loss,
+              model_mod.TEACHER_SCORES: keras.losses.BinaryCrossentropy()}  # fmt: skip
+    weights = {model_mod.SCORES: 1.0, model_mod.TEACHER_EMBEDDING: cfg.fit.distill_weight,
+               model_mod.TEACHER_SCORES: cfg.fit.distill_scores_weight}  # fmt: skip
+    names = list(model.output)
+    model.compile(
+        optimizer=opt,
+        loss={k: losses[k] for k in names},
+        loss_weights={k: weights[k] for k in names},
+        metrics={model_mod.SCORES: [accuracy]},
+    )
 
 
 def _phase(
@@ -193,41 +172,54 @@ def _phase(
     model.fit(ds, epochs=epochs, callbacks=callbacks, verbose=2)
 
 
+def noise_frames(cfg: TrainConfig, prepared: Prepared) -> list[Any]:
+    """What is mixed under labelled windows: the background's train part (if enabled) and ``noise_dir``."""
+    bg = prepared.background
+    return (list(bg.train.frames) if cfg.augment.noise_from_background else []) + list(bg.noise.frames)
+
+
 def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
-    """Fit both phases, save ``model.keras`` in the run directory and return the model."""
+    """Fit both phases (and phase 3), save ``model.keras`` in the run directory and return the model.
+
+    With a teacher, phases 1 and 2 train a distillation model that shares the classifier's layers
+    (training/model.py); only the classifier is saved.
+    """
     import keras
 
     cfg, out = loaded.config, loaded.output
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.fit.seed)
-    source = TrainWindows(cfg, prepared, augment.Augmenter(cfg.augment, cfg.features, cfg.window.window_frames))
-    ds = dataset(source)
+    augmenter = augment.Augmenter(cfg.augment, cfg.features, cfg.window.window_frames, noise_frames(cfg, prepared))
+    source = TrainWindows(cfg, prepared, augmenter, teacher_mod.for_training(loaded, prepared))
+    ds = windows.dataset(source)
     with strategy(cfg.fit.distribute).scope():
-        model = model_mod.build(cfg.model, input_spec(cfg), len(prepared.labels), cfg.fit.bn_momentum)
-        _compile(model, cfg, cfg.fit.head_lr)
+        model = model_mod.build(cfg.model, input_spec(cfg), source.n_outputs, cfg.fit.bn_momentum)
+        trainer = model_mod.distillation_model(model, *source.heads) if any(source.heads) else model
+        _compile(trainer, cfg, cfg.fit.head_lr)
     head = out / HEAD_WEIGHTS
     if head.exists():
-        model.load_weights(str(head))
+        trainer.load_weights(str(head))
         _LOGGER.info("phase 1 already done: loaded %s", head)
     else:
-        _phase(model, ds, cfg.fit.head_epochs, out, "head", cfg, prepared)
-        model.save_weights(str(head))
+        _phase(trainer, ds, cfg.fit.head_epochs, out, "head", cfg, prepared)
+        trainer.save_weights(str(head))
     finetuned = out / FINETUNED_WEIGHTS
     if finetuned.exists():
-        model.load_weights(str(finetuned))
+        trainer.load_weights(str(finetuned))
         _LOGGER.info("phase 2 already done: loaded %s", finetuned)
     else:
         with strategy(cfg.fit.distribute).scope():
             n = model_mod.unfreeze_top(model, cfg.fit.unfreeze_blocks, cfg.fit.frozen_bn_blocks)
             decay = max(1, cfg.fit.finetune_epochs * source.steps)
-            _compile(model, cfg, keras.optimizers.schedules.CosineDecay(cfg.fit.finetune_lr, decay, alpha=0.05))
+            _compile(trainer, cfg, keras.optimizers.schedules.CosineDecay(cfg.fit.finetune_lr, decay, alpha=0.05))
         _LOGGER.info("phase 2: %d layers with weights trainable", n)
-        _phase(model, ds, cfg.fit.finetune_epochs, out, "finetune", cfg, prepared)
-        model.save_weights(str(finetuned))
+        _phase(trainer, ds, cfg.fit.finetune_epochs, out, "finetune", cfg, prepared)
+        trainer.save_weights(str(finetuned))
     model.save(str(out / MODEL_FILE))
     (out / QAT_MODEL_FILE).unlink(missing_ok=True)
     if cfg.fit.qat_epochs > 0:
-        quantisation_aware(model, ds, source.steps, cfg, prepared, out).save(str(out / QAT_MODEL_FILE))
+        qat_ds = windows.scores_only(ds)
+        quantisation_aware(model, qat_ds, source.steps, cfg, prepared, out).save(str(out / QAT_MODEL_FILE))
     return model
 
 

@@ -1,17 +1,24 @@
-"""The classifier: an ImageNet MobileNet (no top) under a new pooling/dropout/softmax head.
+"""The classifier: an ImageNet MobileNet (no top) under a new pooling/dropout/dense head.
 
 Input is the front end's normalised window, ``(frames, bands, channels)`` in
 [-1, 1], exactly what ``edge.features.normalise`` produces on the device.
+The head is a softmax over the labels, a softmax over the labels and
+``_background``, or one sigmoid per label (``model.output``).  For distillation
+the training model adds projection heads on the pooled features
+(:func:`distillation_model`); they share every layer with the classifier and
+are never exported.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edge.features import InputSpec
+from training.background import LABEL as BACKGROUND_LABEL
 from training.config import ModelConfig
 
 _LOGGER = logging.getLogger(__name__)
@@ -19,6 +26,18 @@ _LOGGER = logging.getLogger(__name__)
 _BLOCK_NUMBER = re.compile(r"(?:conv_(?:dw|pw|pad)_|block_|expanded_conv_)(\d+)")
 BASE_NAME = "base"
 EMBEDDING_NAME = "embedding"
+SCORES = "scores"
+TEACHER_EMBEDDING, TEACHER_SCORES = "teacher_embedding", "teacher_scores"
+
+
+def output_labels(cfg: ModelConfig, labels: Sequence[str]) -> list[str]:
+    """The model's output columns: the labels, then ``_background`` for ``softmax_background``."""
+    return [*labels, BACKGROUND_LABEL] if cfg.output == "softmax_background" else list(labels)
+
+
+def background_labels(cfg: ModelConfig) -> tuple[str, ...]:
+    """Outputs the device scores but never publishes."""
+    return (BACKGROUND_LABEL,) if cfg.output == "softmax_background" else ()
 
 
 def _application(arch: str) -> Any:
@@ -44,7 +63,7 @@ def _weights(value: str) -> str | None:
 
 
 def build(cfg: ModelConfig, spec: InputSpec, n_classes: int, bn_momentum: float) -> Any:
-    """The Keras model; the base is frozen (phase 1)."""
+    """The Keras model with ``n_classes`` outputs (see :func:`output_labels`); the base is frozen (phase 1)."""
     import keras
 
     inputs = keras.Input(spec.shape[1:], name="window")
@@ -62,8 +81,26 @@ def build(cfg: ModelConfig, spec: InputSpec, n_classes: int, bn_momentum: float)
     x = base(x)
     x = keras.layers.GlobalAveragePooling2D(name=EMBEDDING_NAME)(x)
     x = keras.layers.Dropout(cfg.dropout, name="dropout")(x)
-    outputs = keras.layers.Dense(n_classes, activation="softmax", name="scores")(x)
+    activation = "sigmoid" if cfg.output == "sigmoid" else "softmax"
+    outputs = keras.layers.Dense(n_classes, activation=activation, name=SCORES)(x)
     return keras.Model(inputs, outputs, name=f"auricle_{cfg.arch}")
+
+
+def distillation_model(model: Any, embedding_dim: int, n_scores: int) -> Any:
+    """A training model sharing every layer of ``model``, with outputs ``scores`` and projection heads.
+
+    ``teacher_embedding`` (linear, ``embedding_dim``) and ``teacher_scores`` (sigmoid, ``n_scores``) sit on
+    the pooled features; a dimension of 0 leaves that head out.  Only ``model`` is saved and exported.
+    """
+    import keras
+
+    pooled = model.get_layer(EMBEDDING_NAME).output
+    outputs = {SCORES: model.output}
+    if embedding_dim:
+        outputs[TEACHER_EMBEDDING] = keras.layers.Dense(embedding_dim, name=TEACHER_EMBEDDING)(pooled)
+    if n_scores:
+        outputs[TEACHER_SCORES] = keras.layers.Dense(n_scores, activation="sigmoid", name=TEACHER_SCORES)(pooled)
+    return keras.Model(model.inputs, outputs, name=f"{model.name}_distill")
 
 
 def set_bn_momentum(base: Any, momentum: float) -> None:

@@ -11,7 +11,8 @@ converter will produce, so the weights settle where rounding costs little:
 - every ReLU6 output is fake-quantised per tensor over the range the float
   model reaches on the calibration windows (what post-training calibration
   measures), the model input over [-1, 1];
-- the head's Dense weights are fake-quantised per tensor.
+- the head's Dense weights are fake-quantised per tensor; its activation (softmax over the
+  labels with or without ``_background``, or per-label sigmoid) is the float model's.
 
 Gradients pass the rounding straight through (TensorFlow's FakeQuant ops).
 Afterwards the trained kernels, gammas and betas are written back into the
@@ -97,17 +98,18 @@ class ActQuant(keras.layers.Layer):  # type: ignore[misc]
 
 
 class QuantDense(keras.layers.Layer):  # type: ignore[misc]
-    """The head's Dense with per-tensor fake-quantised weights."""
+    """The head's Dense with per-tensor fake-quantised weights and its own activation (softmax or sigmoid)."""
 
     def __init__(self, dense: Any, **kwargs: Any) -> None:
         super().__init__(name=f"q_{dense.name}", **kwargs)
+        self.activation = dense.activation
         self.kernel = self.add_weight(shape=tuple(dense.kernel.shape), name="kernel", initializer="zeros")
         self.bias = self.add_weight(shape=tuple(dense.bias.shape), name="bias", initializer="zeros")
         self.kernel.assign(np.asarray(dense.kernel))
         self.bias.assign(np.asarray(dense.bias))
 
     def call(self, x: Any) -> Any:
-        return tf.nn.softmax(tf.matmul(x, _quant_tensor(self.kernel)) + self.bias)
+        return self.activation(tf.matmul(x, _quant_tensor(self.kernel)) + self.bias)
 
     def write_back(self, dense: Any) -> None:
         dense.kernel.assign(np.asarray(self.kernel))

@@ -100,7 +100,8 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     a.set_xlabel("epoch (all phases)")
     a.set_ylabel("loss")
     a.legend()
-    b.plot(x, [r.get("accuracy", np.nan) for r in history], label="training window accuracy (augmented)")
+    acc = [r.get("accuracy", r.get("scores_accuracy", np.nan)) for r in history]
+    b.plot(x, acc, label="training window accuracy (augmented)")
     val = [r.get("val_clip_acc", np.nan) for r in history]
     b.plot(x, val, label="validation clip accuracy (QAT phase: simulated int8)")
     b.set_xlabel("epoch (all phases)")
