@@ -32,8 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--pubkey", help="public key (PEM); the bundle must be signed by it")
     p.set_defaults(handler=_verify)
 
-    p = msub.add_parser("info", help="show a bundle's labels, parameters and metrics")
-    p.add_argument("bundle")
+    p = msub.add_parser("info", help="show a bundle's labels, thresholds, parameters and metrics")
+    p.add_argument("bundle", nargs="?", help="bundle file (default: the active model, as the daemon picks it)")
+    p.add_argument("--config", "-c", metavar="FILE", help="daemon config whose model.path is the active model")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(handler=_info)
 
@@ -69,12 +70,20 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    b = bundle.read_bundle(args.bundle)
+    b = bundle.read_bundle(args.bundle or active_model_path(args.config))
     if args.json:
         print(b.manifest_bytes.decode().rstrip())
         return 0
     print("\n".join(info_lines(b)))
     return 0
+
+
+def active_model_path(config_path: str | None) -> str:
+    """The bundle the daemon would run: ``model.path`` of the config, else the shipped model."""
+    from edge.config import load_config
+    from edge.service import default_model_path
+
+    return load_config(config_path).model.path or default_model_path()
 
 
 def info_lines(b: bundle.Bundle) -> list[str]:
@@ -90,12 +99,67 @@ def info_lines(b: bundle.Bundle) -> list[str]:
         f"window {window_s:.2f} s, hop {m.hop_frames} frames ({hop_ms:.0f} ms)",
         f"  features: {f.sample_rate} Hz, {f.n_bands} {f.scale} bands {f.f_min_hz:g}-{f.f_max_hz:g} Hz, "
         f"window/hop {f.window_samples}/{f.hop_samples} samples, fingerprint {m.fingerprint}",
-        f"  labels ({len(m.labels)}): {', '.join(m.labels)}",
     ]
-    if m.metrics:
+    lines += _label_lines(m)
+    rest = {k: v for k, v in m.metrics.items() if k not in _TABLED}
+    if rest:
         lines.append("  metrics:")
-        lines.extend(f"    {k}: {_short(v)}" for k, v in m.metrics.items())
+        lines.extend(f"    {k}: {_short(v)}" for k, v in rest.items())
     return lines
+
+
+_TABLED = ("per_label", "calibration")
+"""Metrics keys shown as the label table rather than in the metrics list."""
+
+
+def _label_lines(m: bundle.Manifest) -> list[str]:
+    events, per_label = m.event_labels, m.metrics.get("per_label")
+    if isinstance(per_label, dict) and per_label:
+        lines = [f"  labels ({len(events)}):", *_table(m, per_label)]
+    else:
+        lines = [f"  labels ({len(events)}): {', '.join(events)}"]
+    if m.background_labels:
+        lines.append(
+            f"  background labels, scored but never published ({len(m.background_labels)}): "
+            f"{', '.join(m.background_labels)}"
+        )
+    summary = m.metrics.get("calibration")
+    if isinstance(summary, dict):
+        lines.append(f"  calibration: {_calibration(summary)}")
+    return lines
+
+
+def _table(m: bundle.Manifest, per_label: dict[str, Any]) -> list[str]:
+    """Threshold in force, recall and false alarms per hour of every event label."""
+    width = max(len("label"), *(len(x) for x in m.event_labels))
+    lines = [f"    {'label':<{width}}  threshold  recall  false/h  95% bound/h  budget"]
+    for label in m.event_labels:
+        fig = per_label.get(label)
+        fig = fig if isinstance(fig, dict) else {}
+        threshold = m.thresholds.get(label, 0.5)  # EventDetector's default for a label left out
+        met = fig.get("meets_budget")
+        lines.append(
+            f"    {label:<{width}}  {_num(threshold, '.2f'):>9}  {_num(fig.get('recall'), '.2f'):>6}"
+            f"  {_num(fig.get('false_per_hour'), '.3g'):>7}  {_num(fig.get('upper_95_per_hour'), '.3g'):>11}"
+            f"  {'-' if not isinstance(met, bool) else 'met' if met else 'NOT met'}"
+        )
+    return lines
+
+
+def _calibration(summary: dict[str, Any]) -> str:
+    hours, budget = summary.get("background_hours"), summary.get("budget_per_hour")
+    text = f"{_num(hours, '.3g')} h of background, budget {_num(budget, 'g')} false events/h in total"
+    if "false_per_hour" in summary:
+        text += f"; measured {_num(summary['false_per_hour'], '.3g')}/h"
+        text += f" (95% bound {_num(summary.get('upper_95_per_hour'), '.3g')}/h)"
+    return text
+
+
+def _num(value: Any, spec: str) -> str:
+    """A figure, or '-' when it is missing or not a number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "-"
+    return format(value, spec)
 
 
 def _short(value: Any) -> str:

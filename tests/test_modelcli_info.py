@@ -1,0 +1,95 @@
+"""``auricle model info``: per-label calibration table, background labels, the active model by default."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support.daemon import write_config
+from support.models import tone_bundle
+
+from edge.bundle import read_bundle, write_bundle
+from edge.cli import main as cli_main
+from edge.events import EventParams
+from edge.service import default_model_path
+from training.calibrate import BackgroundStream, CalibrationParams, PositiveClip, calibrate
+
+
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tone_bundle(tmp_path_factory.mktemp("info") / "tones.auricle")
+
+
+@pytest.fixture(scope="module")
+def calibrated(plain: Path) -> Path:
+    """The tone bundle with 'quiet' as a background label and thresholds from a calibration."""
+    b = read_bundle(plain)
+    labels = b.manifest.labels  # quiet, tone_1000, tone_3000
+    bg = np.zeros((200, 3), dtype=np.float32)
+    bg[50:55, 2] = 0.995  # tone_3000 fires on background at every grid threshold
+    clip = np.zeros((30, 3), dtype=np.float32)
+    clip[10:20, 1] = 0.8
+    cal = calibrate(
+        labels,
+        [BackgroundStream(bg, 900.0)],
+        [PositiveClip(clip, 1, 1.0, 2.0)],
+        hop_s=0.1,
+        events=EventParams(smoothing_hops=1, hold_s=0.0),
+        params=CalibrationParams(budget_per_hour=2.0),
+        background_labels=("quiet",),
+    )
+    manifest = dataclasses.replace(
+        b.manifest,
+        background_labels=("quiet",),
+        thresholds=cal.thresholds(),
+        metrics={"int8_clip_accuracy": 0.9, **cal.to_dict()},
+    )
+    path = plain.with_name("calibrated.auricle")
+    write_bundle(path, manifest, b.model)
+    return path
+
+
+def info(capsys: pytest.CaptureFixture[str], *argv: str) -> list[str]:
+    assert cli_main(["model", "info", *argv]) == 0
+    return capsys.readouterr().out.splitlines()
+
+
+def row(lines: list[str], label: str) -> list[str]:
+    return next(line.split() for line in lines if line.split()[:1] == [label])
+
+
+def test_table_of_thresholds_recall_and_false_alarms(calibrated: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = info(capsys, str(calibrated))
+    text = "\n".join(lines)
+    assert "labels (2):" in text
+    assert row(lines, "label") == ["label", "threshold", "recall", "false/h", "95%", "bound/h", "budget"]
+    assert row(lines, "tone_1000") == ["tone_1000", "0.05", "1.00", "0", "12", "met"]
+    assert row(lines, "tone_3000") == ["tone_3000", "1.00", "-", "0", "12", "NOT", "met"]
+    assert "background labels, scored but never published (1): quiet" in text
+    assert "calibration: 0.25 h of background, budget 2 false events/h in total; measured 0/h" in text
+    assert "int8_clip_accuracy: 0.9" in text
+    assert "per_label" not in text, "the figures are in the table, not dumped as JSON"
+
+
+def test_bundle_without_figures_lists_labels(plain: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lines = info(capsys, str(plain))
+    assert "  labels (3): quiet, tone_1000, tone_3000" in lines
+    assert not any("threshold" in line or "background labels" in line for line in lines)
+
+
+def test_active_model_by_default(plain: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    shipped = read_bundle(default_model_path()).manifest
+    assert info(capsys)[0].startswith(f"{shipped.name} {shipped.version}  (")
+    config = write_config(tmp_path / "auricle.yaml", {"model": {"path": str(plain)}})
+    assert info(capsys, "--config", str(config))[0].startswith(f"tones 0.1.0  ({plain}")
+    assert info(capsys, "--config", str(config), default_model_path())[0].startswith(shipped.name), "argument wins"
+
+
+def test_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("model:\n  pathh: x\n")
+    assert cli_main(["model", "info", "--config", str(config)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("auricle: ") and "pathh" in err and "\n" not in err
