@@ -47,11 +47,19 @@ def _export(loaded: LoadedConfig) -> None:
 def _evaluate(loaded: LoadedConfig) -> None:
     from training import pipeline, prepare
 
-    h = pipeline.run_evaluate(loaded, prepare.load(loaded.output))["headline"]
+    full = pipeline.run_evaluate(loaded, prepare.load(loaded.output))
+    h, cal = full["headline"], full.get("calibration")
+    budget = (
+        f"; thresholds for {cal['budget_per_hour']:g} false events/h: {cal['false_per_hour']:.3g}/h on "
+        f"{cal['background_hours'] * 60:.1f} min of calibrate background, validation recall "
+        f"{cal['recall'] if cal['recall'] is None else round(cal['recall'], 3)}, {len(cal['failing'])} labels failing"
+        if cal
+        else ""
+    )
     print(
         f"evaluate: {h['test']} clip accuracy float {h['float_clip_accuracy']:.3f} int8 {h['int8_clip_accuracy']:.3f} "
         f"(drop {h['int8_drop_points']:.1f} points, agreement {h['top1_agreement']:.3f}), "
-        f"int8 {h['int8_latency_ms']:.2f} ms/window; bundle {pipeline.bundle_path(loaded)}"
+        f"int8 {h['int8_latency_ms']:.2f} ms/window{budget}; bundle {pipeline.bundle_path(loaded)}"
     )
 
 

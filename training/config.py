@@ -171,7 +171,7 @@ class TeacherConfig:
 class CalibrationConfig:
     """Per-label thresholds from a false-alarm budget on the calibrate part of the background."""
 
-    budget_per_hour: float = setting(1.0, lo=0.0, hi=1e6, unit="false events per hour, all labels together")
+    budget_per_hour: float = setting(1.0, lo=0.001, hi=1e6, unit="false events per hour, all labels together")
 
 
 @dataclass(frozen=True, kw_only=True)

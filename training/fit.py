@@ -247,13 +247,21 @@ def quantisation_aware(model: Any, ds: Any, steps: int, cfg: TrainConfig, prepar
 
 
 def calibration_windows(cfg: TrainConfig, prepared: Prepared) -> list[np.ndarray]:
-    """The int8 calibration windows (training clips only): phase 3 and the export use the same ones."""
+    """The int8 calibration windows: phase 3 and the export use the same ones.
+
+    Training clips, and background train windows in the share ``fit.background_fraction`` (the device
+    hears background far more often than labels, so its activation ranges must be covered too).
+    """
     from training import export
 
-    return export.calibration_windows(
-        prepared.frames, prepared.split.train, cfg.window.window_frames, cfg.features,
-        cfg.export.calibration_windows, cfg.fit.seed,
-    )  # fmt: skip
+    w, count, bg = cfg.window.window_frames, cfg.export.calibration_windows, prepared.background.train
+    n_bg = round(count * cfg.fit.background_fraction) if bg.frames else 0
+    labelled = export.calibration_windows(
+        prepared.frames, prepared.split.train, w, cfg.features, count - n_bg, cfg.fit.seed
+    )
+    if not n_bg:
+        return labelled
+    return labelled + export.calibration_windows(bg.frames, range(len(bg.frames)), w, cfg.features, n_bg, cfg.fit.seed)
 
 
 def clone(model: Any) -> Any:

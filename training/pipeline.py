@@ -78,10 +78,28 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
     result = evaluate.compare(scores["float"], scores["int8"], targets[test], len(prepared.labels))
     val_scores = _scores(loaded, prepared, int8_bytes, "int8", val)
     thresholds = evaluate.tune_thresholds(val_scores, targets[val], prepared.labels)
+    calibration = _calibrate(loaded, prepared, int8_bytes)
+    if calibration is not None:
+        thresholds = calibration.thresholds()
     full = _assemble(loaded, prepared, result, thresholds, float_bytes, int8_bytes)
+    if calibration is not None:
+        full |= calibration.to_dict()
     _write_reports(loaded, prepared, full, scores)
     _write_bundle(loaded, prepared, full, int8_bytes)
     return full
+
+
+def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> Any:
+    """Thresholds from the false-alarm budget on the calibrate background (None without one)."""
+    from training import streams
+
+    cfg, bg = loaded.config, prepared.background.calibrate
+    if not bg.paths:
+        _LOGGER.info("no calibrate background: thresholds by best F1 on the validation clips")
+        return None
+    clf = evaluate.classifier(cfg, prepared.labels, int8_bytes, "int8")
+    val = [(prepared.clips[c].path, prepared.frames[c], prepared.targets[c]) for c in prepared.split.val]
+    return streams.thresholds(clf, bg.paths, val, cfg.calibration.budget_per_hour)
 
 
 def _latency(loaded: LoadedConfig, prepared: Prepared, model_bytes: bytes, name: str) -> float:
@@ -161,6 +179,7 @@ def bundle_path(loaded: LoadedConfig) -> Path:
 def _write_bundle(loaded: LoadedConfig, prepared: Prepared, full: dict[str, Any], int8_bytes: bytes) -> Path:
     cfg = loaded.config
     metrics = {k: v for k, v in full["headline"].items() if k not in ("hop_frames",)}
+    metrics |= {k: full[k] for k in ("per_label", "calibration") if k in full}
     provenance = {"training_config": loaded.text, "trainer": "auricle-train", "labels_from": cfg.data.manifest}
     manifest = evaluate.manifest_for(
         cfg, prepared.labels, int8_bytes, thresholds=full["thresholds"], metrics=metrics, provenance=provenance

@@ -145,6 +145,39 @@ def markdown(report: dict[str, Any], labels: Sequence[str]) -> str:
             f"| {label} | {q['precision'][k]:.2f} | {q['recall'][k]:.2f} | {q['f1'][k]:.2f} | "
             f"{q['support'][k]} | {report['thresholds'][label]:.2f} |"
         )
+    lines += calibration_markdown(report)
     lines += ["", "## Plots", "", f"![confusion]({CONFUSION_PNG})", "", f"![embedding]({EMBEDDING_PNG})", ""]
     lines += [f"![curves]({CURVES_PNG})", ""]
     return "\n".join(lines)
+
+
+def calibration_markdown(report: dict[str, Any]) -> list[str]:
+    """The thresholds chosen by the false-alarm budget and what they leave, when there are any."""
+    summary, per_label = report.get("calibration"), report.get("per_label")
+    if not summary or not per_label:
+        return []
+    lines = [
+        "",
+        "## Thresholds from the false-alarm budget",
+        "",
+        f"Budget {summary['budget_per_hour']} false events per hour over all labels "
+        f"({summary['label_budget_per_hour']:.3g} per label), counted through the daemon's event logic on "
+        f"{summary['background_hours'] * 60:.1f} min of the background's calibrate part (played back to back) and "
+        "the other labels' validation clips. These are the figures the thresholds were chosen on, not a held-out "
+        f"measurement: measured {summary['false_per_hour']:.3g}/h (95% bound {summary['upper_95_per_hour']:.3g}/h), "
+        f"validation event recall {_fmt(summary['recall'])}. Labels that cannot meet the budget with recall >= "
+        f"{summary['min_recall']}: {', '.join(summary['failing']) or 'none'}.",
+        "",
+        "| label | threshold | recall | clips | false events | false/h | 95% bound/h | meets budget |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for label, f in per_label.items():
+        lines.append(
+            f"| {label} | {f['threshold']:.2f} | {_fmt(f['recall'])} | {f['clips']} | {f['false_events']} | "
+            f"{f['false_per_hour']:.3g} | {f['upper_95_per_hour']:.3g} | {'yes' if f['meets_budget'] else 'no'} |"
+        )
+    return lines
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
