@@ -1,0 +1,122 @@
+"""bench/events.py: scoring on hand-built cases, YAMNet's Frigate-style events, and one small real run."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from bench import event_scoring as scoring
+from bench import events
+from bench.event_scoring import Detection, Span
+from edge.bundle import read_bundle
+from tests.support.shared import shared_dir
+from training.yamnet import read_class_names
+
+SHARED = shared_dir()
+MODEL = Path(__file__).resolve().parents[1] / "models" / "esc50.auricle"
+
+SPANS = [Span("a.flac", "dog", 3.0, 8.0), Span("b.flac", "siren", 11.0, 16.0), Span("c.flac", "dog", 19.0, 24.0)]
+
+
+def test_recall_wrong_labels_latency_and_gaps_on_a_hand_built_case() -> None:
+    found = [
+        Detection("dog", 2.6, 3.4),  # 0.4 s before clip a: inside its 0.5 s lead
+        Detection("dog", 5.0, 5.5),  # a second dog start in a: recall counts once, latency the first
+        Detection("cat", 4.0, 4.2),  # wrong label in a
+        Detection("siren", 17.2, 17.5),  # 1.2 s after b ended: too late
+        Detection("dog", 18.0, 18.3),  # 1 s before c: too early, and in no window (a gap)
+        Detection("dog", 25.0, 25.0),  # exactly 1 s after c ended: counts
+    ]
+    report = scoring.recall(SPANS, found, ["dog", "siren", "cat"])
+    assert report["per_label"]["dog"] == {
+        "clips": 2,
+        "recalled": 2,
+        "recall": 1.0,
+        "wrong_per_clip": 0.5,
+        "latency_p50_s": 3.2,
+        "latency_p95_s": 5.72,
+    }
+    assert report["per_label"]["siren"]["recall"] == 0.0 and report["per_label"]["siren"]["latency_p50_s"] is None
+    assert "cat" not in report["per_label"]  # no clips of it
+    assert report["total"]["recall"] == round(2 / 3, 4) and report["total"]["wrong_per_clip"] == round(1 / 3, 4)
+    assert report["events_in_gaps"] == 2  # the late siren and the early dog
+
+
+def test_only_the_labels_a_detector_can_name_are_scored() -> None:
+    report = scoring.recall(SPANS, [Detection("dog", 4.0, 4.0)], ["dog"])
+    assert report["total"]["clips"] == 2 and report["total"]["recall"] == 0.5
+
+
+def test_false_alarms_count_every_start_per_hour_of_audio() -> None:
+    found = [Detection("dog", 4.0, 4.0), Detection("dog", 12.0, 12.0), Detection("cat", 8.5, 8.5)]
+    report = scoring.false_alarms(SPANS, found, audio_s=900.0)  # a quarter of an hour
+    assert report["total"] == {"events": 3, "per_hour": 12.0}
+    assert report["per_label"] == {"cat": {"events": 1, "per_hour": 4.0}, "dog": {"events": 2, "per_hour": 8.0}}
+    assert report["per_file"] == {"a.flac": 2, "b.flac": 1}
+
+
+def test_stream_places_items_between_quiet_gaps() -> None:
+    ones = np.ones(8000, dtype=np.float32)
+    stream, spans = events.build_stream([("x", "dog", ones), ("y", "cat", ones)], gap_s=2.0, rate=16000)
+    assert len(stream) == 3 * 32000 + 2 * 8000
+    assert spans == [Span("x", "dog", 2.0, 2.5), Span("y", "cat", 4.5, 5.0)]
+    assert np.array_equal(stream[32000:40000], ones)
+    gap_dbfs = 10 * np.log10(np.mean(stream[:32000].astype(np.float64) ** 2))
+    assert gap_dbfs == pytest.approx(-70.0, abs=0.2)
+
+
+class ScriptedPeer:
+    """Stands in for training.yamnet.Yamnet: scores per call from a script."""
+
+    def __init__(self, dog_scores: list[float]) -> None:
+        self._dog = iter(dog_scores)
+
+    def infer(self, patch: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+        assert patch.shape == (96, 64)
+        scores = np.zeros(521, dtype=np.float32)
+        scores[70] = next(self._dog)  # Bark
+        return scores, np.zeros(1024, dtype=np.float32)
+
+
+def test_yamnet_calls_every_0975_s_and_merges_consecutive_firings() -> None:
+    samples = np.zeros(6 * 15600 + 100, dtype=np.float32)  # the partial last chunk is never scored
+    peer = ScriptedPeer([0.9, 0.95, 0.1, 0.85, 0.79, 0.8])
+    found = events.yamnet_detections(peer, samples, {"dog": [69, 70]}, threshold=0.8)  # type: ignore[arg-type]
+    assert found == [Detection("dog", 0.975, 0.975), Detection("dog", 3.9, 3.9), Detection("dog", 5.85, 5.85)]
+
+
+def _skip_without_shared() -> None:
+    needed = [SHARED / "peers" / "yamnet_spectra_in.tflite", events.ESC50_CSV, events.BACKGROUND_CSV, MODEL]
+    missing = [str(p) for p in needed if not p.is_file()]
+    if missing:
+        pytest.skip(f"needs the shared material and the shipped model: missing {missing}")
+
+
+def test_mapping_names_real_yamnet_classes_for_the_shipped_labels() -> None:
+    _skip_without_shared()
+    names = read_class_names(SHARED / "peers" / "yamnet_class_map.csv")
+    mapping = events.read_mapping(events.MAPPING_CSV, names)
+    assert names[70] == "Bark" and 70 in mapping["dog"]
+    assert set(mapping) == {*read_bundle(MODEL).manifest.labels} - {
+        "can_opening",
+        "drinking_sipping",
+        "washing_machine",
+    }
+
+
+@pytest.mark.slow
+def test_small_run_writes_the_report(tmp_path: Path) -> None:
+    _skip_without_shared()
+    out = tmp_path / "events.json"
+    assert events.main(["--limit", "4", "--gap-s", "1", "--json-out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["fold"] == 4 and report["recall"]["clips"] == 4 and report["false_alarms"]["files"] == 4
+    for side in ("ours", "yamnet"):
+        assert set(report["recall"][side]) >= {"per_label", "total", "events_in_gaps"}
+        assert set(report["false_alarms"][side]) == {"per_label", "per_file", "total"}
+        assert 0.0 <= report["recall"][side]["total"]["recall"] <= 1.0
+    assert report["false_alarms"]["audio_h"] > 0
