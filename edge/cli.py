@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from edge import commands, modelcli
+from edge import commands, modelcli, recordcli
 from edge.bundle import BundleError
 from edge.schema import ConfigError
 
@@ -22,7 +22,7 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 TERMINAL_LOG = "%(asctime)s  %(levelname)s: %(message)s"
 PLAIN_LOG = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-COMMANDS: list[Register] = [commands.register, modelcli.register]
+COMMANDS: list[Register] = [commands.register, modelcli.register, recordcli.register]
 """Every module that adds sub-commands; each sets ``handler`` via set_defaults."""
 
 
