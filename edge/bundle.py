@@ -1,6 +1,8 @@
-"""The model bundle: one zip holding ``model.tflite``, ``manifest.json`` and
-optionally ``manifest.sig`` (ed25519 over the manifest bytes; the manifest
-pins the model's sha256, so the signature covers the model too).
+"""The model bundle: one zip holding ``model.tflite``, ``manifest.json``,
+optionally ``selftest.npz`` (a test window and the scores it must give, see
+edge/selftest.py) and optionally ``manifest.sig`` (ed25519 over the manifest
+bytes; the manifest pins the sha256 of the model and of the self-test, so the
+signature covers them too).
 
 Bundles are read into memory and checked member by member; nothing is ever
 extracted to disk.  See docs/bundle.md for the format.
@@ -15,6 +17,7 @@ import json
 import os
 import re
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -27,7 +30,7 @@ from edge.features import FeatureParams, InputSpec
 from edge.schema import ConfigError, build, setting, to_data
 
 SCHEMA_VERSION = 1
-MANIFEST, MODEL, SIGNATURE = "manifest.json", "model.tflite", "manifest.sig"
+MANIFEST, MODEL, SIGNATURE, SELFTEST = "manifest.json", "model.tflite", "manifest.sig", "selftest.npz"
 MAX_MEMBER_BYTES = 64 * 1024 * 1024
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -70,6 +73,8 @@ class Manifest:
     thresholds: dict[str, float] = field(default_factory=dict)
     """Default per-label decision thresholds (0..1)."""
     model_sha256: str
+    selftest_sha256: str | None = None
+    """sha256 of ``selftest.npz``; None = the bundle has no self-test (and the key is left out of the JSON)."""
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
 
@@ -79,8 +84,11 @@ class Manifest:
         return tuple(x for x in self.labels if x not in self.background_labels)
 
     def to_json(self) -> bytes:
-        """Canonical manifest bytes (sorted keys, UTF-8)."""
-        return (json.dumps(to_data(self), indent=2, sort_keys=True) + "\n").encode()
+        """Canonical manifest bytes (sorted keys, UTF-8); a bundle without a self-test reads as before."""
+        data = to_data(self)
+        if data["selftest_sha256"] is None:
+            del data["selftest_sha256"]
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,8 @@ class Bundle:
     manifest_bytes: bytes
     signature: bytes | None
     path: str
+    selftest: bytes | None = None
+    """``selftest.npz`` as stored (pinned by ``manifest.selftest_sha256``), or None."""
 
 
 def sha256(data: bytes) -> str:
@@ -106,17 +116,29 @@ def read_bundle(path: str | os.PathLike[str], public_key: Ed25519PublicKey | Non
         raw = Path(path).read_bytes()
     except OSError as exc:
         raise BundleError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    members = _members(raw, name)
-    manifest_bytes, model = members[MANIFEST], members[MODEL]
+    return parse_bundle(raw, name, public_key)
+
+
+def parse_bundle(raw: bytes, name: str, public_key: Ed25519PublicKey | None = None) -> Bundle:
+    """Validate bundle bytes held in memory (``name`` only labels the errors)."""
+    return bundle_of(members(raw, name), name, public_key)
+
+
+def bundle_of(found: dict[str, bytes], name: str, public_key: Ed25519PublicKey | None = None) -> Bundle:
+    """Validate the members :func:`members` returned: manifest, model, self-test, signature."""
+    manifest_bytes, model = found[MANIFEST], found[MODEL]
     manifest = parse_manifest(manifest_bytes, name)
     check_model(manifest, model, name)
-    signature = members.get(SIGNATURE)
+    selftest = found.get(SELFTEST)
+    check_selftest(manifest, selftest, name)
+    signature = found.get(SIGNATURE)
     if public_key is not None:
         verify_signature(public_key, manifest_bytes, signature, name)
-    return Bundle(manifest, model, manifest_bytes, signature, name)
+    return Bundle(manifest, model, manifest_bytes, signature, name, selftest)
 
 
-def _members(raw: bytes, name: str) -> dict[str, bytes]:
+def members(raw: bytes, name: str) -> dict[str, bytes]:
+    """The members of a bundle's zip, after the checks that need no manifest (paths, names, sizes)."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
     except zipfile.BadZipFile:
@@ -128,7 +150,7 @@ def _members(raw: bytes, name: str) -> dict[str, bytes]:
             if member.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", member) or ":" in member:
                 raise BundleError(f"{name}: unsafe member path {member!r} (path traversal)")
         names = [i.filename for i in infos]
-        extra = sorted(set(names) - {MANIFEST, MODEL, SIGNATURE})
+        extra = sorted(set(names) - {MANIFEST, MODEL, SIGNATURE, SELFTEST})
         if extra:
             raise BundleError(f"{name}: unexpected member(s) {', '.join(extra)}")
         if len(names) != len(set(names)):
@@ -141,7 +163,7 @@ def _members(raw: bytes, name: str) -> dict[str, bytes]:
                 raise BundleError(f"{name}: {info.filename} is too large ({info.file_size} bytes)")
         try:
             return {n: zf.read(n) for n in names}
-        except (zipfile.BadZipFile, OSError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
             raise BundleError(f"{name}: corrupt zip: {exc}") from None
 
 
@@ -194,6 +216,8 @@ def _check_consistency(m: Manifest, where: str) -> None:
         problems.append(f"thresholds: expected numbers 0..1 for {', '.join(bad)}")
     if not _SHA256.match(m.model_sha256):
         problems.append("model_sha256: expected 64 lowercase hex digits")
+    if m.selftest_sha256 is not None and not _SHA256.match(m.selftest_sha256):
+        problems.append("selftest_sha256: expected 64 lowercase hex digits")
     if problems:
         raise BundleError(f"{where}: {problems[0]}")
 
@@ -204,6 +228,18 @@ def check_model(manifest: Manifest, model: bytes, name: str) -> None:
         raise BundleError(f"{name}: {MODEL} sha256 mismatch (corrupt or tampered)")
     if model[4:8] != b"TFL3":
         raise BundleError(f"{name}: {MODEL} is not a TFLite flatbuffer (no TFL3 magic)")
+
+
+def check_selftest(manifest: Manifest, selftest: bytes | None, name: str) -> None:
+    """A self-test member must be the one the manifest pins, and a pinned one must be there."""
+    if manifest.selftest_sha256 is None:
+        if selftest is not None:
+            raise BundleError(f"{name}: {SELFTEST} is not covered by the manifest (no selftest_sha256)")
+        return
+    if selftest is None:
+        raise BundleError(f"{name}: missing {SELFTEST} (the manifest pins one)")
+    if sha256(selftest) != manifest.selftest_sha256:
+        raise BundleError(f"{name}: {SELFTEST} sha256 mismatch (corrupt or tampered)")
 
 
 def verify_signature(key: Ed25519PublicKey, manifest_bytes: bytes, signature: bytes | None, name: str) -> None:
@@ -221,31 +257,39 @@ def write_bundle(
     manifest: Manifest,
     model: bytes,
     private_key: Ed25519PrivateKey | None = None,
+    selftest: bytes | None = None,
 ) -> None:
-    """Write a bundle atomically (temporary file, then rename)."""
+    """Write a bundle atomically (temporary file, then rename); ``selftest``: ``selftest.npz`` bytes."""
     if manifest.model_sha256 != sha256(model):
         manifest = dataclasses.replace(manifest, model_sha256=sha256(model))
+    pinned = None if selftest is None else sha256(selftest)
+    if manifest.selftest_sha256 != pinned:
+        manifest = dataclasses.replace(manifest, selftest_sha256=pinned)
     manifest_bytes = manifest.to_json()
     parse_manifest(manifest_bytes, str(path))  # never write what we would refuse to read
     check_model(manifest, model, str(path))
-    members = {MANIFEST: manifest_bytes, MODEL: model}
+    found = {MANIFEST: manifest_bytes, MODEL: model}
+    if selftest is not None:
+        found[SELFTEST] = selftest
     if private_key is not None:
-        members[SIGNATURE] = private_key.sign(manifest_bytes)
-    _write_zip(Path(path), members)
+        found[SIGNATURE] = private_key.sign(manifest_bytes)
+    _write_zip(Path(path), found)
 
 
 def sign_bundle(path: str | os.PathLike[str], private_key: Ed25519PrivateKey) -> None:
     """Add (or replace) the signature of an existing, valid bundle."""
     bundle = read_bundle(path)
-    members = {MANIFEST: bundle.manifest_bytes, MODEL: bundle.model}
-    members[SIGNATURE] = private_key.sign(bundle.manifest_bytes)
-    _write_zip(Path(path), members)
+    found = {MANIFEST: bundle.manifest_bytes, MODEL: bundle.model}
+    if bundle.selftest is not None:
+        found[SELFTEST] = bundle.selftest
+    found[SIGNATURE] = private_key.sign(bundle.manifest_bytes)
+    _write_zip(Path(path), found)
 
 
-def _write_zip(path: Path, members: dict[str, bytes]) -> None:
+def _write_zip(path: Path, found: dict[str, bytes]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for member, data in members.items():
+        for member, data in found.items():
             info = zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, data)

@@ -74,7 +74,7 @@ def test_good_bundle_reads_and_classifies(good: Path) -> None:
 def test_write_is_deterministic_and_round_trips(good: Path, tmp_path: Path) -> None:
     b = read_bundle(good)
     out = tmp_path / "copy.auricle"
-    write_bundle(out, b.manifest, b.model)
+    write_bundle(out, b.manifest, b.model, selftest=b.selftest)
     assert read_bundle(out).manifest == b.manifest
     assert out.read_bytes() == good.read_bytes()
     assert not list(tmp_path.glob(".*tmp")), "no temporary file left behind"

@@ -2,7 +2,9 @@
 
 ``tone_bundle`` makes a model whose answer is predictable from physics: the
 mean dB level in the band nearest each label's frequency decides the score,
-so a played 1 kHz tone must come out as ``tone_1000``.
+so a played 1 kHz tone must come out as ``tone_1000``.  Every bundle carries a
+self-test (edge/selftest.py) made from one window of its first tone, the way
+training stores one.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from edge import scales
 from edge.bundle import Manifest, OutputSpec, sha256, write_bundle
 from edge.features import FeatureParams, InputSpec, normalise
+from edge.selftest import add_selftest
 
 
 def _band_of(params: FeatureParams, hz: float) -> int:
@@ -23,8 +26,14 @@ def _band_of(params: FeatureParams, hz: float) -> int:
     return int(np.argmin(np.abs(edges[1:-1] - hz)))
 
 
-def tone_model(params: FeatureParams, spec: InputSpec, tones_hz: Sequence[float]):  # type: ignore[no-untyped-def]
-    """Keras model: labels 'quiet' + one per tone; a loud tone wins its label."""
+def tone_model(  # type: ignore[no-untyped-def]
+    params: FeatureParams, spec: InputSpec, tones_hz: Sequence[float], *, nan_when_quiet: bool = False
+):
+    """Keras model: labels 'quiet' + one per tone; a loud tone wins its label.
+
+    ``nan_when_quiet``: scores are NaN whenever 'quiet' wins (log of a negative number), finite
+    on a tone: a model that passes a self-test made from a tone and fails in service.
+    """
     import keras
 
     inp = keras.Input(spec.shape[1:])
@@ -32,6 +41,8 @@ def tone_model(params: FeatureParams, spec: InputSpec, tones_hz: Sequence[float]
     x = keras.layers.GlobalAveragePooling1D()(x)  # mean over time -> (bands,)
     dense = keras.layers.Dense(len(tones_hz) + 1, activation="softmax")
     out = dense(x)
+    if nan_when_quiet:
+        out = keras.layers.Lambda(lambda p: p + 1e-6 * keras.ops.log(0.5 - p[:, :1]))(out)
     model = keras.Model(inp, out)
     w = np.zeros((params.n_bands, len(tones_hz) + 1), dtype=np.float32)
     b = np.zeros(len(tones_hz) + 1, dtype=np.float32)
@@ -53,13 +64,15 @@ def tone_bundle(
     int8: bool = True,
     version: str = "0.1.0",
     name: str = "tones",
+    selftest: bool = True,
+    nan_when_quiet: bool = False,
 ) -> Path:
-    """Write a bundle of :func:`tone_model` to ``path`` and return the path."""
+    """Write a bundle of :func:`tone_model` to ``path`` (with a self-test unless told not to); return the path."""
     from training.export import int8_input_spec, to_tflite
 
     params = params or FeatureParams()
     base = InputSpec(frames=window_frames, bands=params.n_bands)
-    model = tone_model(params, base, tones_hz)
+    model = tone_model(params, base, tones_hz, nan_when_quiet=nan_when_quiet)
     rng = np.random.default_rng(0)
 
     def representative():  # type: ignore[no-untyped-def]
@@ -88,4 +101,7 @@ def tone_bundle(
         provenance={"source": "tests/support/models.py"},
     )
     write_bundle(path, manifest, tflite)
+    if selftest:
+        t = np.arange(params.sample_rate) / params.sample_rate
+        add_selftest(path, 0.3 * np.sin(2 * np.pi * tones_hz[0] * t))
     return path
