@@ -173,9 +173,15 @@ def test_config_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
 
 
 def test_shipped_config_parses() -> None:
-    loaded = config.load(Path(__file__).resolve().parents[1] / "configs" / "esc50.yaml")
-    assert loaded.config.data.test_folds == (4,)
-    assert loaded.config.model.alpha == 0.25
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    loaded = config.load(configs / "esc50.yaml")
+    c = loaded.config
+    assert c.data.test_folds == (4,) and c.model.alpha == 0.25
+    assert c.model.upsample == 1 and c.window.window_frames == 96  # >= 5x cheaper than YAMNet
+    assert c.model.output == "softmax_background" and c.fit.background_fraction > 0 and c.data.background
+    assert c.teacher.path.endswith("yamnet_spectra_in.tflite") and c.bundle.version == "3.0.0"
+    for name in ("esc50_v2.yaml", "esc50_96x64.yaml", "esc50_up2.yaml"):
+        assert config.load(configs / name).config.model.output == "softmax"
 
 
 def test_model_unfreezes_top_blocks_and_counts_macs() -> None:

@@ -17,6 +17,8 @@ from tests.support.shared import shared_dir
 
 ESC50 = shared_dir() / "data" / "esc50"
 WEIGHTS = shared_dir() / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+BACKGROUND = shared_dir() / "data" / "background"
+TEACHER = shared_dir() / "peers" / "yamnet_spectra_in.tflite"
 
 TONES_HZ = {"low": 400.0, "mid": 1500.0, "high": 4000.0}
 
@@ -78,3 +80,37 @@ def esc50_subset(root: Path, categories: Sequence[str], per_fold: int) -> Path |
         for fold in ("1", "2", "3", "4"):
             picked.extend([r for r in rows if r["category"] == cat and r["fold"] == fold][:per_fold])
     return write_manifest(root / "esc50_subset.csv", picked)
+
+
+def missing(*paths: Path) -> str:
+    """Empty when every path exists, else a skip reason naming what is missing (shared material)."""
+    absent = [str(p) for p in paths if not p.exists()]
+    if not absent:
+        return ""
+    return f"shared material missing (../shared or AURICLE_SHARED): {', '.join(absent)}"
+
+
+def noise_folder(root: Path, per_part: int = 2, seconds: float = 2.0, rate: int = 16000) -> Path:
+    """Background of generated noise: ``train/`` and ``calibrate/`` subfolders and one loose file."""
+    rng = np.random.default_rng(7)
+    for part in ("train", "calibrate"):
+        for i in range(per_part):
+            hiss = rng.normal(0, rng.uniform(0.01, 0.1), int(seconds * rate)).astype(np.float32)
+            write(root / part / f"noise_{i}.wav", hiss, rate)
+    write(root / "loose.wav", rng.normal(0, 0.05, int(seconds * rate)).astype(np.float32), rate)
+    return root
+
+
+def background_subset(root: Path, train: int, calibrate: int) -> Path | None:
+    """A manifest in ``root`` naming a few shared background files of each split (audio stays where it is)."""
+    src = BACKGROUND / "background.csv"
+    if not src.is_file():
+        return None
+    with src.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    picked: list[dict[str, object]] = []
+    for split, n in (("train", train), ("calibrate", calibrate)):
+        for kind in ("speech", "noise", "music"):
+            chosen = [r for r in rows if (r["split"], r["kind"]) == (split, kind)][:n]
+            picked += [{"filename": r["filename"], "split": split} for r in chosen]
+    return write_manifest(root / "background_subset.csv", picked)
