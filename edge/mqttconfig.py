@@ -19,6 +19,8 @@ from edge.schema import setting
 
 PASSWORD_ENV = "AURICLE_MQTT_PASSWORD"  # noqa: S105 (the variable's name, not a password)
 _TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_-]+$")
+GROUP_LEVEL = "group"
+"""The topic level under the prefix that fleet commands use (so no device may be called that)."""
 _TOPIC_PATH = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$")
 
 
@@ -76,6 +78,7 @@ class MqttConfig:
     reconnect_min_s: int = setting(1, lo=1, hi=3600, unit="s")
     reconnect_max_s: int = setting(60, lo=1, hi=3600, unit="s")
     client_id: str | None = setting(None, doc="MQTT client id; null = auricle-<device_id>")
+    groups: tuple[str, ...] = setting((), doc="fleet groups: model updates on <prefix>/group/<group>/model/install")
 
     def __post_init__(self) -> None:
         if not _TOPIC_PATH.match(self.prefix):
@@ -84,6 +87,11 @@ class MqttConfig:
             raise ValueError(f"discovery_prefix {self.discovery_prefix!r}: use letters, digits, '_', '-', '/'")
         if self.device_id is not None and not _TOPIC_LEVEL.match(self.device_id):
             raise ValueError(f"device_id {self.device_id!r}: use letters, digits, '_' and '-' only")
+        if self.device_id == GROUP_LEVEL:
+            raise ValueError(f"device_id {GROUP_LEVEL!r} is reserved for fleet groups")
+        bad = [g for g in self.groups if not _TOPIC_LEVEL.match(g)]
+        if bad:
+            raise ValueError(f"groups: {bad[0]!r}: use letters, digits, '_' and '-' only")
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         if self.password is not None and self.username is None:

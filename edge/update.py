@@ -1,0 +1,433 @@
+"""Over-the-air model updates: requests, the checks a bundle must pass, and the updater thread.
+
+An install goes through, in order: size and sha256; the ed25519 signature
+against the configured key(s) (unsigned only with ``model.allow_unsigned``);
+the full bundle validation (edge/bundle.py); loading it into an interpreter;
+the smoke test (edge/selftest.py: stored window and scores, finite outputs,
+latency budget); the running source's sample rate and the config's event
+labels; and the version policy (older or same-version-different-contents
+refused unless forced; the running bundle's sha256 is a no-op that says so).
+Then the bundle is stored (edge/modelstore.py), the pointer switched and the
+worker told to swap between hops.  Every refusal is one line, logged and
+published on ``model/state``.
+
+All of that runs on the updater's own thread, fed by a bounded queue, so
+neither paho's network thread nor the audio worker ever waits on it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge import bundle as bundles
+from edge.bundle import Bundle, BundleError
+from edge.fetch import FetchError, check_url, fetch
+from edge.model import Classifier
+from edge.modelstore import PENDING, Entry, ModelStore, Pointer, StoreError
+from edge.schema import ConfigError
+from edge.selftest import SelfTestResult, parse_selftest, run_selftest
+
+_LOGGER = logging.getLogger(__name__)
+
+MAX_ID_CHARS = 64
+QUEUE_REQUESTS = 4
+"""Requests waiting beyond the one in progress; more are refused as busy."""
+ACTIVATE_EXTRA_S = 10.0
+"""How long the worker may take to swap, beyond one window of audio."""
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+
+
+class Refused(Exception):
+    """A request was refused; the message is the one-line reason."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """One install or rollback command, as parsed from the network."""
+
+    action: Literal["install", "rollback"]
+    id: str
+    payload: bytes | None = None
+    """The bundle itself (binary message, or ``bundle_b64``)."""
+    url: str | None = None
+    sha256: str | None = None
+    force: bool = False
+    received: float = field(default_factory=time.time)
+    problem: str | None = None
+    """Set when the request itself is malformed: it is answered as refused."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Loaded:
+    """A model that passed its checks and is loaded, ready to classify."""
+
+    bundle: Bundle
+    classifier: Classifier
+    sha256: str
+    """sha256 of the bundle file."""
+    origin: Literal["installed", "configured", "shipped"]
+    entry: Entry | None = None
+    """Its place in the state directory (None: the configured or shipped model)."""
+
+    def describe(self) -> dict[str, Any]:
+        """The model/state view of it."""
+        m = self.bundle.manifest
+        return {"name": m.name, "version": m.version, "sha256": self.sha256, "origin": self.origin}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """What a bundle must satisfy to run here (from ``model.*``)."""
+
+    keys: tuple[Ed25519PublicKey, ...] = ()
+    allow_unsigned: bool = False
+    require_selftest: bool = True
+    latency_budget_ms: float = 100.0
+    threads: int = 1
+    max_bytes: int = 16 * 1024 * 1024
+    url_timeout_s: float = 30.0
+    probation_s: float = 300.0
+    keep_versions: int = 3
+
+
+def parse_install(payload: bytes, received: float | None = None) -> Request:
+    """A ``model/install`` payload: the bundle bytes, or JSON ``{"url", "sha256", "id", "force"}``."""
+    now = received or time.time()
+    if not payload.lstrip().startswith(b"{"):
+        return Request(action="install", id=bundles.sha256(payload), payload=payload, received=now)
+    try:
+        data = json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        return Request(action="install", id="?", received=now, problem=f"install: not valid JSON: {exc}")
+    try:
+        return _json_install(data, now)
+    except ValueError as exc:
+        rid = data.get("id") if isinstance(data, dict) else None
+        rid = rid if isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS else "?"
+        return Request(action="install", id=rid, received=now, problem=f"install: {exc}")
+
+
+def _json_install(data: Any, now: float) -> Request:
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    unknown = sorted(set(data) - {"id", "url", "sha256", "force", "bundle_b64"})
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(unknown)}")
+    rid, url, sha, force = data.get("id"), data.get("url"), data.get("sha256"), data.get("force", False)
+    if not isinstance(rid, str) or not 0 < len(rid) <= MAX_ID_CHARS:
+        raise ValueError(f"id: expected a string of 1..{MAX_ID_CHARS} characters")
+    if not isinstance(force, bool):
+        raise ValueError("force: expected true or false")
+    if "bundle_b64" in data:
+        if url is not None:
+            raise ValueError("give url or bundle_b64, not both")
+        try:
+            raw = base64.b64decode(str(data["bundle_b64"]), validate=True)
+        except binascii.Error:
+            raise ValueError("bundle_b64: not base64") from None
+        return Request(action="install", id=rid, payload=raw, sha256=sha, force=force, received=now)
+    if not isinstance(url, str):
+        raise ValueError("url: expected a string (or give bundle_b64)")
+    if not isinstance(sha, str) or not _SHA256.match(sha):
+        raise ValueError("sha256: expected 64 lowercase hex digits")
+    try:
+        check_url(url)
+    except FetchError as exc:
+        raise ValueError(str(exc)) from None
+    return Request(action="install", id=rid, url=url, sha256=sha, force=force, received=now)
+
+
+def parse_rollback(payload: bytes) -> Request:
+    """A ``model/rollback`` payload: empty, or JSON ``{"id": ...}``."""
+    if not payload.strip():
+        return Request(action="rollback", id=f"rollback-{int(time.time())}")
+    try:
+        data = json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
+        rid = data.get("id") if isinstance(data, dict) else None
+        if not isinstance(rid, str) or not 0 < len(rid) <= MAX_ID_CHARS or set(data) - {"id"}:
+            raise ValueError(f'expected {{"id": "<1..{MAX_ID_CHARS} characters>"}}')
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
+        return Request(action="rollback", id="?", problem=f"rollback: {exc}")
+    return Request(action="rollback", id=rid)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def verify(raw: bytes, name: str, policy: Policy, *, budget_ms: float | None) -> tuple[Bundle, Classifier, str]:
+    """Signature, full validation, interpreter, smoke test; the loaded model and a note on the smoke test.
+
+    ``budget_ms`` None skips the latency check (at start-up the device is busy booting).
+    """
+    found = bundles.members(raw, name)
+    check_signature(found, name, policy)
+    b = bundles.bundle_of(found, name)
+    classifier = Classifier(b, threads=policy.threads)
+    if b.selftest is None and policy.require_selftest:
+        raise BundleError(f"{name}: no self-test in the bundle (selftest.npz); it cannot be smoke-tested")
+    test = None if b.selftest is None else parse_selftest(b.selftest, b.manifest, name)
+    result = run_selftest(classifier, test, float("inf") if budget_ms is None else budget_ms)
+    return b, classifier, _smoke_note(result, test is not None)
+
+
+def _smoke_note(result: SelfTestResult, stored: bool) -> str:
+    match = f", scores within {result.max_diff_steps:g} steps" if stored else ", no stored scores"
+    return f"smoke test {result.latency_ms:.1f} ms{match}"
+
+
+def check_signature(found: dict[str, bytes], name: str, policy: Policy) -> None:
+    """The manifest must be signed by one of the keys (unsigned only when allowed)."""
+    signature = found.get(bundles.SIGNATURE)
+    if signature is None:
+        if policy.allow_unsigned:
+            return
+        why = "no public key is configured (model.public_key)" if not policy.keys else "a public key is configured"
+        raise BundleError(f"{name}: unsigned, and {why}; model.allow_unsigned is false")
+    if not policy.keys:
+        if policy.allow_unsigned:
+            return
+        raise BundleError(f"{name}: signed, but no public key is configured to check it (model.public_key)")
+    for key in policy.keys:
+        try:
+            key.verify(signature, found[bundles.MANIFEST])
+            return
+        except InvalidSignature:
+            continue
+    raise BundleError(f"{name}: bad signature (not signed by a configured key)")
+
+
+def semver_key(version: str) -> tuple[Any, ...]:
+    """A sort key that orders semantic versions (pre-releases before their release)."""
+    m = _SEMVER.match(version)
+    if m is None:
+        return (0, 0, 0, 0, ())
+    major, minor, patch, pre = m.groups()
+    if pre is None:
+        return (int(major), int(minor), int(patch), 1, ())
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return (int(major), int(minor), int(patch), 0, parts)
+
+
+def check_version(new: Bundle, running: Loaded | None, force: bool) -> None:
+    """Older versions, and the same version with other contents, need ``force``."""
+    if running is None or force:
+        return
+    old, version = running.bundle.manifest.version, new.manifest.version
+    if semver_key(version) < semver_key(old):
+        raise Refused(f"version {version} is older than the active {old} (send force to install it anyway)")
+    if semver_key(version) == semver_key(old):
+        raise Refused(f"version {version} is already active with other contents; bump the version (or force)")
+
+
+class Host(Protocol):
+    """What the updater needs from the daemon (edge.service.Service)."""
+
+    def running(self) -> Loaded | None: ...
+    def check_fits(self, classifier: Classifier) -> None: ...
+    def activate(self, model: Loaded, *, probation: bool, timeout_s: float) -> str | None: ...
+    def load_configured(self) -> Loaded: ...
+    def state_changed(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended."""
+
+    result: Literal["installed", "unchanged", "refused", "rolled_back", "failed"]
+    reason: str
+    model: dict[str, Any] = field(default_factory=dict)
+    """name, version, sha256 of the bundle concerned (when known)."""
+
+
+class Updater:
+    """The updater thread: takes requests from a bounded queue and carries them out one at a time."""
+
+    def __init__(self, store: ModelStore, policy: Policy, host: Host) -> None:
+        self.store = store
+        self.policy = policy
+        self._host = host
+        self._queue: queue.Queue[Request] = queue.Queue(maxsize=QUEUE_REQUESTS)
+        self._auto: list[tuple[Loaded, str]] = []
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="auricle-updater", daemon=True)
+        self._lock = threading.Lock()
+        self.last: dict[str, Any] | None = None
+
+    def start(self) -> None:
+        """Settle what a crash left behind, then start taking requests."""
+        try:
+            self.last = self.store.recover()
+        except StoreError as exc:
+            _LOGGER.warning("models: %s", exc)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 2.0) -> None:
+        """Stop after the request in progress (bounded wait)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout_s)
+
+    def submit(self, request: Request) -> None:
+        """Queue a request from the network (never blocks); a full queue answers busy."""
+        try:
+            self._queue.put_nowait(request)
+        except queue.Full:
+            busy = Outcome("refused", "busy: too many requests waiting; send it again later")
+            self._finish(request, busy, durable=False)
+            return
+        self._wake.set()
+
+    def rolled_back(self, fallback: Loaded, reason: str) -> None:
+        """The worker left a model on probation for ``fallback``: record it (called from the worker)."""
+        with self._lock:
+            self._auto.append((fallback, reason))
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            while not self._stop.is_set():
+                with self._lock:
+                    auto = self._auto.pop(0) if self._auto else None
+                if auto is not None:
+                    self._guard(lambda a=auto: self._record_auto_rollback(*a))  # type: ignore[misc]
+                    continue
+                try:
+                    request = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                self._guard(lambda r=request: self._handle(r))  # type: ignore[misc]
+
+    def _guard(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception:  # the updater must outlive any bad request
+            _LOGGER.exception("models: updater error")
+
+    def _handle(self, request: Request) -> None:
+        if request.problem is not None:
+            self._finish(request, Outcome("refused", request.problem), durable=False)
+            return
+        self._begin(request)
+        try:
+            outcome = self._install(request) if request.action == "install" else self._rollback(request)
+        except (Refused, BundleError, FetchError, ConfigError, StoreError) as exc:
+            outcome = Outcome("refused", str(exc))
+        except Exception as exc:
+            _LOGGER.exception("models: %s %s failed", request.action, request.id)
+            outcome = Outcome("failed", f"internal error: {type(exc).__name__}: {exc}"[:300])
+        self._finish(request, outcome)
+
+    def _begin(self, request: Request) -> None:
+        fields: dict[str, Any] = {"result": PENDING, "reason": "checking"}
+        if request.action == "install":  # a rollback names its target once it knows it (see recover())
+            sha = request.sha256 or bundles.sha256(request.payload or b"")
+            fields["sha256"] = sha
+        self._set_last(request, fields, durable=True)
+
+    def _install(self, request: Request) -> Outcome:
+        p = self.policy
+        raw = request.payload
+        if raw is None:
+            assert request.url is not None and request.sha256 is not None  # parse_install checked
+            raw = fetch(request.url, sha256=request.sha256, max_bytes=p.max_bytes, timeout_s=p.url_timeout_s)
+        if len(raw) > p.max_bytes:
+            raise Refused(
+                f"bundle too large: {len(raw)} bytes, over the {p.max_bytes} byte limit (model.max_bundle_mb)"
+            )
+        sha = bundles.sha256(raw)
+        if request.sha256 is not None and sha != request.sha256:
+            raise Refused(f"sha256 mismatch (got {sha[:16]}..., expected {request.sha256[:16]}...)")
+        running = self._host.running()
+        if running is not None and running.sha256 == sha:
+            m = running.bundle.manifest
+            return Outcome("unchanged", f"{m.name} {m.version} is already active; nothing to do", running.describe())
+        b, classifier, note = verify(raw, f"bundle {sha[:12]}", p, budget_ms=p.latency_budget_ms)
+        self._host.check_fits(classifier)
+        check_version(b, running, request.force)
+        entry = self.store.put(raw, b.manifest, sha)
+        model = Loaded(bundle=b, classifier=classifier, sha256=sha, origin="installed", entry=entry)
+        old = self.store.pointer()
+        self.store.switch(Pointer(active=entry, previous=running.entry if running is not None else old.previous))
+        self._activate_or_revert(model, old, probation=p.probation_s > 0)
+        pruned = self.store.prune(p.keep_versions)
+        if pruned:
+            _LOGGER.info("models: removed old versions %s", ", ".join(pruned))
+        return Outcome("installed", f"{b.manifest.name} {b.manifest.version} active; {note}", model.describe())
+
+    def _activate_or_revert(self, model: Loaded, old: Pointer, *, probation: bool) -> None:
+        f = model.bundle.manifest.features
+        window_s = (model.bundle.manifest.window_frames * f.hop_samples + f.window_samples) / f.sample_rate
+        error = self._host.activate(model, probation=probation, timeout_s=window_s + ACTIVATE_EXTRA_S)
+        if error is not None:
+            self.store.switch(old)
+            raise Refused(f"not activated: {error}")
+
+    def _rollback(self, request: Request) -> Outcome:
+        old = self.store.pointer()
+        if old.active is None and old.previous is None:
+            raise Refused("nothing to roll back to: no model was installed here")
+        target = old.previous
+        model = self.load_entry(target) if target is not None else self._host.load_configured()
+        pending = {"result": PENDING, "reason": "switching", "sha256": target.sha256 if target else None}
+        self._set_last(request, pending, durable=True)
+        self.store.switch(Pointer(active=target, previous=old.active))
+        self._activate_or_revert(model, old, probation=False)
+        m = model.bundle.manifest
+        return Outcome("rolled_back", f"back on {m.name} {m.version} ({model.origin})", model.describe())
+
+    def load_entry(self, entry: Entry, *, budget_ms: float | None = None) -> Loaded:
+        """An installed version, checked again (file sha256, signature, validation, smoke test)."""
+        path = self.store.path_of(entry)
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise BundleError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        if bundles.sha256(raw) != entry.sha256:
+            raise BundleError(f"{path}: sha256 changed on disk (corrupt)")
+        b, classifier, _ = verify(raw, str(path), self.policy, budget_ms=budget_ms)
+        return Loaded(bundle=b, classifier=classifier, sha256=entry.sha256, origin="installed", entry=entry)
+
+    def _record_auto_rollback(self, fallback: Loaded, reason: str) -> None:
+        old = self.store.pointer()
+        self.store.switch(Pointer(active=fallback.entry, previous=old.active))
+        last = self.last or {}
+        request = Request(action="rollback", id=str(last.get("id", "probation")))
+        m = fallback.bundle.manifest
+        self._finish(request, Outcome("rolled_back", f"{reason}; back on {m.name} {m.version}", fallback.describe()))
+
+    def _finish(self, request: Request, outcome: Outcome, *, durable: bool = True) -> None:
+        """Record and publish the end of an attempt (malformed or busy requests are not written to disk)."""
+        log = _LOGGER.info if outcome.result in ("installed", "unchanged", "rolled_back") else _LOGGER.warning
+        log("models: %s %s: %s: %s", request.action, request.id, outcome.result, outcome.reason)
+        fields = {"result": outcome.result, "reason": outcome.reason, "finished": time.time()} | outcome.model
+        self._set_last(request, fields, durable=durable)
+
+    def _set_last(self, request: Request, fields: dict[str, Any], *, durable: bool) -> None:
+        last = {"id": request.id, "action": request.action, "received": request.received} | fields
+        with self._lock:
+            self.last = last
+        if durable:
+            try:
+                self.store.record(last)
+            except StoreError as exc:
+                _LOGGER.warning("models: cannot record the attempt: %s", exc)
+        self._host.state_changed()
