@@ -20,6 +20,13 @@ sources never re-anchor.
 Per decision (a "hop"), the RMS level of the hop's samples is always computed
 and handed to the sink; hops below ``gate_dbfs`` skip inference (counted) and
 feed zeros to the event detector, so running events still end on time.
+Non-finite scores (a broken model) are counted and treated as zeros.
+
+:meth:`Pipeline.swap` changes the model between hops without losing audio:
+running events are ended, and either the window carries over at once (same
+front end, a window no longer than the current one) or a second front end
+warms up on the incoming samples while the current model keeps deciding, and
+takes over at its first full window.  Either way no hop is skipped.
 """
 
 from __future__ import annotations
@@ -28,12 +35,13 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from edge.features import FrontEnd
+from edge.features import FeatureParams, FrontEnd
 from edge.model import Classifier
 from edge.stats import PipelineStats
 
@@ -75,6 +83,66 @@ class ClipRecorder(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Swap:
+    """A model to switch to between hops (see :meth:`Pipeline.swap`)."""
+
+    classifier: Classifier
+    detector: Detector | None
+    hop_frames: int | None = None
+    """Frames between inferences; None = the bundle's."""
+    on_switch: Callable[[], None] | None = None
+    """Called on the worker thread once the old model's events are ended, before the new model's first hop."""
+
+
+class _Window:
+    """One model's view of the stream: front end, window ring and decision cadence (frames since reset)."""
+
+    def __init__(self, classifier: Classifier, hop_frames: int | None) -> None:
+        m = classifier.manifest
+        self.params: FeatureParams = m.features
+        self.size = m.window_frames
+        self.hop = hop_frames or m.hop_frames
+        self.front = FrontEnd(self.params)
+        self.ring = np.empty((2 * self.size, self.params.n_bands), dtype=np.float32)
+        self.reset()
+
+    def reset(self) -> None:
+        self.front.reset()
+        self.ring.fill(self.params.db_floor)
+        self.frames = 0
+        self.samples = 0
+        self.next_end = math.ceil(self.size / self.hop) * self.hop
+
+    def to_boundary(self) -> int:
+        """Samples still needed to complete the frame of the next decision."""
+        p = self.params
+        return (self.next_end - 1) * p.hop_samples + p.window_samples - self.samples
+
+    def consume(self, x: npt.NDArray[np.float64]) -> None:
+        self.samples += len(x)
+        w = self.size
+        for frame in self.front.process_streaming(x):
+            i = self.frames % w
+            self.ring[i] = frame
+            self.ring[i + w] = frame
+            self.frames += 1
+
+    def view(self) -> Floats:
+        """The last ``size`` frames, oldest first, without copying."""
+        start = self.frames % self.size
+        return self.ring[start : start + self.size]
+
+    def take_over(self, old: _Window) -> None:
+        """Continue ``old``'s stream (same front end parameters): its front end, frames and latest window."""
+        self.front, self.frames, self.samples = old.front, old.frames, old.samples
+        rows = old.view()[-min(self.size, old.frames, old.size) :] if old.frames else old.view()[:0]
+        for j, row in enumerate(rows, start=self.frames - len(rows)):
+            self.ring[j % self.size] = row
+            self.ring[j % self.size + self.size] = row
+        self.next_end = max(math.ceil(self.size / self.hop), self.frames // self.hop + 1) * self.hop
+
+
 class Pipeline:
     """Streaming classification of one audio stream; not thread-safe (one worker)."""
 
@@ -92,38 +160,44 @@ class Pipeline:
         live: bool = False,
     ) -> None:
         """``on_scores(offset_s, scores)`` sees every inferred hop; ``live``: see the module doc."""
-        m = classifier.manifest
-        self._classifier = classifier
-        self._params = m.features
-        self._window = m.window_frames
-        self._hop = hop_frames or m.hop_frames
+        self._params = classifier.manifest.features
         self._gate = gate_dbfs
-        self._detector, self._sink, self._recorder = detector, sink, recorder
+        self._sink, self._recorder = sink, recorder
         self._on_scores = on_scores
+        self._scores_top_k = scores_top_k
         self._live = live
         self._origin = 0
-        self._samples = 0
         self._anchor_t: float | None = None
         self._anchor_n = 0
-        self._labels = classifier.labels
-        self._top_k = min(scores_top_k, len(self._labels))
-        self._zeros = np.zeros(len(self._labels), dtype=np.float32)
+        self._warm: tuple[_Window, Swap] | None = None
         self.stats = PipelineStats()
-        self._front = FrontEnd(self._params)
-        self._ring = np.empty((2 * self._window, self._params.n_bands), dtype=np.float32)
+        self.nonfinite = 0
+        """Inferences whose scores were not all finite (treated as zeros)."""
+        self.last_latency_s = 0.0
+        """Duration of the latest inference."""
+        self._use(classifier, detector)
+        self._win = _Window(classifier, hop_frames)
         self.reset()
+
+    def _use(self, classifier: Classifier, detector: Detector | None) -> None:
+        self._classifier = classifier
+        self._detector = detector
+        self._labels = classifier.labels
+        self._top_k = min(self._scores_top_k, len(self._labels))
+        self._zeros = np.zeros(len(self._labels), dtype=np.float32)
 
     def reset(self) -> None:
         """Start afresh after a worker error: new front end and window; the clock runs on."""
-        self._origin += self._samples
-        self._front.reset()
-        self._ring.fill(self._params.db_floor)
-        self._frames = 0
-        self._samples = 0
-        self._next_end = math.ceil(self._window / self._hop) * self._hop
+        self._origin += self._win.samples
+        self._win.reset()
         self._sumsq = 0.0
         self._count = 0
         self._decisions = 0
+
+    @property
+    def classifier(self) -> Classifier:
+        """The model deciding now."""
+        return self._classifier
 
     @property
     def rate_hz(self) -> int:
@@ -133,12 +207,39 @@ class Pipeline:
     @property
     def offset_s(self) -> float:
         """Seconds of audio since the stream started (the sample clock)."""
-        return (self._origin + self._samples) / self._params.sample_rate
+        return (self._origin + self._win.samples) / self._params.sample_rate
 
     def epoch_of(self, offset_s: float) -> float:
         """Epoch seconds of a stream offset, on the current anchor."""
         rate = self._params.sample_rate
         return (self._anchor_t or 0.0) + offset_s - self._anchor_n / rate
+
+    def swap(self, swap: Swap) -> None:
+        """Switch models between hops (worker thread, between :meth:`feed` calls); see the module doc."""
+        params = swap.classifier.manifest.features
+        if params.sample_rate != self._params.sample_rate:
+            rates = f"{params.sample_rate} Hz model into a {self._params.sample_rate} Hz stream"
+            raise ValueError(f"cannot swap a {rates}")
+        incoming = _Window(swap.classifier, swap.hop_frames)
+        if params == self._win.params and incoming.size <= self._win.size:
+            self._warm = None
+            incoming.take_over(self._win)
+            self._switch(incoming, swap)
+        else:
+            self._warm = (incoming, swap)
+
+    @property
+    def swapping(self) -> bool:
+        """True while a new model's front end warms up."""
+        return self._warm is not None
+
+    def _switch(self, incoming: _Window, swap: Swap) -> None:
+        self._end_events(self._offset_of_last())
+        self._origin += self._win.samples - incoming.samples
+        self._win = incoming
+        self._use(swap.classifier, swap.detector)
+        if swap.on_switch is not None:
+            swap.on_switch()
 
     def feed(self, samples: Floats, t_end: float) -> None:
         """Process one block of mono samples whose last sample is at epoch ``t_end``."""
@@ -147,22 +248,25 @@ class Pipeline:
         if self._recorder is not None:
             self._recorder.feed(samples)
         self._anchor_to(t_end, n)
-        p = self._params
         pos = 0
         while pos < n:
-            boundary = (self._next_end - 1) * p.hop_samples + p.window_samples
-            take = min(n - pos, boundary - self._samples)
+            take = min(n - pos, self._win.to_boundary())
+            if self._warm is not None:
+                take = min(take, self._warm[0].to_boundary())
             self._consume(samples[pos : pos + take])
             pos += take
-            if self._samples == boundary:
+            if self._warm is not None and self._warm[0].to_boundary() == 0:
+                self._switch(*self._warm)
+                self._warm = None
+            if self._win.to_boundary() == 0:
                 self._decide(self._offset_of_last())
-                self._next_end += self._hop
-        self.stats.add_audio(n / p.sample_rate, time.perf_counter() - started)
+                self._win.next_end += self._win.hop
+        self.stats.add_audio(n / self._params.sample_rate, time.perf_counter() - started)
 
     def _anchor_to(self, t_end: float, n: int) -> None:
         """Anchor the sample clock to the first block; a live source re-anchors when its clock disagrees."""
         rate = self._params.sample_rate
-        first = self._origin + self._samples
+        first = self._origin + self._win.samples
         if self._anchor_t is None:
             self._anchor_t, self._anchor_n = round(t_end - (n - 1) / rate, 6), first
         elif self._live and abs(self.epoch_of((first + n - 1) / rate) - t_end) > REANCHOR_S:
@@ -172,20 +276,16 @@ class Pipeline:
 
     def _offset_of_last(self) -> float:
         """Stream seconds of the last sample consumed."""
-        return (self._origin + self._samples - 1) / self._params.sample_rate
+        return (self._origin + self._win.samples - 1) / self._params.sample_rate
 
     def _consume(self, chunk: Floats) -> None:
         x = chunk.astype(np.float64, copy=False)
         self._sumsq += float(np.dot(x, x))
         self._count += len(x)
-        self._samples += len(x)
-        w = self._window
-        for frame in self._front.process_streaming(x):
-            i = self._frames % w
-            self._ring[i] = frame
-            self._ring[i + w] = frame
-            self._frames += 1
-        self.stats.frames = self._frames
+        self._win.consume(x)
+        if self._warm is not None:
+            self._warm[0].consume(x)
+        self.stats.frames = self._win.frames
 
     def _decide(self, offset: float) -> None:
         dbfs = 10.0 * math.log10(self._sumsq / max(self._count, 1) + 1e-20)
@@ -204,12 +304,15 @@ class Pipeline:
                 self._emit(event)
 
     def _infer(self, offset: float) -> Floats:
-        start = self._frames % self._window
         began = time.perf_counter()
-        scores = self._classifier.scores(self._ring[start : start + self._window])
-        self.stats.add_latency(time.perf_counter() - began)
+        scores = self._classifier.scores(self._win.view())
+        self.last_latency_s = time.perf_counter() - began
+        self.stats.add_latency(self.last_latency_s)
         if self._on_scores is not None:
             self._on_scores(offset, scores)
+        if not np.all(np.isfinite(scores)):
+            self.nonfinite += 1
+            return self._zeros
         if self._sink is not None and self._top_k:
             top = np.argsort(scores)[::-1][: self._top_k]
             ranked = [(self._labels[i], round(float(scores[i]), 4)) for i in top]
@@ -219,18 +322,21 @@ class Pipeline:
     def _emit(self, event: Any) -> None:
         event = event.on_clock(self.epoch_of)
         if self._recorder is not None:
-            event = self._recorder.on_event(event, self._origin + self._samples)
+            event = self._recorder.on_event(event, self._origin + self._win.samples)
         if self._sink is not None:
             self._sink.publish_event(event)
             self._sink.publish_state(event.label, event.kind == "start")
 
-    def finish(self) -> None:
-        """End of stream: the one decision of a short stream, then end running events."""
-        offset = max(self._offset_of_last(), 0.0)
-        if self._decisions == 0 and self._frames > 0:
-            self._decide(offset)
+    def _end_events(self, offset: float) -> None:
         if self._detector is not None:
             for event in self._detector.flush(offset):
                 self._emit(event)
+
+    def finish(self) -> None:
+        """End of stream: the one decision of a short stream, then end running events."""
+        offset = max(self._offset_of_last(), 0.0)
+        if self._decisions == 0 and self._win.frames > 0:
+            self._decide(offset)
+        self._end_events(offset)
         if self._recorder is not None:
             self._recorder.close()
