@@ -1,5 +1,5 @@
-"""One real end-to-end run (prepare, fit 1+1 epochs + 1 quantisation-aware, int8 export, evaluate through edge,
-bundle) and a real ``inspect`` - no mocks: real audio, real Keras, real LiteRT."""
+"""Real end-to-end runs (prepare, fit, int8 export, evaluate through edge, thresholds, bundle) and a real
+``inspect`` - no mocks: real audio, real Keras, real LiteRT, the real teacher."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from support import training_data as td
 
+from edge import features
 from edge.bundle import read_bundle
 from edge.model import Classifier
 from training import cli, export, pipeline
@@ -17,45 +18,58 @@ from training import cli, export, pipeline
 pytestmark = pytest.mark.slow
 
 
-def _dataset(root: Path) -> tuple[Path, str]:
-    """A few real ESC-50 clips when the shared data is there, else generated tones."""
-    manifest = td.esc50_subset(root, ["dog", "rain", "church_bells"], per_fold=1)
-    if manifest is not None:
-        return manifest, str(td.ESC50 / "audio")
-    return td.tone_manifest(root / "tones", folds=4, per_fold=1), "audio"
-
-
 def test_end_to_end_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert td.WEIGHTS.is_file(), "the shared ImageNet weights are needed (../shared/weights)"
-    manifest, audio_root = _dataset(tmp_path)
+    """The 3.0.0 recipe in small: background sources (a shared manifest and a folder), an explicit background
+    class, YAMNet distillation with teacher outputs cached for a handful of clips, one epoch per phase
+    (quantisation-aware too), thresholds from a false-alarm budget on a few minutes of background."""
+    reason = td.missing(td.WEIGHTS, td.TEACHER, td.ESC50 / "esc50.csv", td.BACKGROUND / "background.csv")
+    if reason:
+        pytest.skip(reason)
+    manifest = td.esc50_subset(tmp_path, ["dog", "rain", "church_bells"], per_fold=1)
+    bg = td.background_subset(tmp_path, train=2, calibrate=2)
+    noise = td.noise_folder(tmp_path / "noise", per_part=1)
     cfg = tmp_path / "smoke.yaml"
     cfg.write_text(
-        f"data: {{manifest: {manifest}, audio_root: {audio_root}, train_folds: [1, 2, 3], test_folds: [4],\n"
-        f"  val_fraction: 0.34, min_clips_per_class: 2, cache_dir: cache, workers: 2}}\n"
-        f"window: {{window_frames: 48, hop_frames: 8}}\n"
-        f"model: {{weights: {td.WEIGHTS}}}\n"
+        f"data: {{manifest: {manifest}, audio_root: {td.ESC50 / 'audio'}, train_folds: [1, 2, 3], test_folds: [4],\n"
+        f"  val_fraction: 0.34, min_clips_per_class: 2, cache_dir: cache, workers: 2,\n"
+        f"  background: [{{path: {bg}, audio_root: {td.BACKGROUND}}}, {{path: {noise}}}]}}\n"
+        "window: {window_frames: 96, hop_frames: 20}\n"
+        f"model: {{weights: {td.WEIGHTS}, output: softmax_background}}\n"
         "fit: {head_epochs: 1, finetune_epochs: 1, qat_epochs: 1, crops_per_clip: 2, batch_size: 16,\n"
-        "  unfreeze_blocks: 2}\n"
+        "  unfreeze_blocks: 2, background_fraction: 0.3, distill_weight: 1.0, distill_scores_weight: 0.5}\n"
+        f"teacher: {{path: {td.TEACHER}}}\n"
+        "calibration: {budget_per_hour: 2.0}\n"
         "export: {calibration_windows: 16, latency_runs: 20}\n"
         "output: run\nbundle: {name: smoke, version: 0.0.1}\n"
     )
     assert cli.main(["run", "--config", str(cfg)]) == 0
     out = capsys.readouterr().out
-    assert "prepare: 12 clips, 3 classes" in out and "evaluate: folds [4] clip accuracy" in out
+    assert "prepare: 12 clips, 3 classes" in out and "; background train 8 files" in out
+    assert "evaluate: folds [4] clip accuracy" in out and "thresholds for 2 false events/h" in out
     run = tmp_path / "run"
     b = read_bundle(run / "smoke.auricle")
     m = b.manifest
     assert m.input.dtype == "int8" and m.output.dtype == "int8"
-    assert m.window_frames == 48 and m.hop_frames == 8
-    assert len(m.labels) == 3 and set(m.thresholds) == set(m.labels)
+    assert m.window_frames == 96 and m.hop_frames == 20
+    assert m.labels == ("church_bells", "dog", "rain", "_background") and m.background_labels == ("_background",)
+    assert set(m.thresholds) == set(m.event_labels)
+    per_label = m.metrics["per_label"]
+    assert set(per_label) == set(m.event_labels)
+    assert {x: f["threshold"] for x, f in per_label.items()} == m.thresholds
+    assert {"recall", "false_per_hour", "upper_95_per_hour", "meets_budget"} <= set(per_label["dog"])
+    assert m.metrics["calibration"]["budget_per_hour"] == 2.0 and m.metrics["calibration"]["background_hours"] > 0
     assert {"int8_clip_accuracy", "float_clip_accuracy", "top1_agreement", "params", "macs"} <= set(m.metrics)
     assert m.provenance["training_config"] == cfg.read_text()
     assert "ASSIGN_VARIABLE" not in export.op_names(b.model)
-    scores = Classifier(b).scores(np.full((48, 64), -30.0, np.float32))
-    assert scores.shape == (3,) and abs(float(scores.sum()) - 1.0) < 0.05
+    clf = Classifier(b)  # the exported model has the class head only: 4 outputs, the background one dropped
+    assert clf.invoke(features.to_input(np.full((96, 64), -30.0, np.float32), m.features, m.input)).shape == (4,)
+    assert clf.scores(np.full((96, 64), -30.0, np.float32)).shape == (3,)
+    teacher_files = list((tmp_path / "cache").glob("teacher-*/*.npy"))
+    assert len(teacher_files) == 6 + 8  # the training clips (2 folds of 3 minus validation) and background train
+    assert "teacher_embedding_loss" in (run / "history_head.csv").read_text()
     for name in ("history_qat.csv", "report.json", "report.md", "confusion.png", "embedding.png", "curves.png"):
         assert (run / name).stat().st_size > 0, name
-    assert (run / pipeline.REPORT_MD).read_text().count("| ") > 10
+    assert "## Thresholds from the false-alarm budget" in (run / pipeline.REPORT_MD).read_text()
 
 
 def test_inspect_flags_bad_clips_and_draws_sheets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -82,12 +96,16 @@ def test_inspect_flags_bad_clips_and_draws_sheets(tmp_path: Path, capsys: pytest
 
 
 def test_cross_validation_runs_every_fold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Needs no shared material: tones, a generated background folder, per-label sigmoid outputs."""
     manifest = td.tone_manifest(tmp_path / "tones", folds=2, per_fold=2, seconds=1.0)
+    noise = td.noise_folder(tmp_path / "noise", per_part=1)
     cfg = tmp_path / "cv.yaml"
     cfg.write_text(
-        f"data: {{manifest: {manifest}, val_fraction: 0.5, cache_dir: cache, workers: 1}}\n"
-        f"window: {{window_frames: 32, hop_frames: 16}}\nmodel: {{weights: none}}\n"
-        "fit: {head_epochs: 0, finetune_epochs: 1, crops_per_clip: 1, batch_size: 8, unfreeze_blocks: 1}\n"
+        f"data: {{manifest: {manifest}, val_fraction: 0.5, cache_dir: cache, workers: 1,\n"
+        f"  background: [{{path: {noise}}}]}}\n"
+        f"window: {{window_frames: 32, hop_frames: 16}}\nmodel: {{weights: none, output: sigmoid}}\n"
+        "fit: {head_epochs: 0, finetune_epochs: 1, crops_per_clip: 1, batch_size: 8, unfreeze_blocks: 1,\n"
+        "  background_fraction: 0.25}\n"
         "export: {calibration_windows: 4, latency_runs: 5}\noutput: run\n"
     )
     assert cli.main(["run", "--config", str(cfg), "--cv"]) == 0
@@ -95,4 +113,6 @@ def test_cross_validation_runs_every_fold(tmp_path: Path, capsys: pytest.Capture
     cv = json.loads((tmp_path / "run" / "cv.json").read_text())
     assert set(cv["folds"]) == {"1", "2"}
     for fold in (1, 2):
-        assert read_bundle(tmp_path / "run" / "cv" / f"fold_{fold}" / "model.auricle").manifest.labels
+        m = read_bundle(tmp_path / "run" / "cv" / f"fold_{fold}" / "model.auricle").manifest
+        assert m.labels == ("high", "low", "mid") and not m.background_labels
+        assert set(m.metrics["per_label"]) == set(m.labels)  # thresholds from the calibrate noise
