@@ -46,6 +46,10 @@ class Discovery:
         out = [(self._topic("sensor", s), "") for s in ("last_event", "level")]
         return out + [(self._topic("binary_sensor", names[x]), "") for x in self.info.labels]
 
+    def removal(self, label: str) -> str:
+        """The config topic of ``label``'s entity (publish an empty retained payload there to delete it)."""
+        return self._topic("binary_sensor", slugs(self.info.labels)[label])
+
     def _topic(self, component: str, object_id: str) -> str:
         return f"{self.prefix}/{component}/{self.device_id}/{object_id}/config"
 

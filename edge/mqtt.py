@@ -17,7 +17,7 @@ import collections
 import logging
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -28,7 +28,7 @@ from edge.control import ControlResult
 from edge.discovery import Discovery
 from edge.events import Event
 from edge.mqttconfig import MqttConfig, ScoresConfig, TlsConfig
-from edge.payloads import OFFLINE, DeviceInfo, Publisher
+from edge.payloads import MODEL_COMMANDS, OFFLINE, DeviceInfo, Publisher, group_topic
 from edge.sinks import BaseSink, ConsoleSink
 
 __all__ = [
@@ -75,6 +75,8 @@ class MqttPublisher(BaseSink):
         self._buffer: collections.deque[str] = collections.deque(maxlen=config.offline_buffer)
         self._counts = collections.Counter[str]()
         self._discovery: Discovery | None = None
+        self._removals: list[str] = []
+        """Retained topics to clear (labels a new model lacks), kept until sent."""
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -173,6 +175,8 @@ class MqttPublisher(BaseSink):
             return
         client.subscribe(self.topics.set, qos=1)
         client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
+        for topic in self._model_topics():
+            client.subscribe(topic, qos=1)
         with self._lock:
             self._connected = True
             self._counts["connects"] += 1
@@ -180,6 +184,9 @@ class MqttPublisher(BaseSink):
             self._announce()
             if self._reason is not None:
                 self._send(self.topics.reason, self._reason, self.config.retain)
+            if self._model_state is not None:
+                self._send(self.topics.model("state"), self._model_state, True)
+            self._send_removals()
             self._flush()
         _LOGGER.info("MQTT: connected to %s:%d", self._host, self.config.port)
 
@@ -189,9 +196,19 @@ class MqttPublisher(BaseSink):
         if not self._closing:
             _LOGGER.warning("MQTT: disconnected (%s); reconnecting in the background", reason)
 
+    def _model_topics(self) -> dict[str, str]:
+        """Subscribed model command topics (own and per group) -> command."""
+        topics = {self.topics.model(c): c for c in MODEL_COMMANDS}
+        for group in self.config.groups:
+            topics |= {group_topic(self.config.prefix, group, c): c for c in MODEL_COMMANDS}
+        return topics
+
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            if msg.topic == self.topics.set:
+            command = self._model_topics().get(msg.topic)
+            if command is not None:
+                self.handle_model_command(command, bytes(msg.payload), bool(msg.retain))
+            elif msg.topic == self.topics.set:
                 self._on_set(msg)
             elif msg.topic == f"{self.config.discovery_prefix}/status" and msg.payload == b"online":
                 _LOGGER.info("MQTT: Home Assistant came online; republishing discovery and states")
@@ -227,6 +244,33 @@ class MqttPublisher(BaseSink):
             for label in gone:
                 self._send(self.topics.state(self._slugs[label]), "", True)
             self._announce()
+
+    def _model_changed(self, old: DeviceInfo, gone: Mapping[str, str]) -> None:
+        """A new model: clear the retained states and entities of labels it lacks, announce the rest."""
+        with self._lock:
+            old_discovery = self._discovery
+            self._discovery = Discovery(
+                info=self._info,
+                device_id=self.device_id,
+                topics=self.topics,
+                prefix=self.config.discovery_prefix,
+                qos=self.config.qos,
+            )
+            for label, slug in gone.items():
+                self._removals.append(self.topics.state(slug))
+                if old_discovery is not None and self.config.discovery:
+                    self._removals.append(old_discovery.removal(label))
+            if not self._connected:
+                return  # the next connect sends the removals and announces the new set
+            self._send_removals()
+            self._announce()
+            for topic, payload in self._state_messages():
+                self._send(topic, payload, self.config.retain)
+        del old
+
+    def _send_removals(self) -> None:
+        while self._removals and self._send(self._removals[0], "", True):
+            self._removals.pop(0)
 
     def _flush(self) -> None:
         while self._buffer:

@@ -26,6 +26,9 @@ SCHEMA_VERSION = 2
 ONLINE, OFFLINE = "online", "offline"
 ON, OFF = "ON", "OFF"
 ControlHandler = Callable[[bytes], ControlResult]
+ModelHandler = Callable[[str, bytes, bool], None]
+"""Called with ('install' | 'rollback', raw payload, retained flag) for each model command."""
+MODEL_COMMANDS = ("install", "rollback")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +61,9 @@ class Publisher(Protocol):
     def publish_health(self, health: Mapping[str, Any]) -> None: ...
     def publish_status_reason(self, reason: str) -> None: ...
     def set_control_handler(self, fn: ControlHandler) -> None: ...
+    def set_model_handler(self, fn: ModelHandler) -> None: ...
+    def set_model(self, info: DeviceInfo) -> None: ...
+    def publish_model_state(self, state: Mapping[str, Any]) -> None: ...
     def update_labels(self, enabled: Sequence[str]) -> None: ...
     def close(self) -> None: ...
 
@@ -116,6 +122,15 @@ class Topics:
     def state(self, slug: str) -> str:
         return f"{self.base}/state/{slug}"
 
+    def model(self, command: str) -> str:
+        """``model/install``, ``model/rollback`` (subscribed) and ``model/state`` (retained)."""
+        return f"{self.base}/model/{command}"
+
+
+def group_topic(prefix: str, group: str, command: str) -> str:
+    """A fleet command topic: ``<prefix>/group/<group>/model/<command>``."""
+    return f"{prefix}/group/{group}/model/{command}"
+
 
 def dumps(data: Mapping[str, Any]) -> str:
     """Compact JSON; NaN and infinities are refused rather than sent as invalid JSON."""
@@ -152,6 +167,9 @@ class Payloads:
 
     def set_result(self, result: ControlResult) -> str:
         return dumps(self._head() | result_data(result))
+
+    def model_state(self, state: Mapping[str, Any]) -> str:
+        return dumps(self._head() | {"t": time.time()} | dict(state))
 
 
 def _finite(value: Any) -> Any:

@@ -18,7 +18,19 @@ from typing import Any, TextIO
 from edge.control import ControlResult
 from edge.events import Event
 from edge.mqttconfig import MqttConfig
-from edge.payloads import OFF, OFFLINE, ON, ONLINE, ControlHandler, DeviceInfo, Payloads, RateLimiter, Topics, slugs
+from edge.payloads import (
+    OFF,
+    OFFLINE,
+    ON,
+    ONLINE,
+    ControlHandler,
+    DeviceInfo,
+    ModelHandler,
+    Payloads,
+    RateLimiter,
+    Topics,
+    slugs,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,6 +50,8 @@ class BaseSink:
         self._states: dict[str, bool] = {}
         self._reason: str | None = None
         self._handler: ControlHandler | None = None
+        self._model_handler: ModelHandler | None = None
+        self._model_state: str | None = None
         self._scores_gate = RateLimiter(1.0 / config.scores.max_rate_hz)
         self._level_gate = RateLimiter(config.level_interval_s)
 
@@ -93,6 +107,41 @@ class BaseSink:
         """Called with each raw ``set`` payload; its result goes to ``set/result``."""
         self._handler = fn
 
+    def set_model_handler(self, fn: ModelHandler) -> None:
+        """Called with each ``model/install`` or ``model/rollback`` command (own or group topic)."""
+        self._model_handler = fn
+
+    def set_model(self, info: DeviceInfo) -> None:
+        """Another model runs now: new version stamp, labels and states (and discovery, where there is one)."""
+        with self._lock:
+            old = self._info
+            old_slugs = self._slugs
+            self._info = info
+            self._payloads = Payloads(info.model_version)
+            self._slugs = slugs(info.labels)
+            self._enabled = info.labels if info.enabled is None else tuple(info.enabled)
+            self._states = dict.fromkeys(self._enabled, False)
+        gone = [x for x in old.labels if x not in info.labels]
+        self._model_changed(old, {x: old_slugs[x] for x in gone if x in old_slugs})
+
+    def publish_model_state(self, state: Mapping[str, Any]) -> None:
+        """Installed models and the last install or rollback, retained on ``model/state``."""
+        with self._lock:
+            self._model_state = self._payloads.model_state(state)
+            payload = self._model_state
+        self._emit(self.topics.model("state"), payload, True, True)
+
+    def handle_model_command(self, command: str, payload: bytes, retained: bool) -> None:
+        """Hand a model command to the handler; nothing it raises escapes."""
+        handler = self._model_handler
+        if handler is None:
+            _LOGGER.warning("model/%s: over-the-air updates are not available here", command)
+            return
+        try:
+            handler(command, payload, retained)
+        except Exception:  # network input must never take the daemon down
+            _LOGGER.exception("model/%s handler failed", command)
+
     def update_labels(self, enabled: Sequence[str]) -> None:
         """Labels that may raise events changed: update states (and discovery, where there is one)."""
         with self._lock:
@@ -135,6 +184,14 @@ class BaseSink:
 
     def _labels_changed(self, gone: Sequence[str]) -> None:
         del gone  # the console has nothing to remove
+
+    def _model_changed(self, old: DeviceInfo, gone: Mapping[str, str]) -> None:
+        """``gone``: labels of the old model that the new one lacks, with their old topic levels."""
+        del old
+        for slug in gone.values():
+            self._emit(self.topics.state(slug), "", self.config.retain, False)
+        for topic, payload in self._state_messages():
+            self._emit(topic, payload, self.config.retain, False)
 
     def _stats(self) -> dict[str, Any]:
         return {}

@@ -269,12 +269,15 @@ class Updater:
         self._lock = threading.Lock()
         self.last: dict[str, Any] | None = None
 
-    def start(self) -> None:
-        """Settle what a crash left behind, then start taking requests."""
+    def recover(self) -> None:
+        """Settle what a crash left behind in the state directory (before the first model loads)."""
         try:
             self.last = self.store.recover()
         except StoreError as exc:
             _LOGGER.warning("models: %s", exc)
+
+    def start(self) -> None:
+        """Start taking requests."""
         self._thread.start()
 
     def stop(self, timeout_s: float = 2.0) -> None:
