@@ -96,6 +96,19 @@ STAGES: dict[str, Callable[[LoadedConfig], None]] = {
 }
 
 
+def raise_open_files_limit(wanted: int = 65536) -> None:
+    """Every cached file (clips, background, teacher outputs) stays memory-mapped, each holding a descriptor:
+    thousands of them pass the common soft limit of 1024, so lift it toward the hard limit."""
+    try:
+        import resource
+    except ImportError:  # not on this platform: nothing to raise
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="auricle-train", description=__doc__)
     ap.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -126,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
     )
+    raise_open_files_limit()
     try:
         if args.command == "inspect":
             return _inspect(args)
