@@ -97,6 +97,7 @@ def state_document(
     problem: str | None,
     probation: Probation | None,
     fallback_origin: str,
+    groups: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """The ``model/state`` payload's fields (docs/ota.md)."""
     try:
@@ -110,6 +111,7 @@ def state_document(
     elif pointer.active is not None:
         previous = {"origin": fallback_origin}
     return {
+        "groups": list(groups),
         "active": running.describe() if running is not None else None,
         "previous": previous,
         "probation_until": round(probation.until, 3) if probation is not None else None,

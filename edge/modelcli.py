@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(handler=_info)
 
+    from edge import push  # OTA: `model push` lives in its own module
+
+    push.register(msub)
+
 
 def _keygen(args: argparse.Namespace) -> int:
     private_path, public_path = Path(f"{args.prefix}.key"), Path(f"{args.prefix}.pub")

@@ -236,7 +236,13 @@ class Service:
     def state_changed(self) -> None:
         """Publish ``model/state`` (retained) as things stand."""
         doc = state_document(
-            self._model, self._store, self._updater.last, self._problem, self._probation, self._fallback_origin()
+            self._model,
+            self._store,
+            self._updater.last,
+            self._problem,
+            self._probation,
+            self._fallback_origin(),
+            self.config.mqtt.groups,
         )
         self.publisher.publish_model_state(doc)
 
