@@ -164,6 +164,12 @@ def test_batches_hold_the_background_share_and_its_targets() -> None:
     assert np.all(y[:6, :3].sum(axis=1) == 1)
 
 
+def test_background_share_without_background_files_is_an_error() -> None:
+    cfg = _cfg("softmax_background")
+    with pytest.raises(DataError, match=r"data\.background has no usable file in its train part"):
+        windows.TrainWindows(cfg, _prepared(n_bg=0), augment.Augmenter(cfg.augment, P, 48))
+
+
 def test_labelled_windows_get_background_mixed_under_them() -> None:
     params = P
     quiet = np.full((120, P.n_bands), -60.0, np.float32)

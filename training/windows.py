@@ -27,6 +27,7 @@ from edge.features import InputSpec
 from training import augment
 from training import model as model_mod
 from training.config import TrainConfig
+from training.data import DataError
 from training.prepare import Prepared
 from training.teacher import EMBEDDING_DIM, N_SCORES, Key, Targets
 
@@ -76,10 +77,12 @@ class TrainWindows:
         rows, self.background_target = class_targets(cfg, len(prepared.labels))
         self.targets = rows[prepared.targets]
         self.background = augment.WindowPool(prepared.background.train.frames, w, cfg.features)
+        f = cfg.fit.background_fraction
+        if f > 0 and not len(self.background):
+            raise DataError("fit.background_fraction > 0, but data.background has no usable file in its train part")
         self.spec = input_spec(cfg)
         self.rng = np.random.default_rng(cfg.fit.seed)
         self.epoch_size = len(prepared.split.train) * cfg.fit.crops_per_clip
-        f = cfg.fit.background_fraction if len(self.background) else 0.0
         self.labelled_per_batch = max(1, cfg.fit.batch_size - round(cfg.fit.batch_size * f))
         self.background_share = f / (1.0 - f)
         self.heads = teacher_heads(cfg) if teacher is not None else (0, 0)
