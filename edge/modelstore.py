@@ -3,7 +3,7 @@
 Layout of ``model.state_dir`` (default ``/var/lib/auricle/models``)::
 
     versions/<name>-<version>-<sha12>.auricle   a bundle, complete and fsynced before anything names it
-    active                                      JSON {"active": entry, "previous": entry or null}
+    active                                      JSON {"active": entry or null, "previous": entry or null, "trial"}
     state.json                                  JSON {"last": the last install or rollback attempt}
     staging/                                    bundles being written; emptied at start
 
@@ -13,7 +13,12 @@ each file is either the old or the new one, whole.  A bundle is in
 ``versions/`` before the pointer names it, and the pointer switches active and
 previous in one rename.  An attempt is recorded as ``pending`` before it can
 change anything; :meth:`ModelStore.recover` settles one that a crash cut short
-by looking at the pointer (did the switch happen or not?).
+by looking at the pointer (did the switch happen or not?).  An entry of None
+stands for the configured (or shipped) bundle.
+
+``trial`` is set while a new model is on probation.  Finding it set at start
+means the daemon died during probation (a native crash, the OOM killer, the
+watchdog, or a reboot), so the model is not trusted: recover() rolls back.
 """
 
 from __future__ import annotations
@@ -77,6 +82,8 @@ class Pointer:
 
     active: Entry | None = None
     previous: Entry | None = None
+    trial: bool = False
+    """The active model is on probation (see the module doc)."""
 
 
 class ModelStore:
@@ -101,7 +108,8 @@ class ModelStore:
             return Pointer()
         if not isinstance(data, dict):
             raise StoreError(f"{self.root / POINTER}: expected a JSON object")
-        return Pointer(Entry.from_data(data.get("active")), Entry.from_data(data.get("previous")))
+        trial = data.get("trial") is True
+        return Pointer(Entry.from_data(data.get("active")), Entry.from_data(data.get("previous")), trial)
 
     def put(self, raw: bytes, manifest: Manifest, sha256: str) -> Entry:
         """Store a bundle under ``versions/`` (durably) and return its entry; an identical file is reused."""
@@ -116,7 +124,8 @@ class ModelStore:
 
     def switch(self, pointer: Pointer) -> None:
         """Make ``pointer`` the active/previous pair, atomically and durably."""
-        data = {"active": _data(pointer.active), "previous": _data(pointer.previous), "t": time.time()}
+        data: dict[str, Any] = {"active": _data(pointer.active), "previous": _data(pointer.previous)}
+        data |= {"trial": pointer.trial, "t": time.time()}
         self._write_json(POINTER, data)
 
     def last(self) -> dict[str, Any] | None:
@@ -130,15 +139,30 @@ class ModelStore:
         self._write_json(STATE, {"last": last})
 
     def recover(self) -> dict[str, Any] | None:
-        """At start: drop half-written files and settle an attempt a crash cut short; return the last attempt."""
+        """At start: drop half-written files, settle an attempt a crash cut short, leave a model that was
+        on probation; return the last attempt."""
         for leftover in [*self.root.glob(f"{STAGING}/*"), *self.root.glob(".*.tmp"), *self.versions.glob(".*.tmp")]:
             with contextlib.suppress(OSError):
                 leftover.unlink()
         try:
-            last = self.last()
+            last = self._settle(self.last())
+            pointer = self.pointer()
         except StoreError as exc:
-            _LOGGER.warning("models: %s; forgetting the last attempt", exc)
+            _LOGGER.warning("models: %s", exc)
             return None
+        if not pointer.trial:
+            return last
+        self.switch(Pointer(active=pointer.previous, previous=pointer.active))
+        what = pointer.active.label() if pointer.active else "the configured model"
+        reason = f"the daemon restarted while {what} was on probation; rolled back"
+        _LOGGER.error("models: %s", reason)
+        rolled = {"id": (last or {}).get("id", "restart"), "action": "rollback", "result": "rolled_back"}
+        rolled |= {"reason": reason, "received": time.time(), "finished": time.time()}
+        rolled["sha256"] = pointer.previous.sha256 if pointer.previous else None
+        self.record(rolled)
+        return rolled
+
+    def _settle(self, last: dict[str, Any] | None) -> dict[str, Any] | None:
         if last is None or last.get("result") != PENDING:
             return last
         active = self.pointer().active

@@ -273,6 +273,8 @@ class Service:
         elif probation.expired():
             self._probation = None
             _LOGGER.info("models: probation over; keeping %s", self._model_name())
+            if self._model is not None:
+                self._updater.probation_passed(self._model.sha256)
             self.state_changed()
 
     def _start_switch(self, switch: _Switch) -> None:

@@ -263,6 +263,7 @@ class Updater:
         self._host = host
         self._queue: queue.Queue[Request] = queue.Queue(maxsize=QUEUE_REQUESTS)
         self._auto: list[tuple[Loaded, str]] = []
+        self._passed: str | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="auricle-updater", daemon=True)
@@ -297,6 +298,12 @@ class Updater:
             return
         self._wake.set()
 
+    def probation_passed(self, sha256: str) -> None:
+        """The model with this bundle sha256 served its probation: trust it across restarts (worker thread)."""
+        with self._lock:
+            self._passed = sha256
+        self._wake.set()
+
     def rolled_back(self, fallback: Loaded, reason: str) -> None:
         """The worker left a model on probation for ``fallback``: record it (called from the worker)."""
         with self._lock:
@@ -310,6 +317,9 @@ class Updater:
             while not self._stop.is_set():
                 with self._lock:
                     auto = self._auto.pop(0) if self._auto else None
+                    passed, self._passed = self._passed, None
+                if passed is not None:
+                    self._guard(lambda sha=passed: self._end_trial(sha))  # type: ignore[misc]
                 if auto is not None:
                     self._guard(lambda a=auto: self._record_auto_rollback(*a))  # type: ignore[misc]
                     continue
@@ -317,7 +327,7 @@ class Updater:
                     request = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                self._guard(lambda r=request: self._handle(r))  # type: ignore[misc]
+                self._guard(lambda r=request: self.handle(r))  # type: ignore[misc]
 
     def _guard(self, work: Callable[[], None]) -> None:
         try:
@@ -325,7 +335,8 @@ class Updater:
         except Exception:  # the updater must outlive any bad request
             _LOGGER.exception("models: updater error")
 
-    def _handle(self, request: Request) -> None:
+    def handle(self, request: Request) -> None:
+        """Carry out one request now, on the calling thread (the updater thread calls this)."""
         if request.problem is not None:
             self._finish(request, Outcome("refused", request.problem), durable=False)
             return
@@ -369,7 +380,8 @@ class Updater:
         entry = self.store.put(raw, b.manifest, sha)
         model = Loaded(bundle=b, classifier=classifier, sha256=sha, origin="installed", entry=entry)
         old = self.store.pointer()
-        self.store.switch(Pointer(active=entry, previous=running.entry if running is not None else old.previous))
+        previous = running.entry if running is not None else old.previous
+        self.store.switch(Pointer(active=entry, previous=previous, trial=p.probation_s > 0))
         self._activate_or_revert(model, old, probation=p.probation_s > 0)
         pruned = self.store.prune(p.keep_versions)
         if pruned:
@@ -408,6 +420,11 @@ class Updater:
             raise BundleError(f"{path}: sha256 changed on disk (corrupt)")
         b, classifier, _ = verify(raw, str(path), self.policy, budget_ms=budget_ms)
         return Loaded(bundle=b, classifier=classifier, sha256=entry.sha256, origin="installed", entry=entry)
+
+    def _end_trial(self, sha256: str) -> None:
+        old = self.store.pointer()
+        if old.trial and old.active is not None and old.active.sha256 == sha256:
+            self.store.switch(Pointer(active=old.active, previous=old.previous))
 
     def _record_auto_rollback(self, fallback: Loaded, reason: str) -> None:
         old = self.store.pointer()
