@@ -78,11 +78,11 @@ def _init(model: str) -> None:
 
 def teacher_rows(samples: npt.NDArray[np.float32], step: int) -> Rows:
     """Teacher outputs (embedding, scores) at every cached position of one file's samples."""
-    from edge.features import FrontEnd
+    from edge.features import compute
     from training import yamnet
 
     net = _WORKER["yamnet"]
-    log_mel = yamnet.log_mel(FrontEnd(yamnet.FEATURES).process_streaming(samples))
+    log_mel = yamnet.log_mel(compute(samples, yamnet.FEATURES))
     silence = np.float32(np.log(yamnet.LOG_OFFSET))
     rows = []
     for end in positions(log_mel.shape[0], step):
