@@ -95,11 +95,21 @@ def fold_items(csv_path: Path, fold: int, rate: int, limit: int | None) -> list[
     return [(row["filename"], row["category"], read_mono(audio / row["filename"], rate)) for row in rows]
 
 
+def in_split(row: dict[str, str], split: str) -> bool:
+    """A CSV row's split; ``report`` (the default) is the calibrate groups that training holds out from
+    threshold choice (training.background.held_out, 50%), ``calibrate`` the rest, ``all-calibrate`` both."""
+    from training.background import held_out
+
+    if split in ("report", "calibrate") and row["split"] == "calibrate":
+        return held_out(row.get("group") or row["filename"], 0.5) == (split == "report")
+    return row["split"] == split or (split == "all-calibrate" and row["split"] == "calibrate")
+
+
 def background_items(source: Path, split: str, rate: int, limit: int | None) -> list[Item]:
     """Background audio: every WAV/FLAC under a folder, or a CSV's ``filename`` rows of one ``split``."""
     if source.suffix == ".csv":
         with source.open(newline="") as fh:
-            paths = [source.parent / row["filename"] for row in csv.DictReader(fh) if row["split"] == split]
+            paths = [source.parent / row["filename"] for row in csv.DictReader(fh) if in_split(row, split)]
     else:
         paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
     if not paths:
@@ -299,7 +309,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--fold", type=int, default=None, help="ESC-50 fold (default: the bundle's test fold)")
     parser.add_argument("--esc50", type=Path, default=ESC50_CSV, help="esc50.csv, with audio/ beside it")
     parser.add_argument("--background", type=Path, default=BACKGROUND_CSV, help="folder of WAV/FLAC, or a CSV")
-    parser.add_argument("--split", default="calibrate", help="split of --background when it is a CSV")
+    parser.add_argument(
+        "--split",
+        default="report",
+        help="split of --background when it is a CSV: report (default: held out from training and thresholds), "
+        "calibrate (what thresholds were chosen on), all-calibrate, train",
+    )
     parser.add_argument("--gap-s", type=float, default=3.0, help="seconds of -70 dBFS noise between clips")
     parser.add_argument("--threshold", type=float, default=0.8, help="YAMNet score that fires (Frigate's 0.8)")
     parser.add_argument("--mapping", type=Path, default=MAPPING_CSV, help="ESC-50 label -> AudioSet classes")

@@ -25,10 +25,12 @@ P = FeatureParams()
 
 def test_folder_source_splits_by_top_level_subfolder(tmp_path: Path) -> None:
     root = td.noise_folder(tmp_path / "bg", per_part=2)
-    files = background.list_files(BackgroundSource(path=str(root)), root)
+    files = background.list_files(BackgroundSource(path=str(root), report_fraction=0.0), root)
     assert sorted(p.name for p in files["train"]) == ["loose.wav", "noise_0.wav", "noise_1.wav"]
     assert [p.parent.name for p in files["calibrate"]] == ["calibrate", "calibrate"]
-    loose_to_calibrate = background.list_files(BackgroundSource(path=str(root), split="calibrate"), root)
+    loose_to_calibrate = background.list_files(
+        BackgroundSource(path=str(root), split="calibrate", report_fraction=0.0), root
+    )
     assert len(loose_to_calibrate["train"]) == 2 and len(loose_to_calibrate["calibrate"]) == 3
 
 
@@ -37,12 +39,27 @@ def test_manifest_source_uses_its_split_column(tmp_path: Path) -> None:
     rows = [{"filename": "train/noise_0.wav", "split": "fit"}, {"filename": "calibrate/noise_0.wav", "split": "hold"},
             {"filename": "loose.wav", "split": "other"}]  # fmt: skip
     manifest = td.write_manifest(root / "bg.csv", rows)
-    src = BackgroundSource(path=str(manifest), train_split="fit", calibrate_split="hold")
+    src = BackgroundSource(path=str(manifest), train_split="fit", calibrate_split="hold", report_fraction=0.0)
     files = background.list_files(src, manifest)
     assert [p.name for p in files["train"]] == ["noise_0.wav"] and files["train"][0].parent.name == "train"
     assert [p.parent.name for p in files["calibrate"]] == ["calibrate"]  # 'other' is in neither part
     plain = td.write_manifest(root / "plain.csv", [{"filename": "loose.wav"}])
     assert len(background.list_files(BackgroundSource(path=str(plain)), plain)["train"]) == 1
+
+
+def test_report_part_holds_out_whole_groups(tmp_path: Path) -> None:
+    """A share of the calibrate groups is kept from threshold choice; a group never straddles the two."""
+    root = td.noise_folder(tmp_path / "bg", per_part=1)
+    name = "calibrate/noise_0.wav"
+    rows = [{"filename": name, "split": "calibrate", "group": f"speaker{i % 40}"} for i in range(400)]
+    manifest = td.write_manifest(root / "bg.csv", rows)
+    files = background.list_files(BackgroundSource(path=str(manifest), report_fraction=0.5), manifest)
+    held = {f"speaker{i}" for i in range(40) if background.held_out(f"speaker{i}", 0.5)}
+    assert 10 <= len(held) <= 30
+    assert len(files["report"]) == 10 * len(held) and len(files["calibrate"]) == 10 * (40 - len(held))
+    assert background.held_out("speaker3", 0.5) == background.held_out("speaker3", 0.5)
+    none = background.list_files(BackgroundSource(path=str(manifest), report_fraction=0.0), manifest)
+    assert not none["report"] and len(none["calibrate"]) == 400
 
 
 def test_manifest_source_errors_name_the_problem(tmp_path: Path) -> None:
@@ -64,7 +81,7 @@ def test_background_goes_through_the_feature_cache_and_prepared_json(tmp_path: P
     path = tmp_path / "c.yaml"
     path.write_text(
         f"data: {{manifest: {manifest}, cache_dir: cache, workers: 1, min_clips_per_class: 1, test_folds: [2],\n"
-        f"  background: [{{path: {root}}}]}}\nfit: {{background_fraction: 0.5}}\noutput: run\n"
+        f"  background: [{{path: {root}, report_fraction: 0}}]}}\nfit: {{background_fraction: 0.5}}\noutput: run\n"
     )
     loaded = config.load(path)
     p = prepare.prepare(loaded)

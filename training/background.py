@@ -5,8 +5,11 @@ a file name and, optionally, a split column.  Files go to one of two parts:
 
 - ``train``: random negative windows in every batch and material mixed under
   labelled windows (training/augment.py);
-- ``calibrate``: never trained on; kept for threshold calibration and the
-  false-alarm figures of the report.
+- ``calibrate``: never trained on; thresholds are chosen on it;
+- ``report``: a share of the calibrate groups (``report_fraction``, by a stable
+  hash of the group: speaker-disjoint for the starter corpus), never trained on
+  and never used to choose thresholds: the false alarms per hour that the report
+  and the model card give are measured there.
 
 Frames come from the same feature cache as labelled clips (training/cache.py).
 """
@@ -14,6 +17,7 @@ Frames come from the same feature cache as labelled clips (training/cache.py).
 from __future__ import annotations
 
 import csv
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +31,13 @@ _LOGGER = logging.getLogger(__name__)
 
 LABEL = "_background"
 """The label of background files (and the extra output of ``model.output: softmax_background``)."""
-PARTS = ("train", "calibrate")
+PARTS = ("train", "calibrate", "report")
+
+
+def held_out(group: str, fraction: float) -> bool:
+    """True when a calibrate group belongs to the report part (a stable hash of its name)."""
+    h = int(hashlib.sha256(group.encode("utf-8")).hexdigest()[:8], 16) / 2**32
+    return h < fraction
 
 
 @dataclass(frozen=True)
@@ -52,12 +62,15 @@ class Background:
     skipped: list[tuple[Path, str]] = field(default_factory=list)
     noise: Part = field(default_factory=Part)
     """``augment.noise_dir``: mixed under labelled windows only, never a negative."""
+    report: Part = field(default_factory=Part)
+    """Held-out calibrate groups: false alarms per hour on audio the thresholds never saw."""
 
     def summary(self, frame_s: float) -> str:
-        t, c = self.train, self.calibrate
+        t, c, r = self.train, self.calibrate, self.report
         return (
             f"background train {len(t.paths)} files ({t.seconds(frame_s) / 60:.1f} min), "
-            f"calibrate {len(c.paths)} files ({c.seconds(frame_s) / 60:.1f} min)"
+            f"calibrate {len(c.paths)} files ({c.seconds(frame_s) / 60:.1f} min), "
+            f"report {len(r.paths)} files ({r.seconds(frame_s) / 60:.1f} min)"
         )
 
 
@@ -85,6 +98,8 @@ def _from_folder(source: BackgroundSource, root: Path) -> dict[str, list[Path]]:
         rel = f.relative_to(root).parts
         named = rel[0] if len(rel) > 1 and rel[0] in (source.train_split, source.calibrate_split) else None
         part = _part_of(source, named)
+        if part == "calibrate" and held_out(str(f.relative_to(root)), source.report_fraction):
+            part = "report"
         if part is not None:
             out[part].append(f)
     if not any(out.values()):
@@ -103,9 +118,13 @@ def _from_manifest(source: BackgroundSource, manifest: Path) -> dict[str, list[P
         raise DataError(f"{manifest}: no column {source.filename_column!r} (columns: {', '.join(sorted(columns))})")
     root = (manifest.parent / source.audio_root).resolve()
     has_split = source.split_column in columns
+    has_group = source.group_column in columns
     out: dict[str, list[Path]] = {p: [] for p in PARTS}
     for row in rows:
         part = _part_of(source, (row[source.split_column] or "").strip() if has_split else None)
+        group = (row[source.group_column] or "").strip() if has_group else ""
+        if part == "calibrate" and held_out(group or row[source.filename_column], source.report_fraction):
+            part = "report"
         if part is not None:
             out[part].append(root / row[source.filename_column].strip())
     missing = [p for paths in out.values() for p in paths if not p.is_file()]
@@ -119,7 +138,7 @@ def to_json(b: Background) -> dict[str, object]:
     """The parts' files and cache files, for ``prepared.json``."""
     doc: dict[str, object] = {
         part: {"paths": [str(x) for x in p.paths], "cache_files": p.cache_files}
-        for part, p in (("train", b.train), ("calibrate", b.calibrate), ("noise", b.noise))
+        for part, p in (("train", b.train), ("calibrate", b.calibrate), ("noise", b.noise), ("report", b.report))
     }
     return doc | {"skipped": [{"path": str(f), "reason": r} for f, r in b.skipped]}
 
@@ -136,8 +155,9 @@ def from_json(doc: dict[str, object] | None) -> Background:
         return Part([Path(x) for x in d["paths"]], frames, list(d["cache_files"]))
 
     skipped = [(Path(x["path"]), x["reason"]) for x in doc["skipped"]]  # type: ignore[attr-defined]
-    parts = [part(doc[name]) for name in ("train", "calibrate", "noise")]  # type: ignore[arg-type]
-    return Background(parts[0], parts[1], skipped, parts[2])
+    empty: dict[str, list[str]] = {"paths": [], "cache_files": []}
+    parts = [part(doc.get(name, empty)) for name in ("train", "calibrate", "noise", "report")]  # type: ignore[arg-type]
+    return Background(parts[0], parts[1], skipped, parts[2], parts[3])
 
 
 def load(loaded: LoadedConfig) -> Background:
@@ -160,4 +180,4 @@ def load(loaded: LoadedConfig) -> Background:
         names = [str(f.filename) for f in got.frames]  # type: ignore[attr-defined]
         parts[part] = Part([c.path for c in got.clips], got.frames, names)
         skipped.extend(got.skipped)
-    return Background(parts["train"], parts["calibrate"], skipped, parts["noise"])
+    return Background(parts["train"], parts["calibrate"], skipped, parts["noise"], parts["report"])

@@ -34,6 +34,11 @@ class BackgroundSource:
     """Split value (or subfolder name) of the part kept for thresholds and false-alarm figures, never trained on."""
     split: Literal["train", "calibrate"] = "train"
     """Part of a file that names neither split (a plain folder, a manifest without the column)."""
+    group_column: str = "group"
+    """Manifest column of a file's group (a speaker, a recording); absent = each file is its own group."""
+    report_fraction: float = setting(0.5, lo=0.0, hi=0.9, unit="of the calibrate part's groups")
+    """Held out from threshold choice (part ``report``): the false alarms per hour the report gives are
+    measured there, on audio the thresholds never saw. Groups are assigned by a stable hash of their name."""
 
 
 @dataclass(frozen=True, kw_only=True)

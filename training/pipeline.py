@@ -84,6 +84,9 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
     full = _assemble(loaded, prepared, result, thresholds, float_bytes, int8_bytes)
     if calibration is not None:
         full |= calibration.to_dict()
+        heldout = _heldout(loaded, prepared, int8_bytes, thresholds)
+        if heldout is not None:
+            full["heldout_background"] = heldout
     _write_reports(loaded, prepared, full, scores)
     _write_bundle(loaded, prepared, full, int8_bytes)
     return full
@@ -100,6 +103,23 @@ def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> A
     clf = evaluate.classifier(cfg, prepared.labels, int8_bytes, "int8")
     val = [(prepared.clips[c].path, prepared.frames[c], prepared.targets[c]) for c in prepared.split.val]
     return streams.thresholds(clf, bg.paths, val, cfg.calibration.budget_per_hour)
+
+
+def _heldout(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, thresholds: dict[str, float]) -> Any:
+    """False alarms per hour on the report part of the background (None without one)."""
+    from training import streams
+
+    paths = prepared.background.report.paths
+    if not paths:
+        return None
+    clf = evaluate.classifier(loaded.config, prepared.labels, int8_bytes, "int8")
+    found = streams.heldout_false_alarms(clf, paths, thresholds)
+    if found is not None:
+        _LOGGER.info(
+            "held-out background: %d false events in %.2f h (%.1f per hour)",
+            found["false_events"], found["hours"], found["false_per_hour"],
+        )  # fmt: skip
+    return found
 
 
 def _latency(loaded: LoadedConfig, prepared: Prepared, model_bytes: bytes, name: str) -> float:
@@ -179,7 +199,7 @@ def bundle_path(loaded: LoadedConfig) -> Path:
 def _write_bundle(loaded: LoadedConfig, prepared: Prepared, full: dict[str, Any], int8_bytes: bytes) -> Path:
     cfg = loaded.config
     metrics = {k: v for k, v in full["headline"].items() if k not in ("hop_frames",)}
-    metrics |= {k: full[k] for k in ("per_label", "calibration") if k in full}
+    metrics |= {k: full[k] for k in ("per_label", "calibration", "heldout_background") if k in full}
     provenance = {"training_config": loaded.text, "trainer": "auricle-train", "labels_from": cfg.data.manifest}
     manifest = evaluate.manifest_for(
         cfg, prepared.labels, int8_bytes, thresholds=full["thresholds"], metrics=metrics, provenance=provenance

@@ -176,7 +176,23 @@ def calibration_markdown(report: dict[str, Any]) -> list[str]:
             f"| {label} | {f['threshold']:.2f} | {_fmt(f['recall'])} | {f['clips']} | {f['false_events']} | "
             f"{f['false_per_hour']:.3g} | {f['upper_95_per_hour']:.3g} | {'yes' if f['meets_budget'] else 'no'} |"
         )
-    return lines
+    return lines + heldout_markdown(report.get("heldout_background"))
+
+
+def heldout_markdown(heldout: dict[str, Any] | None) -> list[str]:
+    """False alarms on the background's report part: audio neither training nor thresholds saw."""
+    if not heldout:
+        return []
+    labels = ", ".join(f"{k} {v}" for k, v in heldout["per_label"].items()) or "none"
+    return [
+        "",
+        "## False alarms on held-out background",
+        "",
+        f"{heldout['false_events']} event starts in {heldout['hours'] * 60:.1f} min ({heldout['files']} files of the "
+        f"background's report part, never trained on, never used for thresholds), through the daemon's pipeline and "
+        f"event logic at the bundle's thresholds: **{heldout['false_per_hour']:.3g} per hour** (95% bound "
+        f"{heldout['upper_95_per_hour']:.3g}/h). By label: {labels}.",
+    ]
 
 
 def _fmt(value: float | None) -> str:

@@ -26,7 +26,14 @@ import numpy.typing as npt
 
 from edge.config import Config
 from edge.model import Classifier
-from training.calibrate import BackgroundStream, Calibration, CalibrationParams, PositiveClip, calibrate
+from training.calibrate import (
+    BackgroundStream,
+    Calibration,
+    CalibrationParams,
+    PositiveClip,
+    calibrate,
+    poisson_upper_95,
+)
 from training.data import DataError, read_audio
 
 _LOGGER = logging.getLogger(__name__)
@@ -91,3 +98,34 @@ def thresholds(
     hop_s = clf.manifest.hop_frames * clf.manifest.features.hop_samples / clf.manifest.features.sample_rate
     params = CalibrationParams(budget_per_hour=budget_per_hour)
     return calibrate(clf.labels, [stream], positives, hop_s=hop_s, events=config.events, params=params)
+
+
+def heldout_false_alarms(clf: Classifier, paths: Sequence[Path], thresholds: dict[str, float]) -> dict[str, Any] | None:
+    """False events per hour at ``thresholds`` on background the thresholds never saw (the report part).
+
+    The files play back to back through the daemon's pipeline and event logic
+    (``edge.replay``) with the bundle's default event settings; every event start counts.
+    """
+    from edge import replay
+    from edge.events import EventParams
+
+    rate = clf.manifest.features.sample_rate
+    parts = [read_audio(p, rate) for p in paths]
+    if not parts:
+        return None
+    samples = np.concatenate(parts)
+    config = Config(events=EventParams(thresholds=dict(thresholds)))
+    counts: dict[str, int] = {}
+    for event in replay.stream_events(clf, samples, config):
+        if event.kind == "start":
+            counts[event.label] = counts.get(event.label, 0) + 1
+    hours = len(samples) / rate / 3600.0
+    total = sum(counts.values())
+    return {
+        "hours": round(hours, 4),
+        "files": len(parts),
+        "false_events": total,
+        "false_per_hour": round(total / hours, 2),
+        "upper_95_per_hour": round(poisson_upper_95(total, hours), 2),
+        "per_label": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
+    }
