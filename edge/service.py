@@ -20,6 +20,7 @@ cleanly (running events ended, ``offline`` published) within
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.metadata
 import importlib.resources
 import logging
@@ -247,16 +248,16 @@ class Service:
         self.publisher.publish_model_state(doc)
 
     def _on_model_command(self, command: str, payload: bytes, retained: bool) -> None:
-        if retained:
-            problem = f"{command}: retained commands are ignored; publish without retain"
-            request = Request(action="install" if command == "install" else "rollback", id="?", problem=problem)
-        elif command == "install" and len(payload) > self._policy.max_bytes:
+        if command == "install" and not payload:
+            return  # an empty message is how a retained command is cleared, not a request
+        if command == "install" and len(payload) > self._policy.max_bytes:
             too_large = f"bundle too large: {len(payload)} bytes, over the {self._policy.max_bytes} byte limit"
             request = Request(action="install", id=bundles.sha256(payload), problem=too_large)
-        elif command == "install":
-            request = parse_install(payload)
         else:
-            request = parse_rollback(payload)
+            request = parse_install(payload) if command == "install" else parse_rollback(payload)
+        if retained:  # it would be carried out again on every reconnect
+            problem = f"{command}: retained commands are ignored; publish without retain (and clear this one)"
+            request = dataclasses.replace(request, problem=problem)
         self._updater.submit(request)
 
     def _between_blocks(self) -> None:
