@@ -1,0 +1,271 @@
+"""The parts of over-the-air updates, one by one: the between-hops swap, the store, requests, self-tests, fetch."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+from typing import Any
+
+import numpy as np
+import pytest
+from support.models import tone_bundle
+from support.ota import BundleServer, members, rezip
+
+from edge import bundle, selftest
+from edge.bundle import BundleError, read_bundle
+from edge.events import EventDetector, EventParams
+from edge.features import FeatureParams
+from edge.fetch import FetchError, fetch
+from edge.model import Classifier
+from edge.modelstore import ModelStore, Pointer, StoreError
+from edge.pipeline import Pipeline, Swap
+from edge.update import parse_install, parse_rollback, semver_key
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("units")
+    return {
+        "a": tone_bundle(folder / "a.auricle"),
+        "b": tone_bundle(folder / "b.auricle", version="0.2.0", tones_hz=(1000.0, 2000.0)),
+        "wide": tone_bundle(folder / "wide.auricle", window_frames=64, hop_frames=2),
+        "bands": tone_bundle(folder / "bands.auricle", params=FeatureParams(n_bands=40)),
+        "bare": tone_bundle(folder / "bare.auricle", selftest=False),
+    }
+
+
+def _signal(seconds: float = 4.0) -> np.ndarray:
+    t = np.arange(round(seconds * RATE)) / RATE
+    tone = (t % 2.0) < 1.0
+    noise = 0.001 * np.random.default_rng(3).standard_normal(len(t))
+    return np.where(tone, 0.3 * np.sin(2 * np.pi * 1000 * t), noise).astype(np.float32)
+
+
+class _Recorder:
+    """Sink and scores hook: every decision's offset, the model that made it, every event."""
+
+    def __init__(self) -> None:
+        self.hops: list[tuple[float, int]] = []
+        self.events: list[Any] = []
+        self.model = 0
+
+    def on_scores(self, offset: float, scores: np.ndarray) -> None:
+        self.hops.append((offset, self.model))
+
+    def publish_event(self, event: Any) -> None:
+        self.events.append(event)
+
+    def publish_state(self, label: str, on: bool) -> None:
+        pass
+
+    def publish_scores(self, *_args: Any) -> None:
+        pass
+
+    def publish_level(self, *_args: Any) -> None:
+        pass
+
+
+def _run_with_swap(first: Path, second: Path, swap_at: int, blocks: list[int]) -> tuple[_Recorder, Pipeline]:
+    """Feed the signal in ``blocks``; ask for the swap between the blocks where ``swap_at`` samples are passed."""
+    rec = _Recorder()
+    a, b = Classifier(read_bundle(first)), Classifier(read_bundle(second))
+    pipeline = Pipeline(a, detector=EventDetector(a.labels, {}, EventParams()), sink=rec, on_scores=rec.on_scores)
+    signal, pos, asked = _signal(), 0, False
+
+    def switched() -> None:
+        rec.model = 1
+
+    for n in blocks:
+        if not asked and pos >= swap_at:
+            pipeline.swap(Swap(b, EventDetector(b.labels, {}, EventParams()), on_switch=switched))
+            asked = True
+        pipeline.feed(signal[pos : pos + n], (pos + n) / RATE)
+        pos += n
+        if pos >= len(signal):
+            break
+    pipeline.finish()
+    return rec, pipeline
+
+
+@pytest.mark.parametrize(("second", "path"), [("b", "at once"), ("wide", "warm-up"), ("bands", "warm-up")])
+def test_swap_loses_no_hop(bundles: dict[str, Path], second: str, path: str) -> None:
+    blocks = [int(n) for n in np.random.default_rng(7).integers(1, 900, size=400)]
+    rec, pipeline = _run_with_swap(bundles["a"], bundles[second], int(0.8 * RATE), blocks)
+    offsets = np.array([o for o, _ in rec.hops])
+    models = [m for _, m in rec.hops]
+    assert models[0] == 0 and models[-1] == 1 and sorted(models) == models, "one switch, old then new"
+    new_hop = Classifier(read_bundle(bundles[second])).manifest.hop_frames
+    steps = np.diff(offsets)
+    assert steps.min() > 0 and steps.max() <= max(4, new_hop) * 0.01 + 1e-9, f"{path}: a hop was lost"
+    switch = offsets[models.index(1)]
+    assert 0.8 <= switch <= 0.8 + (0.8 if path == "warm-up" else 0.1), switch
+    first = rec.events[0]
+    assert first.kind == "start" and first.offset_s < 0.8, "a tone event was running at the switch"
+    end = next(e for e in rec.events if e.id == first.id and e.kind == "end")
+    assert end.offset_s <= switch, "the switch ended it, before the new model's first hop"
+    assert {e.id for e in rec.events if e.kind == "start"} == {e.id for e in rec.events if e.kind == "end"}
+    assert pipeline.stats.hops == len(rec.hops)
+
+
+def test_swap_at_once_gives_the_new_models_own_scores(bundles: dict[str, Path]) -> None:
+    """Same front end and window: after the switch the new model scores exactly as if it had run all along."""
+    b = Classifier(read_bundle(bundles["b"]))
+    signal = _signal()
+    got: list[tuple[float, np.ndarray]] = []
+    ref: list[tuple[float, np.ndarray]] = []
+    pipeline = Pipeline(Classifier(read_bundle(bundles["a"])), on_scores=lambda o, s: got.append((o, s.copy())))
+    half = len(signal) // 2 + 77
+    pipeline.feed(signal[:half], half / RATE)
+    pipeline.swap(Swap(b, None, on_switch=lambda: got.clear()))
+    pipeline.feed(signal[half:], len(signal) / RATE)
+    Pipeline(b, on_scores=lambda o, s: ref.append((o, s.copy()))).feed(signal, len(signal) / RATE)
+    after = dict(ref)
+    assert got and all(np.array_equal(s, after[o]) for o, s in got)
+
+
+def test_swap_refuses_another_sample_rate(bundles: dict[str, Path], tmp_path: Path) -> None:
+    other = tone_bundle(tmp_path / "8k.auricle", params=FeatureParams(sample_rate=8000, f_max_hz=3800.0))
+    pipeline = Pipeline(Classifier(read_bundle(bundles["a"])))
+    with pytest.raises(ValueError, match="8000 Hz model into a 16000 Hz stream"):
+        pipeline.swap(Swap(Classifier(read_bundle(other)), None))
+
+
+def test_store_keeps_versions_and_prunes_the_oldest(bundles: dict[str, Path], tmp_path: Path) -> None:
+    store = ModelStore(tmp_path / "models")
+    entries = []
+    for i in range(5):
+        raw = bundles["a"].read_bytes() + b"\0" * i  # five different files (zip readers ignore the tail)
+        manifest = read_bundle(bundles["a"]).manifest
+        entries.append(store.put(raw, manifest, bundle.sha256(raw)))
+        os.utime(store.path_of(entries[-1]), (1000 + i, 1000 + i))
+    store.switch(Pointer(active=entries[0], previous=entries[1]))
+    removed = store.prune(3)
+    kept = sorted(p.name for p in store.versions.glob("*.auricle"))
+    assert sorted([entries[0].file, entries[1].file, entries[4].file]) == kept
+    assert sorted(removed) == sorted(e.file for e in entries[2:4])
+
+
+def test_a_tampered_pointer_cannot_name_a_file_outside_the_store(tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    entry = {"file": "../../etc/passwd", "name": "x", "version": "1.0.0", "sha256": "0" * 64}
+    (tmp_path / "active").write_text(json.dumps({"active": entry, "previous": None}))
+    with pytest.raises(StoreError, match="bad file name"):
+        store.pointer()
+
+
+def test_semver_order() -> None:
+    versions = ["0.9.0", "1.0.0-alpha", "1.0.0-alpha.1", "1.0.0-beta", "1.0.0-rc.1", "1.0.0", "1.0.1", "1.10.0"]
+    assert sorted(versions, key=semver_key) == versions
+    assert semver_key("1.0.0+build.5") == semver_key("1.0.0")
+
+
+def test_requests_are_parsed_or_refused_in_one_line() -> None:
+    raw = b"PK\x03\x04 pretend bundle"
+    assert parse_install(raw).id == bundle.sha256(raw) and parse_install(raw).payload == raw
+    ok = parse_install(json.dumps({"id": "r1", "url": "https://h/b.auricle", "sha256": "a" * 64}).encode())
+    assert (ok.id, ok.url, ok.force, ok.problem) == ("r1", "https://h/b.auricle", False, None)
+    inline = parse_install(json.dumps({"id": "r2", "bundle_b64": "UEsDBA==", "force": True}).encode())
+    assert inline.payload == b"PK\x03\x04" and inline.force
+    for payload, words in [
+        (b'{"id": "r3", "url": "ftp://h/x", "sha256": "' + b"a" * 64 + b'"}', "only http and https"),
+        (b'{"id": "r4", "url": "http://h/x", "sha256": "short"}', "sha256: expected 64"),
+        (b'{"id": "r5", "url": "http://h/x", "sha256": "' + b"a" * 64 + b'", "run": 1}', "unknown key(s) run"),
+        (b'{"id": 5}', "id: expected a string"),
+        (b"{nope", "not valid JSON"),
+        (b'{"id": "r6", "url": "http://h/x", "sha256": NaN}', "not valid JSON"),
+    ]:
+        problem = parse_install(payload).problem
+        assert problem is not None and words in problem and "\n" not in problem, (payload, problem)
+    assert parse_rollback(b"").problem is None
+    assert parse_rollback(b'{"id": "rb"}').id == "rb"
+    assert "expected" in str(parse_rollback(b'{"id": "rb", "x": 1}').problem)
+
+
+def test_selftest_round_trip_and_what_it_catches(bundles: dict[str, Path], tmp_path: Path) -> None:
+    b = read_bundle(bundles["a"])
+    assert b.selftest is not None and b.manifest.selftest_sha256 == bundle.sha256(b.selftest)
+    test = selftest.parse_selftest(b.selftest, b.manifest, "a")
+    result = selftest.run_selftest(Classifier(b), test, budget_ms=5000)
+    assert result.max_diff_steps == 0.0
+    with pytest.raises(BundleError, match="over the 1e-06 ms budget"):
+        selftest.run_selftest(Classifier(b), test, budget_ms=1e-6)
+    # another model's self-test does not match this model
+    other = selftest.parse_selftest(read_bundle(bundles["b"]).selftest or b"", b.manifest, "b")
+    wrong = selftest.SelfTest(other.samples, (1.0 - other.scores).astype(np.float32))
+    with pytest.raises(BundleError, match="scores differ"):
+        selftest.run_selftest(Classifier(b), wrong, budget_ms=5000)
+    # too short to make a window
+    with pytest.raises(ValueError, match="one window"):
+        selftest.make_selftest(b, np.zeros(100))
+    # added to a bundle without one: pinned by the manifest; unpinned or swapped ones are refused
+    bare = tmp_path / "bare.auricle"
+    bare.write_bytes(bundles["bare"].read_bytes())
+    assert read_bundle(bare).selftest is None
+    selftest.add_selftest(bare, 0.3 * np.sin(2 * np.pi * 1000 * np.arange(RATE) / RATE))
+    assert read_bundle(bare).manifest.selftest_sha256 is not None
+    found = members(bare)
+    with pytest.raises(BundleError, match="not covered by the manifest"):
+        bundle.parse_bundle(rezip(members(bundles["bare"]) | {"selftest.npz": found["selftest.npz"]}), "x")
+    with pytest.raises(BundleError, match=r"selftest\.npz sha256 mismatch"):
+        bundle.parse_bundle(rezip(found | {"selftest.npz": found["selftest.npz"] + b"\0"}), "x")
+    with pytest.raises(BundleError, match=r"missing selftest\.npz"):
+        bundle.parse_bundle(rezip({k: v for k, v in found.items() if k != "selftest.npz"}), "x")
+
+
+def test_selftest_file_is_checked(bundles: dict[str, Path]) -> None:
+    m = read_bundle(bundles["a"]).manifest
+    import io
+
+    buf = io.BytesIO()
+    np.savez(buf, samples=np.zeros(10, np.int16), scores=np.zeros(3, np.float32))
+    with pytest.raises(BundleError, match="one window"):
+        selftest.parse_selftest(buf.getvalue(), m, "x")
+    buf = io.BytesIO()
+    np.savez(buf, samples=np.array([object()]), scores=np.zeros(3, np.float32))
+    with pytest.raises(BundleError, match="not a readable self-test"):
+        selftest.parse_selftest(buf.getvalue(), m, "x")
+    with pytest.raises(BundleError, match="not a readable self-test"):
+        selftest.parse_selftest(b"junk", m, "x")
+
+
+@pytest.fixture
+def server() -> Iterator[BundleServer]:
+    httpd = BundleServer()
+    yield httpd
+    httpd.close()
+
+
+def test_fetch(server: BundleServer) -> None:
+    server.files["x"] = b"hello" * 100
+    sha = bundle.sha256(server.files["x"])
+    assert fetch(server.url("x"), sha256=sha, max_bytes=1000, timeout_s=5) == server.files["x"]
+    with pytest.raises(FetchError, match="over the 100 byte limit"):
+        fetch(server.url("x"), sha256=sha, max_bytes=100, timeout_s=5)
+    with pytest.raises(FetchError, match="HTTP 404"):
+        fetch(server.url("missing"), sha256=sha, max_bytes=1000, timeout_s=5)
+
+
+def test_fetch_follows_no_redirect_off_http() -> None:
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", "file:///etc/passwd")
+            self.end_headers()
+
+        def log_message(self, *_args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(FetchError, match="download: HTTP 302"):
+            fetch(f"http://127.0.0.1:{httpd.server_address[1]}/x", sha256="0" * 64, max_bytes=100, timeout_s=5)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
