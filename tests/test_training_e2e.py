@@ -26,7 +26,7 @@ def test_end_to_end_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     if reason:
         pytest.skip(reason)
     manifest = td.esc50_subset(tmp_path, ["dog", "rain", "church_bells"], per_fold=1)
-    bg = td.background_subset(tmp_path, train=2, calibrate=2)
+    bg = td.background_subset(tmp_path, train=2, calibrate=6)
     noise = td.noise_folder(tmp_path / "noise", per_part=1)
     cfg = tmp_path / "smoke.yaml"
     cfg.write_text(
@@ -38,7 +38,7 @@ def test_end_to_end_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
         "fit: {head_epochs: 1, finetune_epochs: 1, qat_epochs: 1, crops_per_clip: 2, batch_size: 16,\n"
         "  unfreeze_blocks: 2, background_fraction: 0.3, distill_weight: 1.0, distill_scores_weight: 0.5}\n"
         f"teacher: {{path: {td.TEACHER}}}\n"
-        "calibration: {budget_per_hour: 2.0}\n"
+        "calibration: {budget_per_hour: 2.0, mixture_minutes: 0.5}\n"
         "export: {calibration_windows: 16, latency_runs: 20}\n"
         "output: run\nbundle: {name: smoke, version: 0.0.1}\n"
     )
@@ -70,6 +70,10 @@ def test_end_to_end_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     for name in ("history_qat.csv", "report.json", "report.md", "confusion.png", "embedding.png", "curves.png"):
         assert (run / name).stat().st_size > 0, name
     assert "## Thresholds from the false-alarm budget" in (run / pipeline.REPORT_MD).read_text()
+    heldout = m.metrics["heldout_background"]  # the report part: groups held out from the thresholds
+    assert heldout["files"] >= 1 and heldout["mixtures"]["hours"] == pytest.approx(0.5 / 60, rel=0.3)
+    assert heldout["false_events"] == sum(heldout["per_label"].values())
+    assert "## False alarms on held-out background" in (run / pipeline.REPORT_MD).read_text()
 
 
 def test_inspect_flags_bad_clips_and_draws_sheets(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

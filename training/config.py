@@ -177,6 +177,8 @@ class CalibrationConfig:
     """Per-label thresholds from a false-alarm budget on the calibrate part of the background."""
 
     budget_per_hour: float = setting(1.0, lo=0.001, hi=1e6, unit="false events per hour, all labels together")
+    mixture_minutes: float = setting(30.0, lo=0.0, hi=6000.0, unit="min of mixtures per part (training/mixtures.py)")
+    """Added to the calibrate part for thresholds, and to the report part for the held-out figures."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -102,7 +102,8 @@ def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> A
         return None
     clf = evaluate.classifier(cfg, prepared.labels, int8_bytes, "int8")
     val = [(prepared.clips[c].path, prepared.frames[c], prepared.targets[c]) for c in prepared.split.val]
-    return streams.thresholds(clf, bg.paths, val, cfg.calibration.budget_per_hour)
+    mixture_s = 60.0 * cfg.calibration.mixture_minutes
+    return streams.thresholds(clf, bg.paths, val, cfg.calibration.budget_per_hour, mixture_s)
 
 
 def _heldout(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, thresholds: dict[str, float]) -> Any:
@@ -113,7 +114,7 @@ def _heldout(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, thresh
     if not paths:
         return None
     clf = evaluate.classifier(loaded.config, prepared.labels, int8_bytes, "int8")
-    found = streams.heldout_false_alarms(clf, paths, thresholds)
+    found = streams.heldout_false_alarms(clf, paths, thresholds, 60.0 * loaded.config.calibration.mixture_minutes)
     if found is not None:
         _LOGGER.info(
             "held-out background: %d false events in %.2f h (%.1f per hour)",

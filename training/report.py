@@ -184,15 +184,25 @@ def heldout_markdown(heldout: dict[str, Any] | None) -> list[str]:
     if not heldout:
         return []
     labels = ", ".join(f"{k} {v}" for k, v in heldout["per_label"].items()) or "none"
-    return [
+    lines = [
         "",
         "## False alarms on held-out background",
         "",
-        f"{heldout['false_events']} event starts in {heldout['hours'] * 60:.1f} min ({heldout['files']} files of the "
-        f"background's report part, never trained on, never used for thresholds), through the daemon's pipeline and "
-        f"event logic at the bundle's thresholds: **{heldout['false_per_hour']:.3g} per hour** (95% bound "
-        f"{heldout['upper_95_per_hour']:.3g}/h). By label: {labels}.",
+        f"{heldout['false_events']} event starts in {heldout['hours'] * 60:.1f} min of the background's report part "
+        f"({heldout['files']} files, never trained on, never used for thresholds, and mixtures of them), through the "
+        f"daemon's pipeline and event logic at the bundle's thresholds: **{heldout['false_per_hour']:.3g} per hour** "
+        f"(95% bound {heldout['upper_95_per_hour']:.3g}/h). By label: {labels}.",
+        "",
+        "| stream | minutes | false events | per hour | 95% bound/h |",
+        "|---|---|---|---|---|",
     ]
+    for name in ("plain", "mixtures"):
+        if isinstance(part := heldout.get(name), dict):
+            lines.append(
+                f"| {name} | {part['hours'] * 60:.1f} | {part['false_events']} | {part['false_per_hour']:.3g} | "
+                f"{part['upper_95_per_hour']:.3g} |"
+            )
+    return lines
 
 
 def _fmt(value: float | None) -> str:

@@ -50,19 +50,33 @@ def hop_scores(clf: Classifier, samples: Floats, config: Config) -> Floats:
     return np.stack(rows) if rows else np.zeros((0, len(clf.labels)), dtype=np.float32)
 
 
-def background_stream(clf: Classifier, paths: Sequence[Path], config: Config) -> BackgroundStream | None:
-    """The calibrate files back to back as one stream; None when there are none."""
-    rate = clf.manifest.features.sample_rate
+def read_part(paths: Sequence[Path], rate: int) -> list[Floats]:
+    """The readable files of a background part (bad ones logged and left out)."""
     parts = []
     for p in paths:
         try:
             parts.append(read_audio(p, rate))
         except DataError as exc:
             _LOGGER.warning("skipping bad file: %s", exc)
-    if not parts:
-        return None
-    samples = np.concatenate(parts)
-    return BackgroundStream(hop_scores(clf, samples, config), len(samples) / rate)
+    return parts
+
+
+def part_streams(parts: Sequence[Floats], rate: int, mixture_s: float) -> list[tuple[str, Floats]]:
+    """The part's files back to back, and ``mixture_s`` seconds of mixtures of them (when > 0)."""
+    from training.mixtures import mixtures
+
+    streams = [("plain", np.concatenate(parts))] if parts else []
+    mixed = mixtures(parts, mixture_s, rate)
+    return streams + ([("mixtures", mixed)] if len(mixed) else [])
+
+
+def background_streams(
+    clf: Classifier, paths: Sequence[Path], config: Config, mixture_s: float
+) -> list[BackgroundStream]:
+    """The calibrate files back to back as one stream, plus mixtures of them; empty when there are none."""
+    rate = clf.manifest.features.sample_rate
+    found = part_streams(read_part(paths, rate), rate, mixture_s)
+    return [BackgroundStream(hop_scores(clf, x, config), len(x) / rate) for _, x in found]
 
 
 def sound_span(frames: Any, window_samples: int, hop_samples: int, rate: int, floor: float) -> tuple[float, float]:
@@ -85,47 +99,65 @@ def thresholds(
     background: Sequence[Path],
     clips: Sequence[tuple[Path, Any, int]],
     budget_per_hour: float,
+    mixture_s: float = 0.0,
 ) -> Calibration | None:
     """Per-label thresholds within the budget; None without calibrate background (nothing to count on).
 
     ``clips``: (audio path, cached frames, label index) of the validation clips.
     """
     config = Config()
-    stream = background_stream(clf, background, config)
-    if stream is None:
+    found = background_streams(clf, background, config, mixture_s)
+    if not found:
         return None
     positives = [positive_clip(clf, path, frames, label, config) for path, frames, label in clips]
     hop_s = clf.manifest.hop_frames * clf.manifest.features.hop_samples / clf.manifest.features.sample_rate
     params = CalibrationParams(budget_per_hour=budget_per_hour)
-    return calibrate(clf.labels, [stream], positives, hop_s=hop_s, events=config.events, params=params)
+    return calibrate(clf.labels, found, positives, hop_s=hop_s, events=config.events, params=params)
 
 
-def heldout_false_alarms(clf: Classifier, paths: Sequence[Path], thresholds: dict[str, float]) -> dict[str, Any] | None:
+def heldout_false_alarms(
+    clf: Classifier, paths: Sequence[Path], thresholds: dict[str, float], mixture_s: float = 0.0
+) -> dict[str, Any] | None:
     """False events per hour at ``thresholds`` on background the thresholds never saw (the report part).
 
-    The files play back to back through the daemon's pipeline and event logic
-    (``edge.replay``) with the bundle's default event settings; every event start counts.
+    The files play back to back, then mixtures of them, through the daemon's pipeline and
+    event logic (``edge.replay``) with the bundle's default event settings; every event start counts.
     """
-    from edge import replay
     from edge.events import EventParams
 
     rate = clf.manifest.features.sample_rate
-    parts = [read_audio(p, rate) for p in paths]
+    parts = read_part(paths, rate)
     if not parts:
         return None
-    samples = np.concatenate(parts)
     config = Config(events=EventParams(thresholds=dict(thresholds)))
+    result: dict[str, Any] = {"files": len(parts)}
+    for name, samples in part_streams(parts, rate, mixture_s):
+        result[name] = _false_alarms(clf, samples, config)
+    both = [v for k in ("plain", "mixtures") if isinstance(v := result.get(k), dict)]
+    hours = sum(r["hours"] for r in both)
+    total = sum(r["false_events"] for r in both)
+    counts: dict[str, int] = {}
+    for r in both:
+        for label, n in r["per_label"].items():
+            counts[label] = counts.get(label, 0) + n
+    return result | _rate(total, hours, counts)
+
+
+def _false_alarms(clf: Classifier, samples: Floats, config: Config) -> dict[str, Any]:
+    from edge import replay
+
     counts: dict[str, int] = {}
     for event in replay.stream_events(clf, samples, config):
         if event.kind == "start":
             counts[event.label] = counts.get(event.label, 0) + 1
-    hours = len(samples) / rate / 3600.0
-    total = sum(counts.values())
+    return _rate(sum(counts.values()), len(samples) / clf.manifest.features.sample_rate / 3600.0, counts)
+
+
+def _rate(total: int, hours: float, counts: dict[str, int]) -> dict[str, Any]:
     return {
         "hours": round(hours, 4),
-        "files": len(parts),
         "false_events": total,
-        "false_per_hour": round(total / hours, 2),
-        "upper_95_per_hour": round(poisson_upper_95(total, hours), 2),
+        "false_per_hour": round(total / hours, 2) if hours else None,
+        "upper_95_per_hour": round(poisson_upper_95(total, hours), 2) if hours else None,
         "per_label": dict(sorted(counts.items(), key=lambda kv: -kv[1])),
     }
