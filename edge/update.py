@@ -43,7 +43,7 @@ from edge.selftest import SelfTestResult, parse_selftest, run_selftest
 _LOGGER = logging.getLogger(__name__)
 
 MAX_ID_CHARS = 64
-QUEUE_REQUESTS = 4
+QUEUE_REQUESTS = 2
 """Requests waiting beyond the one in progress; more are refused as busy."""
 ACTIVATE_EXTRA_S = 10.0
 """How long the worker may take to swap, beyond one window of audio."""
