@@ -76,3 +76,13 @@ def test_exposure_score_is_at_most_3(tmp_path: Path) -> None:
     found = re.search(r"Overall exposure level for auricle\.service: ([0-9.]+)", proc.stdout)
     assert found is not None, proc.stdout[-2000:] + proc.stderr
     assert float(found.group(1)) <= 3.0, proc.stdout
+
+
+def test_install_script_parses_its_options() -> None:
+    script = Path(__file__).resolve().parents[1] / "deploy" / "install-service.sh"
+    assert subprocess.run(["bash", "-n", str(script)], timeout=30).returncode == 0
+    usage = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=30)
+    assert usage.returncode == 0 and "--uninstall" in usage.stdout
+    for bad in (["--bogus"], ["--purge"]):
+        proc = subprocess.run(["bash", str(script), *bad], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2 and proc.stderr, bad
