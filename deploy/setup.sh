@@ -55,13 +55,23 @@ stamp_of() {
   printf '%s %s\n' "$1" "$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
 }
 
+rank() { case "$1" in edge) echo 1 ;; train) echo 2 ;; dev) echo 3 ;; *) echo 0 ;; esac; }
+
+installed_ok() {
+  # installed_ok VENV EXTRAS: the venv holds these extras (or more: dev > train > edge) for this pyproject.toml
+  local stamp="$1/.auricle-installed" have hash
+  [ -f "$stamp" ] || return 1
+  read -r have hash <"$stamp" || return 1
+  [ "$hash" = "$(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)" ] || return 1
+  [ "$(rank "$have")" -ge "$(rank "$2")" ] || return 1
+  "$1/bin/python" -c "import edge" 2>/dev/null
+}
+
 install_into() {
   # install_into VENV EXTRAS: once; again only when pyproject.toml or the extras changed,
   # so a second start needs no network and takes no time
   local target="$1" want="$2" stamp="$1/.auricle-installed"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$(stamp_of "$want")" ] && "$target/bin/python" -c "import edge" 2>/dev/null; then
-    return 0
-  fi
+  installed_ok "$target" "$want" && return 0
   if [ ! -x "$target/bin/python" ]; then
     log "creating $target"
     "$python" -m venv "$target"
