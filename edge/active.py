@@ -18,9 +18,9 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.bundle import BundleError
+from edge.checks import Loaded
 from edge.modelstore import Entry, ModelStore, Pointer, StoreError
 from edge.schema import ConfigError
-from edge.update import Loaded
 
 _LOGGER = logging.getLogger(__name__)
 

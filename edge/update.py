@@ -1,4 +1,4 @@
-"""Over-the-air model updates: requests, the checks a bundle must pass, and the updater thread.
+"""Over-the-air model updates: the updater thread, which carries out installs and rollbacks.
 
 An install goes through, in order: size and sha256; the ed25519 signature
 against the configured key(s) (unsigned only with ``model.allow_unsigned``);
@@ -17,225 +17,33 @@ neither paho's network thread nor the audio worker ever waits on it.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from edge import bundle as bundles
-from edge.bundle import Bundle, BundleError
-from edge.fetch import FetchError, check_url, fetch
+from edge.bundle import BundleError
+from edge.checks import Loaded, Policy, Refused, check_version, verify
+from edge.fetch import FetchError, fetch
 from edge.model import Classifier
 from edge.modelstore import PENDING, Entry, ModelStore, Pointer, StoreError
+from edge.request import Request
 from edge.schema import ConfigError
-from edge.selftest import SelfTestResult, parse_selftest, run_selftest
 
 _LOGGER = logging.getLogger(__name__)
 
-MAX_ID_CHARS = 64
 QUEUE_REQUESTS = 2
 """Requests waiting beyond the one in progress; more are refused as busy."""
 ACTIVATE_EXTRA_S = 10.0
 """How long the worker may take to swap, beyond one window of audio."""
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
-
-
-class Refused(Exception):
-    """A request was refused; the message is the one-line reason."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Request:
-    """One install or rollback command, as parsed from the network."""
-
-    action: Literal["install", "rollback"]
-    id: str
-    payload: bytes | None = None
-    """The bundle itself (binary message, or ``bundle_b64``)."""
-    url: str | None = None
-    sha256: str | None = None
-    force: bool = False
-    received: float = field(default_factory=time.time)
-    problem: str | None = None
-    """Set when the request itself is malformed: it is answered as refused."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Loaded:
-    """A model that passed its checks and is loaded, ready to classify."""
-
-    bundle: Bundle
-    classifier: Classifier
-    sha256: str
-    """sha256 of the bundle file."""
-    origin: Literal["installed", "configured", "shipped"]
-    entry: Entry | None = None
-    """Its place in the state directory (None: the configured or shipped model)."""
-
-    def describe(self) -> dict[str, Any]:
-        """The model/state view of it."""
-        m = self.bundle.manifest
-        return {"name": m.name, "version": m.version, "sha256": self.sha256, "origin": self.origin}
-
-
-@dataclass(frozen=True, kw_only=True)
-class Policy:
-    """What a bundle must satisfy to run here (from ``model.*``)."""
-
-    keys: tuple[Ed25519PublicKey, ...] = ()
-    allow_unsigned: bool = False
-    require_selftest: bool = True
-    latency_budget_ms: float = 100.0
-    threads: int = 1
-    max_bytes: int = 16 * 1024 * 1024
-    url_timeout_s: float = 30.0
-    probation_s: float = 300.0
-    keep_versions: int = 3
-
-
-def parse_install(payload: bytes, received: float | None = None) -> Request:
-    """A ``model/install`` payload: the bundle bytes, or JSON ``{"url", "sha256", "id", "force"}``."""
-    now = received or time.time()
-    if not payload.lstrip().startswith(b"{"):
-        return Request(action="install", id=bundles.sha256(payload), payload=payload, received=now)
-    try:
-        data = json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-        return Request(action="install", id="?", received=now, problem=f"install: not valid JSON: {exc}")
-    try:
-        return _json_install(data, now)
-    except ValueError as exc:
-        rid = data.get("id") if isinstance(data, dict) else None
-        rid = rid if isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS else "?"
-        return Request(action="install", id=rid, received=now, problem=f"install: {exc}")
-
-
-def _json_install(data: Any, now: float) -> Request:
-    if not isinstance(data, dict):
-        raise ValueError("expected a JSON object")
-    unknown = sorted(set(data) - {"id", "url", "sha256", "force", "bundle_b64"})
-    if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)}")
-    rid, url, sha, force = data.get("id"), data.get("url"), data.get("sha256"), data.get("force", False)
-    if not isinstance(rid, str) or not 0 < len(rid) <= MAX_ID_CHARS:
-        raise ValueError(f"id: expected a string of 1..{MAX_ID_CHARS} characters")
-    if not isinstance(force, bool):
-        raise ValueError("force: expected true or false")
-    if "bundle_b64" in data:
-        if url is not None:
-            raise ValueError("give url or bundle_b64, not both")
-        try:
-            raw = base64.b64decode(str(data["bundle_b64"]), validate=True)
-        except binascii.Error:
-            raise ValueError("bundle_b64: not base64") from None
-        return Request(action="install", id=rid, payload=raw, sha256=sha, force=force, received=now)
-    if not isinstance(url, str):
-        raise ValueError("url: expected a string (or give bundle_b64)")
-    if not isinstance(sha, str) or not _SHA256.match(sha):
-        raise ValueError("sha256: expected 64 lowercase hex digits")
-    try:
-        check_url(url)
-    except FetchError as exc:
-        raise ValueError(str(exc)) from None
-    return Request(action="install", id=rid, url=url, sha256=sha, force=force, received=now)
-
-
-def parse_rollback(payload: bytes) -> Request:
-    """A ``model/rollback`` payload: empty, or JSON ``{"id": ...}``."""
-    if not payload.strip():
-        return Request(action="rollback", id=f"rollback-{int(time.time())}")
-    try:
-        data = json.loads(payload.decode("utf-8"), parse_constant=_no_constant)
-        rid = data.get("id") if isinstance(data, dict) else None
-        if not isinstance(rid, str) or not 0 < len(rid) <= MAX_ID_CHARS or set(data) - {"id"}:
-            raise ValueError(f'expected {{"id": "<1..{MAX_ID_CHARS} characters>"}}')
-    except (UnicodeDecodeError, json.JSONDecodeError, ValueError) as exc:
-        return Request(action="rollback", id="?", problem=f"rollback: {exc}")
-    return Request(action="rollback", id=rid)
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
-def verify(raw: bytes, name: str, policy: Policy, *, budget_ms: float | None) -> tuple[Bundle, Classifier, str]:
-    """Signature, full validation, interpreter, smoke test; the loaded model and a note on the smoke test.
-
-    ``budget_ms`` None skips the latency check (at start-up the device is busy booting).
-    """
-    found = bundles.members(raw, name)
-    check_signature(found, name, policy)
-    b = bundles.bundle_of(found, name)
-    classifier = Classifier(b, threads=policy.threads)
-    if b.selftest is None and policy.require_selftest:
-        raise BundleError(f"{name}: no self-test in the bundle (selftest.npz); it cannot be smoke-tested")
-    test = None if b.selftest is None else parse_selftest(b.selftest, b.manifest, name)
-    result = run_selftest(classifier, test, float("inf") if budget_ms is None else budget_ms)
-    return b, classifier, _smoke_note(result, test is not None)
-
-
-def _smoke_note(result: SelfTestResult, stored: bool) -> str:
-    match = f", scores within {result.max_diff_steps:g} steps" if stored else ", no stored scores"
-    return f"smoke test {result.latency_ms:.1f} ms{match}"
-
-
-def check_signature(found: dict[str, bytes], name: str, policy: Policy) -> None:
-    """The manifest must be signed by one of the keys (unsigned only when allowed)."""
-    signature = found.get(bundles.SIGNATURE)
-    if signature is None:
-        if policy.allow_unsigned:
-            return
-        why = "no public key is configured (model.public_key)" if not policy.keys else "a public key is configured"
-        raise BundleError(f"{name}: unsigned, and {why}; model.allow_unsigned is false")
-    if not policy.keys:
-        if policy.allow_unsigned:
-            return
-        raise BundleError(f"{name}: signed, but no public key is configured to check it (model.public_key)")
-    for key in policy.keys:
-        try:
-            key.verify(signature, found[bundles.MANIFEST])
-            return
-        except InvalidSignature:
-            continue
-    raise BundleError(f"{name}: bad signature (not signed by a configured key)")
-
-
-def semver_key(version: str) -> tuple[Any, ...]:
-    """A sort key that orders semantic versions (pre-releases before their release)."""
-    m = _SEMVER.match(version)
-    if m is None:
-        return (0, 0, 0, 0, ())
-    major, minor, patch, pre = m.groups()
-    if pre is None:
-        return (int(major), int(minor), int(patch), 1, ())
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
-    return (int(major), int(minor), int(patch), 0, parts)
-
-
-def check_version(new: Bundle, running: Loaded | None, force: bool) -> None:
-    """Older versions, and the same version with other contents, need ``force``."""
-    if running is None or force:
-        return
-    old, version = running.bundle.manifest.version, new.manifest.version
-    if semver_key(version) < semver_key(old):
-        raise Refused(f"version {version} is older than the active {old} (send force to install it anyway)")
-    if semver_key(version) == semver_key(old):
-        raise Refused(f"version {version} is already active with other contents; bump the version (or force)")
 
 
 class Host(Protocol):
-    """What the updater needs from the daemon (edge.service.Service)."""
+    """What the updater needs from the daemon (edge.slot.ModelSlot)."""
 
     def running(self) -> Loaded | None: ...
     def check_fits(self, classifier: Classifier) -> None: ...

@@ -22,8 +22,8 @@ from support.models import tone_bundle
 from support.ota import keypair, signed_copy
 
 from edge import bundle
+from edge.checks import Policy, verify
 from edge.modelstore import STAGING, ModelStore
-from edge.update import Policy, verify
 
 pytestmark = pytest.mark.integration
 TRIALS = 24

@@ -17,13 +17,14 @@ from support.ota import BundleServer, members, rezip
 
 from edge import bundle, selftest
 from edge.bundle import BundleError, read_bundle
+from edge.checks import semver_key
 from edge.events import EventDetector, EventParams
 from edge.features import FeatureParams
 from edge.fetch import FetchError, fetch
 from edge.model import Classifier
 from edge.modelstore import ModelStore, Pointer, StoreError
 from edge.pipeline import Pipeline, Swap
-from edge.update import parse_install, parse_rollback, semver_key
+from edge.request import parse_install, parse_rollback
 
 RATE = 16000
 

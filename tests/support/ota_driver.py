@@ -15,9 +15,11 @@ from pathlib import Path
 
 from edge import bundle
 from edge.bundle import load_public_key
+from edge.checks import Loaded, Policy
 from edge.model import Classifier
 from edge.modelstore import ModelStore
-from edge.update import Loaded, Policy, Request, Updater
+from edge.request import Request
+from edge.update import Updater
 
 
 class Host:
