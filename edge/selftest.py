@@ -93,6 +93,17 @@ def make_selftest(source: Bundle | Classifier | str | os.PathLike[str], samples:
     return _npz({"samples.npy": pcm, "scores.npy": scores})
 
 
+def selftest_for(manifest: Manifest, model: bytes, samples: npt.ArrayLike) -> bytes:
+    """``selftest.npz`` bytes for a bundle not written yet: pass them to ``write_bundle(..., selftest=...)``.
+
+    This is what training calls: one clip (or one window) of mono audio in -1..1 at
+    ``manifest.features.sample_rate``, ideally one the model classifies confidently; its last
+    window is stored with the scores this model gives for it.
+    """
+    b = Bundle(manifest, model, manifest.to_json(), None, f"{manifest.name} {manifest.version}")
+    return make_selftest(b, samples)
+
+
 def add_selftest(
     path: str | os.PathLike[str], samples: npt.ArrayLike, private_key: Ed25519PrivateKey | None = None
 ) -> None:

@@ -270,3 +270,25 @@ def test_fetch_follows_no_redirect_off_http() -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_documented_model_state_matches_the_code(bundles: dict[str, Path], tmp_path: Path) -> None:
+    import re
+
+    from edge.active import state_document
+    from edge.checks import Loaded
+    from edge.payloads import Payloads
+
+    text = (Path(__file__).parents[1] / "docs" / "ota.md").read_text()
+    block = re.search(r"<!-- payload: model_state -->\s*```json\n(.*?)```", text, flags=re.S)
+    assert block is not None
+    documented = json.loads(block.group(1))
+    b = read_bundle(bundles["a"])
+    model = Loaded(bundle=b, classifier=Classifier(b), sha256="0" * 64, origin="installed")
+    doc = state_document(model, ModelStore(tmp_path), None, None, None, "configured", ("house",))
+    published = json.loads(Payloads("0.1.0").model_state(doc))
+    assert set(documented) == set(published)
+    assert set(documented["active"]) == set(model.describe())
+    assert set(documented["last"]) == {"id", "action", "received", "result", "reason", "finished"} | set(
+        model.describe()
+    )

@@ -18,7 +18,7 @@ import numpy as np
 from edge import scales
 from edge.bundle import Manifest, OutputSpec, sha256, write_bundle
 from edge.features import FeatureParams, InputSpec, normalise
-from edge.selftest import add_selftest
+from edge.selftest import selftest_for
 
 
 def _band_of(params: FeatureParams, hz: float) -> int:
@@ -100,8 +100,9 @@ def tone_bundle(
         model_sha256=sha256(tflite),
         provenance={"source": "tests/support/models.py"},
     )
-    write_bundle(path, manifest, tflite)
-    if selftest:
+    test = None
+    if selftest:  # the way training stores one
         t = np.arange(params.sample_rate) / params.sample_rate
-        add_selftest(path, 0.3 * np.sin(2 * np.pi * tones_hz[0] * t))
+        test = selftest_for(manifest, tflite, 0.3 * np.sin(2 * np.pi * tones_hz[0] * t))
+    write_bundle(path, manifest, tflite, selftest=test)
     return path
