@@ -137,8 +137,11 @@ def bundle_of(found: dict[str, bytes], name: str, public_key: Ed25519PublicKey |
     return Bundle(manifest, model, manifest_bytes, signature, name, selftest)
 
 
-def members(raw: bytes, name: str) -> dict[str, bytes]:
-    """The members of a bundle's zip, after the checks that need no manifest (paths, names, sizes)."""
+def members(raw: bytes, name: str, max_total: int | None = None) -> dict[str, bytes]:
+    """The members of a bundle's zip, after the checks that need no manifest (paths, names, sizes).
+
+    ``max_total``: refuse more uncompressed bytes than this in all (a zip bomb from the network).
+    """
     try:
         zf = zipfile.ZipFile(io.BytesIO(raw))
     except zipfile.BadZipFile:
@@ -161,6 +164,9 @@ def members(raw: bytes, name: str) -> dict[str, bytes]:
         for info in infos:
             if info.file_size > MAX_MEMBER_BYTES:
                 raise BundleError(f"{name}: {info.filename} is too large ({info.file_size} bytes)")
+        total = sum(i.file_size for i in infos)
+        if max_total is not None and total > max_total:
+            raise BundleError(f"{name}: {total} bytes uncompressed, over the {max_total} byte limit")
         try:
             return {n: zf.read(n) for n in names}
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:

@@ -20,6 +20,8 @@ from edge.model import Classifier
 from edge.modelstore import Entry
 from edge.selftest import SelfTestResult, parse_selftest, run_selftest
 
+UNZIP_FACTOR = 4
+"""A bundle may hold at most this many times ``max_bytes`` uncompressed (models barely compress)."""
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 
 
@@ -65,7 +67,7 @@ def verify(raw: bytes, name: str, policy: Policy, *, budget_ms: float | None) ->
 
     ``budget_ms`` None skips the latency check (at start-up the device is busy booting).
     """
-    found = bundles.members(raw, name)
+    found = bundles.members(raw, name, max_total=UNZIP_FACTOR * policy.max_bytes)
     check_signature(found, name, policy)
     b = bundles.bundle_of(found, name)
     classifier = Classifier(b, threads=policy.threads)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
+import re
+import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -12,17 +16,21 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from support.models import tone_bundle
 from support.ota import BundleServer, members, rezip
 
 from edge import bundle, selftest
+from edge.active import state_document
 from edge.bundle import BundleError, read_bundle
-from edge.checks import semver_key
+from edge.checks import Loaded, Policy, semver_key, verify
 from edge.events import EventDetector, EventParams
 from edge.features import FeatureParams
 from edge.fetch import FetchError, fetch
 from edge.model import Classifier
 from edge.modelstore import ModelStore, Pointer, StoreError
+from edge.payloads import Payloads
 from edge.pipeline import Pipeline, Swap
 from edge.request import parse_install, parse_rollback
 
@@ -221,8 +229,6 @@ def test_selftest_round_trip_and_what_it_catches(bundles: dict[str, Path], tmp_p
 
 def test_selftest_file_is_checked(bundles: dict[str, Path]) -> None:
     m = read_bundle(bundles["a"]).manifest
-    import io
-
     buf = io.BytesIO()
     np.savez(buf, samples=np.zeros(10, np.int16), scores=np.zeros(3, np.float32))
     with pytest.raises(BundleError, match="one window"):
@@ -273,12 +279,6 @@ def test_fetch_follows_no_redirect_off_http() -> None:
 
 
 def test_documented_model_state_matches_the_code(bundles: dict[str, Path], tmp_path: Path) -> None:
-    import re
-
-    from edge.active import state_document
-    from edge.checks import Loaded
-    from edge.payloads import Payloads
-
     text = (Path(__file__).parents[1] / "docs" / "ota.md").read_text()
     block = re.search(r"<!-- payload: model_state -->\s*```json\n(.*?)```", text, flags=re.S)
     assert block is not None
@@ -292,3 +292,23 @@ def test_documented_model_state_matches_the_code(bundles: dict[str, Path], tmp_p
     assert set(documented["last"]) == {"id", "action", "received", "result", "reason", "finished"} | set(
         model.describe()
     )
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(bundles: dict[str, Path]) -> None:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in (members(bundles["a"]) | {"selftest.npz": b"\0" * 20_000_000}).items():
+            zf.writestr(name, data)
+    bomb = out.getvalue()
+    assert len(bomb) < 100_000
+    with pytest.raises(BundleError, match="uncompressed, over the 4000000 byte limit"):
+        verify(bomb, "bomb", Policy(allow_unsigned=True, max_bytes=1_000_000), budget_ms=None)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=st.binary(max_size=300) | st.text(max_size=200).map(str.encode))
+def test_fuzz_model_commands_never_raise(payload: bytes) -> None:
+    for request in (parse_install(payload), parse_rollback(payload), parse_install(b"{" + payload)):
+        assert request.problem is None or "\n" not in request.problem
+    with contextlib.suppress(BundleError):
+        verify(payload, "fuzz", Policy(allow_unsigned=True), budget_ms=None)
