@@ -187,7 +187,9 @@ class ModelSlot:
         """A ``model/install`` or ``model/rollback`` message (paho's thread): parse and queue, never block."""
         if command == "install" and not payload:
             return  # an empty message is how a retained command is cleared, not a request
-        if command == "install" and len(payload) > self.policy.max_bytes:
+        # JSON may carry the bundle in base64 (4/3 as large); the bundle itself is measured again later
+        limit = 2 * self.policy.max_bytes if payload[:1] == b"{" else self.policy.max_bytes
+        if command == "install" and len(payload) > limit:
             too_large = f"bundle too large: {len(payload)} bytes, over the {self.policy.max_bytes} byte limit"
             request = Request(action="install", id=bundles.sha256(payload), problem=too_large)
         else:
