@@ -32,6 +32,7 @@ from support.ota import (
 )
 
 from edge import bundle
+from edge.cli import main as cli_main
 from edge.modelstore import ModelStore, Pointer
 
 pytestmark = pytest.mark.integration
@@ -274,6 +275,9 @@ def test_every_refusal_leaves_the_old_model_classifying(
         good = _url("u-good", server.url("v2"), bundle.sha256(models["v2"].read_bytes()))
         _install(mosquitto, device, good)
         assert answer(sub, device, "u-good")["last"]["result"] == "installed", "the URL path works too"
+        older = ["model", "push", str(models["old"]), "--broker", f"{mosquitto.host}:{mosquitto.port}"]
+        assert cli_main([*older, "--device", device, "--timeout", "20"]) == 1, "older: refused"
+        assert cli_main([*older, "--device", device, "--timeout", "20", "--force"]) == 0, "unless forced"
         assert daemon.terminate(15) == 0
     assert "Traceback" not in daemon.stderr
 
