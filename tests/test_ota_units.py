@@ -22,7 +22,7 @@ from support.models import tone_bundle
 from support.ota import BundleServer, members, rezip
 
 from edge import bundle, selftest
-from edge.active import state_document
+from edge.active import SLOW_LIMIT, Probation, choose_startup, state_document
 from edge.bundle import BundleError, read_bundle
 from edge.checks import Loaded, Policy, semver_key, verify
 from edge.events import EventDetector, EventParams
@@ -33,6 +33,7 @@ from edge.modelstore import ModelStore, Pointer, StoreError
 from edge.payloads import Payloads
 from edge.pipeline import Pipeline, Swap
 from edge.request import parse_install, parse_rollback
+from edge.update import Updater
 
 RATE = 16000
 
@@ -312,3 +313,36 @@ def test_fuzz_model_commands_never_raise(payload: bytes) -> None:
         assert request.problem is None or "\n" not in request.problem
     with contextlib.suppress(BundleError):
         verify(payload, "fuzz", Policy(allow_unsigned=True), budget_ms=None)
+
+
+def test_probation_fails_on_nan_and_on_slowness(bundles: dict[str, Path]) -> None:
+    b = read_bundle(bundles["a"])
+    fallback = Loaded(bundle=b, classifier=Classifier(b), sha256="0" * 64, origin="configured")
+    nan = Probation(fallback, 60, budget_ms=10)
+    nan.observe(np.array([0.1, np.nan], np.float32), 0.001)
+    assert nan.failure == "non-finite scores" and not nan.expired()
+    slow = Probation(fallback, 60, budget_ms=10)
+    for _ in range(SLOW_LIMIT - 1):
+        slow.observe(np.zeros(2, np.float32), 0.050)  # 5x the budget
+    assert slow.failure is None
+    slow.observe(np.zeros(2, np.float32), 0.050)
+    assert slow.failure is not None and "over 40 ms" in slow.failure
+    assert Probation(fallback, 0, budget_ms=10).expired()
+
+
+def test_start_up_falls_back_to_the_previous_version(bundles: dict[str, Path], tmp_path: Path) -> None:
+    store = ModelStore(tmp_path)
+    entries = []
+    for name in ("a", "b"):
+        raw = bundles[name].read_bytes()
+        entries.append(store.put(raw, read_bundle(bundles[name]).manifest, bundle.sha256(raw)))
+    store.switch(Pointer(active=entries[1], previous=entries[0]))
+    store.path_of(entries[1]).write_bytes(b"rotten")
+    updater = Updater(store, Policy(allow_unsigned=True), host=None)  # type: ignore[arg-type]
+
+    def configured() -> Loaded:
+        raise AssertionError("the previous installed version comes first")
+
+    model, problem = choose_startup(store, updater.load_entry, configured)
+    assert model is not None and model.bundle.manifest.version == "0.1.0" and model.origin == "installed"
+    assert problem is not None and "installed tones 0.2.0" in problem and "sha256 changed on disk" in problem
