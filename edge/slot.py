@@ -225,8 +225,11 @@ class ModelSlot:
             old = self.model
             self.model, self.detector, self.problem = model, detector, None
             seconds = self.config.model.probation_s
-            keep = switch.probation and old is not None and seconds > 0
-            self.probation = Probation(old, seconds, self.policy.latency_budget_ms) if keep and old else None
+            self.probation = None
+            if switch.probation and old is not None and seconds > 0:
+                self.probation = Probation(old, seconds, self.policy.latency_budget_ms)
+            elif switch.probation:  # nothing to fall back to: trust it now (clears the pointer's trial mark)
+                self.updater.probation_passed(model.sha256)
             self.swaps += 1
             self._pub().set_model(self.device_info())
             _LOGGER.info("models: switched to %s", self.name())

@@ -311,3 +311,4 @@ def test_no_valid_model_keeps_running_and_takes_the_next_good_bundle(
         sub.wait_for(lambda m: m.topic.endswith("/scores") and b'"0.2.0"' in m.payload, 10, "scores from 0.2.0")
         assert daemon.terminate(15) == 0
     assert "Traceback" not in daemon.stderr
+    assert not store.pointer().trial, "nothing to fall back to: trusted at once, so a restart keeps it"
