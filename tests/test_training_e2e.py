@@ -61,6 +61,11 @@ def test_end_to_end_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert {"int8_clip_accuracy", "float_clip_accuracy", "top1_agreement", "params", "macs"} <= set(m.metrics)
     assert m.provenance["training_config"] == cfg.read_text()
     assert "ASSIGN_VARIABLE" not in export.op_names(b.model)
+    from edge.selftest import parse_selftest, run_selftest
+
+    assert b.selftest is not None and m.selftest_sha256 is not None  # what a device checks before an OTA switch
+    check = run_selftest(Classifier(b), parse_selftest(b.selftest, m, str(b.path)), budget_ms=1000.0)
+    assert check.max_diff_steps == 0.0  # same runtime, same model: the stored scores exactly
     clf = Classifier(b)  # the exported model has the class head only: 4 outputs, the background one dropped
     assert clf.invoke(features.to_input(np.full((96, 64), -30.0, np.float32), m.features, m.input)).shape == (4,)
     assert clf.scores(np.full((96, 64), -30.0, np.float32)).shape == (3,)

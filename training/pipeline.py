@@ -88,7 +88,8 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
         if heldout is not None:
             full["heldout_background"] = heldout
     _write_reports(loaded, prepared, full, scores)
-    _write_bundle(loaded, prepared, full, int8_bytes)
+    confident = val[int(np.argmax(val_scores.max(axis=1)))] if val else test[0]
+    _write_bundle(loaded, prepared, full, int8_bytes, prepared.clips[confident].path)
     return full
 
 
@@ -197,7 +198,14 @@ def bundle_path(loaded: LoadedConfig) -> Path:
     return loaded.path(b.path) if b.path else loaded.output / f"{b.name}.auricle"
 
 
-def _write_bundle(loaded: LoadedConfig, prepared: Prepared, full: dict[str, Any], int8_bytes: bytes) -> Path:
+def _write_bundle(
+    loaded: LoadedConfig, prepared: Prepared, full: dict[str, Any], int8_bytes: bytes, selftest_clip: Path
+) -> Path:
+    """The bundle, with a self-test (the last window of ``selftest_clip``, a validation clip the model is
+    sure of, and the scores it gives) that devices check before taking the bundle over the air."""
+    from edge.selftest import selftest_for
+    from training.data import read_audio
+
     cfg = loaded.config
     metrics = {k: v for k, v in full["headline"].items() if k not in ("hop_frames",)}
     metrics |= {k: full[k] for k in ("per_label", "calibration", "heldout_background") if k in full}
@@ -208,5 +216,7 @@ def _write_bundle(loaded: LoadedConfig, prepared: Prepared, full: dict[str, Any]
     key = load_private_key(loaded.path(cfg.bundle.signing_key)) if cfg.bundle.signing_key else None
     path = bundle_path(loaded)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bundle(path, manifest, int8_bytes, private_key=key)
+    samples = read_audio(selftest_clip, cfg.features.sample_rate)
+    test = selftest_for(manifest, int8_bytes, samples)
+    write_bundle(path, manifest, int8_bytes, private_key=key, selftest=test)
     return path
