@@ -72,6 +72,9 @@ class Manifest:
     published as events, states or discovery entities (docs/bundle.md)."""
     thresholds: dict[str, float] = field(default_factory=dict)
     """Default per-label decision thresholds (0..1)."""
+    alert_labels: tuple[str, ...] = ()
+    """The few labels worth announcing by default (Home Assistant entities enabled); () = none named
+    (the key is left out of the JSON, so bundles without it are byte-identical to before)."""
     model_sha256: str
     selftest_sha256: str | None = None
     """sha256 of ``selftest.npz``; None = the bundle has no self-test (and the key is left out of the JSON)."""
@@ -88,6 +91,8 @@ class Manifest:
         data = to_data(self)
         if data["selftest_sha256"] is None:
             del data["selftest_sha256"]
+        if not data["alert_labels"]:
+            del data["alert_labels"]
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
@@ -214,6 +219,9 @@ def _check_consistency(m: Manifest, where: str) -> None:
         problems.append(f"background_labels: not among the labels: {', '.join(stray)}")
     if len(set(m.background_labels)) >= len(set(m.labels)):
         problems.append("background_labels: at least one label must raise events")
+    stray = sorted(set(m.alert_labels) - set(m.event_labels))
+    if stray:
+        problems.append(f"alert_labels: not among the event labels: {', '.join(stray)}")
     unknown = sorted(set(m.thresholds) - set(m.event_labels))
     if unknown:
         problems.append(f"thresholds: unknown label(s) {', '.join(unknown)}")

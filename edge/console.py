@@ -85,9 +85,9 @@ class HumanConsole(BaseSink):
     def publish_health(self, health: Mapping[str, Any]) -> None:
         self._line(time.time(), health_line(health))
 
-    def publish_status_reason(self, reason: str) -> None:
+    def publish_status_reason(self, reason: str | None) -> None:
         super().publish_status_reason(reason)
-        self._line(time.time(), f"problem: {reason}")
+        self._line(time.time(), "recovered: audio is flowing again" if reason is None else f"problem: {reason}")
 
     def close(self) -> None:
         self._line(time.time(), "stopped")

@@ -13,9 +13,10 @@ import dataclasses
 import difflib
 import json
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from edge.schema import ConfigError, build
 
@@ -40,12 +41,15 @@ class ControlChange:
     """New allow list (replaces the current one; empty = all labels)."""
     disabled: tuple[str, ...] | None = None
     """New deny list (replaces the current one)."""
+    listen: dict[str, bool] = field(default_factory=dict)
+    """Labels switched on (true) or off (false), applied after ``enabled``/``disabled``: off adds the
+    label to the deny list; on takes it off the deny list and adds it to a non-empty allow list."""
 
     def __post_init__(self) -> None:
         if self.id is not None and len(self.id) > MAX_ID_CHARS:
             raise ValueError(f"id: at most {MAX_ID_CHARS} characters")
-        if not self.thresholds and self.enabled is None and self.disabled is None:
-            raise ValueError("nothing to change: give thresholds, enabled or disabled")
+        if not self.thresholds and self.enabled is None and self.disabled is None and not self.listen:
+            raise ValueError("nothing to change: give thresholds, enabled, disabled or listen")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -107,6 +111,7 @@ def check_labels(change: ControlChange, labels: Sequence[str], source: str) -> N
         ("thresholds", tuple(change.thresholds)),
         ("enabled", change.enabled or ()),
         ("disabled", change.disabled or ()),
+        ("listen", tuple(change.listen)),
     ):
         for name in names:
             if name not in labels:
@@ -128,7 +133,7 @@ def handle_control(payload: bytes, detector: Controllable) -> ControlResult:
         detector.apply(change)
     except ConfigError as exc:
         _LOGGER.warning("control request refused: %s", exc)
-        return _result(detector, ok=False, error=str(exc), request_id=_request_id(payload))
+        return _result(detector, ok=False, error=str(exc), request_id=request_id(payload))
     _LOGGER.info("control request applied: %s", change)
     return _result(detector, ok=True, error=None, request_id=change.id)
 
@@ -139,7 +144,7 @@ def _result(detector: Controllable, *, ok: bool, error: str | None, request_id: 
     )
 
 
-def _request_id(payload: bytes) -> str | None:
+def request_id(payload: bytes) -> str | None:
     """Best-effort id of a refused request, so the sender can match the error."""
     if len(payload) > MAX_CONTROL_BYTES:
         return None
@@ -149,6 +154,37 @@ def _request_id(payload: bytes) -> str | None:
         return None
     found = data.get("id") if isinstance(data, Mapping) else None
     return found if isinstance(found, str) and len(found) <= MAX_ID_CHARS else None
+
+
+def entity_command(kind: EntityKind, label: str, payload: bytes) -> bytes:
+    """A Home Assistant ``number`` or ``switch`` command as the ``set`` request it stands for.
+
+    ``threshold``: the payload is the number (``0.6``); ``listen``: ``ON`` or ``OFF``.  Anything
+    else is passed on as a string, so :func:`parse_control` refuses it with the usual one line.
+    """
+    text = payload[:MAX_CONTROL_BYTES].decode("utf-8", errors="replace").strip()
+    value: Any = text
+    if kind == "listen" and text in _SWITCH:
+        value = _SWITCH[text]
+    elif kind == "threshold":
+        value = _number(text)
+    key = "thresholds" if kind == "threshold" else "listen"
+    request = {"id": f"{kind}/{label}"[:MAX_ID_CHARS], key: {label: value}}
+    return json.dumps(request, allow_nan=False).encode()
+
+
+EntityKind = Literal["threshold", "listen"]
+_SWITCH = {"ON": True, "OFF": False}
+
+
+def _number(text: str) -> Any:
+    """``text`` as a finite JSON number, or ``text`` itself."""
+    try:
+        value = json.loads(text, parse_constant=lambda _name: None)
+    except ValueError:
+        return text
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return value if is_number else text
 
 
 def result_data(result: ControlResult) -> dict[str, Any]:

@@ -173,8 +173,19 @@ class EventDetector:
             self._thr[self._labels.index(name)] = value
         self._allow = self._allow if change.enabled is None else change.enabled
         self._deny = self._deny if change.disabled is None else change.disabled
+        for name, on in change.listen.items():
+            self._listen(name, on)
         allowed = set(self._allow or self._labels) - set(self._deny)
         self._enabled[:] = [name in allowed for name in self._labels]
+
+    def _listen(self, name: str, on: bool) -> None:
+        # never shrink the allow list to nothing: an empty allow list means every label
+        if not on:
+            self._deny = self._deny if name in self._deny else (*self._deny, name)
+            return
+        self._deny = tuple(x for x in self._deny if x != name)
+        if self._allow and name not in self._allow:
+            self._allow = (*self._allow, name)
 
     def _push(self, scores: npt.NDArray[np.floating], t: float) -> None:
         self._hist[self._row] = scores

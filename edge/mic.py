@@ -5,7 +5,7 @@ The callback only copies the block and its arrival time into a bounded queue
 thread, which also watches the stream from outside: PortAudio does not raise
 callback errors, so a device that errors or goes silent (unplugged) is noticed
 by a stall timer and reopened with exponential backoff, and the reason is
-reported through ``on_status``.
+reported through ``on_status`` (``None`` once audio flows again).
 
 ``sounddevice`` is imported lazily: it scans devices once, at import.
 """
@@ -124,13 +124,15 @@ class _Stream:
 class MicSource:
     """Capture from a sounddevice input, resampled to ``rate_hz``, mixed to mono."""
 
-    def __init__(self, rate_hz: int, params: MicParams, on_status: Callable[[str], None] | None = None) -> None:
+    def __init__(self, rate_hz: int, params: MicParams, on_status: Callable[[str | None], None] | None = None) -> None:
         self.rate_hz = rate_hz
         self.live = True
         self._params = params
         self._on_status = on_status or (lambda _reason: None)
         self._dropped = 0
         self._reopens = 0
+        self._reported = False
+        """A problem was reported and audio has not flowed since."""
 
     def stats(self) -> dict[str, int]:
         return {"dropped_blocks": self._dropped, "reopens": self._reopens}
@@ -178,6 +180,8 @@ class MicSource:
                     return delivered
                 continue
             last, delivered = time.monotonic(), True
+            if self._reported:
+                self._recovered()
             samples = resampler.process(to_mono(data))
             if len(samples):
                 yield Block(samples, t_arrival)
@@ -185,6 +189,15 @@ class MicSource:
 
     def _report(self, reason: str) -> None:
         _LOGGER.warning("%s", reason)
+        self._reported = True
+        self._tell(reason)
+
+    def _recovered(self) -> None:
+        _LOGGER.info("microphone recovered: audio flows again")
+        self._reported = False
+        self._tell(None)
+
+    def _tell(self, reason: str | None) -> None:
         try:
             self._on_status(reason)
         except Exception:

@@ -8,6 +8,12 @@ Assistant's birth message the publisher sends ``online``, discovery and the
 retained states again, because a broker restart without persistence, or a
 freshly started Home Assistant, has none of them.
 
+Commands (``set``, Home Assistant's ``listen/<label>/set`` and
+``threshold/<label>/set``, ``model/*``) are subscribed with MQTT 5's
+"retain as published", so a retained command is recognised by its retain flag
+whether it was stored before the daemon connected or published while it was
+connected; it is refused, never carried out.
+
 The topic and payload contract is documented in docs/mqtt.md.
 """
 
@@ -21,14 +27,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from edge.console import HumanConsole
-from edge.control import ControlResult
-from edge.discovery import Discovery
+from edge.control import EntityKind, entity_command
+from edge.discovery import Discovery, hardware_model
 from edge.events import Event
 from edge.mqttconfig import MqttConfig, ScoresConfig, TlsConfig
-from edge.payloads import MODEL_COMMANDS, OFFLINE, DeviceInfo, Publisher, group_topic
+from edge.payloads import MODEL_COMMANDS, OFF, OFFLINE, ON, DeviceInfo, Publisher, group_topic
 from edge.sinks import BaseSink, ConsoleSink
 
 __all__ = [
@@ -46,6 +53,8 @@ _LOGGER = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 2.0
 """How long close() waits for the broker to take the final 'offline'."""
 _QUEUE_HEADROOM = 1000
+RETAINED_REFUSAL = "set: retained commands are refused; publish without retain (clear this one with an empty message)"
+_PROTOCOLS = {"mqttv5": MQTTProtocolVersion.MQTTv5, "mqttv311": MQTTProtocolVersion.MQTTv311}
 
 
 def make_publisher(config: MqttConfig, human: bool | None = None) -> Publisher:
@@ -72,16 +81,20 @@ class MqttPublisher(BaseSink):
         self._connected = False
         self._closing = False
         self._started = False
-        self._buffer: collections.deque[str] = collections.deque(maxlen=config.offline_buffer)
+        self._buffer: collections.deque[tuple[str, str]] = collections.deque(maxlen=config.offline_buffer)
         self._counts = collections.Counter[str]()
         self._discovery: Discovery | None = None
+        self._hw_version = hardware_model()
         self._removals: list[str] = []
         """Retained topics to clear (labels a new model lacks), kept until sent."""
+        self._controls_sent: dict[str, str] = {}
+        """Payload last sent per ``listen/*`` and ``threshold/*`` topic."""
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
         client_id = self.config.client_id or f"auricle-{self.device_id}"
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id)
+        protocol = _PROTOCOLS[self.config.protocol]
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
         client.reconnect_delay_set(self.config.reconnect_min_s, self.config.reconnect_max_s)
         client.max_queued_messages_set(self.config.offline_buffer + _QUEUE_HEADROOM)
         if self.config.username is not None:
@@ -97,26 +110,31 @@ class MqttPublisher(BaseSink):
         """Set the last will and start connecting in the background (returns at once)."""
         with self._lock:
             super().start(info)
-            self._discovery = Discovery(
-                info=info,
-                device_id=self.device_id,
-                topics=self.topics,
-                prefix=self.config.discovery_prefix,
-                qos=self.config.qos,
-            )
+            self._discovery = self._make_discovery()
             self._client.will_set(self.topics.status, OFFLINE, qos=self.config.qos, retain=True)
             self._started = True
         self._client.connect_async(self._host, self.config.port, keepalive=self.config.keepalive_s)
         self._client.loop_start()
         _LOGGER.info("MQTT: connecting to %s:%d as %s", self._host, self.config.port, self.topics.base)
 
+    def _make_discovery(self) -> Discovery:
+        return Discovery(
+            info=self._info,
+            device_id=self.device_id,
+            topics=self.topics,
+            prefix=self.config.discovery_prefix,
+            qos=self.config.qos,
+            suggested_area=self.config.suggested_area,
+            configuration_url=self.config.configuration_url,
+            hw_version=self._hw_version,
+        )
+
     def publish_event(self, event: Event) -> None:
         """Send now when connected, else keep it (bounded) for the next connection."""
-        payload = self._payloads.event(event)
         with self._lock:
-            if self._connected and self._send(self.topics.event, payload, False):
-                return
-            self._keep(payload)
+            for topic, payload in self._event_messages(event):
+                if not (self._connected and self._send(topic, payload, False)):
+                    self._keep(topic, payload)
 
     def close(self) -> None:
         """Publish 'offline', disconnect and stop paho's thread; bounded by CLOSE_TIMEOUT_S."""
@@ -138,10 +156,10 @@ class MqttPublisher(BaseSink):
         """True between CONNACK and the next disconnect."""
         return self._connected
 
-    def _keep(self, payload: str) -> None:
+    def _keep(self, topic: str, payload: str) -> None:
         if len(self._buffer) == self._buffer.maxlen:
             self._counts["dropped_offline"] += 1
-        self._buffer.append(payload)
+        self._buffer.append((topic, payload))
 
     def _send(self, topic: str, payload: str, retain: bool) -> bool:
         info = self._client.publish(topic, payload, qos=self.config.qos, retain=retain)
@@ -173,22 +191,31 @@ class MqttPublisher(BaseSink):
         if reason.is_failure:
             _LOGGER.warning("MQTT: broker refused the connection: %s", reason)
             return
-        client.subscribe(self.topics.set, qos=1)
+        self._subscribe(client, [self.topics.set, *self._entity_filters(), *self._model_topics()])
         client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
-        for topic in self._model_topics():
-            client.subscribe(topic, qos=1)
         with self._lock:
             self._connected = True
             self._counts["connects"] += 1
             self._go_online()
             self._announce()
-            if self._reason is not None:
-                self._send(self.topics.reason, self._reason, self.config.retain)
+            self._send_controls(force=True)
+            self._send(self.topics.reason, self._reason or self._payloads.reason(None), self.config.retain)
             if self._model_state is not None:
                 self._send(self.topics.model("state"), self._model_state, True)
             self._send_removals()
             self._flush()
         _LOGGER.info("MQTT: connected to %s:%d", self._host, self.config.port)
+
+    def _subscribe(self, client: mqtt.Client, commands: Sequence[str]) -> None:
+        """Command topics; with MQTT 5 the broker keeps the retain flag of what it forwards."""
+        if self.config.protocol == "mqttv5":
+            options = SubscribeOptions(qos=1, retainAsPublished=True)
+            client.subscribe([(topic, options) for topic in commands])
+        else:
+            client.subscribe([(topic, 1) for topic in commands])
+
+    def _entity_filters(self) -> list[str]:
+        return [f"{self.topics.listen('+')}/set", f"{self.topics.threshold('+')}/set"]
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         with self._lock:
@@ -205,67 +232,103 @@ class MqttPublisher(BaseSink):
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
-            command = self._model_topics().get(msg.topic)
-            if command is not None:
-                self.handle_model_command(command, bytes(msg.payload), bool(msg.retain))
-            elif msg.topic == self.topics.set:
-                self._on_set(msg)
-            elif msg.topic == f"{self.config.discovery_prefix}/status" and msg.payload == b"online":
-                _LOGGER.info("MQTT: Home Assistant came online; republishing discovery and states")
-                with self._lock:
-                    self._announce()
-                    for topic, payload in self._state_messages():
-                        self._send(topic, payload, self.config.retain)
+            self._route(msg.topic, bytes(msg.payload), bool(msg.retain))
         except Exception:  # paho would let this kill its thread: log and keep serving
             _LOGGER.exception("MQTT: error handling a message on %r", msg.topic)
 
-    def _on_set(self, msg: mqtt.MQTTMessage) -> None:
-        if msg.retain:
-            # a retained command would be replayed on every reconnect: refuse it once, visibly
-            self._emit(self.topics.set_result, self._retained_refusal(), False, True)
-            return
-        self.handle_control(bytes(msg.payload))
+    def _route(self, topic: str, payload: bytes, retained: bool) -> None:
+        command = self._model_topics().get(topic)
+        if command is not None:
+            self.handle_model_command(command, payload, retained)
+        elif topic == self.topics.set:
+            self._on_command(payload, retained, None)
+        elif topic == f"{self.config.discovery_prefix}/status":
+            if payload == b"online":
+                self._on_birth()
+        else:
+            self._on_entity_command(topic, payload, retained)
 
-    def _retained_refusal(self) -> str:
-        result = ControlResult(ok=False, error="set: retained commands are ignored; publish without retain")
-        return self._payloads.set_result(result)
+    def _on_birth(self) -> None:
+        _LOGGER.info("MQTT: Home Assistant came online; republishing discovery and states")
+        with self._lock:
+            self._announce()
+            for topic, payload in self._state_messages():
+                self._send(topic, payload, self.config.retain)
+            self._send_controls(force=True)
+
+    def _on_entity_command(self, topic: str, payload: bytes, retained: bool) -> None:
+        """``listen/<label>/set`` (``ON``/``OFF``) or ``threshold/<label>/set`` (a number), from Home Assistant."""
+        with self._lock:
+            by_slug = {slug: label for label, slug in self._slugs.items()}
+        kinds: dict[str, EntityKind] = {"listen": "listen", "threshold": "threshold"}
+        level = topic.removeprefix(self.topics.base + "/").split("/")
+        label = by_slug.get(level[1]) if len(level) == 3 and level[0] in kinds else None
+        if label is None:
+            _LOGGER.warning("MQTT: command for no label of this model on %r", topic)
+            return
+        self._on_command(payload, retained, (kinds[level[0]], label))
+
+    def _on_command(self, payload: bytes, retained: bool, entity: tuple[EntityKind, str] | None) -> None:
+        """One ``set`` request (raw, or from an entity): carried out unless retained; empty = a clearing."""
+        if not payload:
+            return  # an empty message is how a retained command is cleared, not a request
+        request = payload if entity is None else entity_command(entity[0], entity[1], payload)
+        if retained:  # it would be carried out again on every reconnect
+            _LOGGER.warning("MQTT: retained command refused: %r", payload[:200])
+            refusal = self.in_force(RETAINED_REFUSAL, request)
+            self._emit(self.topics.set_result, self._payloads.set_result(refusal), False, True)
+            result = refusal
+        else:
+            result = self.handle_control(request)
+        if entity is not None and not result.ok:
+            with self._lock:
+                self._send_controls(force=True, only=entity[1])  # Home Assistant shows the value in force
 
     def _announce(self) -> None:
         if self._discovery is None:
             return
-        messages = self._discovery.messages(self._enabled) if self.config.discovery else []
+        messages = self._discovery.messages() if self.config.discovery else []
         for topic, payload in messages:
             self._send(topic, payload, True)
 
-    def _labels_changed(self, gone: Sequence[str]) -> None:
+    def _controls_changed(self) -> None:
         with self._lock:
-            if not self._connected:
-                return  # the next connect announces the new set
-            for label in gone:
-                self._send(self.topics.state(self._slugs[label]), "", True)
-            self._announce()
+            self._send_controls(force=False)
+
+    def _send_controls(self, *, force: bool, only: str | None = None) -> None:
+        """Retained ``listen/*`` and ``threshold/*``: the changed ones, or all (or ``only``'s) when forced."""
+        if not self._connected:
+            return  # the next connect sends them all
+        enabled = set(self._enabled)
+        for label, slug in self._slugs.items():
+            if only is not None and label != only:
+                continue
+            messages = [(self.topics.listen(slug), ON if label in enabled else OFF)]
+            if label in self._thresholds:
+                messages.append((self.topics.threshold(slug), format(round(self._thresholds[label], 6), "g")))
+            for topic, payload in messages:
+                if (force or self._controls_sent.get(topic) != payload) and self._send(topic, payload, True):
+                    self._controls_sent[topic] = payload
 
     def _model_changed(self, old: DeviceInfo, gone: Mapping[str, str]) -> None:
-        """A new model: clear the retained states and entities of labels it lacks, announce the rest."""
+        """A new model: clear the retained topics and entities of labels it lacks, announce the rest."""
         with self._lock:
             old_discovery = self._discovery
-            self._discovery = Discovery(
-                info=self._info,
-                device_id=self.device_id,
-                topics=self.topics,
-                prefix=self.config.discovery_prefix,
-                qos=self.config.qos,
-            )
+            self._discovery = self._make_discovery()
             for label, slug in gone.items():
-                self._removals.append(self.topics.state(slug))
+                topics = [self.topics.state(slug), self.topics.listen(slug), self.topics.threshold(slug)]
+                self._removals += topics
+                for topic in topics:
+                    self._controls_sent.pop(topic, None)
                 if old_discovery is not None and self.config.discovery:
-                    self._removals.append(old_discovery.removal(label))
+                    self._removals += old_discovery.removals(label)
             if not self._connected:
                 return  # the next connect sends the removals and announces the new set
             self._send_removals()
             self._announce()
             for topic, payload in self._state_messages():
                 self._send(topic, payload, self.config.retain)
+            self._send_controls(force=True)
         del old
 
     def _send_removals(self) -> None:
@@ -274,7 +337,7 @@ class MqttPublisher(BaseSink):
 
     def _flush(self) -> None:
         while self._buffer:
-            if not self._send(self.topics.event, self._buffer[0], False):
+            if not self._send(*self._buffer[0], False):
                 return
             self._buffer.popleft()
 

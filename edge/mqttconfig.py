@@ -14,6 +14,7 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from edge.schema import setting
 
@@ -22,6 +23,7 @@ _TOPIC_LEVEL = re.compile(r"^[A-Za-z0-9_-]+$")
 GROUP_LEVEL = "group"
 """The topic level under the prefix that fleet commands use (so no device may be called that)."""
 _TOPIC_PATH = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$")
+_URL = re.compile(r"^(https?://[^\s/]+\S*|homeassistant://\S+)$")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,11 +76,22 @@ class MqttConfig:
     scores: ScoresConfig = dataclasses.field(default_factory=ScoresConfig)
     level_interval_s: float = setting(10.0, lo=0.1, hi=3600.0, unit="s between level messages")
     health_interval_s: float = setting(60.0, lo=1.0, hi=86400.0, unit="s between health messages")
-    offline_buffer: int = setting(1000, lo=0, hi=1_000_000, unit="events kept while the broker is away")
+    offline_buffer: int = setting(
+        1000, lo=0, hi=1_000_000, unit="messages on event and sound kept while the broker is away"
+    )
     reconnect_min_s: int = setting(1, lo=1, hi=3600, unit="s")
     reconnect_max_s: int = setting(60, lo=1, hi=3600, unit="s")
     client_id: str | None = setting(None, doc="MQTT client id; null = auricle-<device_id>")
     groups: tuple[str, ...] = setting((), doc="fleet groups: model updates on <prefix>/group/<group>/model/install")
+    protocol: Literal["mqttv5", "mqttv311"] = setting(
+        "mqttv5", doc="MQTT version; mqttv311 for old brokers (retained commands published while connected then pass)"
+    )
+    announce: tuple[str, ...] | None = setting(
+        None,
+        doc="labels whose Home Assistant entities start enabled; null = the bundle's alert labels, else a short list",
+    )
+    suggested_area: str | None = setting(None, doc="Home Assistant area for a new device, e.g. Kitchen")
+    configuration_url: str | None = setting(None, doc="link on the device page in Home Assistant (http, https)")
 
     def __post_init__(self) -> None:
         if not _TOPIC_PATH.match(self.prefix):
@@ -98,6 +111,8 @@ class MqttConfig:
             raise ValueError("password given without username")
         if self.host is not None and not self.host.strip():
             raise ValueError("host is empty; use null for the console sink")
+        if self.configuration_url is not None and not _URL.match(self.configuration_url):
+            raise ValueError(f"configuration_url {self.configuration_url!r}: expected an http:// or https:// URL")
 
     def resolved_device_id(self) -> str:
         """The configured device id, or the host name made safe for a topic level."""

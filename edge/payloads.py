@@ -43,6 +43,10 @@ class DeviceInfo:
     """auricle's version."""
     enabled: tuple[str, ...] | None = None
     """Labels that raise events now; None = all."""
+    thresholds: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    """Thresholds in force per label (for the ``threshold/<label>`` states)."""
+    announce: tuple[str, ...] | None = None
+    """Labels whose Home Assistant entities are enabled by default; None = all."""
     device_id: str | None = None
     """Topic level; None = the MqttConfig's (device_id or host name)."""
     name: str | None = None
@@ -59,13 +63,16 @@ class Publisher(Protocol):
     def publish_scores(self, t: float, offset_s: float, top: Sequence[tuple[str, float]]) -> None: ...
     def publish_level(self, t: float, offset_s: float, dbfs: float) -> None: ...
     def publish_health(self, health: Mapping[str, Any]) -> None: ...
-    def publish_status_reason(self, reason: str) -> None: ...
+    def publish_status_reason(self, reason: str | None) -> None: ...
     def set_control_handler(self, fn: ControlHandler) -> None: ...
     def set_model_handler(self, fn: ModelHandler) -> None: ...
     def set_model(self, info: DeviceInfo) -> None: ...
     def publish_model_state(self, state: Mapping[str, Any]) -> None: ...
-    def update_labels(self, enabled: Sequence[str]) -> None: ...
     def close(self) -> None: ...
+
+
+RESERVED_SLUGS = frozenset({"problem"})
+"""Object ids of the device's own Home Assistant entities that share a namespace with labels."""
 
 
 def slugs(labels: Sequence[str]) -> dict[str, str]:
@@ -74,7 +81,7 @@ def slugs(labels: Sequence[str]) -> dict[str, str]:
     for label in labels:
         base = re.sub(r"[^a-z0-9_-]", "_", label.lower()) or "label"
         slug, n = base, 1
-        while slug in found.values():
+        while slug in found.values() or slug in RESERVED_SLUGS:
             n += 1
             slug = f"{base}_{n}"
         found[label] = slug
@@ -119,12 +126,30 @@ class Topics:
     def set_result(self) -> str:
         return f"{self.base}/set/result"
 
+    @property
+    def sound(self) -> str:
+        """One message per sound start, shaped for Home Assistant's event entity."""
+        return f"{self.base}/sound"
+
     def state(self, slug: str) -> str:
         return f"{self.base}/state/{slug}"
+
+    def listen(self, slug: str) -> str:
+        """Retained ``ON``/``OFF``: whether the label raises events; ``.../set`` switches it."""
+        return f"{self.base}/listen/{slug}"
+
+    def threshold(self, slug: str) -> str:
+        """Retained threshold in force (``0.35``); ``.../set`` changes it."""
+        return f"{self.base}/threshold/{slug}"
 
     def model(self, command: str) -> str:
         """``model/install``, ``model/rollback`` (subscribed) and ``model/state`` (retained)."""
         return f"{self.base}/model/{command}"
+
+
+def display_name(label: str) -> str:
+    """A label as a name for people: ``door_wood_knock`` -> ``Door wood knock``."""
+    return label.replace("_", " ").capitalize()
 
 
 def group_topic(prefix: str, group: str, command: str) -> str:
@@ -162,7 +187,13 @@ class Payloads:
         data = self._head() | {"t": time.time()} | dict(health) | dict(extra)
         return dumps(_finite(data))
 
-    def reason(self, reason: str) -> str:
+    def sound(self, event: Event) -> str:
+        """A sound start for Home Assistant's event entity: ``event_type`` is the label."""
+        data = {"event_type": event.label, "name": display_name(event.label), "id": event.id, "score": event.peak}
+        return dumps(self._head() | data | {"start": event.start, "start_offset_s": event.start_offset_s})
+
+    def reason(self, reason: str | None) -> str:
+        """Why the device is degraded; ``None`` once it is not."""
         return dumps(self._head() | {"t": time.time(), "reason": reason})
 
     def set_result(self, result: ControlResult) -> str:

@@ -146,7 +146,9 @@ class _Reasons:
     def __init__(self) -> None:
         self.last = ""
 
-    def add(self, reason: str) -> None:
+    def add(self, reason: str | None) -> None:
+        if reason is None:  # recovered: the last reason stays for a later error
+            return
         if reason != self.last:
             _LOGGER.warning("%s", reason)
         self.last = reason

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from edge.control import ControlResult
+from edge.control import ControlResult, request_id
 from edge.events import Event
 from edge.mqttconfig import MqttConfig
 from edge.payloads import (
@@ -47,7 +47,10 @@ class BaseSink:
         self._info = DeviceInfo(model_name="unknown", model_version="unknown", labels=(), sw_version="unknown")
         self._slugs: dict[str, str] = {}
         self._enabled: tuple[str, ...] = ()
+        """Labels listened for (that raise events) now."""
+        self._thresholds: dict[str, float] = {}
         self._states: dict[str, bool] = {}
+        """ON/OFF of every label of the model."""
         self._reason: str | None = None
         self._handler: ControlHandler | None = None
         self._model_handler: ModelHandler | None = None
@@ -61,19 +64,30 @@ class BaseSink:
             if info.device_id is not None:
                 self.device_id = info.device_id
                 self.topics = Topics(f"{self.config.prefix}/{info.device_id}")
-            self._info = info
-            self._payloads = Payloads(info.model_version)
-            self._slugs = slugs(info.labels)
-            self._enabled = info.labels if info.enabled is None else tuple(info.enabled)
-            self._states = dict.fromkeys(self._enabled, False)
+            self._take(info)
         self._go_online()
 
+    def _take(self, info: DeviceInfo) -> None:
+        self._info = info
+        self._payloads = Payloads(info.model_version)
+        self._slugs = slugs(info.labels)
+        self._enabled = info.labels if info.enabled is None else tuple(info.enabled)
+        self._thresholds = {x: float(v) for x, v in info.thresholds.items() if x in self._slugs}
+        self._states = dict.fromkeys(info.labels, False)
+
     def publish_event(self, event: Event) -> None:
-        """A start or end of a sound on ``event`` (not retained)."""
-        self._emit(self.topics.event, self._payloads.event(event), False, True)
+        """A start or end of a sound on ``event``; a start also on ``sound`` (not retained)."""
+        for topic, payload in self._event_messages(event):
+            self._emit(topic, payload, False, True)
+
+    def _event_messages(self, event: Event) -> list[tuple[str, str]]:
+        out = [(self.topics.event, self._payloads.event(event))]
+        if event.kind == "start":
+            out.append((self.topics.sound, self._payloads.sound(event)))
+        return out
 
     def publish_state(self, label: str, on: bool) -> None:
-        """Retained ON/OFF on ``state/<label>``; ignored for labels that are not enabled."""
+        """Retained ON/OFF on ``state/<label>``; ignored for labels the model lacks."""
         with self._lock:
             if label not in self._states:
                 return
@@ -88,16 +102,16 @@ class BaseSink:
             self._emit(self.topics.scores, payload, False, True)
 
     def publish_level(self, t: float, offset_s: float, dbfs: float) -> None:
-        """Input level in dBFS, at most once per level_interval_s."""
+        """Input level in dBFS, at most once per level_interval_s (retained: a dashboard shows the latest)."""
         if self._level_gate.ready():
-            self._emit(self.topics.level, self._payloads.level(t, offset_s, dbfs), False, True)
+            self._emit(self.topics.level, self._payloads.level(t, offset_s, dbfs), self.config.retain, True)
 
     def publish_health(self, health: Mapping[str, Any]) -> None:
         """Health figures as given (the caller paces them with health_interval_s), plus the sink's own."""
         self._emit(self.topics.health, self._payloads.health(health, self._stats()), False, True)
 
-    def publish_status_reason(self, reason: str) -> None:
-        """Why the device is degraded (e.g. 'microphone lost: ...'); retained on ``status/reason``."""
+    def publish_status_reason(self, reason: str | None) -> None:
+        """Why the device is degraded (e.g. 'microphone lost: ...'), None once it is not; retained."""
         with self._lock:
             self._reason = self._payloads.reason(reason)
             payload = self._reason
@@ -116,11 +130,7 @@ class BaseSink:
         with self._lock:
             old = self._info
             old_slugs = self._slugs
-            self._info = info
-            self._payloads = Payloads(info.model_version)
-            self._slugs = slugs(info.labels)
-            self._enabled = info.labels if info.enabled is None else tuple(info.enabled)
-            self._states = dict.fromkeys(self._enabled, False)
+            self._take(info)
         gone = [x for x in old.labels if x not in info.labels]
         self._model_changed(old, {x: old_slugs[x] for x in gone if x in old_slugs})
 
@@ -142,16 +152,13 @@ class BaseSink:
         except Exception:  # network input must never take the daemon down
             _LOGGER.exception("model/%s handler failed", command)
 
-    def update_labels(self, enabled: Sequence[str]) -> None:
-        """Labels that may raise events changed: update states (and discovery, where there is one)."""
+    def _controls_applied(self, result: ControlResult) -> None:
+        """Labels listened for or thresholds changed: update them (and their retained topics, where there are)."""
         with self._lock:
-            self._enabled = tuple(x for x in self._info.labels if x in set(enabled))
-            gone = [x for x in self._states if x not in self._enabled]
-            for label in gone:
-                del self._states[label]
-            for label in self._enabled:
-                self._states.setdefault(label, False)
-        self._labels_changed(gone)
+            enabled = set(result.enabled)
+            self._enabled = tuple(x for x in self._info.labels if x in enabled)
+            self._thresholds |= {x: float(v) for x, v in result.thresholds.items() if x in self._slugs}
+        self._controls_changed()
 
     def close(self) -> None:
         """Say offline."""
@@ -161,17 +168,23 @@ class BaseSink:
         """Run the control handler on a raw payload; nothing it raises escapes."""
         handler = self._handler
         if handler is None:
-            result = ControlResult(ok=False, error="set: runtime control is not available")
+            result = self.in_force("set: runtime control is not available", payload)
         else:
             try:
                 result = handler(payload)
             except Exception:  # network input must never take the daemon down
                 _LOGGER.exception("control handler failed")
-                result = ControlResult(ok=False, error="set: internal error, nothing changed")
+                result = self.in_force("set: internal error, nothing changed", payload)
         self._emit(self.topics.set_result, self._payloads.set_result(result), False, True)
         if result.ok:
-            self.update_labels(result.enabled)
+            self._controls_applied(result)
         return result
+
+    def in_force(self, error: str, request: bytes) -> ControlResult:
+        """A refusal carrying the values in force (and the request's id, when it has one)."""
+        with self._lock:
+            thresholds, enabled = dict(self._thresholds), self._enabled
+        return ControlResult(ok=False, error=error, id=request_id(request), thresholds=thresholds, enabled=enabled)
 
     def _go_online(self) -> None:
         self._emit(self.topics.status, ONLINE, self.config.retain, False)
@@ -182,8 +195,8 @@ class BaseSink:
         with self._lock:
             return [(self.topics.state(self._slugs[x]), ON if on else OFF) for x, on in self._states.items()]
 
-    def _labels_changed(self, gone: Sequence[str]) -> None:
-        del gone  # the console has nothing to remove
+    def _controls_changed(self) -> None:
+        """The console has no control topics."""
 
     def _model_changed(self, old: DeviceInfo, gone: Mapping[str, str]) -> None:
         """``gone``: labels of the old model that the new one lacks, with their old topic levels."""

@@ -28,7 +28,8 @@ from edge.active import Probation, choose_startup, state_document
 from edge.bundle import Bundle, BundleError, load_public_key, read_bundle
 from edge.checks import Loaded, Policy
 from edge.config import Config, ModelConfig
-from edge.control import ControlResult, handle_control
+from edge.control import ControlResult, handle_control, unknown_label
+from edge.discovery import announced
 from edge.events import EventDetector
 from edge.features import FeatureParams
 from edge.model import Classifier
@@ -287,10 +288,16 @@ class ModelSlot:
         if self.model is None or self.detector is None:
             return DeviceInfo(model_name="none", model_version="none", labels=(), sw_version=self._sw_version)
         m = self.model.bundle.manifest
+        configured = self.config.mqtt.announce
+        for name in configured or ():
+            if name not in m.event_labels:
+                _LOGGER.warning("mqtt.announce: %s", unknown_label(name, m.event_labels))
         return DeviceInfo(
             model_name=m.name,
             model_version=m.version,
             labels=m.event_labels,
             sw_version=self._sw_version,
             enabled=self.detector.enabled(),
+            thresholds=self.detector.thresholds(),
+            announce=announced(m.event_labels, m.alert_labels, configured),
         )

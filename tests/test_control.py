@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from support.broker import Mosquitto, publish
 from support.mqtt_helpers import LABELS, as_json, config, started
 
-from edge.control import ControlChange, ControlResult, handle_control, parse_control
+from edge.control import ControlChange, ControlResult, entity_command, handle_control, parse_control
 from edge.events import EventDetector, EventParams
 from edge.schema import ConfigError
 
@@ -37,7 +37,9 @@ def test_a_good_request_is_parsed() -> None:
         (b'{"enabled": "dog"}', "set: enabled: expected a list of strings, got 'dog'"),
         (b'{"enabled": ["dgo"]}', "set: enabled: unknown label 'dgo' (did you mean 'dog'?)"),
         (b'{"disabled": [1]}', "set: disabled[0]: expected a string, got 1"),
-        (b"{}", "set: <top>: nothing to change: give thresholds, enabled or disabled"),
+        (b"{}", "set: <top>: nothing to change: give thresholds, enabled, disabled or listen"),
+        (b'{"listen": {"dog": "on"}}', "set: listen.dog: expected a boolean, got 'on'"),
+        (b'{"listen": {"cat": true}}', "set: listen: unknown label 'cat'"),
         (b'{"id": "' + b"x" * 65 + b'", "enabled": []}', "set: <top>: id: at most 64 characters"),
         (b"[" * 20000, "set: payload of 20000 bytes exceeds 16384"),
         (b"[" * 10000 + b"]" * 10000, "set: payload of 20000 bytes exceeds 16384"),
@@ -65,12 +67,65 @@ def test_a_bad_request_changes_nothing() -> None:
     assert good.enabled == ("dog", "Church bells")
 
 
+def test_listen_switches_single_labels() -> None:
+    det = detector()
+    assert handle_control(b'{"listen": {"siren": false}}', det).enabled == ("dog", "Church bells")
+    assert handle_control(b'{"enabled": ["dog"]}', det).enabled == ("dog",)
+    assert handle_control(b'{"listen": {"siren": true}}', det).enabled == ("dog", "siren")  # joins the allow list
+    # switching the last labels off never empties the allow list (which would mean every label)
+    assert handle_control(b'{"listen": {"dog": false, "siren": false}}', det).enabled == ()
+    assert handle_control(b'{"listen": {"Church bells": true}}', det).enabled == ("Church bells",)
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "value"),
+    [
+        ("threshold", b"0.6", 0.6),
+        ("threshold", b"1", 1),
+        ("threshold", b" 0.25\n", 0.25),
+        ("threshold", b"NaN", "NaN"),
+        ("threshold", b"[0.5]", "[0.5]"),
+        ("threshold", b"high", "high"),
+        ("listen", b"ON", True),
+        ("listen", b"OFF", False),
+        ("listen", b"on", "on"),
+    ],
+)
+def test_entity_commands_become_set_requests(kind: str, payload: bytes, value: object) -> None:
+    key = "thresholds" if kind == "threshold" else "listen"
+    request = json.loads(entity_command(kind, "dog", payload))  # type: ignore[arg-type]
+    assert request == {"id": f"{kind}/dog", key: {"dog": value}}
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "error"),
+    [
+        ("threshold", b"1.5", "set: thresholds.dog: expected a number 0..1 (score), got 1.5"),
+        ("threshold", b"NaN", "set: thresholds.dog: expected a number 0..1 (score), got 'NaN'"),
+        ("threshold", b"\xff", "set: thresholds.dog: expected a number 0..1 (score), got '\ufffd'"),
+        ("listen", b"MAYBE", "set: listen.dog: expected a boolean, got 'MAYBE'"),
+    ],
+)
+def test_bad_entity_commands_are_refused_like_set(kind: str, payload: bytes, error: str) -> None:
+    det = detector()
+    before = (det.thresholds(), det.enabled())
+    result = handle_control(entity_command(kind, "dog", payload), det)  # type: ignore[arg-type]
+    assert (result.ok, result.error, result.id) == (False, error, f"{kind}/dog")
+    assert (det.thresholds(), det.enabled()) == before
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(["threshold", "listen"]), st.binary(max_size=100))
+def test_fuzz_entity_commands(kind: str, payload: bytes) -> None:
+    _check_never_crashes(entity_command(kind, "siren", payload))  # type: ignore[arg-type]
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
     max_leaves=20,
 )
-keys = st.sampled_from(["id", "thresholds", "enabled", "disabled", "other"])
+keys = st.sampled_from(["id", "thresholds", "enabled", "disabled", "listen", "other"])
 label_like = st.sampled_from([*LABELS, "dgo", "", "x" * 100])
 requests = st.dictionaries(
     keys,

@@ -1,8 +1,10 @@
-"""Home Assistant discovery: documented keys, retained configs, birth republish, removal."""
+"""Home Assistant discovery: Home Assistant's schema, the entities a device creates, retained configs, birth."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 from support.broker import Mosquitto, Subscriber, publish
@@ -10,22 +12,30 @@ from support.ha_schema import problems
 from support.mqtt_helpers import LABELS, as_json, config, device_info, started, unique_id, wait_until
 
 from edge.control import handle_control
-from edge.discovery import Discovery
+from edge.discovery import DEFAULT_ANNOUNCE, SENSORS, Discovery, announced, hardware_model
 from edge.events import EventDetector, EventParams
 from edge.payloads import Topics
 
-
-def discovery(enabled: tuple[str, ...] = LABELS) -> list[tuple[str, str]]:
-    info = device_info()
-    return Discovery(info=info, device_id="pi", topics=Topics("auricle/pi"), prefix="homeassistant").messages(enabled)
+ESC50_LIKE = ("airplane", "cow", "crying_baby", "dog", "glass_breaking", "siren", "train")
 
 
-def test_every_config_uses_only_documented_keys() -> None:
-    messages = discovery()
-    assert len(messages) == len(LABELS) + 2
-    for topic, payload in messages:
-        component = topic.split("/")[1]
-        assert problems(component, json.loads(payload)) == [], topic
+def discovery(**kwargs: Any) -> dict[str, dict[str, Any] | None]:
+    """Config per discovery topic (None for a removal)."""
+    info = kwargs.pop("info", None) or device_info(announce=("dog",), thresholds={"dog": 0.5, "siren": 0.3})
+    d = Discovery(info=info, device_id="pi", topics=Topics("auricle/pi"), prefix="homeassistant", **kwargs)
+    return {topic: json.loads(p) if p else None for topic, p in d.messages()}
+
+
+def test_every_config_follows_home_assistants_schema() -> None:
+    configs = discovery(suggested_area="Kitchen", configuration_url="http://pi.local:8080", hw_version="Pi 5")
+    components = [topic.split("/")[1] for topic, c in configs.items() if c is not None]
+    assert sorted(set(components)) == ["binary_sensor", "event", "number", "sensor", "switch"]
+    assert len(components) == 1 + len(SENSORS) + 1 + 3 * len(LABELS)  # event, sensors, problem, per label
+    for topic, payload in configs.items():
+        if payload is not None:
+            assert problems(topic.split("/")[1], payload) == [], topic
+    unique = [c["unique_id"] for c in configs.values() if c]
+    assert len(unique) == len(set(unique))
 
 
 def test_the_schema_check_can_fail() -> None:
@@ -37,24 +47,99 @@ def test_the_schema_check_can_fail() -> None:
         "device: needs identifiers or connections",
         "device info only works with a unique_id",
     ]
+    assert problems("number", {"command_topic": "c", "min": 1, "max": 0, "step": 0.0001, "mode": "knob"}) == [
+        "number: max must be > min",
+        "number: step must be at least 0.001",
+        "number: unknown mode 'knob'",
+    ]
+    assert problems("switch", {"state_topic": "s", "payload_on": True}) == [
+        "switch: payload_on should be str, got bool",
+        "switch: missing command_topic",
+    ]
+    assert problems("event", {"state_topic": "e", "event_types": [], "device_class": "sound"}) == [
+        "event: unknown device_class 'sound'",
+        "event: event_types must be a non-empty list of strings",
+    ]
+    assert problems("sensor", {"state_topic": "s", "device_class": "duration", "unit_of_measurement": "sec"}) == [
+        "sensor: unit 'sec' is not one of device_class 'duration'"
+    ]
+    bad_availability = {"state_topic": "s", "availability": [{"payload_on": "x"}], "entity_category": "extra"}
+    assert problems("binary_sensor", bad_availability) == [
+        "availability[0]: undocumented key 'payload_on'",
+        "availability[0]: missing topic",
+        "binary_sensor: unknown entity_category 'extra'",
+    ]
 
 
-def test_binary_sensor_and_sensor_configs() -> None:
-    configs = {topic: json.loads(p) if p else None for topic, p in discovery(enabled=("dog", "Church bells"))}
+def test_every_label_has_a_sound_sensor_a_switch_and_a_number() -> None:
+    configs = discovery()
     dog = configs["homeassistant/binary_sensor/pi/dog/config"]
-    assert dog["state_topic"] == "auricle/pi/state/dog"
-    assert dog["device_class"] == "sound"
-    assert dog["availability_topic"] == "auricle/pi/status"
-    assert dog["device"]["identifiers"] == ["auricle_pi"]
-    assert dog["device"]["sw_version"] == "0.1.0"
+    assert dog is not None and dog["state_topic"] == "auricle/pi/state/dog" and dog["device_class"] == "sound"
+    assert dog["availability_mode"] == "all"
+    assert [a["topic"] for a in dog["availability"]] == ["auricle/pi/status", "auricle/pi/listen/dog"]
+    assert (
+        dog["availability"][1] | {"payload_available": "ON", "payload_not_available": "OFF"} == dog["availability"][1]
+    )
     assert configs["homeassistant/binary_sensor/pi/church_bells/config"]["name"] == "Church bells"
-    assert configs["homeassistant/binary_sensor/pi/siren/config"] is None  # removal
-    level = configs["homeassistant/sensor/pi/level/config"]
-    assert level["unit_of_measurement"] == "dBFS" and level["state_topic"] == "auricle/pi/level"
-    last = configs["homeassistant/sensor/pi/last_event/config"]
-    assert last["state_topic"] == last["json_attributes_topic"] == "auricle/pi/event"
-    unique = [c["unique_id"] for c in configs.values() if c]
-    assert len(unique) == len(set(unique))
+    listen = configs["homeassistant/switch/pi/church_bells/config"]
+    assert listen["state_topic"] == "auricle/pi/listen/church_bells"
+    assert listen["command_topic"] == "auricle/pi/listen/church_bells/set"
+    assert listen["name"] == "Listen for church bells" and listen["entity_category"] == "config"
+    threshold = configs["homeassistant/number/pi/siren/config"]
+    assert threshold["command_topic"] == "auricle/pi/threshold/siren/set"
+    assert (threshold["min"], threshold["max"], threshold["step"]) == (0.0, 1.0, 0.01)
+    # only the announced label's entities start enabled; the others wait in Home Assistant's UI
+    for component in ("binary_sensor", "switch", "number"):
+        assert configs[f"homeassistant/{component}/pi/dog/config"]["enabled_by_default"] is True
+        assert configs[f"homeassistant/{component}/pi/siren/config"]["enabled_by_default"] is False
+
+
+def test_the_event_entity_and_the_diagnostics() -> None:
+    configs = discovery()
+    sound = configs["homeassistant/event/pi/sound/config"]
+    assert sound["state_topic"] == "auricle/pi/sound" and sound["event_types"] == list(LABELS)
+    assert "enabled_by_default" not in sound and "entity_category" not in sound
+    diagnostics = {t.split("/")[3]: c for t, c in configs.items() if c and c.get("entity_category") == "diagnostic"}
+    assert sorted(diagnostics) == sorted([*(s.object_id for s in SENSORS), "problem"])
+    assert diagnostics["level"]["state_topic"] == "auricle/pi/level"
+    assert diagnostics["memory"] | {"device_class": "data_size", "unit_of_measurement": "MB"} == diagnostics["memory"]
+    assert diagnostics["latency"]["unit_of_measurement"] == "ms"
+    assert diagnostics["uptime"]["device_class"] == "duration"
+    model = diagnostics["model"]
+    assert model["state_topic"] == model["json_attributes_topic"] == "auricle/pi/model/state"
+    problem = diagnostics["problem"]
+    assert problem["device_class"] == "problem" and problem["state_topic"] == "auricle/pi/status/reason"
+    assert "value_json.reason" in problem["value_template"]
+    assert configs["homeassistant/sensor/pi/last_event/config"] is None  # the old "last sound" sensor goes
+
+
+def test_device_block() -> None:
+    plain = discovery()["homeassistant/event/pi/sound/config"]["device"]
+    assert plain == {
+        "identifiers": ["auricle_pi"],
+        "name": "auricle pi",
+        "manufacturer": "auricle",
+        "model": "tone-test 1.2.3",
+        "sw_version": "0.1.0",
+    }
+    extra = {"suggested_area": "Kitchen", "configuration_url": "https://pi.local/", "hw_version": "Raspberry Pi 5"}
+    assert discovery(**extra)["homeassistant/event/pi/sound/config"]["device"] == plain | extra
+
+
+def test_hardware_model_from_the_device_tree(tmp_path: Path) -> None:
+    model = tmp_path / "model"
+    model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
+    assert hardware_model(model) == "Raspberry Pi 4 Model B Rev 1.4"
+    assert hardware_model(tmp_path / "missing") is None
+
+
+def test_which_labels_are_announced() -> None:
+    assert announced(ESC50_LIKE, (), None) == ("crying_baby", "dog", "glass_breaking", "siren")
+    assert set(announced(ESC50_LIKE, (), None)) <= set(DEFAULT_ANNOUNCE)
+    assert announced(ESC50_LIKE, ("cow",), None) == ("cow",)  # the bundle's alert labels
+    assert announced(ESC50_LIKE, ("cow",), ("train", "nope")) == ("train",)  # the config wins; unknown ones drop
+    assert announced(ESC50_LIKE, (), ()) == ()
+    assert announced(("kettle", "doorbell"), (), None) == ("kettle", "doorbell")  # a model of your own: all
 
 
 def _configs(sub: Subscriber) -> dict[str, bytes]:
@@ -63,12 +148,12 @@ def _configs(sub: Subscriber) -> dict[str, bytes]:
 
 
 @pytest.mark.integration
-def test_retained_discovery_birth_republish_and_runtime_removal(mosquitto: Mosquitto, subscriber_factory) -> None:
+def test_retained_discovery_birth_republish_and_runtime_disable(mosquitto: Mosquitto, subscriber_factory) -> None:
     prefix = f"ha{unique_id()}"
     cfg = config(mosquitto.host, mosquitto.port, discovery_prefix=prefix)
     base = f"auricle/{cfg.device_id}"
-    publisher = started(cfg)
     det = EventDetector(LABELS, {}, EventParams())
+    publisher = started(cfg, device_info(thresholds=det.thresholds()))
     publisher.set_control_handler(lambda payload: handle_control(payload, det))
     try:
         late = subscriber_factory(f"{prefix}/#")  # subscribes after the configs went out: retained
@@ -76,39 +161,45 @@ def test_retained_discovery_birth_republish_and_runtime_removal(mosquitto: Mosqu
         first = late.wait_for_topic(dog_topic)
         assert first.retain
         assert problems("binary_sensor", as_json(first.payload)) == []
-        wait_until(lambda: len(_configs(late)) == len(LABELS) + 2, 5, "all configs")
+        expected = 1 + len(SENSORS) + 1 + 3 * len(LABELS)  # the legacy removal is not retained
+        wait_until(lambda: len([p for p in _configs(late).values() if p]) == expected, 5, "all configs")
 
-        states = subscriber_factory(f"{base}/state/#")
+        states = subscriber_factory(f"{base}/#")
         late.clear()
         states.clear()
         publish(mosquitto.host, mosquitto.port, f"{prefix}/status", "online")  # Home Assistant's birth
         late.wait_for(lambda m: m.topic == dog_topic and not m.retain, what="config republished on birth")
         states.wait_for(lambda m: m.topic == f"{base}/state/siren" and not m.retain, what="state republished")
+        states.wait_for(lambda m: m.topic == f"{base}/listen/siren" and m.payload == b"ON", what="listen republished")
 
         late.clear()
         publish(mosquitto.host, mosquitto.port, f"{base}/set", '{"disabled": ["dog"]}')
-        removed = late.wait_for(lambda m: m.topic == dog_topic, what="dog removed")
-        assert removed.payload == b""
-        publisher.publish_state("dog", True)  # a disabled label has no state any more
-        assert publisher._state_messages() == [(f"{base}/state/siren", "OFF"), (f"{base}/state/church_bells", "OFF")]
+        states.wait_for(lambda m: m.topic == f"{base}/listen/dog" and m.payload == b"OFF", what="dog not listened for")
+        assert late.messages(dog_topic) == []  # the entity stays (unavailable), nothing deleted
+        fresh = subscriber_factory(f"{base}/listen/#")
+        wait_until(lambda: len(fresh.messages()) == len(LABELS), 5, "retained listen states")
+        assert {m.topic.split("/")[-1]: m.payload for m in fresh.messages()} == {
+            "dog": b"OFF",
+            "siren": b"ON",
+            "church_bells": b"ON",
+        }
     finally:
         publisher.close()
 
 
 @pytest.mark.integration
-def test_labels_disabled_between_runs_are_removed(mosquitto: Mosquitto, subscriber_factory) -> None:
+def test_labels_disabled_between_runs_keep_their_entities(mosquitto: Mosquitto, subscriber_factory) -> None:
     prefix = f"ha{unique_id()}"
     cfg = config(mosquitto.host, mosquitto.port, discovery_prefix=prefix)
     siren_topic = f"{prefix}/binary_sensor/{cfg.device_id}/siren/config"
-    watcher = subscriber_factory(f"{prefix}/#")
     started(cfg).close()
-    watcher.wait_for(lambda m: m.topic == siren_topic and m.payload != b"", what="siren config, first run")
     second = started(cfg, device_info(enabled=("dog",)))
     try:
-        watcher.wait_for(lambda m: m.topic == siren_topic and m.payload == b"", what="siren removal")
         fresh = subscriber_factory(f"{prefix}/#")
-        wait_until(lambda: bool(fresh.messages(f"{prefix}/binary_sensor/+/dog/config")), 5, "dog config")
-        assert fresh.messages(siren_topic) == []  # nothing retained is left for the disabled label
+        wait_until(lambda: bool(fresh.messages(siren_topic)), 5, "siren config")
+        assert fresh.messages(siren_topic)[-1].payload != b""
+        listen = subscriber_factory(f"auricle/{cfg.device_id}/listen/siren")
+        assert listen.wait_for(lambda m: m.retain).payload == b"OFF"
     finally:
         second.close()
 

@@ -147,15 +147,24 @@ def test_events_states_and_status_reach_a_subscriber(mosquitto: Mosquitto, subsc
         got = as_json(sub.wait_for_topic(f"{base}/event").payload)
         assert got == json.loads(Payloads(MODEL_VERSION).event(event()))
         sub.wait_for(lambda m: m.topic == f"{base}/state/dog" and m.payload == b"ON", what="dog ON")
+        cleared = as_json(sub.wait_for_topic(f"{base}/status/reason").payload)
+        assert cleared["reason"] is None  # a stale reason from an earlier run never outlives a connect
         publisher.publish_status_reason("microphone lost: device unplugged")
-        reason = as_json(sub.wait_for_topic(f"{base}/status/reason").payload)
-        assert reason["reason"] == "microphone lost: device unplugged"
+        lost = sub.wait_for(lambda m: m.topic.endswith("/status/reason") and b"unplugged" in m.payload, what="reason")
+        assert lost.retain is False and as_json(lost.payload)["reason"] == "microphone lost: device unplugged"
+        sound = as_json(sub.wait_for_topic(f"{base}/sound").payload)
+        assert sound == json.loads(Payloads(MODEL_VERSION).sound(event()))
+        assert sound["event_type"] == "dog" and sound["score"] == 0.91
         late = subscriber_factory(f"{base}/#")  # a subscriber arriving later sees the retained state
         wait_until(lambda: any(m.retain for m in late.messages(f"{base}/state/dog")), 5, "retained state")
         retained = {m.topic: m.payload for m in late.messages() if m.retain}
         assert retained[f"{base}/status"] == b"online"
         assert retained[f"{base}/state/dog"] == b"ON"
         assert retained[f"{base}/state/siren"] == b"OFF"
+        assert b"unplugged" in retained[f"{base}/status/reason"]
+        assert f"{base}/sound" not in retained and f"{base}/event" not in retained
+        publisher.publish_status_reason(None)  # recovered
+        sub.wait_for(lambda m: m.topic.endswith("/status/reason") and b'"reason":null' in m.payload, what="clear")
     finally:
         publisher.close()
     sub.wait_for(lambda m: m.topic == f"{base}/status" and m.payload == b"offline", what="offline on close")
@@ -203,7 +212,7 @@ def test_broker_restart_buffers_events_and_republishes_state(mosquitto: Mosquitt
         mosquitto.stop()
         wait_until(lambda: not publisher.connected, 10, "publisher noticed the broker left")
         for i in range(5):  # classification goes on: none of these may block or raise
-            publisher.publish_event(event(event_id=f"e{i}"))
+            publisher.publish_event(event("end", event_id=f"e{i}"))
             publisher.publish_level(1000.0 + i, float(i), -20.0)
         publisher.publish_state("dog", True)
         assert publisher._stats()["mqtt"]["dropped_offline"] == 2
@@ -253,6 +262,7 @@ def _published() -> dict[str, dict[str, object]]:
         "scores": json.loads(payloads.scores(1000.0, 12.0, [("dog", 0.9)])),
         "level": json.loads(payloads.level(1000.0, 12.0, -40.0)),
         "status_reason": json.loads(payloads.reason("microphone lost: stream stopped")),
+        "sound": json.loads(payloads.sound(event())),
         "set_result": json.loads(payloads.set_result(result)),
     }
 
@@ -378,6 +388,6 @@ def test_tls_refuses_a_server_that_the_ca_did_not_sign(tls_broker) -> None:
         with pytest.raises(AssertionError, match="not reached"):
             wait_until(lambda: publisher.connected, 2.0, "connected")
         publisher.publish_event(event())  # kept for later, never raises
-        assert publisher._stats()["mqtt"]["buffered"] == 1
+        assert publisher._stats()["mqtt"]["buffered"] == 2  # the start on event, and on sound
     finally:
         publisher.close()
