@@ -10,10 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from support.broker import Message, Mosquitto, Subscriber
 from support.daemon import Daemon, tone_wav, wait_until, write_config
+from support.ha_schema import problems
 from support.models import tone_bundle
+
+from edge.demo import write_wav
 
 pytestmark = pytest.mark.integration
 
@@ -78,6 +82,35 @@ def test_tone_event_over_mqtt_then_clean_stop(
         assert 0 < health["rtf"] < 0.5
         assert daemon.terminate(15) == 0
     sub.wait_for(lambda m: m.topic.endswith("/status") and m.payload == b"offline", 5, "offline")
+
+
+def test_the_event_entity_fires_once_per_sound_start(
+    tmp_path: Path, model: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    rate = 16000
+    t = np.arange(5 * rate) / rate
+    tones = ((t >= 0.8) & (t < 1.6)) | ((t >= 3.0) & (t < 3.8))  # two 1 kHz sounds, 1.4 s apart
+    clip = tmp_path / "two.wav"
+    write_wav(clip, np.where(tones, 0.3 * np.sin(2 * np.pi * 1000 * t), 0.001 * np.sin(2 * np.pi * 50 * t)))
+    config, device = _config(tmp_path, model, clip, mosquitto, loop=False)
+    sub = subscriber_factory("#")
+    with Daemon(config) as daemon:
+        assert daemon.wait(60) == 0  # the end of the file ends the daemon
+    entity = json.loads(sub.wait_for_topic(f"homeassistant/event/{device}/sound/config").payload)
+    assert problems("event", entity) == []
+    assert entity["state_topic"] == f"auricle/{device}/sound" and "tone_1000" in entity["event_types"]
+    sub.wait_for(lambda m: m.topic == f"auricle/{device}/status" and m.payload == b"offline", 5, "offline")
+    events = [json.loads(m.payload) for m in sub.messages(f"auricle/{device}/event")]
+    sounds = [json.loads(m.payload) for m in sub.messages(f"auricle/{device}/sound")]
+    assert not any(m.retain for m in sub.messages(f"auricle/{device}/sound"))
+    starts = [e for e in events if e["kind"] == "start"]
+    assert [(s["event_type"], s["id"], s["score"]) for s in sounds] == [
+        (e["label"], e["id"], e["peak"]) for e in starts
+    ]
+    tone_starts = [s for s in sounds if s["event_type"] == "tone_1000"]
+    assert len(tone_starts) == 2, sounds  # one event per sound, however long it lasts
+    assert [round(s["start_offset_s"]) for s in tone_starts] == [1, 3]
+    assert all(s["name"] == "Tone 1000" and s["schema"] == 2 for s in tone_starts)
 
 
 def test_lwt_offline_when_killed(
