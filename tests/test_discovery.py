@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ from support.mqtt_helpers import LABELS, as_json, config, device_info, started, 
 from edge.control import handle_control
 from edge.discovery import DEFAULT_ANNOUNCE, SENSORS, Discovery, announced, hardware_model
 from edge.events import EventDetector, EventParams
-from edge.payloads import Topics
+from edge.payloads import DeviceInfo, Topics
 
 ESC50_LIKE = ("airplane", "cow", "crying_baby", "dog", "glass_breaking", "siren", "train")
 
@@ -126,6 +127,23 @@ def test_device_block() -> None:
     assert discovery(**extra)["homeassistant/event/pi/sound/config"]["device"] == plain | extra
 
 
+def test_the_documented_example_is_what_the_code_sends() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "mqtt.md").read_text()
+    found = re.search(r"Example binary sensor config.*?```json\n(.*?)```", text, flags=re.S)
+    assert found is not None
+    info = DeviceInfo(model_name="esc50", model_version="2.0.0", labels=("cat", "dog"), sw_version="0.1.0")
+    d = Discovery(
+        info=info,
+        device_id="kitchen",
+        topics=Topics("auricle/kitchen"),
+        prefix="homeassistant",
+        suggested_area="Kitchen",
+        hw_version="Raspberry Pi 4 Model B Rev 1.4",
+    )
+    sent = dict(d.messages())["homeassistant/binary_sensor/kitchen/dog/config"]
+    assert json.loads(found.group(1)) == json.loads(sent)
+
+
 def test_hardware_model_from_the_device_tree(tmp_path: Path) -> None:
     model = tmp_path / "model"
     model.write_bytes(b"Raspberry Pi 4 Model B Rev 1.4\x00")
@@ -153,16 +171,18 @@ def test_retained_discovery_birth_republish_and_runtime_disable(mosquitto: Mosqu
     cfg = config(mosquitto.host, mosquitto.port, discovery_prefix=prefix)
     base = f"auricle/{cfg.device_id}"
     det = EventDetector(LABELS, {}, EventParams())
+    watcher = subscriber_factory(f"{prefix}/#")
     publisher = started(cfg, device_info(thresholds=det.thresholds()))
     publisher.set_control_handler(lambda payload: handle_control(payload, det))
+    expected = 1 + len(SENSORS) + 1 + 3 * len(LABELS)  # the legacy removal is not retained
     try:
+        wait_until(lambda: len([p for p in _configs(watcher).values() if p]) == expected, 5, "all configs sent")
         late = subscriber_factory(f"{prefix}/#")  # subscribes after the configs went out: retained
         dog_topic = f"{prefix}/binary_sensor/{cfg.device_id}/dog/config"
         first = late.wait_for_topic(dog_topic)
         assert first.retain
         assert problems("binary_sensor", as_json(first.payload)) == []
-        expected = 1 + len(SENSORS) + 1 + 3 * len(LABELS)  # the legacy removal is not retained
-        wait_until(lambda: len([p for p in _configs(late).values() if p]) == expected, 5, "all configs")
+        wait_until(lambda: len([p for p in _configs(late).values() if p]) == expected, 5, "all configs retained")
 
         states = subscriber_factory(f"{base}/#")
         late.clear()
@@ -199,7 +219,7 @@ def test_labels_disabled_between_runs_keep_their_entities(mosquitto: Mosquitto, 
         wait_until(lambda: bool(fresh.messages(siren_topic)), 5, "siren config")
         assert fresh.messages(siren_topic)[-1].payload != b""
         listen = subscriber_factory(f"auricle/{cfg.device_id}/listen/siren")
-        assert listen.wait_for(lambda m: m.retain).payload == b"OFF"
+        wait_until(lambda: [m.payload for m in listen.messages()][-1:] == [b"OFF"], 5, "siren not listened for")
     finally:
         second.close()
 
