@@ -9,10 +9,9 @@ retained states again, because a broker restart without persistence, or a
 freshly started Home Assistant, has none of them.
 
 Commands (``set``, Home Assistant's ``listen/<label>/set`` and
-``threshold/<label>/set``, ``model/*``) are subscribed with MQTT 5's
-"retain as published", so a retained command is recognised by its retain flag
-whether it was stored before the daemon connected or published while it was
-connected; it is refused, never carried out.
+``threshold/<label>/set``, ``model/*``) that arrive with the retain flag are
+refused, never carried out (edge/mqttclient.py keeps the flag); an empty one
+is how a retained command is cleared, and is ignored.
 
 The topic and payload contract is documented in docs/mqtt.md.
 """
@@ -21,21 +20,20 @@ from __future__ import annotations
 
 import collections
 import logging
-import ssl
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
-from paho.mqtt.subscribeoptions import SubscribeOptions
+from paho.mqtt.enums import MQTTErrorCode
 
 from edge.console import HumanConsole
 from edge.control import EntityKind, entity_command
 from edge.discovery import Discovery, hardware_model
 from edge.events import Event
+from edge.mqttclient import make_client, subscribe_commands
 from edge.mqttconfig import MqttConfig, ScoresConfig, TlsConfig
-from edge.payloads import MODEL_COMMANDS, OFF, OFFLINE, ON, DeviceInfo, Publisher, group_topic
+from edge.payloads import MODEL_COMMANDS, OFFLINE, DeviceInfo, Publisher, group_topic
 from edge.sinks import BaseSink, ConsoleSink
 
 __all__ = [
@@ -52,9 +50,7 @@ __all__ = [
 _LOGGER = logging.getLogger(__name__)
 CLOSE_TIMEOUT_S = 2.0
 """How long close() waits for the broker to take the final 'offline'."""
-_QUEUE_HEADROOM = 1000
 RETAINED_REFUSAL = "set: retained commands are refused; publish without retain (clear this one with an empty message)"
-_PROTOCOLS = {"mqttv5": MQTTProtocolVersion.MQTTv5, "mqttv311": MQTTProtocolVersion.MQTTv311}
 
 
 def make_publisher(config: MqttConfig, human: bool | None = None) -> Publisher:
@@ -92,15 +88,7 @@ class MqttPublisher(BaseSink):
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
-        client_id = self.config.client_id or f"auricle-{self.device_id}"
-        protocol = _PROTOCOLS[self.config.protocol]
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol)
-        client.reconnect_delay_set(self.config.reconnect_min_s, self.config.reconnect_max_s)
-        client.max_queued_messages_set(self.config.offline_buffer + _QUEUE_HEADROOM)
-        if self.config.username is not None:
-            client.username_pw_set(self.config.username, self.config.resolved_password())
-        if self.config.tls.enabled:
-            _set_tls(client, self.config.tls)
+        client = make_client(self.config, self.device_id)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -191,7 +179,8 @@ class MqttPublisher(BaseSink):
         if reason.is_failure:
             _LOGGER.warning("MQTT: broker refused the connection: %s", reason)
             return
-        self._subscribe(client, [self.topics.set, *self._entity_filters(), *self._model_topics()])
+        commands = [self.topics.set, *self.topics.entity_commands(), *self._model_topics()]
+        subscribe_commands(client, self.config, commands)
         client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
         with self._lock:
             self._connected = True
@@ -205,17 +194,6 @@ class MqttPublisher(BaseSink):
             self._send_removals()
             self._flush()
         _LOGGER.info("MQTT: connected to %s:%d", self._host, self.config.port)
-
-    def _subscribe(self, client: mqtt.Client, commands: Sequence[str]) -> None:
-        """Command topics; with MQTT 5 the broker keeps the retain flag of what it forwards."""
-        if self.config.protocol == "mqttv5":
-            options = SubscribeOptions(qos=1, retainAsPublished=True)
-            client.subscribe([(topic, options) for topic in commands])
-        else:
-            client.subscribe([(topic, 1) for topic in commands])
-
-    def _entity_filters(self) -> list[str]:
-        return [f"{self.topics.listen('+')}/set", f"{self.topics.threshold('+')}/set"]
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         with self._lock:
@@ -258,15 +236,14 @@ class MqttPublisher(BaseSink):
 
     def _on_entity_command(self, topic: str, payload: bytes, retained: bool) -> None:
         """``listen/<label>/set`` (``ON``/``OFF``) or ``threshold/<label>/set`` (a number), from Home Assistant."""
+        target = self.topics.entity_command(topic)
         with self._lock:
             by_slug = {slug: label for label, slug in self._slugs.items()}
-        kinds: dict[str, EntityKind] = {"listen": "listen", "threshold": "threshold"}
-        level = topic.removeprefix(self.topics.base + "/").split("/")
-        label = by_slug.get(level[1]) if len(level) == 3 and level[0] in kinds else None
-        if label is None:
+        label = None if target is None else by_slug.get(target[1])
+        if target is None or label is None:
             _LOGGER.warning("MQTT: command for no label of this model on %r", topic)
             return
-        self._on_command(payload, retained, (kinds[level[0]], label))
+        self._on_command(payload, retained, (target[0], label))
 
     def _on_command(self, payload: bytes, retained: bool, entity: tuple[EntityKind, str] | None) -> None:
         """One ``set`` request (raw, or from an entity): carried out unless retained; empty = a clearing."""
@@ -299,16 +276,9 @@ class MqttPublisher(BaseSink):
         """Retained ``listen/*`` and ``threshold/*``: the changed ones, or all (or ``only``'s) when forced."""
         if not self._connected:
             return  # the next connect sends them all
-        enabled = set(self._enabled)
-        for label, slug in self._slugs.items():
-            if only is not None and label != only:
-                continue
-            messages = [(self.topics.listen(slug), ON if label in enabled else OFF)]
-            if label in self._thresholds:
-                messages.append((self.topics.threshold(slug), format(round(self._thresholds[label], 6), "g")))
-            for topic, payload in messages:
-                if (force or self._controls_sent.get(topic) != payload) and self._send(topic, payload, True):
-                    self._controls_sent[topic] = payload
+        for topic, payload in self._control_messages(only):
+            if (force or self._controls_sent.get(topic) != payload) and self._send(topic, payload, True):
+                self._controls_sent[topic] = payload
 
     def _model_changed(self, old: DeviceInfo, gone: Mapping[str, str]) -> None:
         """A new model: clear the retained topics and entities of labels it lacks, announce the rest."""
@@ -340,15 +310,3 @@ class MqttPublisher(BaseSink):
             if not self._send(*self._buffer[0], False):
                 return
             self._buffer.popleft()
-
-
-def _set_tls(client: mqtt.Client, tls: TlsConfig) -> None:
-    client.tls_set(
-        ca_certs=tls.ca_file,
-        certfile=tls.cert_file,
-        keyfile=tls.key_file,
-        cert_reqs=ssl.CERT_REQUIRED,
-        tls_version=ssl.PROTOCOL_TLS_CLIENT,
-    )
-    if tls.insecure:
-        client.tls_insecure_set(True)

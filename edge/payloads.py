@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.control import ControlResult, result_data
+from edge.control import ControlResult, EntityKind, result_data
 from edge.events import Event
 
 SCHEMA_VERSION = 2
@@ -29,6 +29,7 @@ ControlHandler = Callable[[bytes], ControlResult]
 ModelHandler = Callable[[str, bytes, bool], None]
 """Called with ('install' | 'rollback', raw payload, retained flag) for each model command."""
 MODEL_COMMANDS = ("install", "rollback")
+_ENTITY_KINDS: dict[str, EntityKind] = {"listen": "listen", "threshold": "threshold"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +142,18 @@ class Topics:
     def threshold(self, slug: str) -> str:
         """Retained threshold in force (``0.35``); ``.../set`` changes it."""
         return f"{self.base}/threshold/{slug}"
+
+    def entity_commands(self) -> list[str]:
+        """The subscription filters of the ``listen`` and ``threshold`` commands."""
+        return [f"{self.listen('+')}/set", f"{self.threshold('+')}/set"]
+
+    def entity_command(self, topic: str) -> tuple[EntityKind, str] | None:
+        """``(kind, label topic level)`` of a ``listen/<slug>/set`` or ``threshold/<slug>/set`` topic."""
+        levels = topic.removeprefix(self.base + "/").split("/")
+        if len(levels) != 3 or levels[2] != "set":
+            return None
+        kind = _ENTITY_KINDS.get(levels[0])
+        return None if kind is None else (kind, levels[1])
 
     def model(self, command: str) -> str:
         """``model/install``, ``model/rollback`` (subscribed) and ``model/state`` (retained)."""

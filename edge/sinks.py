@@ -198,6 +198,18 @@ class BaseSink:
     def _controls_changed(self) -> None:
         """The console has no control topics."""
 
+    def _control_messages(self, only: str | None = None) -> list[tuple[str, str]]:
+        """``listen/<label>`` (ON/OFF) and ``threshold/<label>`` of every label (or of ``only``)."""
+        with self._lock:
+            enabled, out = set(self._enabled), []
+            for label, slug in self._slugs.items():
+                if only not in (None, label):
+                    continue
+                out.append((self.topics.listen(slug), ON if label in enabled else OFF))
+                if label in self._thresholds:
+                    out.append((self.topics.threshold(slug), format(round(self._thresholds[label], 6), "g")))
+            return out
+
     def _model_changed(self, old: DeviceInfo, gone: Mapping[str, str]) -> None:
         """``gone``: labels of the old model that the new one lacks, with their old topic levels."""
         del old

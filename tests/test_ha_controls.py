@@ -35,6 +35,16 @@ class Device:
     def send(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
         publish(self.broker.host, self.broker.port, f"{self.base}/{topic}", payload, retain=retain)
 
+    def wait_subscribed(self, results: Subscriber) -> None:
+        """Return once the daemon answers on ``set`` (CONNACK comes before the SUBACK)."""
+
+        def answered() -> bool:
+            self.send("set", '{"id": "ping"}')
+            return any(b'"id":"ping"' in m.payload for m in results.messages())
+
+        wait_until(answered, 5, "the daemon answers on set")
+        results.clear()
+
     def in_force(self) -> tuple[dict[str, float], tuple[str, ...]]:
         return self.detector.thresholds(), self.detector.enabled()
 
@@ -99,6 +109,7 @@ def test_a_retained_command_while_connected_is_refused_with_the_values_in_force(
 ) -> None:
     sub = subscriber_factory(f"{device.base}/set/result")
     device.start()
+    device.wait_subscribed(sub)  # so the broker forwards it live, not on subscribe
     before = device.in_force()
     device.send("set", '{"id": "kept", "thresholds": {"dog": 0.9}}', retain=True)
     refused = _result(sub, "kept")
@@ -117,6 +128,7 @@ def test_with_mqtt_311_a_retained_command_while_connected_passes_once(mosquitto:
     sub = subscriber_factory(f"{device.base}/set/result")
     device.start()
     try:
+        device.wait_subscribed(sub)  # else the broker could send it on subscribe, flagged
         device.send("set", '{"id": "live", "thresholds": {"dog": 0.9}}', retain=True)
         assert _result(sub, "live")["ok"] is True
         assert device.publisher is not None
