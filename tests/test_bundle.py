@@ -156,10 +156,18 @@ def test_input_shape_does_not_match_window(good: Path, tmp_path: Path) -> None:
         ({"model_sha256": "xyz"}, "64 lowercase hex"),
         ({"hop_frames": 0}, "hop_frames: expected an integer 1..4096"),
         ({"name": 5}, "name: expected a string"),
+        ({"alert_labels": ["bark"]}, "alert_labels: not among the event labels: bark"),
     ],
 )
 def test_manifest_rules(good: Path, tmp_path: Path, change: dict[str, object], reason: str) -> None:
     assert reason in _reason(_with_manifest(good, tmp_path, **change))
+
+
+def test_alert_labels_are_optional(good: Path, tmp_path: Path) -> None:
+    assert "alert_labels" not in json.loads(read_bundle(good).manifest.to_json())  # bundles as before
+    marked = read_bundle(_with_manifest(good, tmp_path, alert_labels=["tone_1000"])).manifest
+    assert marked.alert_labels == ("tone_1000",)
+    assert json.loads(marked.to_json())["alert_labels"] == ["tone_1000"]
 
 
 def test_model_input_must_match_manifest(good: Path, tmp_path: Path) -> None:

@@ -64,7 +64,9 @@ def test_problems_are_shown() -> None:
     out = io.StringIO()
     sink = HumanConsole(MqttConfig(device_id="pi"), stream=out)
     sink.publish_status_reason("microphone lost: stream stopped")
-    assert out.getvalue().splitlines()[0][10:] == "problem: microphone lost: stream stopped"
+    sink.publish_status_reason(None)
+    lines = [line[10:] for line in out.getvalue().splitlines()]
+    assert lines == ["problem: microphone lost: stream stopped", "recovered: audio is flowing again"]
 
 
 def test_helpers() -> None:

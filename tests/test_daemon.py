@@ -99,6 +99,10 @@ def test_the_event_entity_fires_once_per_sound_start(
     entity = json.loads(sub.wait_for_topic(f"homeassistant/event/{device}/sound/config").payload)
     assert problems("event", entity) == []
     assert entity["state_topic"] == f"auricle/{device}/sound" and "tone_1000" in entity["event_types"]
+    tone = json.loads(sub.wait_for_topic(f"homeassistant/binary_sensor/{device}/tone_1000/config").payload)
+    assert tone["enabled_by_default"] is True  # a model of its own (no ESC-50 alert label): every label shows
+    assert sub.wait_for_topic(f"auricle/{device}/threshold/tone_1000").payload == b"0.5"  # the bundle's
+    assert sub.wait_for_topic(f"auricle/{device}/listen/tone_1000").payload == b"ON"
     sub.wait_for(lambda m: m.topic == f"auricle/{device}/status" and m.payload == b"offline", 5, "offline")
     events = [json.loads(m.payload) for m in sub.messages(f"auricle/{device}/event")]
     sounds = [json.loads(m.payload) for m in sub.messages(f"auricle/{device}/sound")]
