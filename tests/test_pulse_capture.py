@@ -101,7 +101,11 @@ def test_microphone_lost_is_reported_and_reopened(
     with PulseAudio() as own, Daemon(config, env=own.subprocess_env()) as daemon:
         before = sub.wait_for(lambda m: audio_s(m) > 0.5, 30, "audio captured")
         own.stop()
-        reason = sub.wait_for(lambda m: m.topic.endswith("/status/reason"), 15, "microphone status reason")
+        reason = sub.wait_for(  # the reason is null (cleared) on connect; wait for the one the loss sets
+            lambda m: m.topic.endswith("/status/reason") and bool(json.loads(m.payload)["reason"]),
+            15,
+            "microphone status reason",
+        )
         assert "microphone" in reason.text
         own.start()
         after = sub.wait_for(
