@@ -111,7 +111,7 @@ def test_cross_validation_runs_every_fold(tmp_path: Path, capsys: pytest.Capture
     cfg = tmp_path / "cv.yaml"
     cfg.write_text(
         f"data: {{manifest: {manifest}, val_fraction: 0.5, cache_dir: cache, workers: 1,\n"
-        f"  background: [{{path: {noise}}}]}}\n"
+        f"  background: [{{path: {noise}, report_fraction: 0}}]}}\n"
         f"window: {{window_frames: 32, hop_frames: 16}}\nmodel: {{weights: none, output: sigmoid}}\n"
         "fit: {head_epochs: 0, finetune_epochs: 1, crops_per_clip: 1, batch_size: 8, unfreeze_blocks: 1,\n"
         "  background_fraction: 0.25}\n"
