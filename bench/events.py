@@ -24,6 +24,7 @@ import argparse
 import csv
 import json
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -46,7 +47,18 @@ from training import yamnet
 
 _LOGGER = logging.getLogger("bench.events")
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+
+
+def _shared() -> Path:
+    """``AURICLE_SHARED``, else ``../shared`` beside the checkout, else the workplace's fixed copy."""
+    forced = os.environ.get("AURICLE_SHARED")
+    if forced:
+        return Path(forced)
+    found = [p for p in (ROOT.parent / "shared", Path("/work/shared")) if (p / "README.md").is_file()]
+    return found[0] if found else ROOT.parent / "shared"
+
+
+SHARED = _shared()
 ESC50_CSV = SHARED / "data" / "esc50" / "esc50.csv"
 BACKGROUND_CSV = SHARED / "data" / "background" / "background.csv"
 MAPPING_CSV = ROOT / "bench" / "esc50_audioset.csv"
