@@ -101,7 +101,7 @@ def test_mapping_names_real_yamnet_classes_for_the_shipped_labels() -> None:
     names = read_class_names(SHARED / "peers" / "yamnet_class_map.csv")
     mapping = events.read_mapping(events.MAPPING_CSV, names)
     assert names[70] == "Bark" and 70 in mapping["dog"]
-    assert set(mapping) == {*read_bundle(MODEL).manifest.labels} - {
+    assert set(mapping) == {*read_bundle(MODEL).manifest.event_labels} - {
         "can_opening",
         "drinking_sipping",
         "washing_machine",

@@ -4,9 +4,11 @@ scores on the oldest ai-edge-litert we support (README) as on the newest.
 "The same" is measured in int8 output codes: XNNPACK's kernels round differently
 between releases (1.4.0, 2.0.3 and 2.1.0 all differed from 2.3.0 by one code on
 3 of 450 outputs of the 96x64 model 1.0.0; 1.4.0 differs on 12 of 450 outputs of
-the deeper-input 2.0.0 model, by two codes on 2 of them), so we require at most
-two codes (2/256 of a score) of difference on at most 5% of outputs and the same
-top label for every window.
+the deeper-input 2.0.0 model, by two codes on 2 of them; 3.0.0, with its extra
+background output, differs on 10 of 459 outputs, 9 by one code and 1 by three), so
+we require at most three codes (3/256 of a score) of difference on at most 5% of
+outputs and the same top label for every window. The over-the-air self-test allows
+four (edge/selftest.py), one more than any release pair measured.
 
 deploy/setup.sh dev builds that runtime's venv in .venv-compat (no network in tests).
 """
@@ -85,6 +87,6 @@ def test_oldest_runtime_gives_identical_scores(models: list[Path], tmp_path: Pat
             np.testing.assert_allclose(oldest, newest, rtol=1e-5, atol=1e-6, err_msg=path.name)
             continue
         codes = np.abs(oldest.astype(int) - newest.astype(int))
-        assert codes.max() <= 2, f"{path.name}: outputs differ by {codes.max()} int8 codes"
+        assert codes.max() <= 3, f"{path.name}: outputs differ by {codes.max()} int8 codes"
         assert (codes > 0).mean() <= 0.05, f"{path.name}: {(codes > 0).sum()} of {codes.size} outputs differ"
         assert np.array_equal(oldest.argmax(axis=1), newest.argmax(axis=1)), f"{path.name}: top label differs"
