@@ -60,6 +60,11 @@ def reference(classifier: Classifier, recording: Path) -> list[tuple[Any, ...]]:
     return keys
 
 
+def test_demo_clip_raises_only_what_it_contains(reference: list[tuple[Any, ...]]) -> None:
+    """A user's first minute: the generated demo holds a siren, alarm beeps and a church bell, nothing else."""
+    assert {k[0] for k in reference} <= {"siren", "clock_alarm", "church_bells"}, reference
+
+
 def _keys(events: list[Event]) -> list[tuple[Any, ...]]:
     return [(e.label, e.start_offset_s, e.end_offset_s, e.peak, e.mean, e.hops) for e in sounds(events)]
 
