@@ -341,7 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     bundle = read_bundle(args.model)
     classifier = Classifier(bundle, threads=1)
-    peer = yamnet.Yamnet()
+    peers = SHARED / "peers"
+    peer = yamnet.Yamnet(
+        yamnet.YamnetParams(
+            model_path=peers / "yamnet_spectra_in.tflite", class_map_path=peers / "yamnet_class_map.csv"
+        )
+    )
     mapping = read_mapping(args.mapping, peer.class_names)
     det = Detectors(classifier, load_config(args.config), peer, mapping, args.threshold)
     report = measure(det, args, args.fold if args.fold is not None else held_out_fold(bundle.manifest))
