@@ -178,10 +178,12 @@ def test_shipped_config_parses() -> None:
     c = loaded.config
     assert c.data.test_folds == (4,) and c.model.alpha == 0.25
     assert c.model.upsample == 2 and c.window.window_frames == 96  # accuracy before cost (models/MODEL_CARD.md)
-    assert c.model.output == "softmax_background" and c.fit.background_fraction > 0 and c.data.background
+    assert c.model.output == "sigmoid" and c.fit.background_fraction > 0 and c.data.background
     assert c.teacher.path.endswith("yamnet_spectra_in.tflite") and c.bundle.version == "3.0.0"
     for name in ("esc50_v2.yaml", "esc50_96x64.yaml", "esc50_up2.yaml"):
         assert config.load(configs / name).config.model.output == "softmax"
+    runner_up = config.load(configs / "esc50_softmax_background.yaml").config
+    assert runner_up.model.output == "softmax_background" and runner_up.model.upsample == 2
     for name in ("esc50_96x64_v3.yaml", "esc50_nodistill.yaml", "esc50_96x64_sigmoid.yaml"):  # the frontier
         candidate = config.load(configs / name).config
         assert candidate.model.upsample == 1 and candidate.data.background
