@@ -4,8 +4,8 @@ scores on the oldest ai-edge-litert we support (README) as on the newest.
 "The same" is measured in int8 output codes: XNNPACK's kernels round differently
 between releases (1.4.0, 2.0.3 and 2.1.0 all differed from 2.3.0 by one code on
 3 of 450 outputs of the 96x64 model 1.0.0; 1.4.0 differs on 12 of 450 outputs of
-the deeper-input 2.0.0 model, by two codes on 2 of them; 3.0.0, with its extra
-background output, differs on 10 of 459 outputs, 9 by one code and 1 by three), so
+the deeper-input 2.0.0 model, by two codes on 2 of them; 3.0.0 on 10 of 450, by
+at most two; its runner-up with a background output by up to three), so
 we require at most three codes (3/256 of a score) of difference on at most 5% of
 outputs and the same top label for every window. The over-the-air self-test allows
 four (edge/selftest.py), one more than any release pair measured.
