@@ -81,7 +81,10 @@ def score_streams(run: Path, cfg: Any, mixture_minutes: float) -> tuple[Classifi
     return clf, Streams(cal, report, val, test, hop_s)
 
 
-def _starts(scores: np.ndarray, labels: tuple[str, ...], thr: dict[str, float], params: EventParams, hop_s: float):  # type: ignore[no-untyped-def]
+def _starts(
+    scores: np.ndarray, labels: tuple[str, ...], thr: dict[str, float], params: EventParams, hop_s: float
+) -> list[tuple[str, float]]:
+    """(label, start offset) of every event start the daemon's detector raises on a score stream."""
     det = EventDetector(labels, thr, params)
     found = []
     for h, row in enumerate(scores):

@@ -109,11 +109,13 @@ def fold_items(csv_path: Path, fold: int, rate: int, limit: int | None) -> list[
 
 def in_split(row: dict[str, str], split: str) -> bool:
     """A CSV row's split; ``report`` (the default) is the calibrate groups that training holds out from
-    threshold choice (training.background.held_out, 50%), ``calibrate`` the rest, ``all-calibrate`` both."""
+    threshold choice (training.background.held_out at the default REPORT_FRACTION), ``calibrate`` the rest,
+    ``all-calibrate`` both."""
     from training.background import held_out
+    from training.config import REPORT_FRACTION
 
     if split in ("report", "calibrate") and row["split"] == "calibrate":
-        return held_out(row.get("group") or row["filename"], 0.5) == (split == "report")
+        return held_out(row.get("group") or row["filename"], REPORT_FRACTION) == (split == "report")
     return row["split"] == split or (split == "all-calibrate" and row["split"] == "calibrate")
 
 

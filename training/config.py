@@ -15,6 +15,9 @@ from typing import Any, Literal
 from edge.features import FeatureParams
 from edge.schema import ConfigError, from_yaml, read_text, setting
 
+REPORT_FRACTION = 0.5
+"""Default share of the calibrate groups held out as the report part (bench/events.py uses the same)."""
+
 
 @dataclass(frozen=True, kw_only=True)
 class BackgroundSource:
@@ -36,7 +39,7 @@ class BackgroundSource:
     """Part of a file that names neither split (a plain folder, a manifest without the column)."""
     group_column: str = "group"
     """Manifest column of a file's group (a speaker, a recording); absent = each file is its own group."""
-    report_fraction: float = setting(0.5, lo=0.0, hi=0.9, unit="of the calibrate part's groups")
+    report_fraction: float = setting(REPORT_FRACTION, lo=0.0, hi=0.9, unit="of the calibrate part's groups")
     """Held out from threshold choice (part ``report``): the false alarms per hour the report gives are
     measured there, on audio the thresholds never saw. Groups are assigned by a stable hash of their name."""
 
