@@ -13,7 +13,7 @@ from support import training_data as td
 from edge import features
 from edge.bundle import read_bundle
 from edge.model import Classifier
-from training import cli, export, pipeline
+from training import cli, config, crossval, export, pipeline
 
 pytestmark = pytest.mark.slow
 
@@ -125,3 +125,16 @@ def test_cross_validation_runs_every_fold(tmp_path: Path, capsys: pytest.Capture
         m = read_bundle(tmp_path / "run" / "cv" / f"fold_{fold}" / "model.auricle").manifest
         assert m.labels == ("high", "low", "mid") and not m.background_labels
         assert set(m.metrics["per_label"]) == set(m.labels)  # thresholds from the calibrate noise
+    # A rerun reuses every finished fold with the same config; a fold made with another config runs again.
+    record = tmp_path / "run" / "cv" / "fold_2" / crossval.FOLD_RECORD
+    model2 = record.with_name(export.INT8_FILE)
+    stamp = model2.stat().st_mtime_ns
+    (tmp_path / "run" / "cv" / "fold_1" / crossval.FOLD_RECORD).write_text(
+        json.dumps({"config": "another", "headline": {}}), encoding="utf-8"
+    )
+    assert cli.main(["run", "--config", str(cfg), "--cv"]) == 0
+    again = json.loads((tmp_path / "run" / "cv.json").read_text())
+    assert again["folds"]["2"] == cv["folds"]["2"] and model2.stat().st_mtime_ns == stamp  # not trained again
+    rerun = json.loads((tmp_path / "run" / "cv" / "fold_1" / crossval.FOLD_RECORD).read_text())
+    assert rerun["config"] == crossval.fingerprint(crossval.fold_config(config.load(cfg), 1))
+    assert set(again["folds"]["1"]) == set(cv["folds"]["1"])
