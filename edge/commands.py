@@ -67,9 +67,11 @@ def _run(args: argparse.Namespace) -> int:
 
 def _check(config: Any) -> int:
     from edge.service import load_bundle
+    from edge.slot import update_policy
 
     bundle = load_bundle(config)
     Classifier(bundle, threads=config.model.threads)
+    policy = update_policy(config.model)  # a bad update key is a config error here, not at the first install
     m = bundle.manifest
     hop = config.model.inference_hop or m.hop_frames
     target = f"MQTT {config.mqtt.host}:{config.mqtt.port}" if config.mqtt.host else "console"
@@ -77,7 +79,34 @@ def _check(config: Any) -> int:
         f"config OK: model {m.name} {m.version} ({len(m.labels)} labels, hop {hop} frames), "
         f"audio {config.audio.source}, output {target}"
     )
+    if policy.keys:
+        accepted = f"bundles signed by one of {len(policy.keys)} key(s)" + (
+            " or unsigned" if policy.allow_unsigned else ""
+        )
+    elif policy.allow_unsigned:
+        accepted = "unsigned bundles accepted (model.allow_unsigned)"
+    else:
+        accepted = "refused, no key configured (model.public_key, model.update_keys)"
+    print(f"updates: {accepted}; {_installed(config.model.state_dir)}")
     return 0
+
+
+def _installed(state_dir: str) -> str:
+    """What the state directory holds, read only: the daemon runs its active model over model.path."""
+    from edge.modelstore import ModelStore, StoreError
+
+    store = ModelStore(state_dir)
+    if not store.in_use():
+        return f"nothing installed in {state_dir}"
+    try:
+        pointer = store.pointer()
+    except StoreError as exc:
+        return f"unreadable state ({exc}): the daemon falls back to the previous or configured model"
+    if pointer.active is None:
+        return f"nothing active in {state_dir}"
+    where = store.path_of(pointer.active)
+    state = "" if where.is_file() else f", but {where} is missing"
+    return f"installed {pointer.active.label()} in {state_dir} runs instead of the model above{state}"
 
 
 def _devices(_args: argparse.Namespace) -> int:

@@ -92,9 +92,23 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_example_config_is_valid() -> None:
     from pathlib import Path
 
-    from edge.config import load_config
+    from edge.config import ModelConfig, load_config
 
     example = Path(__file__).resolve().parents[1] / "deploy" / "config.example.yaml"
     config = load_config(example)
     assert config.mqtt.host == "127.0.0.1"
     assert config.recording.dir == "/var/lib/auricle/clips"
+    assert config.model == ModelConfig()  # the model section shows the defaults, updates included
+
+
+def test_example_config_shows_every_model_setting() -> None:
+    import dataclasses
+    from pathlib import Path
+
+    import yaml
+
+    from edge.config import ModelConfig
+
+    example = Path(__file__).resolve().parents[1] / "deploy" / "config.example.yaml"
+    shown = yaml.safe_load(example.read_text(encoding="utf-8"))["model"]
+    assert set(shown) == {f.name for f in dataclasses.fields(ModelConfig)}

@@ -1,0 +1,68 @@
+"""``auricle run --check``: what the daemon would run, the update keys, the state directory (read only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.models import tone_bundle
+
+from edge import bundle, cli
+from edge.bundle import read_bundle
+from edge.modelstore import ModelStore, Pointer
+
+
+def _config(tmp_path: Path, model: Path, **model_keys: str) -> Path:
+    extra = "".join(f"  {k}: {v}\n" for k, v in model_keys.items())
+    path = tmp_path / "config.yaml"
+    path.write_text(f"model:\n  path: {model}\n  state_dir: {tmp_path / 'models'}\n{extra}mqtt:\n  host: null\n")
+    return path
+
+
+def _check(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    capsys.readouterr()  # what building the test bundles printed
+    rc = cli.main(["run", "--config", str(config), "--check"])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_check_names_the_installed_model_that_runs_instead(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    configured = tone_bundle(tmp_path / "a.auricle")
+    config = _config(tmp_path, configured, allow_unsigned="true")
+    rc, out, _ = _check(config, capsys)
+    assert rc == 0
+    assert "config OK: model tones 0.1.0" in out
+    assert (
+        f"updates: unsigned bundles accepted (model.allow_unsigned); nothing installed in {tmp_path / 'models'}" in out
+    )
+
+    installed = tone_bundle(tmp_path / "b.auricle", version="0.2.0")
+    raw = installed.read_bytes()
+    store = ModelStore(tmp_path / "models")
+    entry = store.put(raw, read_bundle(installed).manifest, bundle.sha256(raw))
+    store.switch(Pointer(active=entry))
+    before = sorted(p.name for p in (tmp_path / "models").rglob("*"))
+    rc, out, _ = _check(config, capsys)
+    assert rc == 0 and "installed tones 0.2.0 in" in out and "runs instead of the model above" in out
+    assert sorted(p.name for p in (tmp_path / "models").rglob("*")) == before  # read only
+
+    store.path_of(entry).unlink()
+    rc, out, _ = _check(config, capsys)
+    assert rc == 0 and f"but {store.path_of(entry)} is missing" in out
+
+
+def test_check_refuses_a_bad_update_key_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "update.pem"
+    bad.write_text("not a key\n")
+    config = _config(tmp_path, tone_bundle(tmp_path / "a.auricle"), update_keys=f"[{bad}]")
+    rc, out, err = _check(config, capsys)
+    assert rc == 2 and out == ""
+    assert err.count("\n") == 1 and str(bad) in err and "not a PEM key" in err
+
+
+def test_check_counts_the_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    public = tmp_path / "update.pub"
+    public.write_bytes(bundle.generate_keypair()[1])
+    config = _config(tmp_path, tone_bundle(tmp_path / "a.auricle"), update_keys=f"[{public}]")
+    rc, out, _ = _check(config, capsys)
+    assert rc == 0 and "updates: bundles signed by one of 1 key(s);" in out
