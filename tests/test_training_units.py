@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -221,6 +222,25 @@ def test_cross_validation_folds_hold_out_each_fold(tmp_path: Path) -> None:
     s = crossval.summarise({1: {"float_clip_accuracy": 0.8, "int8_clip_accuracy": 0.7},
                             2: {"float_clip_accuracy": 0.9, "int8_clip_accuracy": 0.9}})  # fmt: skip
     assert s["int8_mean"] == pytest.approx(0.8) and s["int8_std"] == pytest.approx(0.1)
+    assert "heldout_false_per_hour" not in s  # no fold measured it
+
+
+def test_cross_validation_pools_the_held_out_false_alarms(tmp_path: Path) -> None:
+    from training import crossval
+
+    for fold, (events, recall) in {1: (3, 0.5), 2: (1, 0.7)}.items():
+        (tmp_path / str(fold)).mkdir()
+        report = {"heldout_background": {"false_events": events, "hours": 0.5, "per_label": {"frog": events}},
+                  "calibration": {"recall": recall}}  # fmt: skip
+        (tmp_path / str(fold) / "report.json").write_text(json.dumps(report))
+    acc = {"float_clip_accuracy": 0.8, "int8_clip_accuracy": 0.7}
+    per_fold = {k: acc | crossval.open_world(tmp_path / str(k)) for k in (1, 2)}
+    assert per_fold[1]["heldout_false_per_label"] == {"frog": 3}
+    s = crossval.summarise(per_fold)
+    assert (s["heldout_false_events"], s["heldout_hours"], s["heldout_false_per_hour"]) == (4, 1.0, 4.0)
+    assert s["val_event_recall_mean"] == pytest.approx(0.6)
+    assert crossval.open_world(tmp_path / "missing") == {}
+    assert "heldout_false_events" not in crossval.summarise(per_fold | {3: acc})  # one fold without: no pooled rate
 
 
 def test_frozen_bn_blocks_keep_imagenet_statistics() -> None:

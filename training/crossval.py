@@ -17,6 +17,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,7 +49,7 @@ def run(loaded: LoadedConfig) -> str:
         fl = fold_config(loaded, fold)
         done = finished(fl)
         if done is not None:
-            per_fold[fold] = done
+            per_fold[fold] = done | open_world(fl.output)
             _LOGGER.info(
                 "fold %d: reused (%s), int8 clip accuracy %.3f",
                 fold,
@@ -61,13 +62,20 @@ def run(loaded: LoadedConfig) -> str:
         pipeline.run_export(fl, p, model)
         per_fold[fold] = pipeline.run_evaluate(fl, p)["headline"]
         _record(fl, per_fold[fold])
+        per_fold[fold] |= open_world(fl.output)
         _LOGGER.info("fold %d: int8 clip accuracy %.3f", fold, per_fold[fold]["int8_clip_accuracy"])
     summary = summarise(per_fold)
     path = loaded.output / "cv.json"
     path.write_text(json.dumps({"folds": per_fold, "summary": summary}, indent=1) + "\n", encoding="utf-8")
+    heldout = (
+        f", held-out false events {summary['heldout_false_events']} in {summary['heldout_hours']:.2f} h "
+        f"({summary['heldout_false_per_hour']:.3g} per hour)"
+        if "heldout_false_events" in summary
+        else ""
+    )
     return (
         f"{len(folds)} folds, int8 clip accuracy {summary['int8_mean']:.3f} +/- {summary['int8_std']:.3f}, "
-        f"float {summary['float_mean']:.3f} +/- {summary['float_std']:.3f} ({path})"
+        f"float {summary['float_mean']:.3f} +/- {summary['float_std']:.3f}{heldout} ({path})"
     )
 
 
@@ -101,10 +109,39 @@ def _record(fold: LoadedConfig, headline: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def summarise(per_fold: dict[int, dict[str, Any]]) -> dict[str, float]:
-    """Mean and standard deviation of the float and int8 clip accuracies over folds."""
-    out = {}
+def open_world(folder: Path) -> dict[str, Any]:
+    """A fold's open-world figures from its ``report.json``: false events on the held-out background
+    (the same audio for every fold: each fold's model is another draw) and validation event recall."""
+    try:
+        report = json.loads((folder / "report.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, Any] = {}
+    heldout, calibration = report.get("heldout_background"), report.get("calibration")
+    if isinstance(heldout, dict) and heldout.get("hours"):
+        out |= {
+            "heldout_false_events": int(heldout["false_events"]),
+            "heldout_hours": float(heldout["hours"]),
+            "heldout_false_per_label": dict(heldout.get("per_label", {})),
+        }
+    if isinstance(calibration, dict) and calibration.get("recall") is not None:
+        out["val_event_recall"] = float(calibration["recall"])
+    return out
+
+
+def summarise(per_fold: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """Mean and standard deviation of the float and int8 clip accuracies over folds; with every fold's
+    held-out background figures, their pooled rate: events over hours of all folds' models together.
+    The audio is the same for every fold, so pooling averages over models, not over more background."""
+    out: dict[str, Any] = {}
     for kind in ("float", "int8"):
         acc = np.array([h[f"{kind}_clip_accuracy"] for h in per_fold.values()], dtype=np.float64)
         out[f"{kind}_mean"], out[f"{kind}_std"] = float(acc.mean()), float(acc.std())
+    folds = list(per_fold.values())
+    if folds and all("heldout_false_events" in h for h in folds):
+        events, hours = sum(h["heldout_false_events"] for h in folds), sum(h["heldout_hours"] for h in folds)
+        out |= {"heldout_false_events": events, "heldout_hours": round(hours, 4)}
+        out["heldout_false_per_hour"] = round(events / hours, 3)
+    if folds and all("val_event_recall" in h for h in folds):
+        out["val_event_recall_mean"] = round(float(np.mean([h["val_event_recall"] for h in folds])), 4)
     return out
