@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, BinaryIO
 
@@ -38,8 +39,9 @@ import numpy.typing as npt
 from edge.audio import AudioError, FileSource, Source, StdinSource
 from edge.config import AudioConfig, Config
 from edge.mic import MicParams, MicSource, input_devices
-from edge.mqtt import Publisher, make_publisher
+from edge.mqtt import make_publisher
 from edge.pipeline import Pipeline
+from edge.problems import Problems
 from edge.recorder import Recorder
 from edge.slot import ModelSlot
 from edge.slot import default_model_path as default_model_path  # re-exported: the CLI and tests use it here
@@ -61,8 +63,12 @@ def sw_version() -> str:
         return "0+unknown"
 
 
-def make_source(audio: AudioConfig, rate_hz: int, publisher: Publisher, stdin: BinaryIO | None = None) -> Source:
-    """The configured source; ``auto`` is the microphone if any, else the demo clip."""
+def make_source(
+    audio: AudioConfig, rate_hz: int, on_status: Callable[[str | None], None], stdin: BinaryIO | None = None
+) -> Source:
+    """The configured source; ``auto`` is the microphone if any, else the demo clip.
+
+    ``on_status`` hears the microphone's problems (None once audio flows again)."""
     if audio.source == "file":
         assert audio.file is not None  # checked by AudioConfig
         return FileSource(
@@ -86,7 +92,7 @@ def make_source(audio: AudioConfig, rate_hz: int, publisher: Publisher, stdin: B
         reopen_min_s=audio.reopen_min_s,
         reopen_max_s=audio.reopen_max_s,
     )
-    return MicSource(rate_hz, params, on_status=publisher.publish_status_reason)
+    return MicSource(rate_hz, params, on_status=on_status)
 
 
 def _have_microphone() -> bool:
@@ -125,9 +131,10 @@ class Service:
         self.models = ModelSlot(config, sw_version())
         rate = self.models.rate
         self.publisher = make_publisher(config.mqtt, human=False if json_lines else None)
-        self.source = make_source(config.audio, rate, self.publisher, stdin)
+        self.problems = Problems(self.publisher.publish_status_reason)
+        self.source = make_source(config.audio, rate, self.problems.reporter("audio"), stdin)
         recorder = Recorder(config.recording, rate) if config.recording.enabled else None
-        self.models.attach(self.publisher, recorder, self.source.live)
+        self.models.attach(self.publisher, recorder, self.source.live, on_problem=self.problems.reporter("model"))
 
     def health(self) -> dict[str, Any]:
         """The periodic health message's fields."""

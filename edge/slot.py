@@ -16,6 +16,7 @@ import dataclasses
 import importlib.resources
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -107,10 +108,20 @@ class ModelSlot:
         self._publisher: Publisher | None = None
         self._recorder: ClipRecorder | None = None
         self._live = False
+        self._on_problem: Callable[[str | None], None] | None = None
 
-    def attach(self, publisher: Publisher, recorder: ClipRecorder | None, live: bool) -> None:
-        """Where results go; builds the pipeline when there is a model."""
+    def attach(
+        self,
+        publisher: Publisher,
+        recorder: ClipRecorder | None,
+        live: bool,
+        on_problem: Callable[[str | None], None] | None = None,
+    ) -> None:
+        """Where results go; builds the pipeline when there is a model.
+
+        ``on_problem`` hears, with every state change, what is wrong with the models (None: nothing)."""
         self._publisher, self._recorder, self._live = publisher, recorder, live
+        self._on_problem = on_problem
         if self.model is not None:
             self.detector = self._make_detector(self.model.classifier)
             self.pipeline = self._new_pipeline(self.model, self.detector)
@@ -183,6 +194,14 @@ class ModelSlot:
             self.config.mqtt.groups,
         )
         self._pub().publish_model_state(doc)
+        if self._on_problem is not None:
+            self._on_problem(self.problem_text())
+
+    def problem_text(self) -> str | None:
+        """What is wrong with the models, for the Problem sensor: no model at all, or a fallback."""
+        if self.problem is None:
+            return None
+        return self.problem if self.model is None else f"model fallback: {self.problem}"
 
     def on_command(self, command: str, payload: bytes, retained: bool) -> None:
         """A ``model/install`` or ``model/rollback`` message (paho's thread): parse and queue, never block."""

@@ -304,10 +304,19 @@ def test_no_valid_model_keeps_running_and_takes_the_next_good_bundle(
         first = state(sub.wait_for_topic(f"auricle/{device}/model/state", 10))
         assert first["active"] is None
         assert "sha256 changed on disk" in first["problem"] and "not a zip" in first["problem"], first
+        problem = sub.wait_for(
+            lambda m: m.topic.endswith("/status/reason") and b"no usable model" in m.payload, 10, "Problem sensor on"
+        )
+        assert json.loads(problem.payload)["reason"] == first["problem"]
+        retained = _retained(mosquitto, subscriber_factory, f"auricle/{device}/status/reason")
+        assert retained is not None and b"no usable model" in retained, "Home Assistant sees it when it connects"
         health = json.loads(sub.wait_for_topic(f"auricle/{device}/health", 10).payload)
         assert health["model"] is None and health["model_version"] == "none"
         done = answer(sub, device, _install(mosquitto, device, models["v2"].read_bytes()))
         assert done["last"]["result"] == "installed" and done["problem"] is None
+        sub.wait_for(
+            lambda m: m.topic.endswith("/status/reason") and json.loads(m.payload)["reason"] is None, 10, "Problem off"
+        )
         sub.wait_for(lambda m: m.topic.endswith("/scores") and b'"0.2.0"' in m.payload, 10, "scores from 0.2.0")
         assert daemon.terminate(15) == 0
     assert "Traceback" not in daemon.stderr
