@@ -1,0 +1,225 @@
+"""bench/home_hour.py: the builder on generated audio, the scorer on hand-made detections."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+import soundfile as sf
+
+from bench import events
+from bench import home_hour as hh
+from bench.event_scoring import Detection, Span
+
+RATE = 16000
+BURST_S = 1.5
+Floats = npt.NDArray[np.float32]
+Material = tuple[list[events.Item], list[events.Item], list[events.Item]]
+
+
+def _write(path: Path, x: Floats) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x, RATE, subtype="FLOAT")
+
+
+def _tone(seconds: float, hz: float, amplitude: float) -> Floats:
+    t = np.arange(round(seconds * RATE)) / RATE
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def _background(tmp: Path, speech: int, other: int) -> Path:
+    """A background CSV of ``speech`` one-second 'words' (a tone between silences) and ``other`` noise files."""
+    rng, rows = np.random.default_rng(7), []
+    for i in range(speech + other):
+        kind = "speech" if i < speech else "noise"
+        x = np.zeros(RATE, dtype=np.float32)
+        x[4000:12000] = _tone(0.5, 200 + 40 * i, 0.3)
+        if kind == "noise":
+            x = (0.1 * rng.standard_normal(3 * RATE)).astype(np.float32)
+        name = f"{kind}/{i}.wav"
+        _write(tmp / name, x)
+        rows.append({"filename": name, "kind": kind, "group": name, "split": "calibrate", "duration_s": len(x) / RATE})
+    path = tmp / "background.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["filename", "source", "kind", "group", "split", "duration_s"], restval="gen")
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _esc50(tmp: Path, labels: list[str], per_label: int) -> Path:
+    """An esc50.csv of 5 s clips in fold 2 (one extra label in fold 1): digital silence, a tone burst, silence."""
+    rows = []
+    for j, label in enumerate([*labels, "other_fold"]):
+        for k in range(per_label):
+            name = f"{label}-{k}.wav"
+            x = np.zeros(5 * RATE, dtype=np.float32)
+            lead = round((0.3 + 0.4 * k) * RATE)
+            x[lead : lead + round(BURST_S * RATE)] = _tone(BURST_S, 300 + 50 * j, 0.5)
+            _write(tmp / "audio" / name, x)
+            rows.append({"filename": name, "fold": 1 if label == "other_fold" else 2, "category": label})
+    path = tmp / "esc50.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, ["filename", "fold", "category"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
+    tmp = tmp_path_factory.mktemp("home")
+    speech, other = hh.bed_material(_background(tmp, 40, 2), "calibrate+report", RATE)
+    sounds = hh.draw_sounds(
+        _esc50(tmp, ["dog", "siren", "cat"], 4), 2, ["dog", "siren", "cat"], 10, RATE, np.random.default_rng(1)
+    )
+    return speech, other, sounds
+
+
+def test_draw_spreads_over_labels_of_the_fold_and_trims_the_silence(material: Material) -> None:
+    speech, other, sounds = material
+    assert len(speech) == 40 and len(other) == 2
+    counts = sorted(np.unique([label for _, label, _ in sounds], return_counts=True)[1])
+    assert len(sounds) == 10 and counts == [3, 3, 4]  # 10 over 3 labels; nothing of fold 1
+    assert all(len(x) == pytest.approx(BURST_S * RATE, abs=2) for _, _, x in sounds)
+
+
+def test_the_builder_is_deterministic_for_a_seed(material: Material) -> None:
+    speech, other, sounds = material
+    a, b = (hh.build_home(speech, other, sounds, 2.0, RATE, seed=3) for _ in range(2))
+    assert np.array_equal(a.samples, b.samples) and a.spans == b.spans and a.sounds == b.sounds
+    c = hh.build_home(speech, other, sounds, 2.0, RATE, seed=4)
+    assert not np.array_equal(a.samples, c.samples) and a.spans != c.spans
+
+
+def test_sounds_never_overlap_and_their_spans_hold_their_energy(material: Material) -> None:
+    speech, other, sounds = material
+    home = hh.build_home(speech, other, sounds, 2.0, RATE, seed=5)
+    bed = hh.build_home(speech, other, [], 2.0, RATE, seed=5).samples  # the bed never depends on the sounds
+    added = home.samples - bed
+    assert len(home.spans) == 10
+    order = sorted(home.spans, key=lambda s: s.start_s)
+    assert all(b.start_s - a.end_s >= hh.MIN_GAP_S for a, b in itertools.pairwise(order))
+    inside = np.zeros(len(bed), dtype=bool)
+    for span in home.spans:
+        lo, hi = round(span.start_s * RATE), round(span.end_s * RATE)
+        inside[lo:hi] = True
+        assert hi - lo == pytest.approx(BURST_S * RATE, abs=2)  # the clip's silence was trimmed
+        edge = round(0.02 * RATE)
+        peak = np.abs(added[lo:hi]).max()  # the burst is steady: its first and last 20 ms are as loud as the rest
+        assert peak > 0 and min(np.abs(added[lo : lo + edge]).max(), np.abs(added[hi - edge : hi]).max()) > 0.9 * peak
+    assert not np.any(added[~inside])  # nothing was added outside the spans
+
+
+def test_levels_land_in_the_requested_snr_range(material: Material) -> None:
+    speech, other, sounds = material
+    home = hh.build_home(speech, other, sounds, 2.0, RATE, seed=6, snr_db=(5.0, 12.0))
+    bed = hh.build_home(speech, other, [], 2.0, RATE, seed=6).samples.astype(np.float64)
+    added = home.samples.astype(np.float64) - bed
+    measured = []
+    for span, record in zip(home.spans, home.sounds, strict=True):
+        lo, hi = round(span.start_s * RATE), round(span.end_s * RATE)
+        context = bed[max(0, lo - 5 * RATE) : hi + 5 * RATE]  # the bed alone, 5 s either side
+        snr = 10 * np.log10(np.mean(added[lo:hi] ** 2) / np.mean(context**2))  # a steady tone: active = plain RMS
+        assert snr == pytest.approx(record["snr_db"], abs=0.05) and not record["capped"]
+        measured.append(snr)
+    assert min(measured) >= 5.0 - 0.05 and max(measured) <= 12.0 + 0.05
+    assert max(measured) - min(measured) > 2  # drawn, not one fixed level
+
+
+def test_the_bed_has_speech_pauses_and_room_noise_at_the_set_levels(material: Material) -> None:
+    speech, other, _ = material
+    home = hh.build_home(speech, other, [], 3.0, RATE, seed=2)
+    words = [p for p in home.pieces if p.label == "speech"]
+    assert words and {p.label for p in home.pieces} == {"speech", "noise"}
+    for p in (
+        p for p in words if p.end_s - p.start_s == 1.0
+    ):  # each whole word's tone (0.25-0.75 s of the file) at -30 to -20 dBFS, over -62 dBFS room noise
+        lo = round(p.start_s * RATE)
+        assert -30.5 <= 10 * np.log10(np.mean(home.samples[lo + 4200 : lo + 11800].astype(np.float64) ** 2)) <= -19.5
+    busy = np.zeros(len(home.samples), dtype=bool)
+    for p in home.pieces:
+        busy[round(p.start_s * RATE) : round(p.end_s * RATE)] = True
+    assert busy.mean() < 0.6  # pauses between runs
+    quiet = home.samples[~busy].astype(np.float64)
+    assert 10 * np.log10(np.mean(quiet**2)) == pytest.approx(hh.ROOM_DBFS, abs=0.5)
+
+
+def test_reuse_is_reported_when_material_is_short(material: Material) -> None:
+    speech, other, _ = material
+    home = hh.build_home(speech[:5], other[:1], [], 2.0, RATE, seed=1)
+    short = home.bed
+    assert short["speech"]["max_uses"] > 3 and short["speech"]["unique_min"] == round(5 / 60, 2)
+    assert short["reuse"] > 3
+    words = [p for p in home.pieces if p.label == "speech"]
+    passes = [[p.name for p in words[i : i + 5]] for i in range(0, len(words) - 4, 5)]
+    assert all(sorted(names) == sorted(passes[0]) for names in passes)  # every file once per pass ...
+    assert len({tuple(names) for names in passes}) > 1  # ... in a new order
+    levels = {round(float(np.abs(home.samples[round(p.start_s * RATE) :][4200:11800]).max()), 4) for p in words[:-1]}
+    assert len(levels) > 10  # with new gains
+    ample = hh.build_home(speech, other, [], 0.75, RATE, seed=1).bed
+    assert ample["speech"]["placements"] > 3 and ample["speech"]["max_uses"] == 1 and ample["reuse"] == 1.0
+
+
+def test_too_many_sounds_for_the_stream_is_refused(material: Material) -> None:
+    speech, other, sounds = material
+    with pytest.raises(SystemExit, match="do not fit"):
+        hh.build_home(speech, other, sounds, 0.5, RATE, seed=0)
+
+
+def test_score_counts_hits_wrong_labels_and_false_events() -> None:
+    spans = [Span("a", "dog", 10.0, 15.0), Span("b", "siren", 30.0, 33.0)]
+    home = hh.Home(np.zeros(36 * RATE, dtype=np.float32), RATE, spans, [Span("w", "speech", 20.0, 22.0)], [], {})
+    found = [
+        Detection("dog", 9.6, 10.2),  # hit, 0.4 s before the dog
+        Detection("dog", 14.0, 14.5),  # the same dog again: not false
+        Detection("cat", 12.0, 12.3),  # wrong label near the dog
+        Detection("dog", 21.0, 21.2),  # on speech
+        Detection("siren", 31.0, 32.0),  # hit
+        Detection("siren", 34.5, 34.6),  # 1.5 s after the siren: false, in a pause
+    ]
+    report = hh.score(home, found, ["dog", "siren"], named=["dog"])
+    assert report["recall"]["total"]["recalled"] == 2 and report["recall"]["total"]["latency_p50_s"] == 1.1
+    assert report["recall_yamnet_labels"]["clips"] == 1 and report["recall_yamnet_labels"]["recall"] == 1.0
+    assert report["false"]["total"] == {"events": 3, "per_hour": 300.0}  # 3 in 0.01 h
+    assert report["false"]["where"] == {"near a sound": 1, "speech": 1, "pauses": 1}
+    assert set(report["false"]["per_label"]) == {"cat", "dog", "siren"}
+
+
+class _Peer:
+    """A stand-in for YAMNet: the dog's score per call from a script, counting calls."""
+
+    def __init__(self, dog: list[float]) -> None:
+        self.dog, self.calls = iter(dog), 0
+
+    def infer(self, patch: Floats) -> tuple[Floats, Floats]:
+        self.calls += 1
+        scores = np.zeros(521, dtype=np.float32)
+        scores[70] = next(self.dog)
+        return scores, np.zeros(1024, dtype=np.float32)
+
+
+def test_yamnet_runs_once_and_other_thresholds_replay_its_scores() -> None:
+    peer = _Peer([0.9, 0.6, 0.1, 0.7])
+    recorded = hh._Recorded(peer)  # type: ignore[arg-type]
+    samples = np.zeros(4 * 15600, dtype=np.float32)
+    high = events.yamnet_detections(recorded, samples, {"dog": [70]}, 0.8)  # type: ignore[arg-type]
+    recorded.k = 0
+    low = events.yamnet_detections(recorded, samples, {"dog": [70]}, 0.5)  # type: ignore[arg-type]
+    assert peer.calls == 4
+    assert [d.start_s for d in high] == [0.975] and [d.start_s for d in low] == [0.975, 3.9]
+
+
+def test_no_file_peaks_above_minus_1_dbfs_and_the_sum_is_clipped(material: Material) -> None:
+    _, _, sounds = material
+    click = np.zeros(RATE, dtype=np.float32)
+    click[RATE // 2] = 0.001  # its active level is ~-85 dBFS: raised to -30..-20 it would peak far above 0 dBFS
+    home = hh.build_home([("click.wav", "speech", click)], [], sounds[:2], 1.0, RATE, seed=0)
+    assert np.abs(home.samples).max() <= hh.PEAK + 0.01 and home.bed["clipped_samples"] == 0
+    loud = [("loud.wav", "dog", np.full(RATE, 0.9, dtype=np.float32))]
+    home = hh.build_home([("click.wav", "speech", click)], [], loud, 1.0, RATE, seed=0, snr_db=(60.0, 60.0))
+    assert home.sounds[0]["capped"] and home.sounds[0]["active_dbfs"] == pytest.approx(-1.0, abs=0.01)
