@@ -47,6 +47,26 @@ def test_manifest_source_uses_its_split_column(tmp_path: Path) -> None:
     assert len(background.list_files(BackgroundSource(path=str(plain)), plain)["train"]) == 1
 
 
+def test_exclude_leaves_label_recordings_out_of_every_part(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A recording of a label's own sound is not background: not a negative, not a false alarm."""
+    root = td.noise_folder(tmp_path / "bg", per_part=2)
+    src = BackgroundSource(
+        path=str(root), report_fraction=0.0, exclude=("calibrate/noise_1.wav", "*/noise_0.wav", "x*")
+    )
+    with caplog.at_level("INFO", logger="training.background"):
+        files = background.list_files(src, root)
+    assert [p.name for p in files["train"]] == ["loose.wav", "noise_1.wav"]
+    assert files["calibrate"] == [] and files["report"] == []
+    assert "left out 3 file(s) by exclude" in caplog.text and "matched no file: x*" in caplog.text
+    rows = [
+        {"filename": "train/noise_0.wav", "split": "train"},
+        {"filename": "calibrate/noise_0.wav", "split": "calibrate"},
+    ]
+    manifest = td.write_manifest(root / "bg.csv", rows)
+    listed = background.list_files(BackgroundSource(path=str(manifest), exclude=("calibrate/*",)), manifest)
+    assert [p.parent.name for p in listed["train"]] == ["train"] and not listed["calibrate"] and not listed["report"]
+
+
 def test_report_part_holds_out_whole_groups(tmp_path: Path) -> None:
     """A share of the calibrate groups is kept from threshold choice; a group never straddles the two."""
     root = td.noise_folder(tmp_path / "bg", per_part=1)

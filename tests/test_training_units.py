@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -185,6 +186,10 @@ def test_shipped_config_parses() -> None:
         assert config.load(configs / name).config.model.output == "softmax"
     runner_up = config.load(configs / "esc50_softmax_background.yaml").config
     assert runner_up.model.output == "softmax_background" and runner_up.model.upsample == 2
+    clean = config.load(configs / "esc50_clean_background.yaml").config  # next candidate: only its background differs
+    assert clean.data.background[0].exclude and clean.bundle.version == "3.1.0"
+    same = dataclasses.replace(clean.data, background=c.data.background)
+    assert dataclasses.replace(clean, data=same, output=c.output, bundle=c.bundle) == c
     for name in ("esc50_96x64_v3.yaml", "esc50_nodistill.yaml", "esc50_96x64_sigmoid.yaml"):  # the frontier
         candidate = config.load(configs / name).config
         assert candidate.model.upsample == 1 and candidate.data.background
@@ -223,6 +228,21 @@ def test_cross_validation_folds_hold_out_each_fold(tmp_path: Path) -> None:
                             2: {"float_clip_accuracy": 0.9, "int8_clip_accuracy": 0.9}})  # fmt: skip
     assert s["int8_mean"] == pytest.approx(0.8) and s["int8_std"] == pytest.approx(0.1)
     assert "heldout_false_per_hour" not in s  # no fold measured it
+
+
+def test_fold_fingerprint_ignores_settings_left_at_their_default(tmp_path: Path) -> None:
+    from training import crossval
+
+    def prints(text: str) -> str:
+        path = tmp_path / "c.yaml"
+        path.write_text(text)
+        return crossval.fingerprint(crossval.fold_config(config.load(path), 1))
+
+    plain = prints("data: {background: [{path: bg}]}\noutput: out\n")
+    assert prints("data: {background: [{path: bg, exclude: []}]}\noutput: out\nfit: {seed: 1}\n") == plain
+    assert prints("data: {background: [{path: bg, exclude: ['*/rain.wav']}]}\noutput: out\n") != plain
+    assert prints("data: {background: [{path: bg}]}\noutput: out\nfit: {seed: 2}\n") != plain
+    assert prints("data: {background: [{path: other}]}\noutput: out\n") != plain
 
 
 def test_cross_validation_pools_the_held_out_false_alarms(tmp_path: Path) -> None:

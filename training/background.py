@@ -17,6 +17,7 @@ Frames come from the same feature cache as labelled clips (training/cache.py).
 from __future__ import annotations
 
 import csv
+import fnmatch
 import hashlib
 import logging
 from dataclasses import dataclass, field
@@ -83,6 +84,21 @@ def list_files(source: BackgroundSource, path: Path) -> dict[str, list[Path]]:
     raise DataError(f"{path}: data.background source is neither a folder nor a .csv manifest")
 
 
+def excluded(source: BackgroundSource, relative: str) -> bool:
+    """True when a file (its path relative to the source's root, '/'-separated) matches an ``exclude`` glob."""
+    return any(fnmatch.fnmatchcase(relative, pattern) for pattern in source.exclude)
+
+
+def _log_excluded(source: BackgroundSource, names: list[str]) -> None:
+    if names:
+        more = f" and {len(names) - 3} more" if len(names) > 3 else ""
+        _LOGGER.info("background %s: left out %d file(s) by exclude: %s%s", source.path, len(names),
+                     ", ".join(names[:3]), more)  # fmt: skip
+    unused = [p for p in source.exclude if not any(fnmatch.fnmatchcase(n, p) for n in names)]
+    if unused:
+        _LOGGER.warning("background %s: exclude pattern(s) matched no file: %s", source.path, ", ".join(unused))
+
+
 def _part_of(source: BackgroundSource, split: str | None) -> str | None:
     if split is None:
         return source.split
@@ -92,8 +108,12 @@ def _part_of(source: BackgroundSource, split: str | None) -> str | None:
 def _from_folder(source: BackgroundSource, root: Path) -> dict[str, list[Path]]:
     """Every audio file under ``root``; a top-level subfolder named like a split decides its part."""
     out: dict[str, list[Path]] = {p: [] for p in PARTS}
+    left_out: list[str] = []
     for f in sorted(root.rglob("*")):
         if f.suffix.lower() not in AUDIO_SUFFIXES or not f.is_file():
+            continue
+        if excluded(source, f.relative_to(root).as_posix()):
+            left_out.append(f.relative_to(root).as_posix())
             continue
         rel = f.relative_to(root).parts
         named = rel[0] if len(rel) > 1 and rel[0] in (source.train_split, source.calibrate_split) else None
@@ -102,6 +122,7 @@ def _from_folder(source: BackgroundSource, root: Path) -> dict[str, list[Path]]:
             part = "report"
         if part is not None:
             out[part].append(f)
+    _log_excluded(source, left_out)
     if not any(out.values()):
         raise DataError(f"{root}: no audio files in data.background source ({', '.join(AUDIO_SUFFIXES)})")
     return out
@@ -120,13 +141,18 @@ def _from_manifest(source: BackgroundSource, manifest: Path) -> dict[str, list[P
     has_split = source.split_column in columns
     has_group = source.group_column in columns
     out: dict[str, list[Path]] = {p: [] for p in PARTS}
+    left_out: list[str] = []
     for row in rows:
+        if excluded(source, row[source.filename_column].strip()):
+            left_out.append(row[source.filename_column].strip())
+            continue
         part = _part_of(source, (row[source.split_column] or "").strip() if has_split else None)
         group = (row[source.group_column] or "").strip() if has_group else ""
         if part == "calibrate" and held_out(group or row[source.filename_column], source.report_fraction):
             part = "report"
         if part is not None:
             out[part].append(root / row[source.filename_column].strip())
+    _log_excluded(source, left_out)
     missing = [p for paths in out.values() for p in paths if not p.is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""

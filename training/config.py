@@ -39,6 +39,10 @@ class BackgroundSource:
     """Part of a file that names neither split (a plain folder, a manifest without the column)."""
     group_column: str = "group"
     """Manifest column of a file's group (a speaker, a recording); absent = each file is its own group."""
+    exclude: tuple[str, ...] = ()
+    """Glob patterns (``fnmatch``, on the path relative to the folder or the manifest's ``audio_root``) of
+    files left out of every part: recordings of a label's own sound are not background (ESC-50: a car
+    engine is ``engine``, a vacuum cleaner ``vacuum_cleaner``), neither as negatives nor as false alarms."""
     report_fraction: float = setting(REPORT_FRACTION, lo=0.0, hi=0.9, unit="of the calibrate part's groups")
     """Held out from threshold choice (part ``report``): the false alarms per hour the report gives are
     measured there, on audio the thresholds never saw. Groups are assigned by a stable hash of their name."""

@@ -80,9 +80,27 @@ def run(loaded: LoadedConfig) -> str:
 
 
 def fingerprint(loaded: LoadedConfig) -> str:
-    """sha256 of a run's parsed config (every section, defaults included)."""
-    text = json.dumps(dataclasses.asdict(loaded.config), sort_keys=True, default=str)
+    """sha256 of a run's parsed config: every setting that differs from its default, so that a new
+    option added at its default (the old behaviour) keeps finished folds."""
+    text = json.dumps(_settings(loaded.config), sort_keys=True, default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _settings(value: Any) -> Any:
+    """A dataclass as a dict of its non-default fields (recursively); tuples and lists element-wise."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        out = {}
+        for f in dataclasses.fields(value):
+            v = getattr(value, f.name)
+            default = f.default if f.default is not dataclasses.MISSING else dataclasses.MISSING
+            if f.default_factory is not dataclasses.MISSING:
+                default = f.default_factory()
+            if default is dataclasses.MISSING or v != default:
+                out[f.name] = _settings(v)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_settings(v) for v in value]
+    return value
 
 
 def finished(fold: LoadedConfig) -> dict[str, Any] | None:
