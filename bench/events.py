@@ -352,11 +352,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     mapping = read_mapping(args.mapping, peer.class_names)
     det = Detectors(classifier, load_config(args.config), peer, mapping, args.threshold)
     report = measure(det, args, args.fold if args.fold is not None else held_out_fold(bundle.manifest))
-    print(table(report))
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(report, indent=1) + "\n")
-    _LOGGER.info("wrote %s", args.json_out)
+    publish(table(report), report, args.json_out)
     return 0
+
+
+def publish(text: str, report: Any, json_out: Path | None) -> None:
+    """Print a benchmark's table; write its figures as JSON when asked (the folder made as needed)."""
+    print(text)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+        _LOGGER.info("wrote %s", json_out)
 
 
 if __name__ == "__main__":

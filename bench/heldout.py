@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench import events
 from training import background, config, evaluate, streams
 
 _LOGGER = logging.getLogger("bench.heldout")
@@ -66,16 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     paths = report_paths(cfg)
     results = [measure(run, cfg, paths) for run in args.runs]
     lines = [f"report part of {args.config.name}: {len(paths)} files"]
-    events = hours = 0.0
+    count = hours = 0.0
     for r in results:
         lines += [r["run"], _line("reported", r["reported"]), _line("again", r["again"])]
         if r["again"]:
-            events, hours = events + r["again"]["false_events"], hours + r["again"]["hours"]
+            count, hours = count + r["again"]["false_events"], hours + r["again"]["hours"]
     if hours:
-        lines.append(f"all runs again: {events:.0f} false events in {hours:.2f} h = {events / hours:.2f} per hour")
-    print("\n".join(lines))
-    if args.json_out:
-        args.json_out.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+        lines.append(f"all runs again: {count:.0f} false events in {hours:.2f} h = {count / hours:.2f} per hour")
+    events.publish("\n".join(lines), results, args.json_out)
     return 0
 
 

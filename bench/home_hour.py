@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import logging
 import sys
 import time
@@ -343,10 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sf.write(args.wav_out, home.samples, rate, subtype="FLOAT")
         _LOGGER.info("wrote %s", args.wav_out)
     report = measure(home, classifier, args, fold)
-    print(table(report))
-    args.json_out.parent.mkdir(parents=True, exist_ok=True)
-    args.json_out.write_text(json.dumps(report, indent=1) + "\n")
-    _LOGGER.info("wrote %s", args.json_out)
+    events.publish(table(report), report, args.json_out)
     return 0
 
 
