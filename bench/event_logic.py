@@ -5,7 +5,7 @@ again from the false-alarm budget on the background's calibrate part (+ mixtures
 and the validation clips, exactly as training does, and then measured where
 nothing was tuned: false events per hour on the report part (+ its own mixtures)
 and event recall on the test fold.  Score streams come from the daemon's pipeline
-once (``edge.replay``); only the event logic changes between rows.
+once (``edge.daemon.replay``); only the event logic changes between rows.
 
     .venv/bin/python -m bench.event_logic --run runs/esc50 [--config configs/esc50.yaml]
 """
@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.config import Config
-from edge.events import EventDetector, EventParams
-from edge.model import Classifier
+from edge.daemon.config import Config
+from edge.detect.events import EventDetector, EventParams
+from edge.model.classifier import Classifier
 from training import config as train_config
 from training import evaluate, export, prepare, streams
 from training.calibrate import BackgroundStream, CalibrationParams, PositiveClip, calibrate

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.events [--model BUNDLE] [--config FILE] [--fold N] [--gap-s 3]
         [--background DIR_OR_CSV] [--split calibrate] [--threshold 0.8] [--limit N] [--json-out FILE]
 
-Ours runs through the daemon's own pipeline and event logic (``edge.replay``: the
+Ours runs through the daemon's own pipeline and event logic (``edge.daemon.replay``: the
 bundle's hop and thresholds, the default config or ``--config``).
 
 - Recall: the clips of the bundle's held-out ESC-50 fold in ONE stream, ``--gap-s`` of
@@ -38,11 +38,11 @@ import soundfile as sf
 
 from bench import event_scoring as scoring
 from bench.event_scoring import Detection, Span
-from edge.bundle import Manifest, read_bundle
-from edge.config import Config, load_config
-from edge.model import Classifier
-from edge.replay import stream_events
-from edge.resample import Resampler
+from edge.audio.resample import Resampler
+from edge.daemon.config import Config, load_config
+from edge.daemon.replay import stream_events
+from edge.model.bundle import Manifest, read_bundle
+from edge.model.classifier import Classifier
 from training import yamnet
 
 _LOGGER = logging.getLogger("bench.events")

@@ -38,9 +38,9 @@ from bench import event_scoring as scoring
 from bench import events
 from bench.event_scoring import Detection, Span
 from bench.events import Floats, Item
-from edge.bundle import read_bundle
-from edge.config import load_config
-from edge.model import Classifier
+from edge.daemon.config import load_config
+from edge.model.bundle import read_bundle
+from edge.model.classifier import Classifier
 from training import yamnet
 
 _LOGGER = logging.getLogger("bench.home_hour")

@@ -41,15 +41,17 @@ from typing import Any
 
 import numpy as np
 
-from edge import demo
-from edge.audio import FileSource
-from edge.bundle import read_bundle
-from edge.config import AudioConfig
-from edge.events import EventDetector, EventParams
-from edge.model import Classifier
-from edge.mqtt import DeviceInfo, MqttConfig, MqttPublisher
-from edge.pipeline import Pipeline
-from edge.service import sw_version
+from edge.audio import demo
+from edge.audio.sources import FileSource
+from edge.daemon.config import AudioConfig
+from edge.daemon.service import sw_version
+from edge.detect.events import EventDetector, EventParams
+from edge.detect.pipeline import Pipeline
+from edge.model.bundle import read_bundle
+from edge.model.classifier import Classifier
+from edge.publish.mqtt import MqttPublisher
+from edge.publish.mqttconfig import MqttConfig
+from edge.publish.payloads import DeviceInfo
 
 _LOGGER = logging.getLogger("bench.pipeline")
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +96,7 @@ def realistic(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     return np.clip(x, -1, 1).astype(np.float32)
 
 
-BURSTS = {  # candidates for the detection bursts; edge.demo's are written at 16 kHz
+BURSTS = {  # candidates for the detection bursts; edge.audio.demo's are written at 16 kHz
     "1 kHz tone": lambda n, rate: _tone(n, rate, 1000.0, 0.5),
     "white noise": lambda n, rate: 0.3 * np.random.default_rng(2).standard_normal(n),
     "demo siren": lambda n, rate: demo.siren(n / demo.RATE_HZ)[:n],

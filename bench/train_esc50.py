@@ -3,7 +3,7 @@
 Usage: .venv/bin/python bench/train_esc50.py [BUNDLE] [--fold 4] [--data ../shared/data/esc50]
 
 Clip score = mean of the window scores at the bundle's own hop (what the
-daemon does), through ``edge.model.Classifier`` on the bundle's int8 model.
+daemon does), through ``edge.model.classifier.Classifier`` on the bundle's int8 model.
 Prints the figures and the comparison in the same run; never gates CI.
 """
 
@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundle import read_bundle
-from edge.model import Classifier
+from edge.model.bundle import read_bundle
+from edge.model.classifier import Classifier
 from training import cache, data, evaluate
 from training.config import DataConfig
 

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.bundle import read_bundle
 from edge.features import FeatureParams, FrontEnd, to_input
-from edge.model import Classifier
-from edge.runtime import interpreter_class
+from edge.model.bundle import read_bundle
+from edge.model.classifier import Classifier
+from edge.model.runtime import interpreter_class
 
 _LOGGER = logging.getLogger("bench.yamnet")
 ROOT = Path(__file__).resolve().parents[1]

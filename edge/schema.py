@@ -31,9 +31,12 @@ def setting(
     hi: float | None = None,
     unit: str = "",
     doc: str = "",
+    aliases: tuple[str, ...] = (),
 ) -> Any:
-    """Declare a dataclass field with a default, an inclusive range and a unit."""
-    meta = {"lo": lo, "hi": hi, "unit": unit, "doc": doc}
+    """Declare a dataclass field with a default, an inclusive range and a unit.
+
+    ``aliases`` are older names of the key, still read (a renamed key keeps working)."""
+    meta = {"lo": lo, "hi": hi, "unit": unit, "doc": doc, "aliases": aliases}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use tuples or default_factory for container defaults")
     return dataclasses.field(default=default, metadata=meta)
@@ -46,6 +49,7 @@ def build(cls: type[T], data: Any, source: str, path: str = "") -> T:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: {path or '<top>'}: expected a mapping, got {_show(data)}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    data = _resolve_aliases(data, fields, source, path)
     for key in data:
         if key not in fields:
             raise ConfigError(_unknown(source, path, key, fields))
@@ -62,6 +66,20 @@ def build(cls: type[T], data: Any, source: str, path: str = "") -> T:
         return cls(**values)
     except (ValueError, TypeError) as exc:  # cross-field checks in __post_init__
         raise ConfigError(f"{source}: {path or '<top>'}: {exc}") from None
+
+
+def _resolve_aliases(
+    data: Mapping[Any, Any], fields: Mapping[str, dataclasses.Field[Any]], source: str, path: str
+) -> dict[Any, Any]:
+    """``data`` with every old key name replaced by the field's name."""
+    old_names = {alias: name for name, f in fields.items() for alias in f.metadata.get("aliases", ())}
+    out: dict[Any, Any] = {}
+    for key, value in data.items():
+        name = old_names.get(key, key)
+        if name in out:
+            raise ConfigError(f"{source}: {_join(path, name)}: given twice (as {name} and {key}); keep {name}")
+        out[name] = value
+    return out
 
 
 def to_data(obj: Any) -> Any:

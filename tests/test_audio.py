@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from edge.audio import AudioError, Block, FileSource, StdinSource, open_audio
-from edge.resample import Resampler
+from edge.audio.resample import Resampler
+from edge.audio.sources import AudioError, Block, FileSource, StdinSource, open_audio
 
 RATE = 16000
 

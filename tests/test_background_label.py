@@ -12,10 +12,10 @@ import pytest
 from support.daemon import tone_wav, write_config
 from support.models import tone_bundle
 
-from edge.bundle import read_bundle, write_bundle
-from edge.config import load_config
-from edge.model import Classifier
-from edge.service import Service
+from edge.daemon.config import load_config
+from edge.daemon.service import Service
+from edge.model.bundle import read_bundle, write_bundle
+from edge.model.classifier import Classifier
 
 
 @pytest.fixture(scope="module")

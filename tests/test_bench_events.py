@@ -12,7 +12,7 @@ import pytest
 from bench import event_scoring as scoring
 from bench import events
 from bench.event_scoring import Detection, Span
-from edge.bundle import read_bundle
+from edge.model.bundle import read_bundle
 from tests.support.shared import shared_dir
 from training.yamnet import read_class_names
 

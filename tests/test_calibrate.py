@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import chi2
 
-from edge.events import EventDetector, EventParams
+from edge.detect.events import EventDetector, EventParams
 from training.calibrate import (
     OFF,
     BackgroundStream,

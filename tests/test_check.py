@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 from support.models import tone_bundle
 
-from edge import bundle, cli
-from edge.bundle import read_bundle
-from edge.modelstore import ModelStore, Pointer
+from edge.cli import main as cli
+from edge.model import bundle
+from edge.model.bundle import read_bundle
+from edge.update.modelstore import ModelStore, Pointer
 
 
 def _config(tmp_path: Path, model: Path, **model_keys: str) -> Path:
@@ -66,3 +67,18 @@ def test_check_counts_the_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str
     config = _config(tmp_path, tone_bundle(tmp_path / "a.auricle"), update_keys=f"[{public}]")
     rc, out, _ = _check(config, capsys)
     assert rc == 0 and "updates: bundles signed by one of 1 key(s);" in out
+
+
+def test_check_and_model_info_name_the_model_the_daemon_starts_with(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path, tone_bundle(tmp_path / "a.auricle"), allow_unsigned="true")
+    installed = tone_bundle(tmp_path / "b.auricle", version="0.2.0")
+    raw = installed.read_bytes()
+    store = ModelStore(tmp_path / "models")
+    store.switch(Pointer(active=store.put(raw, read_bundle(installed).manifest, bundle.sha256(raw))))
+
+    rc, out, _ = _check(config, capsys)
+    assert rc == 0 and "starts with: tones 0.2.0, installed" in out
+    assert cli.main(["model", "info", "--config", str(config)]) == 0
+    assert capsys.readouterr().out.startswith("tones 0.2.0  ("), "model info shows the installed model, as the daemon"

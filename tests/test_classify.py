@@ -12,9 +12,9 @@ import pytest
 from support.daemon import tone_wav
 from support.models import tone_bundle
 
-from edge.bundle import read_bundle
 from edge.features import compute, window_at, window_ends
-from edge.model import Classifier
+from edge.model.bundle import read_bundle
+from edge.model.classifier import Classifier
 
 
 @pytest.fixture(scope="module")

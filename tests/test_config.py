@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import Config, load_config, parse_config
+from edge.daemon.config import Config, load_config, parse_config
 from edge.schema import ConfigError, describe
 
 
@@ -32,7 +32,7 @@ def test_full_file_is_read(tmp_path: Path) -> None:
         "log_level: DEBUG\n"
     )
     config = load_config(path)
-    assert config.model.inference_hop == 4
+    assert config.model.hop_frames == 4
     assert config.audio.device == 2
     assert config.audio.gate_dbfs == -60.0
     assert config.events.thresholds == {"dog": 0.7}
@@ -92,7 +92,7 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_example_config_is_valid() -> None:
     from pathlib import Path
 
-    from edge.config import ModelConfig, load_config
+    from edge.daemon.config import ModelConfig, load_config
 
     example = Path(__file__).resolve().parents[1] / "deploy" / "config.example.yaml"
     config = load_config(example)
@@ -107,8 +107,17 @@ def test_example_config_shows_every_model_setting() -> None:
 
     import yaml
 
-    from edge.config import ModelConfig
+    from edge.daemon.config import ModelConfig
 
     example = Path(__file__).resolve().parents[1] / "deploy" / "config.example.yaml"
     shown = yaml.safe_load(example.read_text(encoding="utf-8"))["model"]
     assert set(shown) == {f.name for f in dataclasses.fields(ModelConfig)}
+
+
+def test_renamed_key_reads_under_both_names_but_not_twice(tmp_path: Path) -> None:
+    path = tmp_path / "auricle.yaml"
+    path.write_text("model: {hop_frames: 7}\n")
+    assert load_config(path).model.hop_frames == 7
+    path.write_text("model: {hop_frames: 7, inference_hop: 4}\n")
+    with pytest.raises(ConfigError, match=r"model\.hop_frames: given twice \(as hop_frames and inference_hop\)"):
+        load_config(path)

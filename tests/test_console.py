@@ -16,12 +16,12 @@ import pytest
 from support.daemon import tone_wav, write_config
 from support.models import tone_bundle
 
-from edge.console import HumanConsole, duration, health_line
-from edge.events import Event
-from edge.mqtt import make_publisher
-from edge.mqttconfig import MqttConfig
-from edge.payloads import DeviceInfo
-from edge.sinks import ConsoleSink
+from edge.detect.events import Event
+from edge.publish.console import HumanConsole, duration, health_line
+from edge.publish.mqtt import make_publisher
+from edge.publish.mqttconfig import MqttConfig
+from edge.publish.payloads import DeviceInfo
+from edge.publish.sinks import ConsoleSink
 
 LINE = re.compile(r"^\d\d:\d\d:\d\d  ")
 

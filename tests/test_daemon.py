@@ -17,7 +17,7 @@ from support.daemon import Daemon, tone_wav, wait_until, write_config
 from support.ha_schema import problems
 from support.models import tone_bundle
 
-from edge.demo import write_wav
+from edge.audio.demo import write_wav
 
 pytestmark = pytest.mark.integration
 

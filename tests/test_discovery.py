@@ -12,10 +12,10 @@ from support.broker import Mosquitto, Subscriber, publish
 from support.ha_schema import problems
 from support.mqtt_helpers import LABELS, as_json, config, device_info, started, unique_id, wait_until
 
-from edge.control import handle_control
-from edge.discovery import DEFAULT_ANNOUNCE, SENSORS, Discovery, announced, hardware_model
-from edge.events import EventDetector, EventParams
-from edge.payloads import DeviceInfo, Topics
+from edge.detect.control import handle_control
+from edge.detect.events import EventDetector, EventParams
+from edge.publish.discovery import DEFAULT_ANNOUNCE, SENSORS, Discovery, announced, hardware_model
+from edge.publish.payloads import DeviceInfo, Topics
 
 ESC50_LIKE = ("airplane", "cow", "crying_baby", "dog", "glass_breaking", "siren", "train")
 

@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from edge.control import ControlChange
-from edge.events import Event, EventDetector, EventParams
+from edge.detect.control import ControlChange
+from edge.detect.events import Event, EventDetector, EventParams
 from edge.schema import ConfigError, build
 
 LABELS = ("dog", "siren", "quiet")

@@ -9,9 +9,9 @@ import pytest
 from support.broker import Message, Mosquitto, Subscriber, publish
 from support.mqtt_helpers import LABELS, as_json, config, device_info, started, wait_until
 
-from edge.control import handle_control
-from edge.events import EventDetector, EventParams
-from edge.mqtt import MqttPublisher
+from edge.detect.control import handle_control
+from edge.detect.events import EventDetector, EventParams
+from edge.publish.mqtt import MqttPublisher
 
 pytestmark = pytest.mark.integration
 

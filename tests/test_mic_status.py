@@ -10,9 +10,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge import mic
-from edge.audio import AudioError
-from edge.mic import MicParams, MicSource
+from edge.audio import mic
+from edge.audio.mic import MicParams, MicSource
+from edge.audio.sources import AudioError
 
 
 class _FakeStream:

@@ -10,10 +10,10 @@ import pytest
 from support.daemon import write_config
 from support.models import tone_bundle
 
-from edge.bundle import read_bundle, write_bundle
-from edge.cli import main as cli_main
-from edge.events import EventParams
-from edge.service import default_model_path
+from edge.cli.main import main as cli_main
+from edge.daemon.startup import default_model_path
+from edge.detect.events import EventParams
+from edge.model.bundle import read_bundle, write_bundle
 from training.calibrate import BackgroundStream, CalibrationParams, PositiveClip, calibrate
 
 

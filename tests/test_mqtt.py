@@ -17,10 +17,12 @@ import pytest
 from support.broker import Mosquitto
 from support.mqtt_helpers import MODEL_VERSION, as_json, config, device_info, started, unique_id, wait_until
 
-from edge.control import ControlResult
-from edge.events import Event
-from edge.mqtt import ConsoleSink, MqttConfig, MqttPublisher, make_publisher
-from edge.payloads import SCHEMA_VERSION, Payloads
+from edge.detect.control import ControlResult
+from edge.detect.events import Event
+from edge.publish.mqtt import MqttPublisher, make_publisher
+from edge.publish.mqttconfig import MqttConfig
+from edge.publish.payloads import SCHEMA_VERSION, Payloads
+from edge.publish.sinks import ConsoleSink
 from edge.schema import ConfigError, build
 
 pytestmark = pytest.mark.integration

@@ -31,9 +31,9 @@ from support.ota import (
     state,
 )
 
-from edge import bundle
-from edge.cli import main as cli_main
-from edge.modelstore import ModelStore, Pointer
+from edge.cli.main import main as cli_main
+from edge.model import bundle
+from edge.update.modelstore import ModelStore, Pointer
 
 pytestmark = pytest.mark.integration
 HOP_S = 0.04  # tone_bundle: 4 frames of 10 ms

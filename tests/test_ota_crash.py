@@ -21,9 +21,9 @@ import pytest
 from support.models import tone_bundle
 from support.ota import keypair, signed_copy
 
-from edge import bundle
-from edge.checks import Policy, verify
-from edge.modelstore import STAGING, ModelStore
+from edge.model import bundle
+from edge.update.checks import Policy, verify
+from edge.update.modelstore import STAGING, ModelStore
 
 pytestmark = pytest.mark.integration
 TRIALS = 24

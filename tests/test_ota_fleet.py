@@ -18,7 +18,7 @@ from support.daemon import Daemon, tone_wav, write_config
 from support.models import tone_bundle
 from support.ota import daemon_config, keypair, signed_copy, state
 
-from edge.cli import main as cli_main
+from edge.cli.main import main as cli_main
 
 pytestmark = pytest.mark.integration
 GROUP = "kitchen-fleet"

@@ -21,19 +21,19 @@ from hypothesis import strategies as st
 from support.models import tone_bundle
 from support.ota import BundleServer, members, rezip
 
-from edge import bundle, selftest
-from edge.active import SLOW_LIMIT, Probation, choose_startup, state_document
-from edge.bundle import BundleError, read_bundle
-from edge.checks import Loaded, Policy, semver_key, verify
-from edge.events import EventDetector, EventParams
+from edge.detect.events import EventDetector, EventParams
+from edge.detect.pipeline import Pipeline, Swap
 from edge.features import FeatureParams
-from edge.fetch import FetchError, fetch
-from edge.model import Classifier
-from edge.modelstore import ModelStore, Pointer, StoreError
-from edge.payloads import Payloads
-from edge.pipeline import Pipeline, Swap
-from edge.request import parse_install, parse_rollback
-from edge.update import Updater
+from edge.model import bundle, selftest
+from edge.model.bundle import BundleError, read_bundle
+from edge.model.classifier import Classifier
+from edge.publish.payloads import Payloads
+from edge.update.active import SLOW_LIMIT, Probation, choose_startup, state_document
+from edge.update.checks import Loaded, Policy, semver_key, verify
+from edge.update.fetch import FetchError, fetch
+from edge.update.modelstore import ModelStore, Pointer, StoreError
+from edge.update.request import parse_install, parse_rollback
+from edge.update.update import Updater
 
 RATE = 16000
 

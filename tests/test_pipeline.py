@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from support.models import tone_bundle
 
-from edge.bundle import Bundle, read_bundle
-from edge.events import EventDetector, EventParams
+from edge.audio.recorder import Recorder, RecordingParams
+from edge.detect.events import EventDetector, EventParams
+from edge.detect.pipeline import Pipeline
 from edge.features import compute, window_at, window_ends
-from edge.model import Classifier
-from edge.pipeline import Pipeline
-from edge.recorder import Recorder, RecordingParams
+from edge.model.bundle import Bundle, read_bundle
+from edge.model.classifier import Classifier
 
 RATE = 16000
 

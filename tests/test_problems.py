@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.problems import Problems
+from edge.daemon.problems import Problems
 
 
 def test_reasons_of_parts_are_joined_and_published_on_change() -> None:

@@ -49,7 +49,7 @@ def model_and_inputs() -> tuple[object, np.ndarray]:
 
 
 def _int8_scores(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
-    from edge.runtime import interpreter_class
+    from edge.model.runtime import interpreter_class
 
     cls, _ = interpreter_class()
     interp = cls(model_content=model_bytes)

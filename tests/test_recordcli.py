@@ -14,8 +14,8 @@ import pytest
 from support.daemon import tone_wav
 from support.pulse import PulseAudio
 
-from edge.audio import AudioError, Block
-from edge.recordcli import capture, write_wav16
+from edge.audio.sources import AudioError, Block
+from edge.cli.record import capture, write_wav16
 
 RATE = 16000
 

@@ -20,15 +20,15 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge.audio import FileSource, StdinSource, open_audio
-from edge.bundle import read_bundle
-from edge.config import Config
-from edge.demo import demo_clip, write_wav
-from edge.events import Event, EventParams
-from edge.model import Classifier
-from edge.pipeline import Pipeline
-from edge.replay import EventLog, detector_for, file_events, sounds, stream_events
-from edge.service import default_model_path
+from edge.audio.demo import demo_clip, write_wav
+from edge.audio.sources import FileSource, StdinSource, open_audio
+from edge.daemon.config import Config
+from edge.daemon.replay import EventLog, detector_for, file_events, sounds, stream_events
+from edge.daemon.startup import default_model_path
+from edge.detect.events import Event, EventParams
+from edge.detect.pipeline import Pipeline
+from edge.model.bundle import read_bundle
+from edge.model.classifier import Classifier
 
 RATE = 16000
 CONFIG = Config(events=EventParams(hold_s=0.6, cooldown_s=0.4))

@@ -8,7 +8,7 @@ the deeper-input 2.0.0 model, by two codes on 2 of them; 3.0.0 on 10 of 450, by
 at most two; its runner-up with a background output by up to three), so
 we require at most three codes (3/256 of a score) of difference on at most 5% of
 outputs and the same top label for every window. The over-the-air self-test allows
-four (edge/selftest.py), one more than any release pair measured.
+four (edge/model/selftest.py), one more than any release pair measured.
 
 deploy/setup.sh dev builds that runtime's venv in .venv-compat (no network in tests).
 """
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.bundle import read_bundle
 from edge.features import FeatureParams, compute, to_input, window_at, window_ends
-from edge.model import Classifier
-from edge.runtime import runtime_version
+from edge.model.bundle import read_bundle
+from edge.model.classifier import Classifier
+from edge.model.runtime import runtime_version
 from tests.support.models import tone_bundle
 
 ROOT = Path(__file__).resolve().parents[1]

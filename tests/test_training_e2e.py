@@ -11,8 +11,8 @@ import pytest
 from support import training_data as td
 
 from edge import features
-from edge.bundle import read_bundle
-from edge.model import Classifier
+from edge.model.bundle import read_bundle
+from edge.model.classifier import Classifier
 from training import cli, config, crossval, export, pipeline
 
 pytestmark = pytest.mark.slow
@@ -61,7 +61,7 @@ def test_end_to_end_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert {"int8_clip_accuracy", "float_clip_accuracy", "top1_agreement", "params", "macs"} <= set(m.metrics)
     assert m.provenance["training_config"] == cfg.read_text()
     assert "ASSIGN_VARIABLE" not in export.op_names(b.model)
-    from edge.selftest import parse_selftest, run_selftest
+    from edge.model.selftest import parse_selftest, run_selftest
 
     assert b.selftest is not None and m.selftest_sha256 is not None  # what a device checks before an OTA switch
     check = run_selftest(Classifier(b), parse_selftest(b.selftest, m, str(b.path)), budget_ms=1000.0)

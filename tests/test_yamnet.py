@@ -9,7 +9,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edge.runtime import interpreter_class
+from edge.model.runtime import interpreter_class
 from tests.support.shared import shared_dir
 from training import yamnet
 

@@ -2,7 +2,7 @@
 
 Inputs are per-hop score streams (hops x labels) computed elsewhere through the daemon's
 pipeline; this module never runs a model.  Every candidate threshold is tried by feeding the
-streams through :class:`edge.events.EventDetector` with the given smoothing, hold and cooldown,
+streams through :class:`edge.detect.events.EventDetector` with the given smoothing, hold and cooldown,
 so a false event here is exactly an event start the device would publish.
 
 - False events: every event start on a background stream; and on a positive clip of label A,
@@ -40,7 +40,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.stats import chi2
 
-from edge.events import EventDetector, EventParams
+from edge.detect.events import EventDetector, EventParams
 
 _LOGGER = logging.getLogger(__name__)
 

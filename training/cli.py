@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from edge.bundle import BundleError
+from edge.model.bundle import BundleError
 from edge.schema import ConfigError
 from training import config as config_mod
 from training.config import LoadedConfig

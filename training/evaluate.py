@@ -1,4 +1,4 @@
-"""Stage 4: evaluate TFLite models through the device code (``edge.model.Classifier``).
+"""Stage 4: evaluate TFLite models through the device code (``edge.model.classifier.Classifier``).
 
 Clip score = mean of the window scores at ``window_ends(n_frames, window,
 hop)``: exactly what the daemon computes.  Keras is never used for a reported
@@ -17,8 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge import features
-from edge.bundle import Bundle, Manifest, OutputSpec, sha256
-from edge.model import Classifier
+from edge.model.bundle import Bundle, Manifest, OutputSpec, sha256
+from edge.model.classifier import Classifier
 from training import model as model_mod
 from training.config import TrainConfig
 from training.export import int8_input_spec

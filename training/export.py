@@ -68,7 +68,7 @@ def check_ops(model_bytes: bytes) -> None:
 
 def int8_input_spec(model_bytes: bytes, base: InputSpec) -> tuple[InputSpec, dict[str, Any]]:
     """Read the input/output quantisation the converter chose."""
-    from edge.runtime import interpreter_class
+    from edge.model.runtime import interpreter_class
 
     cls, _ = interpreter_class()
     interp = cls(model_content=model_bytes)
@@ -121,7 +121,7 @@ def calibration_windows(
 
 def verify_loads(model_bytes: bytes) -> str:
     """Load and run the model once in the device runtime; return the runtime's name."""
-    from edge.runtime import interpreter_class
+    from edge.model.runtime import interpreter_class
 
     cls, runtime = interpreter_class()
     interp = cls(model_content=model_bytes)

@@ -27,8 +27,6 @@ from training.config import LoadedConfig, TrainConfig
 from training.prepare import Prepared
 from training.windows import TrainWindows, batch_inputs, input_spec
 
-__all__ = ["TrainWindows", "batch_inputs", "input_spec", "load_model", "train"]
-
 _LOGGER = logging.getLogger(__name__)
 
 MODEL_FILE = "model.keras"

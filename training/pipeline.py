@@ -15,11 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from edge.bundle import load_private_key, write_bundle
+from edge.model.bundle import load_private_key, write_bundle
 from training import evaluate, export, fit, report
 from training import model as model_mod
 from training.config import LoadedConfig, replace
 from training.prepare import Prepared
+from training.windows import batch_inputs, input_spec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def run_export(loaded: LoadedConfig, prepared: Prepared, model: Any | None = Non
     qat = out / fit.QAT_MODEL_FILE
     int8_source = fit.load_model(out, fit.QAT_MODEL_FILE) if qat.exists() else model
     windows = fit.calibration_windows(cfg, prepared)
-    float_bytes, int8_bytes = export.export_pair(model, windows, cfg.features, fit.input_spec(cfg), int8_source)
+    float_bytes, int8_bytes = export.export_pair(model, windows, cfg.features, input_spec(cfg), int8_source)
     (out / export.FLOAT_FILE).write_bytes(float_bytes)
     (out / export.INT8_FILE).write_bytes(int8_bytes)
     return float_bytes, int8_bytes
@@ -185,11 +186,11 @@ def embeddings(loaded: LoadedConfig, prepared: Prepared) -> np.ndarray:
     """Penultimate-layer features per test clip (mean over its windows), from the Keras model."""
     cfg = loaded.config
     emb_model = model_mod.embedding_model(fit.load_model(loaded.output))
-    spec = fit.input_spec(cfg)
+    spec = input_spec(cfg)
     rows = []
     for c in prepared.split.test:
         windows = fit.clip_windows(prepared.frames[c], cfg, cfg.window.hop_frames)
-        rows.append(np.asarray(emb_model(fit.batch_inputs(windows, cfg, spec), training=False)).mean(axis=0))
+        rows.append(np.asarray(emb_model(batch_inputs(windows, cfg, spec), training=False)).mean(axis=0))
     return np.stack(rows)
 
 
@@ -203,7 +204,7 @@ def _write_bundle(
 ) -> Path:
     """The bundle, with a self-test (the last window of ``selftest_clip``, a validation clip the model is
     sure of, and the scores it gives) that devices check before taking the bundle over the air."""
-    from edge.selftest import selftest_for
+    from edge.model.selftest import selftest_for
     from training.data import read_audio
 
     cfg = loaded.config

@@ -130,7 +130,8 @@ def markdown(report: dict[str, Any], labels: Sequence[str]) -> str:
     lines = [
         f"# Training report: {report['name']} {report['version']}",
         "",
-        f"Evaluated through the device code (edge.model.Classifier, TFLite) on {h['test_clips']} held-out clips; "
+        "Evaluated through the device code (edge.model.classifier.Classifier, TFLite) on "
+        f"{h['test_clips']} held-out clips; "
         f"clip score = mean of window scores every {h['hop_frames']} frames.",
         "",
         "| figure | value |",

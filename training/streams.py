@@ -1,6 +1,6 @@
 """Per-hop score streams through the daemon's own pipeline, for thresholds from a false-alarm budget.
 
-The int8 model runs inside ``edge.pipeline.Pipeline`` (via ``edge.replay``):
+The int8 model runs inside ``edge.detect.pipeline.Pipeline`` (via ``edge.daemon.replay``):
 same front end, hop and windows as the daemon, fed from the audio files
 themselves, never from training features.  Two kinds of stream:
 
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge.config import Config
-from edge.model import Classifier
+from edge.daemon.config import Config
+from edge.model.classifier import Classifier
 from training.calibrate import (
     BackgroundStream,
     Calibration,
@@ -43,7 +43,7 @@ Floats = npt.NDArray[np.float32]
 
 def hop_scores(clf: Classifier, samples: Floats, config: Config) -> Floats:
     """``(hops, event labels)``: the scores of every inference the daemon makes on ``samples``."""
-    from edge import replay
+    from edge.daemon import replay
 
     rows: list[Floats] = []
     replay.stream_events(clf, samples, config, on_scores=lambda _t, s: rows.append(np.array(s, dtype=np.float32)))
@@ -121,9 +121,9 @@ def heldout_false_alarms(
     """False events per hour at ``thresholds`` on background the thresholds never saw (the report part).
 
     The files play back to back, then mixtures of them, through the daemon's pipeline and
-    event logic (``edge.replay``) with the bundle's default event settings; every event start counts.
+    event logic (``edge.daemon.replay``) with the bundle's default event settings; every event start counts.
     """
-    from edge.events import EventParams
+    from edge.detect.events import EventParams
 
     rate = clf.manifest.features.sample_rate
     parts = read_part(paths, rate)
@@ -144,7 +144,7 @@ def heldout_false_alarms(
 
 
 def _false_alarms(clf: Classifier, samples: Floats, config: Config) -> dict[str, Any]:
-    from edge import replay
+    from edge.daemon import replay
 
     counts: dict[str, int] = {}
     for event in replay.stream_events(clf, samples, config):

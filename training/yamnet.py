@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from edge import scales
 from edge.features import FeatureParams, as_float64, compute
-from edge.runtime import interpreter_class
+from edge.model.runtime import interpreter_class
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from edge.demo import write_wav
+from edge.audio.demo import write_wav
 
 
 def tone_wav(path: Path, *, seconds: float = 3.0, tone_s: tuple[float, float] = (1.0, 2.0), hz: float = 1000.0) -> Path:

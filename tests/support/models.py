@@ -3,7 +3,7 @@
 ``tone_bundle`` makes a model whose answer is predictable from physics: the
 mean dB level in the band nearest each label's frequency decides the score,
 so a played 1 kHz tone must come out as ``tone_1000``.  Every bundle carries a
-self-test (edge/selftest.py) made from one window of its first tone, the way
+self-test (edge/model/selftest.py) made from one window of its first tone, the way
 training stores one.
 """
 
@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from edge import scales
-from edge.bundle import Manifest, OutputSpec, sha256, write_bundle
 from edge.features import FeatureParams, InputSpec, normalise
-from edge.selftest import selftest_for
+from edge.model.bundle import Manifest, OutputSpec, sha256, write_bundle
+from edge.model.selftest import selftest_for
 
 
 def _band_of(params: FeatureParams, hz: float) -> int:

@@ -8,7 +8,9 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from edge.mqtt import DeviceInfo, MqttConfig, MqttPublisher
+from edge.publish.mqtt import MqttPublisher
+from edge.publish.mqttconfig import MqttConfig
+from edge.publish.payloads import DeviceInfo
 from edge.schema import build
 
 LABELS = ("dog", "siren", "Church bells")

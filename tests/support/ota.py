@@ -14,8 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from edge import bundle
-from edge.bundle import Ed25519PrivateKey, load_private_key
+from edge.model import bundle
+from edge.model.bundle import Ed25519PrivateKey, load_private_key
 
 from .broker import Message, Mosquitto, Subscriber
 from .daemon import write_config

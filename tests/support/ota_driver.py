@@ -1,4 +1,4 @@
-"""Install and roll back models in a loop through edge.update, as the daemon's updater thread does.
+"""Install and roll back models in a loop through edge.update.update, as the daemon's updater thread does.
 
     python ota_driver.py STATE_DIR PUBLIC_KEY PROBATION_S BUNDLE...
 
@@ -13,13 +13,13 @@ import itertools
 import sys
 from pathlib import Path
 
-from edge import bundle
-from edge.bundle import load_public_key
-from edge.checks import Loaded, Policy
-from edge.model import Classifier
-from edge.modelstore import ModelStore
-from edge.request import Request
-from edge.update import Updater
+from edge.model import bundle
+from edge.model.bundle import load_public_key
+from edge.model.classifier import Classifier
+from edge.update.checks import Loaded, Policy
+from edge.update.modelstore import ModelStore
+from edge.update.request import Request
+from edge.update.update import Updater
 
 
 class Host:

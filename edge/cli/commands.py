@@ -1,0 +1,257 @@
+"""``auricle run | classify | devices``: the daemon's commands."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.audio.sources import AUDIO_SUFFIXES, AudioError, FileSource
+from edge.detect.pipeline import Pipeline
+from edge.model.classifier import Classifier
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``run``, ``classify`` and ``devices``."""
+    p = sub.add_parser("run", help="run the daemon: listen, classify, publish")
+    p.add_argument("--config", "-c", metavar="FILE", help="YAML config (default: built-in defaults)")
+    p.add_argument("--check", action="store_true", help="validate the config and load the model, then exit")
+    p.add_argument(
+        "--json", action="store_true", help="without a broker: JSON lines even on a terminal (the default in a pipe)"
+    )
+    p.set_defaults(handler=_run)
+
+    p = sub.add_parser("classify", help="classify audio files through the streaming pipeline")
+    p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="audio files, or directories to search")
+    p.add_argument("--model", "-m", metavar="BUNDLE", help="model bundle (default: the shipped model)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--hops", action="store_true", help="also print the scores of every hop")
+    p.add_argument("--top", type=int, default=3, metavar="K", help="how many labels to list (default 3)")
+    p.add_argument(
+        "--events",
+        action="store_true",
+        help="report the events the daemon would raise (its pipeline, event logic and thresholds), with offsets",
+    )
+    p.add_argument("--config", "-c", metavar="FILE", help="daemon config for --events (events, hop, gate, model)")
+    p.set_defaults(handler=_classify)
+
+    p = sub.add_parser("devices", help="list audio input devices")
+    p.set_defaults(handler=_devices)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge.daemon.config import load_config
+    from edge.daemon.service import run_service
+
+    config = load_config(args.config)
+    if args.check:
+        return _check(config)
+    if not args.verbose:
+        logging.getLogger().setLevel(config.log_level)
+    try:
+        return run_service(config, json_lines=args.json)
+    except AudioError as exc:
+        print(f"auricle: {exc}", file=sys.stderr)
+        return 2
+
+
+def _check(config: Any) -> int:
+    from edge.daemon.startup import load_bundle, starting_model, update_policy
+    from edge.update.modelstore import ModelStore
+
+    bundle = load_bundle(config)
+    Classifier(bundle, threads=config.model.threads)
+    policy = update_policy(config.model)  # a bad update key is a config error here, not at the first install
+    start = starting_model(config, ModelStore(config.model.state_dir), policy)
+    m = bundle.manifest
+    hop = config.model.hop_frames or m.hop_frames
+    target = f"MQTT {config.mqtt.host}:{config.mqtt.port}" if config.mqtt.host else "console"
+    print(
+        f"config OK: model {m.name} {m.version} ({len(m.labels)} labels, hop {hop} frames), "
+        f"audio {config.audio.source}, output {target}"
+    )
+    if policy.keys:
+        accepted = f"bundles signed by one of {len(policy.keys)} key(s)" + (
+            " or unsigned" if policy.allow_unsigned else ""
+        )
+    elif policy.allow_unsigned:
+        accepted = "unsigned bundles accepted (model.allow_unsigned)"
+    else:
+        accepted = "refused, no key configured (model.public_key, model.update_keys)"
+    print(f"updates: {accepted}; {_installed(config.model.state_dir)}")
+    print(f"starts with: {_describe(start.model)}" + (f" ({start.problem})" if start.problem else ""))
+    return 0
+
+
+def _describe(model: Any) -> str:
+    if model is None:
+        return "no model"
+    m = model.bundle.manifest
+    return f"{m.name} {m.version}, {model.origin}"
+
+
+def _installed(state_dir: str) -> str:
+    """What the state directory holds, read only: the daemon runs its active model over model.path."""
+    from edge.update.modelstore import ModelStore, StoreError
+
+    store = ModelStore(state_dir)
+    if not store.in_use():
+        return f"nothing installed in {state_dir}"
+    try:
+        pointer = store.pointer()
+    except StoreError as exc:
+        return f"unreadable state ({exc}): the daemon falls back to the previous or configured model"
+    if pointer.active is None:
+        return f"nothing active in {state_dir}"
+    where = store.path_of(pointer.active)
+    state = "" if where.is_file() else f", but {where} is missing"
+    return f"installed {pointer.active.label()} in {state_dir} runs instead of the model above{state}"
+
+
+def _devices(_args: argparse.Namespace) -> int:
+    from edge.audio.mic import input_devices
+
+    try:
+        devices = input_devices()
+    except (OSError, ImportError) as exc:
+        print(f"auricle: no audio input available: {exc}", file=sys.stderr)
+        return 1
+    if not devices:
+        print("no input devices found (no microphone, or no access to the sound server)")
+        return 1
+    print(f"{'index':>5}  {'channels':>8}  {'rate Hz':>8}  name")
+    for d in devices:
+        print(f"{d['index']:>5}  {d['channels']:>8}  {d['default_rate_hz']:>8.0f}  {d['name']}")
+    return 0
+
+
+# --- classify ----------------------------------------------------------------------
+
+
+def audio_files(paths: list[str]) -> Iterator[Path]:
+    """Each path; directories expand to their audio files, sorted, recursively."""
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            yield from sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        else:
+            yield path
+
+
+def hop_scores(classifier: Classifier, path: Path) -> list[tuple[float, np.ndarray[Any, Any]]]:
+    """``(seconds into the file, scores)`` for every hop, through the streaming pipeline."""
+    hops: list[tuple[float, np.ndarray[Any, Any]]] = []
+    pipeline = Pipeline(classifier, on_scores=lambda t, s: hops.append((t, s.copy())))
+    source = FileSource(path, pipeline.rate_hz, realtime=False)
+    for block in source.blocks(threading.Event()):
+        pipeline.feed(block.samples, block.t_end)
+    pipeline.finish()
+    return hops
+
+
+def _top(labels: tuple[str, ...], scores: np.ndarray[Any, Any], k: int) -> list[list[Any]]:
+    order = np.argsort(-scores, kind="stable")[: max(k, 1)]
+    return [[labels[i], round(float(scores[i]), 4)] for i in order]
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from edge.daemon.config import load_config
+    from edge.daemon.startup import load_bundle
+
+    config = load_config(args.config)
+    if args.model:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, path=args.model))
+    classifier = Classifier(load_bundle(config), threads=config.model.threads)
+    if args.events:
+        return _classify_events(classifier, config, args)
+    status = 0
+    for path in audio_files(args.paths):
+        try:
+            hops = hop_scores(classifier, path)
+            if not hops:
+                raise AudioError(f"{path}: no audio")
+        except AudioError as exc:
+            print(f"auricle: {exc}" if str(path) in str(exc) else f"auricle: {path}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        _report(path, hops, classifier.labels, args)
+    return status
+
+
+def _classify_events(classifier: Classifier, config: Any, args: argparse.Namespace) -> int:
+    from edge.daemon.replay import file_events, sounds
+
+    status, first = 0, True
+    for path in audio_files(args.paths):
+        try:
+            found = sounds(file_events(classifier, path, config))
+        except AudioError as exc:
+            print(f"auricle: {exc}" if str(path) in str(exc) else f"auricle: {path}: {exc}", file=sys.stderr)
+            status = 1
+            continue
+        if args.json:
+            for e in found:
+                print(json.dumps(_event_record(path, e)), flush=True)
+            continue
+        if not first:
+            print()
+        first = False
+        _print_event_table(path, found)
+    return status
+
+
+def _event_record(path: Path, event: Any) -> dict[str, Any]:
+    return {
+        "file": str(path),
+        "label": event.label,
+        "start_s": round(event.start_offset_s, 3),
+        "end_s": round(event.end_offset_s, 3),
+        "peak": round(event.peak, 4),
+        "mean": round(event.mean, 4),
+    }
+
+
+def _print_event_table(path: Path, found: list[Any]) -> None:
+    print(f"{path}: {len(found)} event{'' if len(found) == 1 else 's'}")
+    if not found:
+        return
+    width = max(len("label"), *(len(e.label) for e in found))
+    print(f"  {'start':>9}  {'end':>9}  {'label':<{width}}  {'peak':>5}  {'mean':>5}")
+    for e in found:
+        print(
+            f"  {_clock(e.start_offset_s):>9}  {_clock(e.end_offset_s):>9}  {e.label:<{width}}  "
+            f"{e.peak:5.2f}  {e.mean:5.2f}"
+        )
+
+
+def _clock(seconds: float) -> str:
+    """Offset as m:ss.s (h:mm:ss.s past an hour), how a player shows a position."""
+    minutes, sec = divmod(seconds, 60.0)
+    hours, minutes = divmod(int(minutes), 60)
+    return f"{hours}:{minutes:02d}:{sec:04.1f}" if hours else f"{minutes}:{sec:04.1f}"
+
+
+def _report(path: Path, hops: list[tuple[float, Any]], labels: tuple[str, ...], args: argparse.Namespace) -> None:
+    mean = np.mean([s for _, s in hops], axis=0)
+    top = _top(labels, mean, args.top)
+    if args.json:
+        record: dict[str, Any] = {"file": str(path), "label": top[0][0], "score": top[0][1], "top": top}
+        if args.hops:
+            record["hops"] = [{"t": round(t, 3), "top": _top(labels, s, args.top)} for t, s in hops]
+        print(json.dumps(record), flush=True)
+        return
+    ranked = ", ".join(f"{label} {score:.3f}" for label, score in top)
+    print(f"{path}: {top[0][0]} {top[0][1]:.3f}  ({ranked}; {len(hops)} hops)", flush=True)
+    if args.hops:
+        for t, s in hops:
+            print(f"  {t:8.3f} s  " + "  ".join(f"{label} {score:.3f}" for label, score in _top(labels, s, args.top)))

@@ -1,0 +1,86 @@
+"""Which model runs at start: one answer for the daemon, ``auricle run --check`` and ``auricle model info``.
+
+The order (docs/ota.md): the installed active model, then the installed previous one, then
+``model.path``, then the model shipped inside the package.  Loading installed models
+checks them again with the update policy that ``model.*`` sets.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from edge.daemon.config import Config, ModelConfig
+from edge.model import bundle as bundles
+from edge.model.bundle import Bundle, load_public_key, read_bundle
+from edge.model.classifier import Classifier
+from edge.update.active import choose_startup
+from edge.update.checks import Loaded, Policy
+from edge.update.modelstore import ModelStore
+from edge.update.update import load_installed
+
+SHIPPED_MODEL = "esc50.auricle"
+
+
+def default_model_path() -> str:
+    """The shipped model inside the installed package."""
+    return str(importlib.resources.files("edge") / "models" / SHIPPED_MODEL)
+
+
+def load_bundle(config: Config) -> Bundle:
+    """The configured (or shipped) bundle, signature-checked when a key is set."""
+    path = config.model.path or default_model_path()
+    key = load_public_key(config.model.public_key) if config.model.public_key else None
+    return read_bundle(path, public_key=key)
+
+
+def update_policy(model: ModelConfig) -> Policy:
+    """The install policy from ``model.*`` (keys loaded here: a bad key file is a config error)."""
+    paths = ([model.public_key] if model.public_key else []) + list(model.update_keys)
+    return Policy(
+        keys=tuple(load_public_key(p) for p in paths),
+        allow_unsigned=model.allow_unsigned,
+        require_selftest=model.require_selftest,
+        latency_budget_ms=model.latency_budget_ms,
+        threads=model.threads,
+        max_bytes=int(model.max_bundle_mb * 1_000_000),
+        url_timeout_s=model.url_timeout_s,
+        probation_s=model.probation_s,
+        keep_versions=model.keep_versions,
+    )
+
+
+def load_configured(config: Config) -> Loaded:
+    """The configured (or shipped) bundle, loaded."""
+    path = config.model.path or default_model_path()
+    b = load_bundle(config)
+    sha = bundles.sha256(Path(path).read_bytes())
+    classifier = Classifier(b, threads=config.model.threads)
+    origin: Literal["configured", "shipped"] = "configured" if config.model.path else "shipped"
+    return Loaded(bundle=b, classifier=classifier, sha256=sha, origin=origin)
+
+
+@dataclass(frozen=True)
+class Startup:
+    """The model to start with, and why it is not the active installed one (None: it is, or none is installed)."""
+
+    model: Loaded | None
+    problem: str | None
+
+
+def starting_model(config: Config, store: ModelStore, policy: Policy) -> Startup:
+    """The model the daemon runs at start (read only: the daemon settles the state directory first).
+
+    Raises BundleError/ConfigError for a bad configured bundle when nothing is installed.
+    """
+    model, problem = choose_startup(
+        store, lambda entry: load_installed(store, policy, entry), lambda: load_configured(config)
+    )
+    return Startup(model, problem)
+
+
+def starting_model_of(config: Config) -> Startup:
+    """:func:`starting_model` with the store and policy that ``model.*`` names (for the CLI)."""
+    return starting_model(config, ModelStore(config.model.state_dir), update_policy(config.model))

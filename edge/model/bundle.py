@@ -1,0 +1,345 @@
+"""The model bundle: one zip holding ``model.tflite``, ``manifest.json``,
+optionally ``selftest.npz`` (a test window and the scores it must give, see
+edge/model/selftest.py) and optionally ``manifest.sig`` (ed25519 over the manifest
+bytes; the manifest pins the sha256 of the model and of the self-test, so the
+signature covers them too).
+
+Bundles are read into memory and checked member by member; nothing is ever
+extracted to disk.  See docs/bundle.md for the format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import io
+import json
+import os
+import re
+import zipfile
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from edge.features import FeatureParams, InputSpec
+from edge.schema import ConfigError, build, setting, to_data
+
+SCHEMA_VERSION = 1
+MANIFEST, MODEL, SIGNATURE, SELFTEST = "manifest.json", "model.tflite", "manifest.sig", "selftest.npz"
+MAX_MEMBER_BYTES = 64 * 1024 * 1024
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class BundleError(ValueError):
+    """A bundle was rejected; the message says why in one line."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OutputSpec:
+    """The model's score tensor: float32 probabilities or int8 codes."""
+
+    dtype: Literal["float32", "int8"] = "float32"
+    scale: float = setting(1.0, lo=1e-12, hi=1e6, unit="int8 step")
+    zero_point: int = setting(0, lo=-128, hi=127, unit="int8 code of 0.0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Manifest:
+    """What the device needs to run a model, and where the model came from."""
+
+    schema_version: int
+    name: str
+    version: str
+    """Semantic version of the model, e.g. '1.2.0'."""
+    created: str
+    """ISO 8601 time the bundle was made."""
+    labels: tuple[str, ...]
+    features: FeatureParams
+    fingerprint: str
+    """``features.fingerprint()`` at training time."""
+    window_frames: int = setting(96, lo=1, hi=4096, unit="frames per inference window")
+    hop_frames: int = setting(1, lo=1, hi=4096, unit="frames between inferences")
+    input: InputSpec
+    output: OutputSpec
+    background_labels: tuple[str, ...] = ()
+    """Outputs that stand for "none of the labels" (open-set training): scored by the model, never
+    published as events, states or discovery entities (docs/bundle.md)."""
+    thresholds: dict[str, float] = field(default_factory=dict)
+    """Default per-label decision thresholds (0..1)."""
+    alert_labels: tuple[str, ...] = ()
+    """The few labels worth announcing by default (Home Assistant entities enabled); () = none named
+    (the key is left out of the JSON, so bundles without it are byte-identical to before)."""
+    model_sha256: str
+    selftest_sha256: str | None = None
+    """sha256 of ``selftest.npz``; None = the bundle has no self-test (and the key is left out of the JSON)."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def event_labels(self) -> tuple[str, ...]:
+        """The labels that can raise events: every label but the background ones, in score order."""
+        return tuple(x for x in self.labels if x not in self.background_labels)
+
+    def to_json(self) -> bytes:
+        """Canonical manifest bytes (sorted keys, UTF-8); a bundle without a self-test reads as before."""
+        data = to_data(self)
+        if data["selftest_sha256"] is None:
+            del data["selftest_sha256"]
+        if not data["alert_labels"]:
+            del data["alert_labels"]
+        return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A validated bundle held in memory."""
+
+    manifest: Manifest
+    model: bytes
+    manifest_bytes: bytes
+    signature: bytes | None
+    path: str
+    selftest: bytes | None = None
+    """``selftest.npz`` as stored (pinned by ``manifest.selftest_sha256``), or None."""
+
+
+def sha256(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_bundle(path: str | os.PathLike[str], public_key: Ed25519PublicKey | None = None) -> Bundle:
+    """Read and validate a bundle; raise :class:`BundleError` naming the reason."""
+    name = str(path)
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise BundleError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    return parse_bundle(raw, name, public_key)
+
+
+def parse_bundle(raw: bytes, name: str, public_key: Ed25519PublicKey | None = None) -> Bundle:
+    """Validate bundle bytes held in memory (``name`` only labels the errors)."""
+    return bundle_of(members(raw, name), name, public_key)
+
+
+def bundle_of(found: dict[str, bytes], name: str, public_key: Ed25519PublicKey | None = None) -> Bundle:
+    """Validate the members :func:`members` returned: manifest, model, self-test, signature."""
+    manifest_bytes, model = found[MANIFEST], found[MODEL]
+    manifest = parse_manifest(manifest_bytes, name)
+    check_model(manifest, model, name)
+    selftest = found.get(SELFTEST)
+    check_selftest(manifest, selftest, name)
+    signature = found.get(SIGNATURE)
+    if public_key is not None:
+        verify_signature(public_key, manifest_bytes, signature, name)
+    return Bundle(manifest, model, manifest_bytes, signature, name, selftest)
+
+
+def members(raw: bytes, name: str, max_total: int | None = None) -> dict[str, bytes]:
+    """The members of a bundle's zip, after the checks that need no manifest (paths, names, sizes).
+
+    ``max_total``: refuse more uncompressed bytes than this in all (a zip bomb from the network).
+    """
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(raw))
+    except zipfile.BadZipFile:
+        raise BundleError(f"{name}: not a bundle (not a zip file)") from None
+    with zf:
+        infos = zf.infolist()
+        for info in infos:
+            member = info.filename
+            if member.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", member) or ":" in member:
+                raise BundleError(f"{name}: unsafe member path {member!r} (path traversal)")
+        names = [i.filename for i in infos]
+        extra = sorted(set(names) - {MANIFEST, MODEL, SIGNATURE, SELFTEST})
+        if extra:
+            raise BundleError(f"{name}: unexpected member(s) {', '.join(extra)}")
+        if len(names) != len(set(names)):
+            raise BundleError(f"{name}: duplicate members")
+        for required in (MANIFEST, MODEL):
+            if required not in names:
+                raise BundleError(f"{name}: missing {required}")
+        for info in infos:
+            if info.file_size > MAX_MEMBER_BYTES:
+                raise BundleError(f"{name}: {info.filename} is too large ({info.file_size} bytes)")
+        total = sum(i.file_size for i in infos)
+        if max_total is not None and total > max_total:
+            raise BundleError(f"{name}: {total} bytes uncompressed, over the {max_total} byte limit")
+        try:
+            return {n: zf.read(n) for n in names}
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+            raise BundleError(f"{name}: corrupt zip: {exc}") from None
+
+
+def parse_manifest(data: bytes, name: str) -> Manifest:
+    """Parse and check manifest bytes."""
+    where = f"{name}: {MANIFEST}"
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{where}: not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise BundleError(f"{where}: expected a JSON object")
+    version = obj.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise BundleError(f"{where}: unknown schema_version {version!r} (this auricle reads {SCHEMA_VERSION})")
+    try:
+        manifest = build(Manifest, obj, where)
+    except ConfigError as exc:
+        raise BundleError(str(exc)) from None
+    _check_consistency(manifest, where)
+    return manifest
+
+
+def _check_consistency(m: Manifest, where: str) -> None:
+    problems = []
+    if not _SEMVER.match(m.version):
+        problems.append(f"version: expected semver like 1.0.0, got {m.version!r}")
+    if not m.labels or len(set(m.labels)) != len(m.labels) or not all(m.labels):
+        problems.append("labels: expected unique, non-empty names")
+    if m.fingerprint != m.features.fingerprint():
+        problems.append(
+            f"features: parameters this front end cannot reproduce (fingerprint {m.fingerprint} "
+            f"!= {m.features.fingerprint()})"
+        )
+    if (m.input.frames, m.input.bands) != (m.window_frames, m.features.n_bands):
+        problems.append(
+            f"input: shape {list(m.input.shape)} does not match window_frames={m.window_frames} "
+            f"x n_bands={m.features.n_bands}"
+        )
+    stray = sorted(set(m.background_labels) - set(m.labels))
+    if stray:
+        problems.append(f"background_labels: not among the labels: {', '.join(stray)}")
+    if len(set(m.background_labels)) >= len(set(m.labels)):
+        problems.append("background_labels: at least one label must raise events")
+    stray = sorted(set(m.alert_labels) - set(m.event_labels))
+    if stray:
+        problems.append(f"alert_labels: not among the event labels: {', '.join(stray)}")
+    unknown = sorted(set(m.thresholds) - set(m.event_labels))
+    if unknown:
+        problems.append(f"thresholds: unknown label(s) {', '.join(unknown)}")
+    bad = [k for k, v in m.thresholds.items() if not 0.0 <= v <= 1.0]
+    if bad:
+        problems.append(f"thresholds: expected numbers 0..1 for {', '.join(bad)}")
+    if not _SHA256.match(m.model_sha256):
+        problems.append("model_sha256: expected 64 lowercase hex digits")
+    if m.selftest_sha256 is not None and not _SHA256.match(m.selftest_sha256):
+        problems.append("selftest_sha256: expected 64 lowercase hex digits")
+    if problems:
+        raise BundleError(f"{where}: {problems[0]}")
+
+
+def check_model(manifest: Manifest, model: bytes, name: str) -> None:
+    """The model bytes must be the ones the manifest pins, and look like TFLite."""
+    if sha256(model) != manifest.model_sha256:
+        raise BundleError(f"{name}: {MODEL} sha256 mismatch (corrupt or tampered)")
+    if model[4:8] != b"TFL3":
+        raise BundleError(f"{name}: {MODEL} is not a TFLite flatbuffer (no TFL3 magic)")
+
+
+def check_selftest(manifest: Manifest, selftest: bytes | None, name: str) -> None:
+    """A self-test member must be the one the manifest pins, and a pinned one must be there."""
+    if manifest.selftest_sha256 is None:
+        if selftest is not None:
+            raise BundleError(f"{name}: {SELFTEST} is not covered by the manifest (no selftest_sha256)")
+        return
+    if selftest is None:
+        raise BundleError(f"{name}: missing {SELFTEST} (the manifest pins one)")
+    if sha256(selftest) != manifest.selftest_sha256:
+        raise BundleError(f"{name}: {SELFTEST} sha256 mismatch (corrupt or tampered)")
+
+
+def verify_signature(key: Ed25519PublicKey, manifest_bytes: bytes, signature: bytes | None, name: str) -> None:
+    """Raise unless ``signature`` is a valid ed25519 signature of the manifest."""
+    if signature is None:
+        raise BundleError(f"{name}: unsigned, but a public key is configured")
+    try:
+        key.verify(signature, manifest_bytes)
+    except InvalidSignature:
+        raise BundleError(f"{name}: bad signature (not signed by the configured key)") from None
+
+
+def write_bundle(
+    path: str | os.PathLike[str],
+    manifest: Manifest,
+    model: bytes,
+    private_key: Ed25519PrivateKey | None = None,
+    selftest: bytes | None = None,
+) -> None:
+    """Write a bundle atomically (temporary file, then rename); ``selftest``: ``selftest.npz`` bytes."""
+    if manifest.model_sha256 != sha256(model):
+        manifest = dataclasses.replace(manifest, model_sha256=sha256(model))
+    pinned = None if selftest is None else sha256(selftest)
+    if manifest.selftest_sha256 != pinned:
+        manifest = dataclasses.replace(manifest, selftest_sha256=pinned)
+    manifest_bytes = manifest.to_json()
+    parse_manifest(manifest_bytes, str(path))  # never write what we would refuse to read
+    check_model(manifest, model, str(path))
+    found = {MANIFEST: manifest_bytes, MODEL: model}
+    if selftest is not None:
+        found[SELFTEST] = selftest
+    if private_key is not None:
+        found[SIGNATURE] = private_key.sign(manifest_bytes)
+    _write_zip(Path(path), found)
+
+
+def sign_bundle(path: str | os.PathLike[str], private_key: Ed25519PrivateKey) -> None:
+    """Add (or replace) the signature of an existing, valid bundle."""
+    bundle = read_bundle(path)
+    found = {MANIFEST: bundle.manifest_bytes, MODEL: bundle.model}
+    if bundle.selftest is not None:
+        found[SELFTEST] = bundle.selftest
+    found[SIGNATURE] = private_key.sign(bundle.manifest_bytes)
+    _write_zip(Path(path), found)
+
+
+def _write_zip(path: Path, found: dict[str, bytes]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for member, data in found.items():
+            info = zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data)
+    os.replace(tmp, path)
+
+
+def generate_keypair() -> tuple[bytes, bytes]:
+    """A new ed25519 key pair as ``(private PEM, public PEM)``."""
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return private, public
+
+
+def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
+    """Load an ed25519 private key (PEM); :class:`BundleError` if it is not one."""
+    key = _load_key(path, serialization.load_pem_private_key, password=None)
+    if not isinstance(key, Ed25519PrivateKey):
+        raise BundleError(f"{path}: not an ed25519 private key")
+    return key
+
+
+def load_public_key(path: str | os.PathLike[str]) -> Ed25519PublicKey:
+    """Load an ed25519 public key (PEM); :class:`BundleError` if it is not one."""
+    key = _load_key(path, serialization.load_pem_public_key)
+    if not isinstance(key, Ed25519PublicKey):
+        raise BundleError(f"{path}: not an ed25519 public key")
+    return key
+
+
+def _load_key(path: str | os.PathLike[str], loader: Any, **kwargs: Any) -> Any:
+    try:
+        return loader(Path(path).read_bytes(), **kwargs)
+    except OSError as exc:
+        raise BundleError(f"{path}: cannot read key: {exc.strerror or exc}") from None
+    except (ValueError, TypeError) as exc:
+        raise BundleError(f"{path}: not a PEM key: {exc}") from None

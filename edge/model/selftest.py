@@ -1,0 +1,211 @@
+"""The bundle's self-test: one window of audio and the scores the model gave for it.
+
+Training stores it in the bundle (``selftest.npz``, pinned by the manifest's
+``selftest_sha256``, so a signature covers it); a device runs the same audio
+through its own front end and interpreter before it switches to a new model
+and refuses the model when the scores disagree beyond int8 rounding, are not
+finite, or take longer than the latency budget.  That catches what the zip and
+manifest checks cannot: a model that loads but computes something else on this
+device's runtime.
+
+``selftest.npz`` is a zip of two ``.npy`` arrays (no pickles): ``samples``
+(int16 PCM, mono, at the model's rate, exactly one window) and ``scores``
+(float32, every output of the model including background labels, dequantised).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+import zipfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from edge import features
+from edge.model.bundle import SELFTEST, Bundle, BundleError, Manifest, read_bundle, write_bundle
+from edge.model.classifier import Classifier
+
+Floats = npt.NDArray[np.float32]
+MEMBERS = ("samples.npy", "scores.npy")
+MAX_NPY_BYTES = 4 * 1024 * 1024
+"""Largest array file inside ``selftest.npz`` (a window of 16-bit audio is tens of KB)."""
+INT8_TOLERANCE_STEPS = 4
+"""Allowed difference per output, in output quantisation steps: runtimes round a few values differently
+(esc50 3.0.0: up to 3 steps between ai-edge-litert 1.4.0 and 2.3.0, tests/test_runtime_compat.py), plus one."""
+FLOAT_TOLERANCE = 0.02
+"""Allowed difference per output of a float32 model (0..1 scores)."""
+TIMED_RUNS = 3
+
+
+@dataclass(frozen=True)
+class SelfTest:
+    """A parsed self-test."""
+
+    samples: Floats
+    """One window of mono audio at the model rate, -1..1 (from int16)."""
+    scores: Floats
+    """Every output of the model for that window, dequantised."""
+
+
+@dataclass(frozen=True)
+class SelfTestResult:
+    """What the smoke test measured."""
+
+    max_diff_steps: float
+    """Largest score difference from the stored scores, in output quantisation steps (float models: 1/150)."""
+    latency_ms: float
+    """Median time of one inference (front end output -> tensor -> invoke)."""
+
+
+def window_samples(manifest: Manifest) -> int:
+    """Samples that make exactly one model window."""
+    f = manifest.features
+    return (manifest.window_frames - 1) * f.hop_samples + f.window_samples
+
+
+def all_scores(classifier: Classifier, samples: npt.ArrayLike) -> Floats:
+    """Every output (background labels too) for the last window of ``samples``."""
+    m = classifier.manifest
+    frames = features.compute(samples, m.features)
+    window = features.window_at(frames, len(frames), m.window_frames, m.features)
+    return classifier.invoke(features.to_input(window, m.features, m.input))
+
+
+def make_selftest(source: Bundle | Classifier | str | os.PathLike[str], samples: npt.ArrayLike) -> bytes:
+    """``selftest.npz`` bytes for a model: the last window of ``samples`` (mono, -1..1, model rate) and its scores.
+
+    ``source`` is the bundle (or its path) or a Classifier already loaded from it.
+    """
+    classifier = source if isinstance(source, Classifier) else Classifier(_bundle(source))
+    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    need = window_samples(classifier.manifest)
+    if len(x) < need:
+        raise ValueError(f"self-test audio: need at least {need} samples (one window), got {len(x)}")
+    pcm = np.clip(np.round(x[-need:] * 32767.0), -32768, 32767).astype(np.int16)
+    scores = all_scores(classifier, pcm.astype(np.float32) / 32768.0).astype(np.float32)
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("self-test audio: the model gives non-finite scores for it")
+    return _npz({"samples.npy": pcm, "scores.npy": scores})
+
+
+def selftest_for(manifest: Manifest, model: bytes, samples: npt.ArrayLike) -> bytes:
+    """``selftest.npz`` bytes for a bundle not written yet: pass them to ``write_bundle(..., selftest=...)``.
+
+    This is what training calls: one clip (or one window) of mono audio in -1..1 at
+    ``manifest.features.sample_rate``, ideally one the model classifies confidently; its last
+    window is stored with the scores this model gives for it.
+    """
+    b = Bundle(manifest, model, manifest.to_json(), None, f"{manifest.name} {manifest.version}")
+    return make_selftest(b, samples)
+
+
+def add_selftest(
+    path: str | os.PathLike[str], samples: npt.ArrayLike, private_key: Ed25519PrivateKey | None = None
+) -> None:
+    """Rewrite the bundle at ``path`` with a self-test made from ``samples`` (see :func:`make_selftest`).
+
+    The manifest changes (it pins the self-test), so an old signature no longer fits: pass
+    ``private_key`` to sign again, or sign later with ``auricle model sign``.
+    """
+    b = read_bundle(path)
+    write_bundle(path, b.manifest, b.model, private_key=private_key, selftest=make_selftest(b, samples))
+
+
+def parse_selftest(data: bytes, manifest: Manifest, name: str) -> SelfTest:
+    """Check and load ``selftest.npz`` for this manifest; :class:`BundleError` naming what is wrong."""
+    where = f"{name}: {SELFTEST}"
+    arrays = _arrays(data, where)
+    samples, scores = arrays["samples.npy"], arrays["scores.npy"]
+    if samples.dtype != np.int16 or samples.shape != (window_samples(manifest),):
+        raise BundleError(f"{where}: samples must be {window_samples(manifest)} int16 values (one window)")
+    if scores.dtype != np.float32 or scores.shape != (len(manifest.labels),):
+        raise BundleError(f"{where}: scores must be {len(manifest.labels)} float32 values (one per output)")
+    if not np.all(np.isfinite(scores)):
+        raise BundleError(f"{where}: expected scores are not finite")
+    return SelfTest(samples.astype(np.float32) / np.float32(32768.0), scores.astype(np.float32))
+
+
+def run_selftest(classifier: Classifier, test: SelfTest | None, budget_ms: float) -> SelfTestResult:
+    """Smoke-test a loaded model: finite outputs, latency within budget, and (with a self-test) the stored scores.
+
+    Without a self-test the window is quiet noise and only finiteness and latency are checked.
+    """
+    m, name = classifier.manifest, classifier.bundle.path
+    samples = test.samples if test is not None else _noise(window_samples(m))
+    got = all_scores(classifier, samples)  # the first run also warms the interpreter up
+    if not np.all(np.isfinite(got)):
+        raise BundleError(f"{name}: smoke test: the model gives non-finite scores")
+    latency_ms = _latency_ms(classifier, samples)
+    if latency_ms > budget_ms:
+        raise BundleError(f"{name}: smoke test: {latency_ms:.1f} ms per inference, over the {budget_ms:g} ms budget")
+    if test is None:
+        return SelfTestResult(0.0, latency_ms)
+    step = m.output.scale if m.output.dtype == "int8" else FLOAT_TOLERANCE / INT8_TOLERANCE_STEPS
+    worst = float(np.max(np.abs(got - test.scores))) / step
+    if worst > INT8_TOLERANCE_STEPS + 1e-3:
+        label = m.labels[int(np.argmax(np.abs(got - test.scores)))]
+        raise BundleError(
+            f"{name}: smoke test: scores differ from the stored ones by {worst:.1f} steps "
+            f"(limit {INT8_TOLERANCE_STEPS}; worst label {label!r})"
+        )
+    return SelfTestResult(round(worst, 2), latency_ms)
+
+
+def _latency_ms(classifier: Classifier, samples: Floats) -> float:
+    m = classifier.manifest
+    frames = features.compute(samples, m.features)
+    window = features.window_at(frames, len(frames), m.window_frames, m.features)
+    times = []
+    for _ in range(TIMED_RUNS):
+        began = time.perf_counter()
+        classifier.scores(window)
+        times.append(time.perf_counter() - began)
+    return round(float(np.median(times)) * 1000.0, 3)
+
+
+def _noise(n: int) -> Floats:
+    return (0.01 * np.random.default_rng(0).standard_normal(n)).astype(np.float32)
+
+
+def _bundle(source: Bundle | str | os.PathLike[str]) -> Bundle:
+    return source if isinstance(source, Bundle) else read_bundle(source)
+
+
+def _npz(arrays: dict[str, npt.NDArray[np.generic]]) -> bytes:
+    """A deterministic .npz (fixed member times), so the same model gives the same bundle bytes."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for member, array in arrays.items():
+            buf = io.BytesIO()
+            np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+            info = zipfile.ZipInfo(member, date_time=(2020, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, buf.getvalue())
+    return out.getvalue()
+
+
+def _arrays(data: bytes, where: str) -> dict[str, npt.NDArray[np.generic]]:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = {i.filename: i for i in zf.infolist()}
+            if sorted(infos) != sorted(MEMBERS):
+                raise BundleError(f"{where}: expected exactly {', '.join(MEMBERS)}")
+            if any(i.file_size > MAX_NPY_BYTES for i in infos.values()):
+                raise BundleError(f"{where}: an array is too large")
+            return {n: np.load(io.BytesIO(zf.read(n)), allow_pickle=False) for n in MEMBERS}
+    except BundleError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as exc:
+        raise BundleError(f"{where}: not a readable self-test: {exc}") from None
+
+
+def load(path: str | os.PathLike[str]) -> SelfTest | None:
+    """The self-test of the bundle at ``path``, or None when it has none (for tools and tests)."""
+    b = read_bundle(Path(path))
+    return None if b.selftest is None else parse_selftest(b.selftest, b.manifest, b.path)

@@ -1,0 +1,127 @@
+"""What a bundle must pass before it runs here: signature, validation, smoke test, version policy.
+
+:func:`verify` is the part shared by installs and by every start-up (an
+installed model is checked again before it is trusted); the install adds the
+fit with the running daemon and the version policy.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from edge.model import bundle as bundles
+from edge.model.bundle import Bundle, BundleError
+from edge.model.classifier import Classifier
+from edge.model.selftest import SelfTestResult, parse_selftest, run_selftest
+from edge.update.modelstore import Entry
+
+UNZIP_FACTOR = 4
+"""A bundle may hold at most this many times ``max_bytes`` uncompressed (models barely compress)."""
+_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+
+
+class Refused(Exception):
+    """A request was refused; the message is the one-line reason."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Loaded:
+    """A model that passed its checks and is loaded, ready to classify."""
+
+    bundle: Bundle
+    classifier: Classifier
+    sha256: str
+    """sha256 of the bundle file."""
+    origin: Literal["installed", "configured", "shipped"]
+    entry: Entry | None = None
+    """Its place in the state directory (None: the configured or shipped model)."""
+
+    def describe(self) -> dict[str, Any]:
+        """The model/state view of it."""
+        m = self.bundle.manifest
+        return {"name": m.name, "version": m.version, "sha256": self.sha256, "origin": self.origin}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    """What a bundle must satisfy to run here (from ``model.*``)."""
+
+    keys: tuple[Ed25519PublicKey, ...] = ()
+    allow_unsigned: bool = False
+    require_selftest: bool = True
+    latency_budget_ms: float = 100.0
+    threads: int = 1
+    max_bytes: int = 16 * 1024 * 1024
+    url_timeout_s: float = 30.0
+    probation_s: float = 300.0
+    keep_versions: int = 3
+
+
+def verify(raw: bytes, name: str, policy: Policy, *, budget_ms: float | None) -> tuple[Bundle, Classifier, str]:
+    """Signature, full validation, interpreter, smoke test; the loaded model and a note on the smoke test.
+
+    ``budget_ms`` None skips the latency check (at start-up the device is busy booting).
+    """
+    found = bundles.members(raw, name, max_total=UNZIP_FACTOR * policy.max_bytes)
+    check_signature(found, name, policy)
+    b = bundles.bundle_of(found, name)
+    classifier = Classifier(b, threads=policy.threads)
+    if b.selftest is None and policy.require_selftest:
+        raise BundleError(f"{name}: no self-test in the bundle (selftest.npz); it cannot be smoke-tested")
+    test = None if b.selftest is None else parse_selftest(b.selftest, b.manifest, name)
+    result = run_selftest(classifier, test, float("inf") if budget_ms is None else budget_ms)
+    return b, classifier, _smoke_note(result, test is not None)
+
+
+def _smoke_note(result: SelfTestResult, stored: bool) -> str:
+    match = f", scores within {result.max_diff_steps:g} steps" if stored else ", no stored scores"
+    return f"smoke test {result.latency_ms:.1f} ms{match}"
+
+
+def check_signature(found: dict[str, bytes], name: str, policy: Policy) -> None:
+    """The manifest must be signed by one of the keys (unsigned only when allowed)."""
+    signature = found.get(bundles.SIGNATURE)
+    if signature is None:
+        if policy.allow_unsigned:
+            return
+        why = "no public key is configured (model.public_key)" if not policy.keys else "a public key is configured"
+        raise BundleError(f"{name}: unsigned, and {why}; model.allow_unsigned is false")
+    if not policy.keys:
+        if policy.allow_unsigned:
+            return
+        raise BundleError(f"{name}: signed, but no public key is configured to check it (model.public_key)")
+    for key in policy.keys:
+        try:
+            key.verify(signature, found[bundles.MANIFEST])
+            return
+        except InvalidSignature:
+            continue
+    raise BundleError(f"{name}: bad signature (not signed by a configured key)")
+
+
+def semver_key(version: str) -> tuple[Any, ...]:
+    """A sort key that orders semantic versions (pre-releases before their release)."""
+    m = _SEMVER.match(version)
+    if m is None:
+        return (0, 0, 0, 0, ())
+    major, minor, patch, pre = m.groups()
+    if pre is None:
+        return (int(major), int(minor), int(patch), 1, ())
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return (int(major), int(minor), int(patch), 0, parts)
+
+
+def check_version(new: Bundle, running: Loaded | None, force: bool) -> None:
+    """Older versions, and the same version with other contents, need ``force``."""
+    if running is None or force:
+        return
+    old, version = running.bundle.manifest.version, new.manifest.version
+    if semver_key(version) < semver_key(old):
+        raise Refused(f"version {version} is older than the active {old} (send force to install it anyway)")
+    if semver_key(version) == semver_key(old):
+        raise Refused(f"version {version} is already active with other contents; bump the version (or force)")
