@@ -21,175 +21,34 @@ bundle's hop and thresholds, the default config or ``--config``).
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import logging
-import os
-import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-import soundfile as sf
-
 from bench import event_scoring as scoring
-from bench.event_scoring import Detection, Span
-from edge.audio.resample import Resampler
-from edge.daemon.config import Config, load_config
-from edge.daemon.replay import stream_events
-from edge.model.bundle import Manifest, read_bundle
+from bench.streams import (
+    BACKGROUND_CSV,
+    ESC50_CSV,
+    MAPPING_CSV,
+    ROOT,
+    SHARED,
+    Detectors,
+    Item,
+    background_items,
+    build_stream,
+    fold_items,
+    held_out_fold,
+    publish,
+    read_mapping,
+)
+from edge.daemon.config import load_config
+from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
 from training import yamnet
 
-_LOGGER = logging.getLogger("bench.events")
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _shared() -> Path:
-    """``AURICLE_SHARED``, else ``../shared`` beside the checkout, else the workplace's fixed copy."""
-    forced = os.environ.get("AURICLE_SHARED")
-    if forced:
-        return Path(forced)
-    found = [p for p in (ROOT.parent / "shared", Path("/work/shared")) if (p / "README.md").is_file()]
-    return found[0] if found else ROOT.parent / "shared"
-
-
-SHARED = _shared()
-ESC50_CSV = SHARED / "data" / "esc50" / "esc50.csv"
-BACKGROUND_CSV = SHARED / "data" / "background" / "background.csv"
-MAPPING_CSV = ROOT / "bench" / "esc50_audioset.csv"
-GAP_DBFS = -70.0
-AUDIO_SUFFIXES = {".wav", ".flac"}
-
-Floats = npt.NDArray[np.float32]
-Item = tuple[str, str, Floats]
-"""(name, label, samples) of one clip or background file."""
-
-
-# --- audio -----------------------------------------------------------------------------
-
-
-def read_mono(path: Path, rate: int) -> Floats:
-    """A file as mono float32 at ``rate`` (resampled like the daemon's file source)."""
-    data, file_rate = sf.read(path, dtype="float32", always_2d=True)
-    mono = np.asarray(data.mean(axis=1), dtype=np.float32)
-    return mono if file_rate == rate else Resampler(file_rate, rate).process(mono)
-
-
-def build_stream(items: Sequence[Item], gap_s: float, rate: int, seed: int = 0) -> tuple[Floats, list[Span]]:
-    """The items in one stream with a gap of -70 dBFS white noise before, between and after them."""
-    rng = np.random.default_rng(seed)
-    gap = round(gap_s * rate)
-    parts, spans, pos = [], [], 0
-    for name, label, samples in items:
-        parts += [_noise(rng, gap), samples]
-        spans.append(Span(name, label, (pos + gap) / rate, (pos + gap + len(samples)) / rate))
-        pos += gap + len(samples)
-    parts.append(_noise(rng, gap))
-    return np.concatenate(parts).astype(np.float32), spans
-
-
-def _noise(rng: np.random.Generator, n: int) -> Floats:
-    return (10 ** (GAP_DBFS / 20) * rng.standard_normal(n)).astype(np.float32)
-
-
-def fold_items(csv_path: Path, fold: int, rate: int, limit: int | None) -> list[Item]:
-    """The clips of one ESC-50 fold (esc50.csv, audio/ beside it)."""
-    with csv_path.open(newline="") as fh:
-        rows = [row for row in csv.DictReader(fh) if int(row["fold"]) == fold][:limit]
-    if not rows:
-        raise SystemExit(f"no clips of fold {fold} in {csv_path}")
-    audio = csv_path.parent / "audio"
-    return [(row["filename"], row["category"], read_mono(audio / row["filename"], rate)) for row in rows]
-
-
-def in_split(row: dict[str, str], split: str) -> bool:
-    """A CSV row's split; ``report`` (the default) is the calibrate groups that training holds out from
-    threshold choice (training.background.held_out at the default REPORT_FRACTION), ``calibrate`` the rest,
-    ``all-calibrate`` both."""
-    from training.background import held_out
-    from training.config import REPORT_FRACTION
-
-    if split in ("report", "calibrate") and row["split"] == "calibrate":
-        return held_out(row.get("group") or row["filename"], REPORT_FRACTION) == (split == "report")
-    return row["split"] == split or (split == "all-calibrate" and row["split"] == "calibrate")
-
-
-def background_items(source: Path, split: str, rate: int, limit: int | None) -> list[Item]:
-    """Background audio: every WAV/FLAC under a folder, or a CSV's ``filename`` rows of one ``split``."""
-    if source.suffix == ".csv":
-        with source.open(newline="") as fh:
-            paths = [source.parent / row["filename"] for row in csv.DictReader(fh) if in_split(row, split)]
-    else:
-        paths = sorted(p for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not paths:
-        raise SystemExit(
-            f"no background audio in {source}" + (f" (split {split!r})" if source.suffix == ".csv" else "")
-        )
-    return [(str(p.relative_to(source.parent)), "", read_mono(p, rate)) for p in paths[:limit]]
-
-
-# --- detectors -------------------------------------------------------------------------
-
-
-def our_detections(classifier: Classifier, samples: Floats, config: Config) -> list[Detection]:
-    """Event starts of the daemon's pipeline and event logic on one stream."""
-    events = stream_events(classifier, samples, config)
-    return [Detection(e.label, e.start_offset_s, e.offset_s) for e in events if e.kind == "start"]
-
-
-def read_mapping(path: Path, class_names: Sequence[str]) -> dict[str, list[int]]:
-    """ESC-50 label -> YAMNet class indices (``;``-separated names); labels with none are left out."""
-    index = {name: i for i, name in enumerate(class_names)}
-    mapping: dict[str, list[int]] = {}
-    with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            names = [n for n in row["audioset_classes"].split(";") if n]
-            unknown = [n for n in names if n not in index]
-            if unknown:
-                raise ValueError(f"{path}: {row['esc50_label']}: not YAMNet classes: {unknown}")
-            if names:
-                mapping[row["esc50_label"]] = [index[n] for n in names]
-    used = [i for indices in mapping.values() for i in indices]
-    if len(used) != len(set(used)):
-        raise ValueError(f"{path}: an AudioSet class is mapped to two labels")
-    return mapping
-
-
-def yamnet_detections(
-    model: yamnet.Yamnet, samples: Floats, mapping: dict[str, list[int]], threshold: float
-) -> list[Detection]:
-    """Frigate's way: one call per 0.975 s chunk; a run of firing chunks of one label is one event."""
-    hop, rate = yamnet.FRIGATE_HOP_SAMPLES, yamnet.FEATURES.sample_rate
-    labels = list(mapping)
-    firing = np.zeros((len(samples) // hop + 1, len(labels)), dtype=bool)  # row 0: nothing before the stream
-    for k in range(1, len(firing)):
-        scores, _ = model.infer(yamnet.patches(samples[(k - 1) * hop : k * hop])[0])
-        firing[k] = [scores[mapping[label]].max() >= threshold for label in labels]
-    ks, js = np.nonzero(firing[1:] & ~firing[:-1])
-    return [Detection(labels[j], (k + 1) * hop / rate, (k + 1) * hop / rate) for k, j in zip(ks, js, strict=True)]
-
-
-@dataclass(frozen=True)
-class Detectors:
-    """Both sides of the comparison, run on the same stream."""
-
-    classifier: Classifier
-    config: Config
-    peer: yamnet.Yamnet
-    mapping: dict[str, list[int]]
-    threshold: float
-
-    def run(self, samples: Floats) -> dict[str, list[Detection]]:
-        yam = yamnet_detections(self.peer, samples, self.mapping, self.threshold)
-        return {"ours": our_detections(self.classifier, samples, self.config), "yamnet": yam}
-
-    def labels(self) -> dict[str, Sequence[str]]:
-        return {"ours": self.classifier.labels, "yamnet": list(self.mapping)}
+_LOGGER = logging.getLogger(__name__)
 
 
 # --- the two measurements --------------------------------------------------------------
@@ -218,15 +77,6 @@ def false_alarm_part(det: Detectors, items: Sequence[Item], gap_s: float, seed: 
     for side, found in det.run(stream).items():
         out[side] = scoring.false_alarms(spans, found, audio_s)
     return out
-
-
-def held_out_fold(manifest: Manifest) -> int:
-    """The bundle's held-out ESC-50 fold, from its metrics (``test: folds [4]``)."""
-    test = manifest.metrics.get("test")
-    found = re.fullmatch(r"folds \[(\d+)\]", str(test))
-    if found is None:
-        raise SystemExit(f"the bundle does not name one test fold (metrics.test = {test!r}): pass --fold")
-    return int(found.group(1))
 
 
 def measure(det: Detectors, args: argparse.Namespace, fold: int) -> dict[str, Any]:
@@ -354,15 +204,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = measure(det, args, args.fold if args.fold is not None else held_out_fold(bundle.manifest))
     publish(table(report), report, args.json_out)
     return 0
-
-
-def publish(text: str, report: Any, json_out: Path | None) -> None:
-    """Print a benchmark's table; write its figures as JSON when asked (the folder made as needed)."""
-    print(text)
-    if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-        _LOGGER.info("wrote %s", json_out)
 
 
 if __name__ == "__main__":

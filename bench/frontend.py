@@ -1,6 +1,6 @@
 """Front-end speed: our streaming path per 10 ms hop vs librosa on the same window.
 
-    .venv/bin/python bench/frontend.py [--seconds 20]
+    .venv/bin/python -m bench.frontend [--seconds 20]
 
 Targets (issue 3): >= 5x faster than librosa per hop and < 50 us per hop here.
 Both run in this process on the same audio; librosa is a benchmark oracle only.

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import events
+from bench.streams import publish
 from training import background, config, evaluate, streams
 
 _LOGGER = logging.getLogger("bench.heldout")
@@ -74,7 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             count, hours = count + r["again"]["false_events"], hours + r["again"]["hours"]
     if hours:
         lines.append(f"all runs again: {count:.0f} false events in {hours:.2f} h = {count / hours:.2f} per hour")
-    events.publish("\n".join(lines), results, args.json_out)
+    publish("\n".join(lines), results, args.json_out)
     return 0
 
 

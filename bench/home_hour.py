@@ -35,9 +35,9 @@ import soundfile as sf
 from scipy.signal import lfilter
 
 from bench import event_scoring as scoring
-from bench import events
+from bench import streams
 from bench.event_scoring import Detection, Span
-from bench.events import Floats, Item
+from bench.streams import Floats, Item
 from edge.daemon.config import load_config
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
@@ -83,8 +83,8 @@ def bed_material(path: Path, split: str, rate: int) -> tuple[list[Item], list[It
     """(name, kind, samples) of the speech files and of the noise/music files of a background CSV's split."""
     splits = ("calibrate", "report") if split == "calibrate+report" else (split,)
     with path.open(newline="") as fh:
-        rows = [row for row in csv.DictReader(fh) if any(events.in_split(row, s) for s in splits)]
-    items = [(row["filename"], row["kind"], events.read_mono(path.parent / row["filename"], rate)) for row in rows]
+        rows = [row for row in csv.DictReader(fh) if any(streams.in_split(row, s) for s in splits)]
+    items = [(row["filename"], row["kind"], streams.read_mono(path.parent / row["filename"], rate)) for row in rows]
     items = [item for item in items if np.abs(item[2]).max(initial=0) > SILENCE]
     if not any(kind == "speech" for _, kind, _ in items):
         raise SystemExit(f"no speech in {path} (split {split!r})")
@@ -108,7 +108,7 @@ def draw_sounds(
         chosen += [clips[i] for i in rng.permutation(len(clips))[:want]]
     audio = path.parent / "audio"
     rows = [chosen[i] for i in rng.permutation(len(chosen))]
-    items = [(r["filename"], r["category"], trim(events.read_mono(audio / r["filename"], rate))) for r in rows]
+    items = [(r["filename"], r["category"], trim(streams.read_mono(audio / r["filename"], rate))) for r in rows]
     return [item for item in items if len(item[2])]
 
 
@@ -243,18 +243,18 @@ class _Recorded:
 
 def measure(home: Home, classifier: Classifier, args: argparse.Namespace, fold: int) -> dict[str, Any]:
     """Both detectors on the stream, scored; the whole report (what --json-out gets)."""
-    peers = events.SHARED / "peers"
+    peers = streams.SHARED / "peers"
     tflite, class_map = peers / "yamnet_spectra_in.tflite", peers / "yamnet_class_map.csv"
     peer = _Recorded(yamnet.Yamnet(yamnet.YamnetParams(model_path=tflite, class_map_path=class_map)))
-    mapping = events.read_mapping(args.mapping, peer.model.class_names)
+    mapping = streams.read_mapping(args.mapping, peer.model.class_names)
     labels, m, results = sorted({s.label for s in home.spans}), classifier.manifest, {}
     clock = time.monotonic()
-    found = events.our_detections(classifier, home.samples, load_config(args.config))
+    found = streams.our_detections(classifier, home.samples, load_config(args.config))
     _LOGGER.info("ours: %d event starts in %.0f s", len(found), time.monotonic() - clock)
     results[f"ours {m.name} {m.version}"] = score(home, found, labels, list(mapping))
     for threshold in args.threshold:
         clock, peer.k = time.monotonic(), 0
-        found = events.yamnet_detections(cast(yamnet.Yamnet, peer), home.samples, mapping, threshold)
+        found = streams.yamnet_detections(cast(yamnet.Yamnet, peer), home.samples, mapping, threshold)
         _LOGGER.info("YAMNet at %s: %d event starts in %.0f s", threshold, len(found), time.monotonic() - clock)
         results[f"YAMNet int8 at {threshold}"] = score(home, found, labels, list(mapping))
     levels = [round(float(v), 1) for v in np.percentile([s["active_dbfs"] for s in home.sounds], [0, 5, 50, 95, 100])]
@@ -308,11 +308,11 @@ def table(report: dict[str, Any]) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=events.ROOT / "models" / "esc50.auricle")
+    parser.add_argument("--model", type=Path, default=streams.ROOT / "models" / "esc50.auricle")
     parser.add_argument("--config", type=Path, default=None, help="daemon config file (default: built-in defaults)")
     parser.add_argument("--fold", type=int, default=None, help="ESC-50 fold (default: the bundle's test fold)")
-    parser.add_argument("--esc50", type=Path, default=events.ESC50_CSV, help="esc50.csv, with audio/ beside it")
-    parser.add_argument("--background", type=Path, default=events.BACKGROUND_CSV, help="CSV with kind and split")
+    parser.add_argument("--esc50", type=Path, default=streams.ESC50_CSV, help="esc50.csv, with audio/ beside it")
+    parser.add_argument("--background", type=Path, default=streams.BACKGROUND_CSV, help="CSV with kind and split")
     parser.add_argument("--split", choices=SPLITS, default="report", help="background split of the bed")
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--sounds", type=int, default=90)
@@ -320,9 +320,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--snr-db", type=float, nargs=2, default=list(SNR_DB), help="SNR range of the sounds")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threshold", type=float, nargs="+", default=[0.8], help="YAMNet score(s) that fire")
-    parser.add_argument("--mapping", type=Path, default=events.MAPPING_CSV, help="ESC-50 label -> AudioSet classes")
+    parser.add_argument("--mapping", type=Path, default=streams.MAPPING_CSV, help="ESC-50 label -> AudioSet classes")
     parser.add_argument("--wav-out", type=Path, default=None, help="write the stream (float WAV) to listen to")
-    parser.add_argument("--json-out", type=Path, default=events.ROOT / "runs" / "bench" / "home_hour.json")
+    parser.add_argument("--json-out", type=Path, default=streams.ROOT / "runs" / "bench" / "home_hour.json")
     return parser.parse_args(argv)
 
 
@@ -331,7 +331,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     bundle = read_bundle(args.model)
     classifier, rate = Classifier(bundle, threads=1), bundle.manifest.features.sample_rate
-    fold = args.fold if args.fold is not None else events.held_out_fold(bundle.manifest)
+    fold = args.fold if args.fold is not None else streams.held_out_fold(bundle.manifest)
     wanted = {"home": HOME_LABELS, "all": classifier.labels}.get(args.labels[0], args.labels)
     speech, other = bed_material(args.background, args.split, rate)
     labels = [label for label in wanted if label in classifier.labels]
@@ -342,7 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sf.write(args.wav_out, home.samples, rate, subtype="FLOAT")
         _LOGGER.info("wrote %s", args.wav_out)
     report = measure(home, classifier, args, fold)
-    events.publish(table(report), report, args.json_out)
+    streams.publish(table(report), report, args.json_out)
     return 0
 
 

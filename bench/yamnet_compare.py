@@ -2,7 +2,7 @@
 inference of YAMNet int8 (the model family Frigate ships), and the CPU share per
 second of audio of each at its default cadence.
 
-    .venv/bin/python bench/yamnet_compare.py [--model BUNDLE] [--hop FRAMES] [--runs 2000]
+    .venv/bin/python -m bench.yamnet_compare [--model BUNDLE] [--hop FRAMES] [--runs 2000]
 
 YAMNet: ../shared/peers/yamnet_spectra_in.tflite, a 96x64 log-mel patch (0.96 s)
 per call; Frigate calls it once per 0.975 s. Ours: every `hop` frames (default:

@@ -18,7 +18,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from .process import TempDaemon, terminate
+from .process import TempDaemon
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -52,19 +52,14 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
-def _log_tail(path: Path, limit: int = 2000) -> str:
-    try:
-        return path.read_text(errors="replace")[-limit:]
-    except OSError as err:
-        return f"<no log: {err}>"
-
-
 class Mosquitto(TempDaemon):
     """A mosquitto process on a fixed loopback port that can be stopped and restarted.
 
     The port is chosen once, at construction, so clients can reconnect after `stop()` +
     `start()`. There is no persistence: retained messages do not survive a restart.
     """
+
+    name = "mosquitto"
 
     def __init__(self, *, host: str = "127.0.0.1", port: int | None = None) -> None:
         self.host = host
@@ -74,43 +69,31 @@ class Mosquitto(TempDaemon):
         self.config_path = self._dir / "mosquitto.conf"
         self.log_path = self._dir / "mosquitto.log"
         self.config_path.write_text(f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n")
-        self._proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def running(self) -> bool:
-        """True while the broker process is alive."""
-        return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start the broker and return once it accepts TCP connections."""
         if self.running:
             return
         with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen([self._binary, "-c", str(self.config_path)], stdout=log, stderr=log)
+            self.proc = subprocess.Popen([self._binary, "-c", str(self.config_path)], stdout=log, stderr=log)
         started = time.monotonic()
         deadline = started + timeout_s
         while not _accepts(self.host, self.port):
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"mosquitto exited with {self._proc.returncode}:\n{_log_tail(self.log_path)}")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosquitto exited with {self.proc.returncode}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise TimeoutError(
-                    f"mosquitto not accepting on {self.host}:{self.port} after {timeout_s} s:\n"
-                    f"{_log_tail(self.log_path)}"
+                    f"mosquitto not accepting on {self.host}:{self.port} after {timeout_s} s:\n{self.log_tail()}"
                 )
             time.sleep(_POLL_S)
         _LOGGER.info(
             "mosquitto pid %d on %s:%d ready in %.3f s",
-            self._proc.pid,
+            self.proc.pid,
             self.host,
             self.port,
             time.monotonic() - started,
         )
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the broker with SIGTERM, falling back to SIGKILL; always reap it."""
-        proc, self._proc = self._proc, None
-        terminate(proc, "mosquitto", timeout_s)
 
 
 @dataclass(frozen=True)

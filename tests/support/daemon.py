@@ -8,13 +8,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import numpy as np
 import yaml
 
 from edge.audio.demo import write_wav
+
+from .process import ManagedProcess
 
 
 def tone_wav(path: Path, *, seconds: float = 3.0, tone_s: tuple[float, float] = (1.0, 2.0), hz: float = 1000.0) -> Path:
@@ -33,17 +34,18 @@ def write_config(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-class Daemon:
-    """``python -m edge run --config FILE`` with stdout/stderr captured to files."""
+class Daemon(ManagedProcess):
+    """``python -m edge run --config FILE`` with stdout/stderr captured to files; killed on leaving ``with``."""
+
+    name = "auricle"
 
     def __init__(self, config: Path, *, env: dict[str, str] | None = None) -> None:
         self.config = config
         self.stdout_path = config.with_suffix(".stdout")
-        self.stderr_path = config.with_suffix(".stderr")
+        self.log_path = self.stderr_path = config.with_suffix(".stderr")
         self._env = {**(env or os.environ), "PYTHONUNBUFFERED": "1"}
-        self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> Daemon:
+    def start(self) -> Daemon:  # type: ignore[override]
         """Start the process (returns at once; wait on MQTT for 'online')."""
         with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
             self.proc = subprocess.Popen(
@@ -66,11 +68,9 @@ class Daemon:
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=timeout_s)
 
-    def kill(self) -> None:
-        """SIGKILL (no clean shutdown) and reap."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
+    def close(self) -> None:
+        """SIGKILL: a test that wants a clean shutdown calls :meth:`terminate` itself."""
+        self.kill()
 
     @property
     def stderr(self) -> str:
@@ -81,14 +81,6 @@ class Daemon:
     def stdout(self) -> str:
         """What the daemon printed so far (console sink lines)."""
         return self.stdout_path.read_text(errors="replace")
-
-    def __enter__(self) -> Daemon:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.kill()
 
 
 def wait_until(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.05) -> None:

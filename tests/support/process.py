@@ -1,4 +1,4 @@
-"""The life cycle shared by the daemons the fixtures start (mosquitto, PulseAudio)."""
+"""The life cycle shared by the processes the fixtures start (mosquitto, PulseAudio, the recorder, the daemon)."""
 
 from __future__ import annotations
 
@@ -27,21 +27,46 @@ def terminate(proc: subprocess.Popen[Any] | None, name: str, timeout_s: float) -
     _LOGGER.info("%s pid %d stopped (rc %s)", name, proc.pid, proc.returncode)
 
 
-class TempDaemon:
-    """A daemon living in its own temporary directory ``_dir``; as a context manager it always cleans up."""
+class ManagedProcess:
+    """One child process whose output goes to ``log_path``: the life cycle every fixture shares.
 
-    _dir: Path
+    ``stop()`` sends SIGTERM, falls back to SIGKILL and always reaps; ``kill()`` is SIGKILL and reap;
+    as a context manager it starts, and ``close()`` on the way out, even when the start fails.
+    """
+
+    name = "process"
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         raise NotImplementedError
 
+    @property
+    def running(self) -> bool:
+        """True while the process is alive."""
+        return self.proc is not None and self.proc.poll() is None
+
     def stop(self, timeout_s: float = 10.0) -> None:
-        raise NotImplementedError
+        """SIGTERM, falling back to SIGKILL; always reaped."""
+        proc, self.proc = self.proc, None
+        terminate(proc, self.name, timeout_s)
+
+    def kill(self) -> None:
+        """SIGKILL (no clean shutdown) and reap; ``proc`` stays readable."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def log_tail(self, limit: int = 2000) -> str:
+        """The end of the process's log."""
+        try:
+            return self.log_path.read_text(errors="replace")[-limit:]
+        except OSError as err:
+            return f"<no log: {err}>"
 
     def close(self) -> None:
-        """Stop the daemon and delete its temporary directory."""
+        """What leaving the ``with`` block does."""
         self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> Self:
         try:
@@ -58,3 +83,14 @@ class TempDaemon:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class TempDaemon(ManagedProcess):
+    """A daemon living in its own temporary directory ``_dir``, deleted on close."""
+
+    _dir: Path
+
+    def close(self) -> None:
+        """Stop the daemon and delete its temporary directory."""
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .broker import SETUP_HINT, find_binary
-from .process import TempDaemon, terminate
+from .process import ManagedProcess, TempDaemon
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -42,6 +42,8 @@ class PulseAudio(TempDaemon):
     An idle null sink runs ahead of real time, so a fresh recorder gets nothing for up to
     2 s; a loopback from the monitor into a second null sink keeps it clocked.
     """
+
+    name = "pulseaudio"
 
     def __init__(self, *, sink: str = "auricle_sink", rate_hz: int = 48000) -> None:
         self.sink = sink
@@ -64,7 +66,6 @@ class PulseAudio(TempDaemon):
             "PULSE_COOKIE": str(self._dir / "cookie"),
         }
         """Variables a PulseAudio client process needs; see subprocess_env()."""
-        self._proc: subprocess.Popen[bytes] | None = None
 
     def subprocess_env(self, **extra: str) -> dict[str, str]:
         """Return os.environ plus `env` plus `extra`, for subprocess.Popen(env=...)."""
@@ -86,11 +87,6 @@ class PulseAudio(TempDaemon):
             " source_dont_move=true sink_dont_move=true",
         ]
 
-    @property
-    def running(self) -> bool:
-        """True while the daemon process is alive."""
-        return self._proc is not None and self._proc.poll() is None
-
     def start(self, timeout_s: float = 10.0) -> None:
         """Start the daemon, wait until `pactl info` answers, make the monitor the default."""
         if self.running:
@@ -100,7 +96,7 @@ class PulseAudio(TempDaemon):
         started = time.monotonic()
         daemon_env = {**os.environ, **self.env, "XDG_CONFIG_HOME": str(self._dir / "config")}
         with self.log_path.open("ab") as log:
-            self._proc = subprocess.Popen(self._argv(), stdout=log, stderr=log, env=daemon_env)
+            self.proc = subprocess.Popen(self._argv(), stdout=log, stderr=log, env=daemon_env)
         try:
             self._wait_ready(started + timeout_s)
             self.pactl("set-default-sink", self.sink)
@@ -111,16 +107,16 @@ class PulseAudio(TempDaemon):
             raise
         _LOGGER.info(
             "pulseaudio pid %d ready in %.3f s (XDG_RUNTIME_DIR=%s)",
-            self._proc.pid,
+            self.proc.pid,
             time.monotonic() - started,
             self.runtime_dir,
         )
 
     def _wait_ready(self, deadline: float) -> None:
-        assert self._proc is not None
+        assert self.proc is not None
         while True:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"pulseaudio exited with {self._proc.returncode}:\n{self.log_tail()}")
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pulseaudio exited with {self.proc.returncode}:\n{self.log_tail()}")
             probe = self._run([self._pactl, "info"], timeout_s=2.0, check=False)
             if probe.returncode == 0:
                 return
@@ -164,18 +160,6 @@ class PulseAudio(TempDaemon):
         """Play a sound file into the null sink and return when it has been played."""
         self._run([self._paplay, f"--device={self.sink}", str(wav_path)], timeout_s=timeout_s)
 
-    def log_tail(self, limit: int = 2000) -> str:
-        """Return the end of the daemon's log."""
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError as err:
-            return f"<no log: {err}>"
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """SIGTERM the daemon and reap it (an unreaped zombie blocks the next start)."""
-        proc, self._proc = self._proc, None
-        terminate(proc, "pulseaudio", timeout_s)
-
 
 @dataclass(frozen=True)
 class Recording:
@@ -188,12 +172,14 @@ class Recording:
     """From record.py: first_callback_s, status_flags, frames."""
 
 
-class Recorder:
+class Recorder(ManagedProcess):
     """Records a fixed duration through sounddevice in a subprocess.
 
     Entering returns once the input stream delivers audio, so playback started inside the
     `with` block is captured; `result()` waits for the recording to finish.
     """
+
+    name = "recorder"
 
     def __init__(
         self,
@@ -223,22 +209,21 @@ class Recorder:
             "--device",
             device,
         ]
-        self._log_path = out_path.with_suffix(".log")
-        self._proc: subprocess.Popen[bytes] | None = None
+        self.log_path = out_path.with_suffix(".log")
 
     def start(self, timeout_s: float = 10.0) -> None:
         """Start the recorder and wait until its stream delivers audio."""
-        with self._log_path.open("wb") as log:
-            self._proc = subprocess.Popen(self._argv, env=self._env, stdout=subprocess.PIPE, stderr=log, bufsize=0)
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(self._argv, env=self._env, stdout=subprocess.PIPE, stderr=log, bufsize=0)
         line = self._read_line(time.monotonic() + timeout_s)
         if line != b"READY":
             self.kill()
-            raise RuntimeError(f"recorder did not start (got {line!r}):\n{self._log_tail()}")
+            raise RuntimeError(f"recorder did not start (got {line!r}):\n{self.log_tail()}")
 
     def _read_line(self, deadline: float) -> bytes:
-        assert self._proc is not None
-        assert self._proc.stdout is not None
-        fd = self._proc.stdout.fileno()
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        fd = self.proc.stdout.fileno()
         data = b""
         while not data.endswith(b"\n"):
             remaining = deadline - time.monotonic()
@@ -252,11 +237,11 @@ class Recorder:
 
     def result(self, timeout_s: float = 10.0) -> Recording:
         """Wait for the recording (bounded by duration + timeout_s) and load it."""
-        assert self._proc is not None
+        assert self.proc is not None
         try:
-            rc = self._proc.wait(timeout=self._duration_s + timeout_s)
+            rc = self.proc.wait(timeout=self._duration_s + timeout_s)
             if rc != 0:
-                raise RuntimeError(f"recorder exited with {rc}:\n{self._log_tail()}")
+                raise RuntimeError(f"recorder exited with {rc}:\n{self.log_tail()}")
         finally:
             self.kill()
         stats = json.loads(self._out_path.with_suffix(".json").read_text())
@@ -264,19 +249,13 @@ class Recorder:
         return Recording(samples, self._rate_hz, stats)
 
     def kill(self) -> None:
-        """Stop the recorder if it still runs, and reap it."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(timeout=10)
-        if self._proc is not None and self._proc.stdout is not None:
-            self._proc.stdout.close()
+        """Stop the recorder if it still runs, reap it, close its pipe."""
+        super().kill()
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
 
-    def _log_tail(self, limit: int = 2000) -> str:
-        return self._log_path.read_text(errors="replace")[-limit:]
-
-    def __enter__(self) -> Recorder:
-        self.start()
-        return self
+    def close(self) -> None:
+        """Leaving the ``with`` block normally keeps it recording until :meth:`result`; an error kills it."""
 
     def __exit__(
         self,

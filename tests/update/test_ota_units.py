@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.models import tone_bundle
 from support.ota import BundleServer, members, rezip
+from support.shared import ROOT
 
 from edge.detect.events import EventDetector, EventParams
 from edge.detect.pipeline import Pipeline, Swap
@@ -280,7 +281,7 @@ def test_fetch_follows_no_redirect_off_http() -> None:
 
 
 def test_documented_model_state_matches_the_code(bundles: dict[str, Path], tmp_path: Path) -> None:
-    text = (Path(__file__).parents[1] / "docs" / "ota.md").read_text()
+    text = (ROOT / "docs" / "ota.md").read_text()
     block = re.search(r"<!-- payload: model_state -->\s*```json\n(.*?)```", text, flags=re.S)
     assert block is not None
     documented = json.loads(block.group(1))

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from support.broker import Mosquitto
 from support.mqtt_helpers import MODEL_VERSION, as_json, config, device_info, started, unique_id, wait_until
+from support.shared import ROOT
 
 from edge.detect.control import ControlResult
 from edge.detect.events import Event
@@ -26,7 +27,7 @@ from edge.publish.sinks import ConsoleSink
 from edge.schema import ConfigError, build
 
 pytestmark = pytest.mark.integration
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "mqtt.md"
+DOCS = ROOT / "docs" / "mqtt.md"
 
 
 def event(kind: str = "start", label: str = "dog", event_id: str = "e1") -> Event:
@@ -190,7 +191,7 @@ def test_last_will_is_offline_when_the_daemon_is_killed(mosquitto: Mosquitto, su
     device = unique_id()
     base = f"auricle/{device}"
     sub = subscriber_factory(f"{base}/status")
-    tests = str(Path(__file__).parent)
+    tests = str(ROOT / "tests")
     script = _CRASHER.format(tests=tests, host=mosquitto.host, port=mosquitto.port, device=device)
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.models import tone_bundle
+from support.shared import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 EDGE = ROOT / ".venv-edge"
 
 pytestmark = pytest.mark.skipif(

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
+from support.shared import ROOT
 
 
 def _can_cut_the_network() -> bool:

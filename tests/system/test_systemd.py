@@ -9,8 +9,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from support.shared import ROOT
 
-UNIT = Path(__file__).resolve().parents[1] / "systemd" / "auricle.service"
+UNIT = ROOT / "systemd" / "auricle.service"
 
 
 def _unit() -> configparser.ConfigParser:
@@ -79,7 +80,7 @@ def test_exposure_score_is_at_most_3(tmp_path: Path) -> None:
 
 
 def test_install_script_parses_its_options() -> None:
-    script = Path(__file__).resolve().parents[1] / "deploy" / "install-service.sh"
+    script = ROOT / "deploy" / "install-service.sh"
     assert subprocess.run(["bash", "-n", str(script)], timeout=30).returncode == 0
     usage = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True, timeout=30)
     assert usage.returncode == 0 and "--uninstall" in usage.stdout

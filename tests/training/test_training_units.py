@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.shared import ROOT
 
 from edge.features import FeatureParams
 from edge.schema import ConfigError
@@ -175,7 +176,7 @@ def test_config_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
 
 
 def test_shipped_config_parses() -> None:
-    configs = Path(__file__).resolve().parents[1] / "configs"
+    configs = ROOT / "configs"
     loaded = config.load(configs / "esc50.yaml")
     c = loaded.config
     assert c.data.test_folds == (4,) and c.model.alpha == 0.25

@@ -11,14 +11,14 @@ import numpy.typing as npt
 import pytest
 import soundfile as sf
 
-from bench import events
 from bench import home_hour as hh
+from bench import streams
 from bench.event_scoring import Detection, Span
 
 RATE = 16000
 BURST_S = 1.5
 Floats = npt.NDArray[np.float32]
-Material = tuple[list[events.Item], list[events.Item], list[events.Item]]
+Material = tuple[list[streams.Item], list[streams.Item], list[streams.Item]]
 
 
 def _write(path: Path, x: Floats) -> None:
@@ -207,9 +207,9 @@ def test_yamnet_runs_once_and_other_thresholds_replay_its_scores() -> None:
     peer = _Peer([0.9, 0.6, 0.1, 0.7])
     recorded = hh._Recorded(peer)  # type: ignore[arg-type]
     samples = np.zeros(4 * 15600, dtype=np.float32)
-    high = events.yamnet_detections(recorded, samples, {"dog": [70]}, 0.8)  # type: ignore[arg-type]
+    high = streams.yamnet_detections(recorded, samples, {"dog": [70]}, 0.8)  # type: ignore[arg-type]
     recorded.k = 0
-    low = events.yamnet_detections(recorded, samples, {"dog": [70]}, 0.5)  # type: ignore[arg-type]
+    low = streams.yamnet_detections(recorded, samples, {"dog": [70]}, 0.5)  # type: ignore[arg-type]
     assert peer.calls == 4
     assert [d.start_s for d in high] == [0.975] and [d.start_s for d in low] == [0.975, 3.9]
 

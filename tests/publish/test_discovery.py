@@ -11,6 +11,7 @@ import pytest
 from support.broker import Mosquitto, Subscriber, publish
 from support.ha_schema import problems
 from support.mqtt_helpers import LABELS, as_json, config, device_info, started, unique_id, wait_until
+from support.shared import ROOT
 
 from edge.detect.control import handle_control
 from edge.detect.events import EventDetector, EventParams
@@ -128,7 +129,7 @@ def test_device_block() -> None:
 
 
 def test_the_documented_example_is_what_the_code_sends() -> None:
-    text = (Path(__file__).resolve().parents[1] / "docs" / "mqtt.md").read_text()
+    text = (ROOT / "docs" / "mqtt.md").read_text()
     found = re.search(r"Example binary sensor config.*?```json\n(.*?)```", text, flags=re.S)
     assert found is not None
     info = DeviceInfo(model_name="esc50", model_version="2.0.0", labels=("cat", "dog"), sw_version="0.1.0")

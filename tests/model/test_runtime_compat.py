@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.shared import ROOT
 
 from edge.features import FeatureParams, compute, to_input, window_at, window_ends
 from edge.model.bundle import read_bundle
@@ -28,7 +29,6 @@ from edge.model.classifier import Classifier
 from edge.model.runtime import runtime_version
 from tests.support.models import tone_bundle
 
-ROOT = Path(__file__).resolve().parents[1]
 COMPAT = ROOT / ".venv-compat" / "bin" / "python"
 OLDEST = "1.4.0"
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.shared import ROOT
 
 from edge.daemon.config import Config, load_config, parse_config
 from edge.schema import ConfigError, describe
@@ -68,7 +69,7 @@ def test_missing_file_is_one_line(tmp_path: Path) -> None:
 
 
 def test_docs_list_every_key() -> None:
-    doc = (Path(__file__).parents[1] / "docs" / "daemon.md").read_text()
+    doc = (ROOT / "docs" / "daemon.md").read_text()
     missing = [
         key
         for key, default, what in describe(Config)
@@ -90,11 +91,10 @@ def test_cli_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
 
 
 def test_example_config_is_valid() -> None:
-    from pathlib import Path
 
     from edge.daemon.config import ModelConfig, load_config
 
-    example = Path(__file__).resolve().parents[1] / "deploy" / "config.example.yaml"
+    example = ROOT / "deploy" / "config.example.yaml"
     config = load_config(example)
     assert config.mqtt.host == "127.0.0.1"
     assert config.recording.dir == "/var/lib/auricle/clips"
@@ -103,13 +103,12 @@ def test_example_config_is_valid() -> None:
 
 def test_example_config_shows_every_model_setting() -> None:
     import dataclasses
-    from pathlib import Path
 
     import yaml
 
     from edge.daemon.config import ModelConfig
 
-    example = Path(__file__).resolve().parents[1] / "deploy" / "config.example.yaml"
+    example = ROOT / "deploy" / "config.example.yaml"
     shown = yaml.safe_load(example.read_text(encoding="utf-8"))["model"]
     assert set(shown) == {f.name for f in dataclasses.fields(ModelConfig)}
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from support.models import tone_bundle
 from support.ota import keypair, signed_copy
+from support.shared import ROOT
 
 from edge.model import bundle
 from edge.update.checks import Policy, verify
@@ -27,7 +28,7 @@ from edge.update.modelstore import STAGING, ModelStore
 
 pytestmark = pytest.mark.integration
 TRIALS = 24
-DRIVER = Path(__file__).parent / "support" / "ota_driver.py"
+DRIVER = ROOT / "tests" / "support" / "ota_driver.py"
 
 
 def _check(store: ModelStore, policy: Policy) -> str:

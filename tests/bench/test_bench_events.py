@@ -10,14 +10,14 @@ import numpy.typing as npt
 import pytest
 
 from bench import event_scoring as scoring
-from bench import events
+from bench import events, streams
 from bench.event_scoring import Detection, Span
 from edge.model.bundle import read_bundle
-from tests.support.shared import shared_dir
+from tests.support.shared import ROOT, shared_dir
 from training.yamnet import read_class_names
 
 SHARED = shared_dir()
-MODEL = Path(__file__).resolve().parents[1] / "models" / "esc50.auricle"
+MODEL = ROOT / "models" / "esc50.auricle"
 
 SPANS = [Span("a.flac", "dog", 3.0, 8.0), Span("b.flac", "siren", 11.0, 16.0), Span("c.flac", "dog", 19.0, 24.0)]
 
@@ -61,7 +61,7 @@ def test_false_alarms_count_every_start_per_hour_of_audio() -> None:
 
 def test_stream_places_items_between_quiet_gaps() -> None:
     ones = np.ones(8000, dtype=np.float32)
-    stream, spans = events.build_stream([("x", "dog", ones), ("y", "cat", ones)], gap_s=2.0, rate=16000)
+    stream, spans = streams.build_stream([("x", "dog", ones), ("y", "cat", ones)], gap_s=2.0, rate=16000)
     assert len(stream) == 3 * 32000 + 2 * 8000
     assert spans == [Span("x", "dog", 2.0, 2.5), Span("y", "cat", 4.5, 5.0)]
     assert np.array_equal(stream[32000:40000], ones)
@@ -85,12 +85,12 @@ class ScriptedPeer:
 def test_yamnet_calls_every_0975_s_and_merges_consecutive_firings() -> None:
     samples = np.zeros(6 * 15600 + 100, dtype=np.float32)  # the partial last chunk is never scored
     peer = ScriptedPeer([0.9, 0.95, 0.1, 0.85, 0.79, 0.8])
-    found = events.yamnet_detections(peer, samples, {"dog": [69, 70]}, threshold=0.8)  # type: ignore[arg-type]
+    found = streams.yamnet_detections(peer, samples, {"dog": [69, 70]}, threshold=0.8)  # type: ignore[arg-type]
     assert found == [Detection("dog", 0.975, 0.975), Detection("dog", 3.9, 3.9), Detection("dog", 5.85, 5.85)]
 
 
 def _skip_without_shared() -> None:
-    needed = [SHARED / "peers" / "yamnet_spectra_in.tflite", events.ESC50_CSV, events.BACKGROUND_CSV, MODEL]
+    needed = [SHARED / "peers" / "yamnet_spectra_in.tflite", streams.ESC50_CSV, streams.BACKGROUND_CSV, MODEL]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
         pytest.skip(f"needs the shared material and the shipped model: missing {missing}")
@@ -99,7 +99,7 @@ def _skip_without_shared() -> None:
 def test_mapping_names_real_yamnet_classes_for_the_shipped_labels() -> None:
     _skip_without_shared()
     names = read_class_names(SHARED / "peers" / "yamnet_class_map.csv")
-    mapping = events.read_mapping(events.MAPPING_CSV, names)
+    mapping = streams.read_mapping(streams.MAPPING_CSV, names)
     assert names[70] == "Bark" and 70 in mapping["dog"]
     assert set(mapping) == {*read_bundle(MODEL).manifest.event_labels} - {
         "can_opening",
