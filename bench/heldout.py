@@ -1,13 +1,13 @@
 """A training run's held-out false alarms measured again on another config's report part.
 
-    .venv/bin/python -m bench.heldout RUN_DIR [RUN_DIR ...] [--config configs/esc50_clean_background.yaml]
+    .venv/bin/python -m bench.heldout RUN_DIR [RUN_DIR ...] [--config configs/experiments/esc50_clean_background.yaml]
 
 For each run directory (a training output: ``model_int8.tflite``, ``report.json``), the int8 model at the
 run's own thresholds plays the ``report`` part of ``--config``'s background (its ``exclude`` patterns
 applied) back to back, then the same minutes of mixtures of it, through the daemon's pipeline and event
 logic (``training.streams.heldout_false_alarms``, as the training report does). Beside it, the figure the
 run reported on its own report part. Used to ask what the held-out figures are once recordings of labels
-are no longer counted as background (configs/esc50_clean_background.yaml).
+are no longer counted as background (configs/experiments/esc50_clean_background.yaml).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def _line(name: str, figure: dict[str, Any] | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="training run directories")
-    p.add_argument("--config", type=Path, default=ROOT / "configs" / "esc50_clean_background.yaml")
+    p.add_argument("--config", type=Path, default=ROOT / "configs" / "experiments" / "esc50_clean_background.yaml")
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

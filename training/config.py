@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from edge.features import FeatureParams
 from edge.schema import ConfigError, from_yaml, read_text, setting
+from training import recipe
 
 REPORT_FRACTION = 0.5
 """Default share of the calibrate groups held out as the report part (bench/events.py uses the same)."""
@@ -269,9 +270,11 @@ def _check_open_set(config: TrainConfig, source: str) -> None:
 
 
 def load(path: str | Path) -> LoadedConfig:
-    """Read and parse a config file."""
+    """Read and parse a config file, merged over the base it ``extends`` (training/recipe.py)."""
     p = Path(path)
     text = read_text(p)
+    if recipe.extends(text):
+        text = recipe.merged_text(p)
     return LoadedConfig(parse(text, p.name), p.resolve().parent, text)
 
 

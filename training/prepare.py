@@ -23,6 +23,8 @@ from training.data import Clip, Split
 _LOGGER = logging.getLogger(__name__)
 
 PREPARED = "prepared.json"
+CONFIG_RECORD = "config.yaml"
+"""The config as read, `extends` merged: what the run was made from."""
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,14 @@ def prepare(loaded: LoadedConfig, test_folds: tuple[int, ...] | None = None) -> 
     bg = background_mod.load(loaded)
     prepared = Prepared(extracted.clips, extracted.frames, labels, split, extracted.skipped, files, bg)
     save(prepared, loaded.output / PREPARED)
+    record_config(loaded)
     return prepared
+
+
+def record_config(loaded: LoadedConfig) -> None:
+    """The run's config as it was read (``extends`` merged) in the run folder, its paths relative to its folder."""
+    note = f"# the config of this run; relative paths resolve from {loaded.base_dir}\n"
+    (loaded.output / CONFIG_RECORD).write_text(note + loaded.text, encoding="utf-8")
 
 
 def save(p: Prepared, path: Path) -> None:

@@ -1,0 +1,88 @@
+"""training/recipe.py: a recipe that states only its difference (``extends``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from support.shared import ROOT
+
+from edge.schema import ConfigError
+from training import config
+
+BASE = """\
+data:
+  manifest: ../data/esc50.csv
+  background:
+    - path: ../data/background.csv
+  test_folds: [4]
+model:
+  alpha: 0.25
+  weights: imagenet
+teacher:
+  path: ../peers/yamnet.tflite
+output: ../runs/base
+bundle: {name: esc50, version: 3.0.0}
+"""
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_an_ablation_states_only_its_difference_and_paths_resolve_from_the_file_that_states_them(
+    tmp_path: Path,
+) -> None:
+    base = _write(tmp_path / "configs" / "base.yaml", BASE)
+    child = _write(
+        tmp_path / "configs" / "experiments" / "alpha.yaml",
+        "extends: ../base.yaml\nmodel: {alpha: 0.5}\noutput: ../../runs/alpha\n",
+    )
+    b, c = config.load(base), config.load(child)
+    assert c.config.model.alpha == 0.5 and c.config.model.weights == "imagenet", "merged key by key"
+    assert c.config.bundle == b.config.bundle and c.config.data.test_folds == (4,)
+    assert c.path(c.config.data.manifest) == b.path(b.config.data.manifest) == tmp_path / "data" / "esc50.csv"
+    assert c.path(c.config.data.background[0].path) == tmp_path / "data" / "background.csv"
+    assert c.path(c.config.teacher.path) == tmp_path / "peers" / "yamnet.tflite"
+    assert c.output == tmp_path / "runs" / "alpha"
+    merged = yaml.safe_load(c.text)
+    assert "extends" not in merged and merged["model"]["alpha"] == 0.5, "the run records the merged text"
+    assert config.parse(c.text, "again") == c.config
+
+
+def test_lists_are_replaced_and_chains_merge(tmp_path: Path) -> None:
+    _write(tmp_path / "base.yaml", BASE)
+    _write(tmp_path / "mid.yaml", "extends: base.yaml\ndata: {background: []}\nmodel: {dropout: 0.5}\n")
+    top = config.load(_write(tmp_path / "top.yaml", "extends: mid.yaml\nmodel: {alpha: 1.0}\n")).config
+    assert top.data.background == () and top.model.dropout == 0.5 and top.model.alpha == 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("extends: nowhere.yaml\n", r"loop\.yaml: extends: nowhere\.yaml: no such file"),
+        ("extends: loop.yaml\n", r"extends itself"),
+        ("extends: [a.yaml]\n", r"extends: expected the path of a config file"),
+        ("extends: base.yaml\nmodel: {alpah: 1}\n", r"model\.alpah"),
+    ],
+)
+def test_a_bad_extends_is_one_line_naming_the_file(tmp_path: Path, text: str, message: str) -> None:
+    _write(tmp_path / "base.yaml", BASE)
+    path = _write(tmp_path / "loop.yaml", text)
+    with pytest.raises(ConfigError, match=message) as info:
+        config.load(path)
+    assert "\n" not in str(info.value)
+
+
+def test_every_experiment_extends_the_shipped_recipe_and_is_in_the_table() -> None:
+    experiments = ROOT / "configs" / "experiments"
+    table = (experiments / "README.md").read_text()
+    names = sorted(p.name for p in experiments.glob("*.yaml"))
+    assert len(names) == 12
+    for name in names:
+        assert yaml.safe_load((experiments / name).read_text())["extends"] == "../esc50.yaml", name
+        assert f"`{name}`" in table, f"{name} is missing from configs/experiments/README.md"
+        config.load(experiments / name)
