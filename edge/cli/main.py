@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
-from edge.cli import commands
+from edge.cli import classify, run
 from edge.cli import model as modelcli
 from edge.cli import record as recordcli
 from edge.model.bundle import BundleError
@@ -24,7 +24,7 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 TERMINAL_LOG = "%(asctime)s  %(levelname)s: %(message)s"
 PLAIN_LOG = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-COMMANDS: list[Register] = [commands.register, modelcli.register, recordcli.register]
+COMMANDS: list[Register] = [run.register, classify.register, modelcli.register, recordcli.register]
 """Every module that adds sub-commands; each sets ``handler`` via set_defaults."""
 
 

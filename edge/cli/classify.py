@@ -1,11 +1,10 @@
-"""``auricle run | classify | devices``: the daemon's commands."""
+"""``auricle classify``: audio files through the daemon's streaming pipeline, as labels or as its events."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import logging
 import sys
 import threading
 from collections.abc import Iterator
@@ -18,19 +17,9 @@ from edge.audio.sources import AUDIO_SUFFIXES, AudioError, FileSource
 from edge.detect.pipeline import Pipeline
 from edge.model.classifier import Classifier
 
-_LOGGER = logging.getLogger(__name__)
-
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``run``, ``classify`` and ``devices``."""
-    p = sub.add_parser("run", help="run the daemon: listen, classify, publish")
-    p.add_argument("--config", "-c", metavar="FILE", help="YAML config (default: built-in defaults)")
-    p.add_argument("--check", action="store_true", help="validate the config and load the model, then exit")
-    p.add_argument(
-        "--json", action="store_true", help="without a broker: JSON lines even on a terminal (the default in a pipe)"
-    )
-    p.set_defaults(handler=_run)
-
+    """Add ``classify``."""
     p = sub.add_parser("classify", help="classify audio files through the streaming pipeline")
     p.add_argument("paths", nargs="+", metavar="FILE_OR_DIR", help="audio files, or directories to search")
     p.add_argument("--model", "-m", metavar="BUNDLE", help="model bundle (default: the shipped model)")
@@ -44,98 +33,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--config", "-c", metavar="FILE", help="daemon config for --events (events, hop, gate, model)")
     p.set_defaults(handler=_classify)
-
-    p = sub.add_parser("devices", help="list audio input devices")
-    p.set_defaults(handler=_devices)
-
-
-def _run(args: argparse.Namespace) -> int:
-    from edge.daemon.config import load_config
-    from edge.daemon.service import run_service
-
-    config = load_config(args.config)
-    if args.check:
-        return _check(config)
-    if not args.verbose:
-        logging.getLogger().setLevel(config.log_level)
-    try:
-        return run_service(config, json_lines=args.json)
-    except AudioError as exc:
-        print(f"auricle: {exc}", file=sys.stderr)
-        return 2
-
-
-def _check(config: Any) -> int:
-    from edge.daemon.startup import load_bundle, starting_model, update_policy
-    from edge.update.modelstore import ModelStore
-
-    bundle = load_bundle(config)
-    Classifier(bundle, threads=config.model.threads)
-    policy = update_policy(config.model)  # a bad update key is a config error here, not at the first install
-    start = starting_model(config, ModelStore(config.model.state_dir), policy)
-    m = bundle.manifest
-    hop = config.model.hop_frames or m.hop_frames
-    target = f"MQTT {config.mqtt.host}:{config.mqtt.port}" if config.mqtt.host else "console"
-    print(
-        f"config OK: model {m.name} {m.version} ({len(m.labels)} labels, hop {hop} frames), "
-        f"audio {config.audio.source}, output {target}"
-    )
-    if policy.keys:
-        accepted = f"bundles signed by one of {len(policy.keys)} key(s)" + (
-            " or unsigned" if policy.allow_unsigned else ""
-        )
-    elif policy.allow_unsigned:
-        accepted = "unsigned bundles accepted (model.allow_unsigned)"
-    else:
-        accepted = "refused, no key configured (model.public_key, model.update_keys)"
-    print(f"updates: {accepted}; {_installed(config.model.state_dir)}")
-    print(f"starts with: {_describe(start.model)}" + (f" ({start.problem})" if start.problem else ""))
-    return 0
-
-
-def _describe(model: Any) -> str:
-    if model is None:
-        return "no model"
-    m = model.bundle.manifest
-    return f"{m.name} {m.version}, {model.origin}"
-
-
-def _installed(state_dir: str) -> str:
-    """What the state directory holds, read only: the daemon runs its active model over model.path."""
-    from edge.update.modelstore import ModelStore, StoreError
-
-    store = ModelStore(state_dir)
-    if not store.in_use():
-        return f"nothing installed in {state_dir}"
-    try:
-        pointer = store.pointer()
-    except StoreError as exc:
-        return f"unreadable state ({exc}): the daemon falls back to the previous or configured model"
-    if pointer.active is None:
-        return f"nothing active in {state_dir}"
-    where = store.path_of(pointer.active)
-    state = "" if where.is_file() else f", but {where} is missing"
-    return f"installed {pointer.active.label()} in {state_dir} runs instead of the model above{state}"
-
-
-def _devices(_args: argparse.Namespace) -> int:
-    from edge.audio.mic import input_devices
-
-    try:
-        devices = input_devices()
-    except (OSError, ImportError) as exc:
-        print(f"auricle: no audio input available: {exc}", file=sys.stderr)
-        return 1
-    if not devices:
-        print("no input devices found (no microphone, or no access to the sound server)")
-        return 1
-    print(f"{'index':>5}  {'channels':>8}  {'rate Hz':>8}  name")
-    for d in devices:
-        print(f"{d['index']:>5}  {d['channels']:>8}  {d['default_rate_hz']:>8.0f}  {d['name']}")
-    return 0
-
-
-# --- classify ----------------------------------------------------------------------
 
 
 def audio_files(paths: list[str]) -> Iterator[Path]:
