@@ -85,9 +85,23 @@ python_env() {
   install_into "$venv" "$extras"
 }
 
+code_hash() {
+  # what a non-editable install holds: every file of the edge package
+  (cd "$root" && find edge -type f \( -name '*.py' -o -name '*.auricle' -o -name py.typed \) | LC_ALL=C sort \
+    | xargs sha256sum) | sha256sum | cut -d' ' -f1
+}
+
 edge_env() {
-  # the device's install alone (no TensorFlow): tests check that it classifies FLAC and never needs TF
-  install_into "$root/.venv-edge" edge
+  # the device's install alone, as a device gets it: auricle[edge] installed from a built wheel (not editable)
+  # and no TensorFlow; tests classify FLAC with it, so a room missing from the wheel fails them
+  local target="$root/.venv-edge" stamp="$root/.venv-edge/.auricle-wheel" want
+  want="$(stamp_of edge | tr -d '\n') $(code_hash)"
+  [ -x "$target/bin/auricle" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  [ -x "$target/bin/python" ] || { log "creating $target"; "$python" -m venv "$target"; }
+  log "installing auricle[edge] into $target (not editable)"
+  "$target/bin/python" -m pip install -q --disable-pip-version-check "$root[edge]"
+  "$target/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$root"
+  printf '%s' "$want" >"$stamp"
 }
 
 compat_env() {
