@@ -8,9 +8,12 @@ Conventions (see docs/features.md):
 - frame ``t`` covers samples ``[t*hop, t*hop + window)``: causal, no centre
   padding, periodic Hann window, zero-padded to ``n_fft`` for the ``rfft``;
 - band energies are one matrix product with a triangular filterbank on the
-  chosen frequency scale, area-normalised like Slaney's/librosa's Mel filters;
-- ``dB = 10*log10(P / db_ref)`` for power (20*log10 for magnitude), clamped to
-  ``[db_floor, db_ceiling]``: a fixed reference, never a per-clip maximum.
+  chosen frequency scale, area-normalised like Slaney's/librosa's Mel filters
+  (or peak-1 and drawn linear on the warped axis, as TensorFlow's, for YAMNet);
+- ``dB = 10*log10((P + log_offset) / db_ref)`` for power (20*log10 for
+  magnitude), clamped to ``[db_floor, db_ceiling]``: a fixed reference, never a
+  per-clip maximum.  YAMNet's ``ln(mel + 0.001)`` is such a dB value times
+  ``ln(10)/20`` (magnitude, peak-1 bands, ``log_offset=0.001``, ``db_ref=1``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ FRONTEND_VERSION = 1
 """Bumped whenever the numbers change for the same parameters."""
 
 Scale = Literal["mel_slaney", "mel_htk", "bark", "erb", "log"]
+LATER_FIELDS = ("filter_norm", "triangles", "log_offset")
+"""Fields added after bundles shipped: :meth:`FeatureParams.to_dict` leaves them out at their defaults,
+so the fingerprints of bundles made before them still match."""
 Floats = npt.NDArray[np.float32]
 
 
@@ -47,9 +53,14 @@ class FeatureParams:
     f_max_hz: float = setting(7500.0, lo=1.0, hi=48000.0, unit="Hz, <= sample_rate/2")
     scale: Scale = "mel_slaney"
     """Frequency scale of the triangular filterbank."""
+    filter_norm: Literal["area", "peak"] = "area"
+    """'area': each triangle scaled by 2/(its width in Hz) (Slaney, librosa); 'peak': peak 1 (HTK, TensorFlow)."""
+    triangles: Literal["hz", "warped"] = "hz"
+    """Triangles drawn linear in Hz (Slaney, librosa) or linear on the scale's warped axis (TensorFlow)."""
     spectrum: Literal["power", "magnitude"] = "power"
     """Power (|X|^2, 10*log10) or magnitude (|X|, 20*log10) spectrum."""
     db_ref: float = setting(1.0, lo=1e-12, hi=1e12, unit="linear reference for 0 dB")
+    log_offset: float = setting(0.0, lo=0.0, hi=1e6, unit="linear, added to each band before the log")
     db_floor: float = setting(-100.0, lo=-200.0, hi=0.0, unit="dB, lowest value")
     db_ceiling: float = setting(40.0, lo=-100.0, hi=200.0, unit="dB, highest value")
     smoothing: Literal["none", "median", "gaussian"] = "none"
@@ -74,8 +85,12 @@ class FeatureParams:
             raise ValueError(f"smoothing_bands must be odd, got {self.smoothing_bands}")
 
     def to_dict(self) -> dict[str, object]:
-        """Canonical plain-data form (what bundles store)."""
-        return dataclasses.asdict(self)
+        """Canonical plain-data form (what bundles store); :data:`LATER_FIELDS` only when not default."""
+        data = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            if f.name in LATER_FIELDS and data[f.name] == f.default:
+                del data[f.name]
+        return data
 
     def fingerprint(self) -> str:
         """Stable hash of the canonical parameters and the front-end version."""
@@ -92,7 +107,9 @@ def filterbank(params: FeatureParams) -> npt.NDArray[np.float64]:
     """The ``(n_fft//2 + 1, n_bands)`` filterbank matrix for ``params``."""
     fft_hz = np.fft.rfftfreq(params.n_fft, d=1.0 / params.sample_rate)
     edges = scales.band_edges_hz(params.scale, params.f_min_hz, params.f_max_hz, params.n_bands)
-    return scales.triangular(fft_hz.astype(np.float64), edges).T.copy()
+    warped_on = params.scale if params.triangles == "warped" else None
+    weights = scales.triangular(fft_hz.astype(np.float64), edges, norm=params.filter_norm, warped_on=warped_on)
+    return weights.T.copy()
 
 
 class FrontEnd:
@@ -130,7 +147,7 @@ class FrontEnd:
         if self.params.spectrum == "magnitude":
             mag = np.sqrt(mag)
         bands = mag @ self._fb
-        db = self._db_scale * np.log10(np.maximum(bands, 1e-30)) - self._db_offset
+        db = self._db_scale * np.log10(np.maximum(bands + self.params.log_offset, 1e-30)) - self._db_offset
         db = np.clip(db, self.params.db_floor, self.params.db_ceiling)
         return self._smoother.push(db) if self._smoother is not None else db
 

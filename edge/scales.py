@@ -1,13 +1,16 @@
 """Perceptual frequency scales and triangular filterbanks.
 
 Each scale maps Hz to a warped axis and back.  Band edges are spaced evenly
-on the warped axis; the triangles are drawn in Hz and area-normalised, the
-same construction as Slaney's Auditory Toolbox and librosa's Mel filters.
+on the warped axis; by default the triangles are drawn in Hz and area-normalised,
+the same construction as Slaney's Auditory Toolbox and librosa's Mel filters.
+Drawing them linear on the warped axis instead, with peak 1, is TensorFlow's
+``linear_to_mel_weight_matrix`` (YAMNet's front end).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -72,15 +75,34 @@ def band_edges_hz(scale: str, f_min_hz: float, f_max_hz: float, n_bands: int) ->
     return to_hz(np.linspace(lo, hi, n_bands + 2))
 
 
-def triangular(fft_hz: Array, edges_hz: Array) -> Array:
-    """``(n_bands, n_bins)`` area-normalised triangles with the given edges."""
-    n_bands = len(edges_hz) - 2
-    widths = np.diff(edges_hz)
-    ramps = edges_hz[:, None] - fft_hz[None, :]
-    weights = np.zeros((n_bands, len(fft_hz)))
+def triangular(
+    fft_hz: Array, edges_hz: Array, *, norm: Literal["area", "peak"] = "area", warped_on: str | None = None
+) -> Array:
+    """``(n_bands, n_bins)`` triangles with the given edges.
+
+    ``norm='area'`` scales each band by ``2 / (upper - lower edge in Hz)`` (Slaney), ``'peak'`` leaves
+    its peak at 1.  ``warped_on`` names a scale of :data:`SCALES` to draw the triangles linear on that
+    scale's axis rather than in Hz.
+    """
+    if warped_on is not None:
+        to_warped = SCALES[warped_on][0]
+        with np.errstate(divide="ignore"):  # 'log' sends the 0 Hz bin to -inf, i.e. weight 0
+            weights = _triangles(to_warped(fft_hz), to_warped(edges_hz))
+    else:
+        weights = _triangles(fft_hz, edges_hz)
+    if norm == "area":
+        weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
+    return weights
+
+
+def _triangles(axis: Array, edges: Array) -> Array:
+    """Peak-1 triangles, piecewise linear in the units of ``axis`` and ``edges``."""
+    n_bands = len(edges) - 2
+    widths = np.diff(edges)
+    ramps = edges[:, None] - axis[None, :]
+    weights = np.zeros((n_bands, len(axis)))
     for i in range(n_bands):
         rising = -ramps[i] / widths[i]
         falling = ramps[i + 2] / widths[i + 1]
         weights[i] = np.maximum(0.0, np.minimum(rising, falling))
-    weights *= (2.0 / (edges_hz[2:] - edges_hz[:-2]))[:, None]
     return weights

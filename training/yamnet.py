@@ -15,12 +15,16 @@ remains: :mod:`edge.scales` draws the triangles linear in Hz, TensorFlow's
 patches: log-mel values differ by at most 0.013 (median ~1e-3), YAMNet's top-1
 class agrees on 95.5% of patches, scores differ by 1e-4 on average and at most
 0.14.  With the same triangles the two agree to 3e-7 (tests/test_yamnet.py).
+:data:`YAMNET_FEATURES` removes that difference (peak-1 triangles linear in mel,
+``log_offset``: YAMNet's values are its dB times :data:`DB_TO_LN`); :func:`patches`
+and the teacher cache keep :data:`FEATURES` until their tests and caches move.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +47,22 @@ FRIGATE_HOP_SAMPLES = 15600
 """0.975 s at 16 kHz: Frigate's one call per chunk, and the samples that make exactly 96 frames."""
 LOG_OFFSET = 0.001
 FEATURES = FeatureParams(scale="mel_htk", spectrum="magnitude", db_floor=-200.0, db_ceiling=100.0)
-"""YAMNet's front end in edge.features terms (dB range wide enough never to clip)."""
+"""edge.features' area-normalised HTK-mel magnitude dB, which :func:`log_mel` turns into YAMNet's values."""
+YAMNET_FEATURES = FeatureParams(
+    scale="mel_htk",
+    spectrum="magnitude",
+    filter_norm="peak",
+    triangles="warped",
+    log_offset=LOG_OFFSET,
+    db_floor=-200.0,
+    db_ceiling=100.0,
+)
+"""YAMNet's front end exactly, as dB: ``ln(mel + 0.001) == dB * DB_TO_LN`` (peak-1 triangles linear in mel, as
+TensorFlow's; the floor is 20*log10(0.001) = -60 dB, never clipped).  Equals YAMNet's tf.signal features
+to 5e-5 (tests/training/test_audioset_port.py).  :func:`patches` still uses :data:`FEATURES` (triangles
+linear in Hz), which its tests pin."""
+DB_TO_LN = math.log(10.0) / 20.0
+"""Magnitude dB (``db_ref`` 1) to natural log."""
 
 Floats = npt.NDArray[np.float32]
 
@@ -65,9 +84,19 @@ def peak_gains(params: FeatureParams = FEATURES) -> npt.NDArray[np.float64]:
 
 
 def log_mel(frames_db: npt.ArrayLike, params: FeatureParams = FEATURES) -> Floats:
-    """edge.features magnitude-dB HTK-mel frames -> YAMNet's ``log(mel + 0.001)`` with peak-1 bands."""
-    linear = 10.0 ** ((np.asarray(frames_db, dtype=np.float64) + 20.0 * np.log10(params.db_ref)) / 20.0)
-    return np.asarray(np.log(linear / peak_gains(params) + LOG_OFFSET), dtype=np.float32)
+    """edge.features magnitude-dB HTK-mel frames -> YAMNet's ``log(mel + 0.001)`` with peak-1 bands.
+
+    Frames made with YAMNet's own parameters (peak-1, ``log_offset`` 0.001: :data:`YAMNET_FEATURES`) only
+    need the scale factor; area-normalised ones without an offset (:data:`FEATURES`) are undone and re-logged.
+    """
+    if params.spectrum != "magnitude":
+        raise ValueError("log_mel: expected magnitude dB frames (YAMNet's spectrum)")
+    db = np.asarray(frames_db, dtype=np.float64) + 20.0 * np.log10(params.db_ref)
+    if params.filter_norm == "peak" and params.log_offset == LOG_OFFSET:
+        return np.asarray(db * DB_TO_LN, dtype=np.float32)
+    if params.filter_norm != "area" or params.log_offset != 0.0:
+        raise ValueError("log_mel: expected FEATURES-like (area, no offset) or YAMNET_FEATURES-like frames")
+    return np.asarray(np.log(10.0 ** (db / 20.0) / peak_gains(params) + LOG_OFFSET), dtype=np.float32)
 
 
 def patches(samples: npt.ArrayLike, hop_samples: int = FRIGATE_HOP_SAMPLES) -> Floats:

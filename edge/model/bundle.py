@@ -89,6 +89,7 @@ class Manifest:
     def to_json(self) -> bytes:
         """Canonical manifest bytes (sorted keys, UTF-8); a bundle without a self-test reads as before."""
         data = to_data(self)
+        data["features"] = self.features.to_dict()  # settings at their default left out: older readers accept it
         if data["selftest_sha256"] is None:
             del data["selftest_sha256"]
         if not data["alert_labels"]:
