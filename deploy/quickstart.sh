@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up the device side and run the daemon on built-in defaults: the shipped
 # model, the microphone when there is one (otherwise a generated demo clip),
-# detections printed to the console as JSON lines.  Extra arguments go to
+# detections printed to the console (readable on a terminal, JSON lines in a
+# pipe or with --json).  Extra arguments go to
 # `auricle run` (e.g. --config /etc/auricle/config.yaml).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

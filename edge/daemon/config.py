@@ -23,7 +23,9 @@ class ModelConfig:
     """Section ``model``: which bundle runs and how."""
 
     path: str | None = setting(None, doc="bundle file; null = the shipped default model")
-    public_key: str | None = setting(None, doc="ed25519 public key (PEM); the bundle must be signed by it")
+    public_key: str | None = setting(
+        None, doc="ed25519 public key (PEM) that installs and model.path must be signed by (not the shipped model)"
+    )
     threads: int = setting(1, lo=1, hi=16, unit="interpreter threads")
     hop_frames: int | None = setting(
         None, lo=1, hi=4096, unit="frames between inferences; null = bundle's", aliases=("inference_hop",)

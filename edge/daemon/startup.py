@@ -14,7 +14,7 @@ from typing import Literal
 
 from edge.daemon.config import Config, ModelConfig
 from edge.model import bundle as bundles
-from edge.model.bundle import Bundle, load_public_key, read_bundle
+from edge.model.bundle import Bundle, BundleError, load_public_key, read_bundle
 from edge.model.classifier import Classifier
 from edge.update.active import choose_startup
 from edge.update.checks import Loaded, Policy
@@ -30,10 +30,22 @@ def default_model_path() -> str:
 
 
 def load_bundle(config: Config) -> Bundle:
-    """The configured (or shipped) bundle, signature-checked when a key is set."""
-    path = config.model.path or default_model_path()
+    """The configured bundle (``model.path``), signature-checked when a key is set; else the shipped one.
+
+    ``model.public_key`` guards what comes from outside the package: installs and ``model.path``.  The
+    shipped model is part of the installed code, which runs unchecked anyway (whoever can replace it can
+    replace the code), so it needs no signature: a device configured for signed updates still starts.
+    """
+    if not config.model.path:
+        return read_bundle(default_model_path())
     key = load_public_key(config.model.public_key) if config.model.public_key else None
-    return read_bundle(path, public_key=key)
+    try:
+        return read_bundle(config.model.path, public_key=key)
+    except BundleError as exc:
+        if key is None or not ("signature" in str(exc) or "unsigned" in str(exc)):
+            raise
+        hint = "model.public_key applies to model.path: sign it (auricle model sign), or unset model.path"
+        raise BundleError(f"{exc} ({hint})") from None
 
 
 def update_policy(model: ModelConfig) -> Policy:

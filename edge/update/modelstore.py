@@ -3,7 +3,7 @@
 Layout of ``model.state_dir`` (default ``/var/lib/auricle/models``)::
 
     versions/<name>-<version>-<sha12>.auricle   a bundle, complete and fsynced before anything names it
-    active                                      JSON {"active": entry or null, "previous": entry or null, "trial"}
+    active                                      JSON {"active", "previous", "trial", "prior"}: entries or null
     state.json                                  JSON {"last": the last install or rollback attempt}
     staging/                                    bundles being written; emptied at start
 
@@ -19,6 +19,9 @@ stands for the configured (or shipped) bundle.
 ``trial`` is set while a new model is on probation.  Finding it set at start
 means the daemon died during probation (a native crash, the OOM killer, the
 watchdog, or a reboot), so the model is not trusted: recover() rolls back.
+A model that fails its probation, here or in the running daemon, never stays
+``previous`` (a rollback on command would bring it back): :func:`after_failed_trial`
+restores the pair from before its install, which ``prior`` keeps.
 """
 
 from __future__ import annotations
@@ -84,6 +87,8 @@ class Pointer:
     previous: Entry | None = None
     trial: bool = False
     """The active model is on probation (see the module doc)."""
+    prior: Entry | None = None
+    """While on trial: the previous version before this install (previous again if the trial fails)."""
 
 
 class ModelStore:
@@ -109,7 +114,9 @@ class ModelStore:
         if not isinstance(data, dict):
             raise StoreError(f"{self.root / POINTER}: expected a JSON object")
         trial = data.get("trial") is True
-        return Pointer(Entry.from_data(data.get("active")), Entry.from_data(data.get("previous")), trial)
+        entries = (Entry.from_data(data.get(k)) for k in ("active", "previous", "prior"))
+        active, previous, prior = entries
+        return Pointer(active, previous, trial, prior if trial else None)
 
     def put(self, raw: bytes, manifest: Manifest, sha256: str) -> Entry:
         """Store a bundle under ``versions/`` (durably) and return its entry; an identical file is reused."""
@@ -126,6 +133,8 @@ class ModelStore:
         """Make ``pointer`` the active/previous pair, atomically and durably."""
         data: dict[str, Any] = {"active": _data(pointer.active), "previous": _data(pointer.previous)}
         data |= {"trial": pointer.trial, "t": time.time()}
+        if pointer.trial:
+            data["prior"] = _data(pointer.prior)
         self._write_json(POINTER, data)
 
     def last(self) -> dict[str, Any] | None:
@@ -152,7 +161,7 @@ class ModelStore:
             return None
         if not pointer.trial:
             return last
-        self.switch(Pointer(active=pointer.previous, previous=pointer.active))
+        self.switch(after_failed_trial(pointer, pointer.previous))
         what = pointer.active.label() if pointer.active else "the configured model"
         reason = f"the daemon restarted while {what} was on probation; rolled back"
         _LOGGER.error("models: %s", reason)
@@ -174,9 +183,9 @@ class ModelStore:
         return settled
 
     def prune(self, keep: int) -> list[str]:
-        """Delete the oldest versions beyond ``keep`` (active and previous always stay); return their names."""
+        """Delete the oldest versions beyond ``keep`` (active, previous and prior always stay); return their names."""
         pointer = self.pointer()
-        pinned = {e.file for e in (pointer.active, pointer.previous) if e is not None}
+        pinned = {e.file for e in (pointer.active, pointer.previous, pointer.prior) if e is not None}
         others = [p for p in self.versions.glob("*.auricle") if p.name not in pinned]
         others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
         doomed = others[max(keep - len(pinned), 0) :]
@@ -207,6 +216,19 @@ class ModelStore:
         self._mkdirs()
         path = self.root / name
         _write_durably(path.with_name(f".{name}.tmp"), (json.dumps(data, indent=1) + "\n").encode(), path)
+
+
+def after_failed_trial(pointer: Pointer, fallback: Entry | None) -> Pointer:
+    """The pointer once the model on trial (``pointer.active``) has failed and ``fallback`` runs again.
+
+    ``previous`` is what it was before that install (``prior``), never the model that failed: a
+    rollback on command must not bring it back.
+    """
+    failed = pointer.active
+    previous = pointer.prior if pointer.trial else pointer.previous
+    if previous is not None and previous.sha256 in {e.sha256 for e in (failed, fallback) if e is not None}:
+        previous = None
+    return Pointer(active=fallback, previous=previous)
 
 
 def entry_file(manifest: Manifest, sha256: str) -> str:

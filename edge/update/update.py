@@ -31,7 +31,7 @@ from edge.model.classifier import Classifier
 from edge.schema import ConfigError
 from edge.update.checks import Loaded, Policy, Refused, check_version, verify
 from edge.update.fetch import FetchError, fetch
-from edge.update.modelstore import PENDING, Entry, ModelStore, Pointer, StoreError
+from edge.update.modelstore import PENDING, Entry, ModelStore, Pointer, StoreError, after_failed_trial
 from edge.update.request import Request
 
 _LOGGER = logging.getLogger(__name__)
@@ -189,7 +189,8 @@ class Updater:
         model = Loaded(bundle=b, classifier=classifier, sha256=sha, origin="installed", entry=entry)
         old = self.store.pointer()
         previous = running.entry if running is not None else old.previous
-        self.store.switch(Pointer(active=entry, previous=previous, trial=p.probation_s > 0))
+        trial = p.probation_s > 0
+        self.store.switch(Pointer(active=entry, previous=previous, trial=trial, prior=old.previous if trial else None))
         self._activate_or_revert(model, old, probation=p.probation_s > 0)
         pruned = self.store.prune(p.keep_versions)
         if pruned:
@@ -227,8 +228,7 @@ class Updater:
             self.store.switch(Pointer(active=old.active, previous=old.previous))
 
     def _record_auto_rollback(self, fallback: Loaded, reason: str) -> None:
-        old = self.store.pointer()
-        self.store.switch(Pointer(active=fallback.entry, previous=old.active))
+        self.store.switch(after_failed_trial(self.store.pointer(), fallback.entry))
         last = self.last or {}
         request = Request(action="rollback", id=str(last.get("id", "probation")))
         m = fallback.bundle.manifest

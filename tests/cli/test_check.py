@@ -82,3 +82,19 @@ def test_check_and_model_info_name_the_model_the_daemon_starts_with(
     assert rc == 0 and "starts with: tones 0.2.0, installed" in out
     assert cli.main(["model", "info", "--config", str(config)]) == 0
     assert capsys.readouterr().out.startswith("tones 0.2.0  ("), "model info shows the installed model, as the daemon"
+
+
+def test_a_public_key_guards_model_path_but_not_the_shipped_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """docs/ota.md's device config (a key, no model.path) starts on the shipped model; an unsigned
+    model.path is refused in one line that says what to do."""
+    public = tmp_path / "release.pub"
+    public.write_bytes(bundle.generate_keypair()[1])
+    shipped = tmp_path / "shipped.yaml"
+    shipped.write_text(f"model:\n  public_key: {public}\n  state_dir: {tmp_path / 'models'}\n")
+    rc, out, err = _check(shipped, capsys)
+    assert rc == 0 and "starts with: esc50 " in out and ", shipped" in out, err
+    rc, out, err = _check(_config(tmp_path, tone_bundle(tmp_path / "a.auricle"), public_key=str(public)), capsys)
+    assert rc == 2 and out == "" and err.count("\n") == 1
+    assert "unsigned, but a public key is configured" in err and "sign it (auricle model sign)" in err

@@ -148,14 +148,18 @@ def test_install_switches_between_hops_then_rollback_then_automatic_rollback(
         sub.clear()
         auto = state(sub.wait_for(rolled_back, 15, "automatic rollback"))
         assert "non-finite scores" in auto["last"]["reason"] and auto["active"]["version"] == "0.1.0", auto
+        assert auto["previous"]["version"] == "0.2.0", "the model that failed is never previous"
         health = json.loads(sub.wait_for_topic(f"auricle/{device}/health", 5).payload)
         assert health["model_version"] == "0.1.0" and health["model_swaps"] == 4 and health["errors"] == 0
+        publish(mosquitto.host, mosquitto.port, f"auricle/{device}/model/rollback", json.dumps({"id": "rb-2"}))
+        again = answer(sub, device, "rb-2")
+        assert again["active"]["version"] == "0.2.0", "a rollback after a failed probation never brings it back"
         assert daemon.proc is not None and daemon.proc.poll() is None, "the same process all along"
         assert daemon.terminate(15) == 0
     _assert_events_end_with_their_model(sub, device)
     assert "Traceback" not in daemon.stderr
     pointer = ModelStore(tmp_path / "models").pointer()
-    assert pointer.active is None and pointer.previous is not None and pointer.previous.version == "0.3.0"
+    assert pointer.active is not None and pointer.active.version == "0.2.0" and pointer.previous is None
     assert not pointer.trial
 
 

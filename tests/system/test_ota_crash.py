@@ -5,7 +5,7 @@ the active (and previous) bundle files exist with the sha256 the pointer
 records, the active one passes every check and loads, the last attempt is
 settled (never left pending) and agrees with the pointer, no half-written
 file is left behind, and a model that was on probation when the process died
-has been rolled back.
+has been rolled back, with the model that failed never left as ``previous``.
 """
 
 from __future__ import annotations
@@ -33,8 +33,14 @@ DRIVER = ROOT / "tests" / "support" / "ota_driver.py"
 
 def _check(store: ModelStore, policy: Policy) -> str:
     """Recover like the daemon, assert consistency; return the settled last result."""
+    before = store.pointer()
     last = store.recover()
     pointer = store.pointer()
+    if before.trial and before.active is not None:
+        assert pointer.active == before.previous, "a model on probation at the kill is rolled back"
+        assert pointer.previous is None or pointer.previous.sha256 != before.active.sha256, (
+            f"the model that failed its probation is previous: a rollback would bring it back ({pointer})"
+        )
     for entry in (pointer.active, pointer.previous):
         if entry is not None:
             raw = store.path_of(entry).read_bytes()

@@ -7,8 +7,9 @@ import io
 import json
 import os
 import re
+import time
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
@@ -33,7 +34,7 @@ from edge.update.active import SLOW_LIMIT, Probation, choose_startup, state_docu
 from edge.update.checks import Loaded, Policy, semver_key, verify
 from edge.update.fetch import FetchError, fetch
 from edge.update.modelstore import ModelStore, Pointer, StoreError
-from edge.update.request import parse_install, parse_rollback
+from edge.update.request import Request, parse_install, parse_rollback
 from edge.update.update import Updater
 
 RATE = 16000
@@ -347,3 +348,94 @@ def test_start_up_falls_back_to_the_previous_version(bundles: dict[str, Path], t
     model, problem = choose_startup(store, updater.load_entry, configured)
     assert model is not None and model.bundle.manifest.version == "0.1.0" and model.origin == "installed"
     assert problem is not None and "installed tones 0.2.0" in problem and "sha256 changed on disk" in problem
+
+
+class _Host:
+    """The updater's host without audio: a switch happens at once."""
+
+    def __init__(self, configured: Path) -> None:
+        self.configured = configured
+        self.model: Loaded | None = None
+
+    def running(self) -> Loaded | None:
+        return self.model
+
+    def check_fits(self, classifier: Classifier) -> None:
+        del classifier
+
+    def activate(self, model: Loaded, *, probation: bool, timeout_s: float) -> str | None:
+        del probation, timeout_s
+        self.model = model
+        return None
+
+    def load_configured(self) -> Loaded:
+        b = read_bundle(self.configured)
+        sha = bundle.sha256(self.configured.read_bytes())
+        return Loaded(bundle=b, classifier=Classifier(b), sha256=sha, origin="configured")
+
+    def state_changed(self) -> None:
+        pass
+
+
+def _until(done: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        assert time.monotonic() < deadline, f"no {what} within {timeout_s} s"
+        time.sleep(0.01)
+
+
+def _install(updater: Updater, path: Path) -> None:
+    updater.submit(Request(action="install", id=path.stem, payload=path.read_bytes(), force=True))
+    _until(lambda: (updater.last or {}).get("id") == path.stem and updater.last["result"] != "pending", "answer")
+    assert (updater.last or {}).get("result") == "installed", updater.last
+
+
+def test_a_model_that_fails_probation_is_never_previous(bundles: dict[str, Path], tmp_path: Path) -> None:
+    """b, then wide, are trusted; bands fails its probation: back on wide with b as previous, so a
+    rollback on command goes to b, never to the model that failed."""
+    store = ModelStore(tmp_path / "models")
+    host = _Host(bundles["a"])
+    host.model = host.load_configured()
+    updater = Updater(store, Policy(allow_unsigned=True, latency_budget_ms=5000, probation_s=60), host)
+    updater.start()
+    try:
+        for name in ("b", "wide"):
+            _install(updater, bundles[name])
+            assert host.model is not None and store.pointer().trial
+            updater.probation_passed(host.model.sha256)
+            _until(lambda: not store.pointer().trial, "end of the trial")
+        trusted = host.model
+        _install(updater, bundles["bands"])
+        failed = store.pointer().active
+        assert failed is not None and store.pointer().trial
+        host.model = trusted  # the worker switched back
+        updater.rolled_back(trusted, "non-finite scores")
+        _until(lambda: (updater.last or {}).get("result") == "rolled_back", "rollback")
+        after = store.pointer()
+        assert after.active == trusted.entry and after.previous is not None, after
+        assert after.previous.sha256 != failed.sha256 and after.previous.version == "0.2.0", after
+        updater.submit(Request(action="rollback", id="rb"))
+        _until(lambda: (updater.last or {}).get("id") == "rb" and updater.last["result"] != "pending", "rollback")
+    finally:
+        updater.stop()
+    assert host.model is not None and host.model.sha256 == after.previous.sha256, "the rollback goes to b"
+
+
+def test_a_restart_during_probation_never_leaves_the_failed_model_previous(
+    bundles: dict[str, Path], tmp_path: Path
+) -> None:
+    """What the daemon finds after kill -9 during probation: back on the model before, with its previous."""
+    store = ModelStore(tmp_path / "models")
+    entries = {}
+    for name in ("a", "b", "wide"):
+        raw = bundles[name].read_bytes()
+        entries[name] = store.put(raw, read_bundle(bundles[name]).manifest, bundle.sha256(raw))
+    store.switch(Pointer(active=entries["wide"], previous=entries["b"], trial=True, prior=entries["a"]))
+    assert store.prune(2) == [], "the version a failed trial returns to is kept"
+    rolled = store.recover()
+    assert rolled is not None and rolled["result"] == "rolled_back" and "was on probation" in rolled["reason"]
+    assert store.pointer() == Pointer(active=entries["b"], previous=entries["a"])
+    # the first install failed: back on the configured model, with nothing to roll back to
+    store.switch(Pointer(active=entries["b"], previous=None, trial=True, prior=None))
+    store.recover()
+    assert store.pointer() == Pointer()
