@@ -16,6 +16,10 @@ bundle's hop and thresholds, the default config or ``--config``).
   best of its AudioSet classes (bench/esc50_audioset.csv) passes ``--threshold``;
   consecutive firing calls are one event, starting (and announced) at the end of its
   first call.  Labels with no AudioSet class are left out of its figures.
+- Every total twice: over all labels, and over the home labels (bench/event_scoring.py's
+  HOME_LABELS, the ones a home user listens for): recall, latency and wrong-label starts
+  over the clips of home labels counting only home-label starts, false events of home
+  labels only.
 """
 
 from __future__ import annotations
@@ -23,11 +27,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from bench import event_scoring as scoring
+from bench.event_scoring import HOME_LABELS, Detection, Span
 from bench.streams import (
     BACKGROUND_CSV,
     ESC50_CSV,
@@ -54,17 +59,44 @@ _LOGGER = logging.getLogger(__name__)
 # --- the two measurements --------------------------------------------------------------
 
 
+def recall_scores(
+    spans: Sequence[Span],
+    found: Mapping[str, Sequence[Detection]],
+    labels: Mapping[str, Sequence[str]],
+    named: Sequence[str],
+) -> dict[str, Any]:
+    """Per side: recall over its labels and over the home ones (home-label starts only); ours also over the
+    labels YAMNet can name (``named``), all and home."""
+    out: dict[str, Any] = {}
+    for side, side_labels in labels.items():
+        out[side] = scoring.recall(spans, found[side], side_labels)
+        out[side]["home"] = scoring.recall(
+            spans, scoring.of_labels(found[side], HOME_LABELS), scoring.home(side_labels)
+        )
+    out["ours"]["total_yamnet_labels"] = scoring.recall(spans, found["ours"], named)["total"]
+    home_ours = scoring.of_labels(found["ours"], HOME_LABELS)
+    out["ours"]["home"]["total_yamnet_labels"] = scoring.recall(spans, home_ours, scoring.home(named))["total"]
+    return out
+
+
+def false_alarm_scores(
+    spans: Sequence[Span], found: Mapping[str, Sequence[Detection]], audio_s: float
+) -> dict[str, Any]:
+    """Per side: every event start per hour of background audio, and those of home labels only."""
+    out: dict[str, Any] = {}
+    for side, starts in found.items():
+        out[side] = scoring.false_alarms(spans, starts, audio_s)
+        out[side]["home"] = scoring.false_alarms(spans, scoring.of_labels(starts, HOME_LABELS), audio_s)
+    return out
+
+
 def recall_part(det: Detectors, items: Sequence[Item], gap_s: float, seed: int) -> dict[str, Any]:
     """Recall of both on the clips in one stream; ours also over the labels YAMNet can name."""
     rate = det.classifier.manifest.features.sample_rate
     stream, spans = build_stream(items, gap_s, rate, seed)
     _LOGGER.info("recall: %d clips, %.1f min stream", len(spans), len(stream) / rate / 60)
-    found = det.run(stream)
-    out: dict[str, Any] = {"clips": len(spans), "stream_s": round(len(stream) / rate, 1)}
-    for side, labels in det.labels().items():
-        out[side] = scoring.recall(spans, found[side], labels)
-    out["ours"]["total_yamnet_labels"] = scoring.recall(spans, found["ours"], det.mapping)["total"]
-    return out
+    scores = recall_scores(spans, det.run(stream), det.labels(), list(det.mapping))
+    return {"clips": len(spans), "stream_s": round(len(stream) / rate, 1)} | scores
 
 
 def false_alarm_part(det: Detectors, items: Sequence[Item], gap_s: float, seed: int) -> dict[str, Any]:
@@ -73,10 +105,8 @@ def false_alarm_part(det: Detectors, items: Sequence[Item], gap_s: float, seed: 
     stream, spans = build_stream(items, gap_s, rate, seed)
     audio_s = sum(len(samples) for _, _, samples in items) / rate
     _LOGGER.info("false alarms: %d files, %.1f min of background audio", len(spans), audio_s / 60)
-    out: dict[str, Any] = {"files": len(spans), "audio_h": round(audio_s / 3600, 4)}
-    for side, found in det.run(stream).items():
-        out[side] = scoring.false_alarms(spans, found, audio_s)
-    return out
+    scores = false_alarm_scores(spans, det.run(stream), audio_s)
+    return {"files": len(spans), "audio_h": round(audio_s / 3600, 4)} | scores
 
 
 def measure(det: Detectors, args: argparse.Namespace, fold: int) -> dict[str, Any]:
@@ -93,6 +123,7 @@ def measure(det: Detectors, args: argparse.Namespace, fold: int) -> dict[str, An
         "window_s": [-scoring.BEFORE_S, scoring.AFTER_S],
         "yamnet_threshold": args.threshold,
         "yamnet_unmapped_labels": sorted(set(det.classifier.labels) - set(det.mapping)),
+        "home_labels": list(HOME_LABELS),
         "background": {"source": str(args.background), "split": args.split},
         "recall": recall_part(det, clips, args.gap_s, args.seed),
         "false_alarms": false_alarm_part(det, background, args.gap_s, args.seed + 1),
@@ -113,24 +144,37 @@ def _row(name: str, clips: int, cells: Sequence[tuple[float | None, str]]) -> st
 
 
 def table(report: dict[str, Any]) -> str:
-    """Per label and total: recall %, wrong-label starts per clip, false events per hour; ours | YAMNet."""
-    rec, fa = report["recall"], report["false_alarms"]
+    """Per label, in total and over the home labels: recall %, wrong-label starts per clip, false events per
+    hour; ours | YAMNet."""
+    rec, fa, home = report["recall"], report["false_alarms"], set(report["home_labels"])
     lines = [
         f"{'':28} {'recall %':>15} {'wrong/clip':>17} {'false events/h':>19}",
-        f"{'label':22}{'clips':>6} {'ours':>7} {'YAMNet':>7} {'ours':>8} {'YAMNet':>8} {'ours':>9} {'YAMNet':>9}",
+        f"{'label (* home)':22}{'clips':>6} "
+        + " ".join(f"{side:>{w}}" for w in (7, 8, 9) for side in ("ours", "YAMNet")),
     ]
     labels = sorted(set(rec["ours"]["per_label"]) | set(fa["ours"]["per_label"]) | set(fa["yamnet"]["per_label"]))
     for label in labels:
         ours, yam = rec["ours"]["per_label"].get(label, {}), rec["yamnet"]["per_label"].get(label, {})
         fa_yam = None if label in report["yamnet_unmapped_labels"] else _per_hour(fa["yamnet"], label)
-        lines.append(_row(label, ours.get("clips", 0), _cells(ours, yam, _per_hour(fa["ours"], label), fa_yam)))
-    total, yam_total = rec["ours"]["total"], rec["yamnet"]["total"]
-    fa_totals = fa["ours"]["total"]["per_hour"], fa["yamnet"]["total"]["per_hour"]
-    lines.append(_row("total", total["clips"], _cells(total, {}, *fa_totals)))
-    lines.append(
-        _row("total, YAMNet's labels", yam_total["clips"], _cells(rec["ours"]["total_yamnet_labels"], yam_total))
-    )
-    return "\n".join(lines + _notes(report))
+        name = f"{label} *" if label in home else label
+        lines.append(_row(name, ours.get("clips", 0), _cells(ours, yam, _per_hour(fa["ours"], label), fa_yam)))
+    return "\n".join(lines + _totals(rec, fa, "all") + _totals(rec, fa, "home") + _notes(report))
+
+
+def _view(part: dict[str, Any], view: str) -> dict[str, Any]:
+    """Both sides of a report part over all labels (``all``) or over the home labels (``home``)."""
+    return {side: part[side] if view == "all" else part[side]["home"] for side in ("ours", "yamnet")}
+
+
+def _totals(rec: dict[str, Any], fa: dict[str, Any], view: str) -> list[str]:
+    """The total rows of one view: every label, then the labels YAMNet can name."""
+    r, f = _view(rec, view), _view(fa, view)
+    name, ours, yam = "total" if view == "all" else "home", r["ours"]["total"], r["yamnet"]["total"]
+    fa_totals = f["ours"]["total"]["per_hour"], f["yamnet"]["total"]["per_hour"]
+    return [
+        _row(name if view == "all" else "home labels", ours["clips"], _cells(ours, {}, *fa_totals)),
+        _row(f"{name}, YAMNet's labels", yam["clips"], _cells(r["ours"]["total_yamnet_labels"], yam)),
+    ]
 
 
 def _per_hour(side: dict[str, Any], label: str) -> float:
@@ -151,17 +195,26 @@ def _cells(
     ]
 
 
+def _latency(total: dict[str, Any]) -> str:
+    return f"{total['latency_p50_s']} / {total['latency_p95_s']} s"
+
+
 def _notes(report: dict[str, Any]) -> list[str]:
     rec, fa = report["recall"], report["false_alarms"]
-    ours, same, yam = rec["ours"]["total"], rec["ours"]["total_yamnet_labels"], rec["yamnet"]["total"]
+    lines = [
+        f"clip start -> event start announced, p50 / p95, {name}: ours {_latency(r['ours']['total'])} "
+        f"(YAMNet's labels: {_latency(r['ours']['total_yamnet_labels'])}), YAMNet {_latency(r['yamnet']['total'])}"
+        for name, r in (("all labels", _view(rec, "all")), ("home labels", _view(rec, "home")))
+    ]
+    home_fa = {side: fa[side]["home"]["total"]["events"] for side in ("ours", "yamnet")}
     return [
-        f"clip start -> event start announced, p50 / p95: ours {ours['latency_p50_s']} / {ours['latency_p95_s']} s "
-        f"(YAMNet's labels: {same['latency_p50_s']} / {same['latency_p95_s']} s), "
-        f"YAMNet {yam['latency_p50_s']} / {yam['latency_p95_s']} s",
+        *lines,
         f"event starts in the gaps between clips: ours {rec['ours']['events_in_gaps']}, "
         f"YAMNet {rec['yamnet']['events_in_gaps']}",
         f"false events rest on {fa['audio_h']:.3f} h of background ({fa['files']} files): "
-        f"ours {fa['ours']['total']['events']}, YAMNet {fa['yamnet']['total']['events']} event starts",
+        f"ours {fa['ours']['total']['events']} event starts ({home_fa['ours']} of home labels), "
+        f"YAMNet {fa['yamnet']['total']['events']} ({home_fa['yamnet']})",
+        f"home labels (* above; home rows count only their event starts): {', '.join(report['home_labels'])}",
         f"YAMNet leaves out (no AudioSet class): {', '.join(report['yamnet_unmapped_labels'])}",
     ]
 

@@ -11,7 +11,7 @@ import pytest
 
 from bench import event_scoring as scoring
 from bench import events, streams
-from bench.event_scoring import Detection, Span
+from bench.event_scoring import HOME_LABELS, Detection, Span
 from edge.model.bundle import read_bundle
 from tests.support.shared import ROOT, shared_dir
 from training.yamnet import read_class_names
@@ -57,6 +57,57 @@ def test_false_alarms_count_every_start_per_hour_of_audio() -> None:
     assert report["total"] == {"events": 3, "per_hour": 12.0}
     assert report["per_label"] == {"cat": {"events": 1, "per_hour": 4.0}, "dog": {"events": 2, "per_hour": 8.0}}
     assert report["per_file"] == {"a.flac": 2, "b.flac": 1}
+
+
+HOME_FOUND = {
+    "ours": [
+        Detection("dog", 3.5, 4.0),  # hit on a (home)
+        Detection("cow", 4.0, 4.2),  # wrong label on a, not a home label: all view only
+        Detection("glass_breaking", 12.0, 12.5),  # wrong label on b, a home label: both views
+        Detection("cow", 27.5, 28.0),  # hit on the cow clip: all view only
+        Detection("siren", 11.5, 12.0),  # hit on b
+    ],
+    "yamnet": [Detection("siren", 11.7, 11.7), Detection("frog", 20.0, 20.0)],  # hit on b; wrong on c, not home
+}
+HOME_SPANS = [*SPANS, Span("d.flac", "cow", 27.0, 32.0)]
+
+
+def test_home_totals_count_home_clips_and_only_home_label_starts() -> None:
+    labels = {"ours": ["cow", "dog", "frog", "glass_breaking", "siren"], "yamnet": ["dog", "frog", "siren"]}
+    rec = events.recall_scores(HOME_SPANS, HOME_FOUND, labels, named=labels["yamnet"])
+    assert rec["ours"]["total"]["clips"] == 4 and rec["ours"]["total"]["recalled"] == 3
+    assert rec["ours"]["home"]["total"]["clips"] == 3 and rec["ours"]["home"]["total"]["recalled"] == 2
+    assert rec["ours"]["total"]["wrong_per_clip"] == 0.5  # cow on a, glass on b: 2 in 4 clips
+    assert rec["ours"]["home"]["total"]["wrong_per_clip"] == round(1 / 3, 4)  # only glass_breaking counts
+    assert rec["ours"]["home"]["total_yamnet_labels"]["clips"] == 3  # dog and siren clips; cow is no home label
+    assert rec["yamnet"]["total"]["wrong_per_clip"] == round(1 / 3, 4) and rec["yamnet"]["home"]["total"] == {
+        "clips": 3,
+        "recalled": 1,
+        "recall": round(1 / 3, 4),
+        "wrong_per_clip": 0.0,
+        "latency_p50_s": 0.7,
+        "latency_p95_s": 0.7,
+    }
+    fa = events.false_alarm_scores(SPANS, HOME_FOUND, audio_s=900.0)
+    assert fa["ours"]["total"]["events"] == 5 and fa["ours"]["home"]["total"] == {"events": 3, "per_hour": 12.0}
+    assert fa["yamnet"]["home"]["total"] == {"events": 1, "per_hour": 4.0}
+
+
+def test_the_table_prints_total_and_home_rows_side_by_side() -> None:
+    labels = {"ours": ["cow", "dog", "frog", "glass_breaking", "siren"], "yamnet": ["dog", "frog", "siren"]}
+    report = {
+        "yamnet_unmapped_labels": ["cow", "glass_breaking"],
+        "home_labels": list(HOME_LABELS),
+        "recall": events.recall_scores(HOME_SPANS, HOME_FOUND, labels, named=labels["yamnet"]),
+        "false_alarms": {"files": 3, "audio_h": 0.25} | events.false_alarm_scores(SPANS, HOME_FOUND, 900.0),
+    }
+    lines = {line[:22].strip(): line[22:].split() for line in events.table(report).splitlines()}
+    assert lines["total"] == ["4", "75", "-", "0.50", "-", "20.0", "8.0"]
+    assert lines["home labels"] == ["3", "67", "-", "0.33", "-", "12.0", "4.0"]
+    assert lines["home, YAMNet's labels"][:5] == ["3", "67", "33", "0.33", "0.00"]
+    assert lines["dog *"][:2] == ["2", "50"] and "cow" in lines
+    text = events.table(report)
+    assert "p50 / p95, home labels: ours" in text and "(3 of home labels)" in text
 
 
 def test_stream_places_items_between_quiet_gaps() -> None:
@@ -117,6 +168,8 @@ def test_small_run_writes_the_report(tmp_path: Path) -> None:
     assert report["fold"] == 4 and report["recall"]["clips"] == 4 and report["false_alarms"]["files"] == 4
     for side in ("ours", "yamnet"):
         assert set(report["recall"][side]) >= {"per_label", "total", "events_in_gaps"}
-        assert set(report["false_alarms"][side]) == {"per_label", "per_file", "total"}
+        assert set(report["false_alarms"][side]) == {"per_label", "per_file", "total", "home"}
+        assert set(report["false_alarms"][side]["home"]) == {"per_label", "per_file", "total"}
+        assert report["recall"][side]["home"]["total"]["clips"] <= report["recall"][side]["total"]["clips"]
         assert 0.0 <= report["recall"][side]["total"]["recall"] <= 1.0
     assert report["false_alarms"]["audio_h"] > 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ import soundfile as sf
 
 from bench import home_hour as hh
 from bench import streams
-from bench.event_scoring import Detection, Span
+from bench.event_scoring import HOME_LABELS, Detection, Span
 
 RATE = 16000
 BURST_S = 1.5
@@ -117,7 +118,7 @@ def test_sounds_never_overlap_and_their_spans_hold_their_energy(material: Materi
 
 def test_levels_land_in_the_requested_snr_range(material: Material) -> None:
     speech, other, sounds = material
-    home = hh.build_home(speech, other, sounds, 2.0, RATE, seed=6, snr_db=(5.0, 12.0))
+    home = hh.build_home(speech, other, sounds, 2.0, RATE, seed=6, snr_db=(5.0, 12.0), floor_dbfs=-np.inf)
     bed = hh.build_home(speech, other, [], 2.0, RATE, seed=6).samples.astype(np.float64)
     added = home.samples.astype(np.float64) - bed
     measured = []
@@ -125,7 +126,7 @@ def test_levels_land_in_the_requested_snr_range(material: Material) -> None:
         lo, hi = round(span.start_s * RATE), round(span.end_s * RATE)
         context = bed[max(0, lo - 5 * RATE) : hi + 5 * RATE]  # the bed alone, 5 s either side
         snr = 10 * np.log10(np.mean(added[lo:hi] ** 2) / np.mean(context**2))  # a steady tone: active = plain RMS
-        assert snr == pytest.approx(record["snr_db"], abs=0.05) and not record["capped"]
+        assert snr == pytest.approx(record["snr_db"], abs=0.05) and not record["capped"] and not record["raised"]
         measured.append(snr)
     assert min(measured) >= 5.0 - 0.05 and max(measured) <= 12.0 + 0.05
     assert max(measured) - min(measured) > 2  # drawn, not one fixed level
@@ -223,3 +224,85 @@ def test_no_file_peaks_above_minus_1_dbfs_and_the_sum_is_clipped(material: Mater
     loud = [("loud.wav", "dog", np.full(RATE, 0.9, dtype=np.float32))]
     home = hh.build_home([("click.wav", "speech", click)], [], loud, 1.0, RATE, seed=0, snr_db=(60.0, 60.0))
     assert home.sounds[0]["capped"] and home.sounds[0]["active_dbfs"] == pytest.approx(-1.0, abs=0.01)
+
+
+def _gappy(i: int) -> streams.Item:
+    """0.3 s of tone, 0.3 s of silence, 0.3 s of tone: its active level is the tones' RMS, not the clip's."""
+    x = np.zeros(round(0.9 * RATE), dtype=np.float32)
+    x[: round(0.3 * RATE)] = x[round(0.6 * RATE) :] = _tone(0.3, 500 + 30 * i, 0.1)
+    return (f"s{i}.wav", "dog", x)
+
+
+def test_a_sound_drawn_below_the_floor_comes_out_at_the_floor() -> None:
+    bed = hh.room_noise(60 * RATE, np.random.default_rng(0))  # -62 dBFS; the second half 30 dB louder
+    bed[30 * RATE :] *= 10 ** (30 / 20)
+    sounds = [_gappy(i) for i in range(10)]
+    mix, spans, placed = hh.place_sounds(bed, sounds, RATE, np.random.default_rng(4), snr_db=(0.0, 10.0))
+    added = mix.astype(np.float64) - bed
+    for span, record in zip(spans, placed, strict=True):
+        lo = round(span.start_s * RATE)
+        tones = np.r_[added[lo : lo + round(0.3 * RATE)], added[lo + round(0.6 * RATE) : lo + round(0.9 * RATE)]]
+        level = 10 * np.log10(np.mean(tones**2))
+        wanted = max(record["bed_dbfs"] + record["drawn_snr_db"], hh.FLOOR_DBFS)
+        assert level == pytest.approx(wanted, abs=0.5) and not record["capped"]
+        assert record["raised"] == (record["bed_dbfs"] + record["drawn_snr_db"] < hh.FLOOR_DBFS)
+        if record["raised"]:
+            assert level == pytest.approx(-45.0, abs=0.5) and record["snr_db"] > record["drawn_snr_db"]
+        else:
+            assert record["snr_db"] == pytest.approx(record["drawn_snr_db"], abs=0.01)
+    assert 0 < sum(r["raised"] for r in placed) < len(placed)  # the quiet half raised, the loud half as drawn
+
+
+def _labelled_home() -> hh.Home:
+    spans = [Span("a", "dog", 10.0, 15.0), Span("b", "cow", 20.0, 22.0), Span("c", "siren", 30.0, 33.0)]
+    return hh.Home(np.zeros(36 * RATE, dtype=np.float32), RATE, spans, [Span("w", "speech", 25.0, 27.0)], [], {})
+
+
+FOUND = [
+    Detection("dog", 10.2, 10.5),  # hit, a home label
+    Detection("cow", 20.1, 20.4),  # hit, not a home label: only in the all view
+    Detection("cat", 12.0, 12.3),  # a home label, wrong near the dog: both views
+    Detection("frog", 31.0, 31.2),  # not a home label, wrong near the siren: all only
+    Detection("cow", 26.0, 26.2),  # on speech, not a home label: all only
+    Detection("dog", 5.0, 5.1),  # in a pause, a home label: both views
+    Detection("siren", 30.5, 31.0),  # hit
+]
+
+
+def test_home_labels_are_ones_the_model_knows_and_include_the_default_announcements() -> None:
+    from edge.publish.discovery import DEFAULT_ANNOUNCE
+
+    assert set(DEFAULT_ANNOUNCE) <= set(HOME_LABELS) and len(set(HOME_LABELS)) == len(HOME_LABELS) == 16
+    assert {"cow", "frog", "laughing", "keyboard_typing"}.isdisjoint(HOME_LABELS)
+
+
+def test_the_home_view_counts_only_home_sounds_and_home_label_starts() -> None:
+    views = hh.score_views(_labelled_home(), FOUND, ["cow", "dog", "siren"], named=["cow", "dog"])
+    home, every = views["home"], views["all"]
+    assert home["events"] == 4 and every["events"] == 7
+    assert home["recall"]["total"]["clips"] == 2 and home["recall"]["total"]["recalled"] == 2
+    assert every["recall"]["total"]["clips"] == 3 and every["recall"]["total"]["recalled"] == 3
+    assert home["recall_yamnet_labels"]["clips"] == 1 and every["recall_yamnet_labels"]["clips"] == 2
+    assert home["false"]["total"] == {"events": 2, "per_hour": 200.0}  # cat and the dog in the pause, in 0.01 h
+    assert every["false"]["total"] == {"events": 4, "per_hour": 400.0}
+    assert home["false"]["where"] == {"near a sound": 1, "pauses": 1}
+    assert every["false"]["where"] == {"near a sound": 2, "speech": 1, "pauses": 1}
+    assert set(home["false"]["per_label"]) == {"cat", "dog"}
+
+
+def test_the_table_prints_a_home_and_an_all_row_per_detector(material: Material) -> None:
+    speech, other, sounds = material
+    home = hh.build_home(speech, other, sounds, 2.0, RATE, seed=5)
+    hits = [Detection(s.label, s.start_s + 0.5, s.start_s + 1.0) for s in home.spans]
+    found = {"ours test 1": [*hits, Detection("frog", 1.0, 1.0)], "YAMNet int8 at 0.8": hits[:3]}
+    args = hh.parse_args(["--floor-dbfs", "-45"])
+    report = hh.build_report(home, found, ["dog", "siren"], args, fold=2)
+    json.dumps(report, allow_nan=False)  # the JSON carries both views
+    assert set(report["detectors"]["ours test 1"]) == {"home", "all"}
+    lines = hh.table(report).splitlines()
+    assert lines[0].split()[:2] == ["detector", "labels"]
+    assert lines[1].startswith("ours test 1") and lines[1].split()[3] == "home"
+    assert lines[2].split()[0] == "all" and lines[3].startswith("YAMNet int8 at 0.8") and lines[4].split()[0] == "all"
+    assert "100% (10/10)" in lines[1] and "0.0" in lines[1].split() and "30.0" in lines[2].split()  # 1 frog in 2 min
+    raised = sum(s["raised"] for s in home.sounds)
+    assert f"{raised} raised to the -45 dBFS floor" in hh.table(report)
