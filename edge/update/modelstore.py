@@ -180,6 +180,10 @@ class ModelStore:
         reason = "completed; the daemon restarted before it said so" if done else "cut short by a restart"
         settled = last | {"result": result, "reason": reason, "finished": time.time()}
         self.record(settled)
+        if done:
+            _LOGGER.info("models: %s completed; the daemon restarted before it said so", _attempt(last))
+        else:
+            _LOGGER.warning("models: %s was cut short by a restart: the model from before stays", _attempt(last))
         return settled
 
     def prune(self, keep: int) -> list[str]:
@@ -216,6 +220,18 @@ class ModelStore:
         self._mkdirs()
         path = self.root / name
         _write_durably(path.with_name(f".{name}.tmp"), (json.dumps(data, indent=1) + "\n").encode(), path)
+
+
+def _attempt(last: dict[str, Any]) -> str:
+    """'the install of tones 0.2.0 (request r1)' for the log; the bundle's sha256 before it was checked."""
+    action = str(last.get("action", "attempt"))
+    if last.get("version"):
+        what = f" of {last.get('name', '')} {last['version']}".replace("  ", " ")
+    elif last.get("sha256"):
+        what = f" of bundle {str(last['sha256'])[:12]} (not yet checked)"
+    else:
+        what = ""
+    return f"the {action}{what} (request {last.get('id', '?')})"
 
 
 def after_failed_trial(pointer: Pointer, fallback: Entry | None) -> Pointer:

@@ -183,6 +183,8 @@ class Updater:
             m = running.bundle.manifest
             return Outcome("unchanged", f"{m.name} {m.version} is already active; nothing to do", running.describe())
         b, classifier, note = verify(raw, f"bundle {sha[:12]}", p, budget_ms=p.latency_budget_ms)
+        checked = {"result": PENDING, "reason": "storing", "sha256": sha}  # a restart now can name the version
+        self._set_last(request, checked | {"name": b.manifest.name, "version": b.manifest.version}, durable=True)
         self._host.check_fits(classifier)
         check_version(b, running, request.force)
         entry = self.store.put(raw, b.manifest, sha)
@@ -211,11 +213,12 @@ class Updater:
             raise Refused("nothing to roll back to: no model was installed here")
         target = old.previous
         model = self.load_entry(target) if target is not None else self._host.load_configured()
+        m = model.bundle.manifest
         pending = {"result": PENDING, "reason": "switching", "sha256": target.sha256 if target else None}
+        pending |= {"name": m.name, "version": m.version}
         self._set_last(request, pending, durable=True)
         self.store.switch(Pointer(active=target, previous=old.active))
         self._activate_or_revert(model, old, probation=False)
-        m = model.bundle.manifest
         return Outcome("rolled_back", f"back on {m.name} {m.version} ({model.origin})", model.describe())
 
     def load_entry(self, entry: Entry, *, budget_ms: float | None = None) -> Loaded:

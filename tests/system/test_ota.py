@@ -325,3 +325,47 @@ def test_no_valid_model_keeps_running_and_takes_the_next_good_bundle(
         assert daemon.terminate(15) == 0
     assert "Traceback" not in daemon.stderr
     assert not store.pointer().trial, "nothing to fall back to: trusted at once, so a restart keeps it"
+
+
+def _cut_short(store: ModelStore, bundle_path: Path, pub: Path) -> bytes:
+    """``state.json`` as an install leaves it when the daemon dies after the checks, before the switch."""
+    from support.ota_driver import Host
+
+    from edge.update.checks import Policy
+    from edge.update.request import Request
+    from edge.update.update import Updater
+
+    seen: list[bytes] = []
+
+    class Dies(Host):
+        def check_fits(self, classifier: Any) -> None:
+            seen.append((store.root / "state.json").read_bytes())
+            raise SystemError("killed here")
+
+    policy = Policy(keys=(bundle.load_public_key(pub),), latency_budget_ms=5000)
+    Updater(store, policy, Dies(bundle_path)).handle(
+        Request(action="install", id="u-cut", payload=bundle_path.read_bytes())
+    )
+    assert seen
+    return seen[0]
+
+
+def test_an_install_cut_short_by_a_restart_is_logged_at_start(
+    tmp_path: Path,
+    models: dict[str, Path],
+    clip: Path,
+    keys: dict[str, Path],
+    mosquitto: Mosquitto,
+    subscriber_factory: Callable[..., Subscriber],
+) -> None:
+    store = ModelStore(tmp_path / "models")
+    (store.root / "state.json").write_bytes(_cut_short(store, models["v2"], keys["pub"]))
+    config, device = daemon_config(tmp_path, model=models["v1"], clip=clip, broker=mosquitto, pub=keys["pub"])
+    sub = subscriber_factory(f"auricle/{device}/model/state")
+    with Daemon(config) as daemon:
+        last = state(sub.wait_for_topic(f"auricle/{device}/model/state", 30))["last"]
+        assert (last["result"], last["version"], last["id"]) == ("interrupted", "0.2.0", "u-cut"), last
+        assert daemon.terminate(15) == 0
+    warning = [line for line in daemon.stderr.splitlines() if "cut short by a restart" in line]
+    assert len(warning) == 1 and "WARNING" in warning[0], daemon.stderr
+    assert "the install of tones 0.2.0 (request u-cut)" in warning[0] and "the model from before stays" in warning[0]
