@@ -22,11 +22,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
     p.set_defaults(handler=_keygen)
 
-    p = msub.add_parser("sign", help="sign a bundle with a private key")
-    p.add_argument("bundle")
-    p.add_argument("--key", required=True, help="private key (PEM)")
-    p.set_defaults(handler=_sign)
-
     p = msub.add_parser("verify", help="validate a bundle, and its signature with --pubkey")
     p.add_argument("bundle")
     p.add_argument("--pubkey", help="public key (PEM); the bundle must be signed by it")
@@ -40,8 +35,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(handler=_info)
 
-    from edge.cli import push  # OTA: `model push` lives in its own module
+    from edge.cli import push, sign  # `model sign` and the OTA `model push` live in their own modules
 
+    sign.register(msub)
     push.register(msub)
 
 
@@ -57,13 +53,6 @@ def _keygen(args: argparse.Namespace) -> int:
         fh.write(private)
     public_path.write_bytes(public)
     print(f"wrote {private_path} (keep it secret, off the device) and {public_path}")
-    return 0
-
-
-def _sign(args: argparse.Namespace) -> int:
-    key = bundle.load_private_key(args.key)
-    bundle.sign_bundle(args.bundle, key)
-    print(f"signed {args.bundle}")
     return 0
 
 

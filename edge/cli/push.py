@@ -119,7 +119,7 @@ def _push(args: argparse.Namespace) -> int:
     finally:
         client.disconnect()
         client.loop_stop()
-    return _report(answers)
+    return _report(answers, b.manifest.version)
 
 
 def _targets(args: argparse.Namespace) -> list[str]:
@@ -168,26 +168,27 @@ def _wait(answers: _Answers, timeout_s: float) -> None:
             answers.cond.wait(remaining)
 
 
-def _report(answers: _Answers) -> int:
+def _report(answers: _Answers, pushed: str) -> int:
+    """The table of answers (``version``: the pushed bundle's; ``running``: what each device runs now)."""
     with answers.cond:
         devices = sorted(answers.expected | set(answers.answers))
-        rows = [_row(d, answers.answers.get(d)) for d in devices]
+        rows = [_row(d, answers.answers.get(d), pushed) for d in devices]
     if not rows:
         print("auricle: no device answered (is the group right, and are the devices online?)", file=sys.stderr)
         return 1
-    widths = [max(len(r[i]) for r in [*rows, _HEADER]) for i in range(3)]
+    widths = [max(len(r[i]) for r in [*rows, _HEADER]) for i in range(len(_HEADER) - 1)]
     for row in [_HEADER, *rows]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[3])
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
     bad = [r for r in rows if r[1] not in OK_RESULTS]
     return 1 if bad else 0
 
 
-_HEADER = ("device", "result", "version", "reason")
+_HEADER = ("device", "result", "version", "running", "reason")
 
 
-def _row(device: str, last: dict[str, Any] | None) -> tuple[str, str, str, str]:
+def _row(device: str, last: dict[str, Any] | None, pushed: str) -> tuple[str, str, str, str, str]:
     if last is None:
-        return (device, "no answer", "-", "timed out")
+        return (device, "no answer", pushed, "-", "timed out")
     active = last.get("active") or {}
-    version = str(last.get("version") or active.get("version") or "-")
-    return (device, str(last.get("result")), version, str(last.get("reason") or ""))
+    running = str(active.get("version") or "none")
+    return (device, str(last.get("result")), pushed, running, str(last.get("reason") or ""))

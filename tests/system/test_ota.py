@@ -228,6 +228,11 @@ def _refusals(models: dict[str, Path], keys: dict[str, Path], server: BundleServ
     ]
 
 
+def _table_row(table: str, device: str) -> list[str]:
+    """The cells of ``device``'s row in ``auricle model push``'s table."""
+    return next(line.split() for line in table.splitlines() if line.split()[:1] == [device])
+
+
 def _url(rid: str, url: str, sha: str) -> bytes:
     return json.dumps({"id": rid, "url": url, "sha256": sha}).encode()
 
@@ -244,6 +249,7 @@ def test_every_refusal_leaves_the_old_model_classifying(
     server: BundleServer,
     mosquitto: Mosquitto,
     subscriber_factory: Callable[..., Subscriber],
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     config, device = daemon_config(
         tmp_path,
@@ -279,9 +285,17 @@ def test_every_refusal_leaves_the_old_model_classifying(
         good = _url("u-good", server.url("v2"), bundle.sha256(models["v2"].read_bytes()))
         _install(mosquitto, device, good)
         assert answer(sub, device, "u-good")["last"]["result"] == "installed", "the URL path works too"
-        older = ["model", "push", str(models["old"]), "--broker", f"{mosquitto.host}:{mosquitto.port}"]
-        assert cli_main([*older, "--device", device, "--timeout", "20"]) == 1, "older: refused"
-        assert cli_main([*older, "--device", device, "--timeout", "20", "--force"]) == 0, "unless forced"
+        broker = ["--broker", f"{mosquitto.host}:{mosquitto.port}", "--device", device, "--timeout", "20"]
+        capsys.readouterr()
+        assert cli_main(["model", "push", str(models["old"]), *broker]) == 1, "older: refused"
+        row = _table_row(capsys.readouterr().out, device)
+        assert row[:4] == [device, "refused", "0.0.9", "0.2.0"], "the pushed version, and what the device runs"
+        bumped = tmp_path / "v2-0.2.1.auricle"
+        sign = ["model", "sign", str(models["v2"]), "--key", str(keys["key"]), "--version", "0.2.1", "-o", str(bumped)]
+        assert cli_main(sign) == 0
+        assert cli_main(["model", "push", str(bumped), *broker]) == 0, "a new version of the same model is taken"
+        assert _table_row(capsys.readouterr().out, device)[:4] == [device, "installed", "0.2.1", "0.2.1"]
+        assert cli_main(["model", "push", str(models["old"]), *broker, "--force"]) == 0, "older: unless forced"
         assert daemon.terminate(15) == 0
     assert "Traceback" not in daemon.stderr
 
