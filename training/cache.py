@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from edge import features
 from edge.features import FeatureParams
-from training.data import Clip, DataError, read_audio
+from training.data import Clip, DataError, read_audio, through_codec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,12 +46,13 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _extract(path: Path, params: FeatureParams, folder: Path) -> tuple[str, str]:
+def _extract(path: Path, params: FeatureParams, folder: Path, codec: str = "") -> tuple[str, str]:
     """Worker: ('ok', cache file) or ('error', reason). Runs in a child process."""
     try:
-        target = folder / f"{file_sha256(path)}.npy"
+        target = folder / f"{file_sha256(path)}{'-' + codec if codec else ''}.npy"
         if not target.exists():
-            frames = features.compute(read_audio(path, params.sample_rate), params)
+            samples = through_codec(read_audio(path, params.sample_rate), params.sample_rate, codec)
+            frames = features.compute(samples, params)
             tmp = target.with_name(f".{target.stem}.{os.getpid()}.npy")
             np.save(tmp, frames)
             os.replace(tmp, target)  # atomic: a killed run never leaves half a file
@@ -69,7 +70,14 @@ def extract(clips: Sequence[Clip], params: FeatureParams, cache_dir: Path, worke
     n_workers = workers or os.cpu_count() or 1
     results: list[tuple[str, str]] = []
     with ProcessPoolExecutor(max_workers=n_workers) as pool:
-        jobs = pool.map(_extract, [c.path for c in clips], [params] * len(clips), [folder] * len(clips), chunksize=8)
+        jobs = pool.map(
+            _extract,
+            [c.path for c in clips],
+            [params] * len(clips),
+            [folder] * len(clips),
+            [c.codec for c in clips],
+            chunksize=8,
+        )
         results.extend(tqdm(jobs, total=len(clips), desc="features", unit="clip", leave=False))
     kept, frames, skipped = [], [], []
     for clip, (status, value) in zip(clips, results, strict=True):

@@ -74,6 +74,9 @@ class DataConfig:
     cache_dir: str = "~/.cache/auricle/features"
     """Feature cache, keyed by the FeatureParams fingerprint and each file's sha256."""
     workers: int = setting(0, lo=0, hi=256, unit="processes for feature extraction, 0 = all cores")
+    codec_fraction: float = setting(0.0, lo=0.0, hi=1.0, unit="of the training clips added again through Opus")
+    """Copies of training clips coded as the background corpus is (Opus, about 13 kbps), so that the model
+    cannot learn "coded means background" (training/data.py ``through_codec``)."""
     background: tuple[BackgroundSource, ...] = ()
     """Sources of background audio: negatives, mixing material, and (their calibrate part) thresholds."""
 
@@ -91,7 +94,9 @@ class WindowConfig:
 class ModelConfig:
     """The ImageNet CNN and its new head."""
 
-    arch: Literal["mobilenet", "mobilenet_v2", "mobilenet_v3_small"] = "mobilenet"
+    arch: Literal["mobilenet", "mobilenet_v2", "mobilenet_v3_small", "yamnet"] = "mobilenet"
+    """An ImageNet MobileNet, or ``yamnet``: YAMNet's AudioSet network with its 521-class head kept
+    (training/audioset_fit.py; ``weights`` is then a YAMNet TFLite file to start from)."""
     alpha: float = setting(0.25, lo=0.1, hi=1.4, unit="width multiplier")
     weights: str = "imagenet"
     """'imagenet' (Keras cache), 'none', or a path to the no-top .h5 file."""
@@ -155,6 +160,9 @@ class FitConfig:
     distill_loss: Literal["cosine", "mse"] = "cosine"
     """Embedding loss: 1 - cosine similarity, or mean squared error, on standardised embeddings."""
     distill_scores_weight: float = setting(0.0, lo=0.0, hi=100.0, unit="x BCE toward the teacher's 521 scores")
+    cache_copies: int = setting(4, lo=1, hi=1000, unit="augmented passes cached through the frozen blocks (yamnet)")
+    lwf_weight: float = setting(1.0, lo=0.0, hi=100.0, unit="x BCE of the AudioSet head toward the untouched network")
+    """``model.arch: yamnet``: learning without forgetting, the 521 head kept near what YAMNet said."""
     label_smoothing: float = setting(0.1, lo=0.0, hi=0.5)
     weight_decay: float = setting(1e-4, lo=0.0, hi=1.0, unit="AdamW decoupled weight decay")
     patience: int = setting(15, lo=1, hi=10_000, unit="epochs without validation improvement")
@@ -250,9 +258,25 @@ def _check(config: TrainConfig, source: str) -> None:
     overlap = set(config.data.train_folds) & set(config.data.test_folds)
     if overlap:
         raise ConfigError(f"{source}: data.test_folds: fold(s) {sorted(overlap)} are also training folds")
+    if config.model.arch == "yamnet":
+        _check_yamnet(config, source)
     if config.fit.qat_epochs and config.model.arch != "mobilenet":
         raise ConfigError(f"{source}: fit.qat_epochs: supported for model.arch mobilenet only, not {config.model.arch}")
     _check_open_set(config, source)
+
+
+def _check_yamnet(config: TrainConfig, source: str) -> None:
+    """YAMNet's network takes 96x64 patches, has 14 blocks and keeps a sigmoid AudioSet head."""
+    if (config.window.window_frames, config.features.n_bands) != (96, 64):
+        raise ConfigError(f"{source}: model.arch: yamnet takes 96x64 windows (window.window_frames, features.n_bands)")
+    if config.model.output != "sigmoid":
+        raise ConfigError(f"{source}: model.output: yamnet needs sigmoid outputs, not {config.model.output}")
+    if config.model.weights in ("imagenet", "none", ""):
+        raise ConfigError(
+            f"{source}: model.weights: yamnet starts from a YAMNet TFLite file, not {config.model.weights!r}"
+        )
+    if not 1 <= config.fit.unfreeze_blocks <= 13:
+        raise ConfigError(f"{source}: fit.unfreeze_blocks: yamnet fine-tunes 1..13 of its 14 blocks")
 
 
 def _check_open_set(config: TrainConfig, source: str) -> None:

@@ -12,6 +12,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -20,7 +21,7 @@ from training.config import DataConfig
 
 _LOGGER = logging.getLogger(__name__)
 
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif", ".au", ".mp3")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au", ".mp3")
 
 
 class DataError(ValueError):
@@ -36,6 +37,8 @@ class Clip:
     fold: int | None = None
     group: str | None = None
     """Source recording: clips of one group never straddle a split."""
+    codec: Literal["", "opus"] = ""
+    """Read through this lossy codec first (a training copy: coded audio must not mean background)."""
 
 
 def load_clips(cfg: DataConfig, manifest: Path | None, audio_root: Path) -> list[Clip]:
@@ -102,6 +105,27 @@ def check_counts(clips: list[Clip], min_clips: int) -> list[str]:
         n, label = small[0]
         raise DataError(f"class {label!r} has {n} usable clip(s), fewer than data.min_clips_per_class={min_clips}")
     return sorted(counts)
+
+
+OPUS_LEVEL = 0.97
+"""libsndfile's Opus compression level for codec copies: about 13 kbps on ESC-50, as ../shared's coded background."""
+
+
+def through_codec(samples: npt.NDArray[np.float32], sample_rate: int, codec: str) -> npt.NDArray[np.float32]:
+    """``samples`` encoded and decoded again (``codec`` 'opus'; '' returns them as they are)."""
+    if not codec:
+        return samples
+    import io
+
+    import soundfile
+
+    buf = io.BytesIO()
+    soundfile.write(buf, samples, sample_rate, format="OGG", subtype="OPUS", compression_level=OPUS_LEVEL)
+    buf.seek(0)
+    decoded, _ = soundfile.read(buf, dtype="float32")
+    out = np.zeros_like(samples)
+    out[: min(len(samples), len(decoded))] = decoded[: len(samples)]
+    return out
 
 
 def read_audio(path: Path, sample_rate: int) -> npt.NDArray[np.float32]:

@@ -6,6 +6,7 @@ its own and a run can resume after any stage.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass, field
@@ -73,6 +74,7 @@ def prepare(loaded: LoadedConfig, test_folds: tuple[int, ...] | None = None) -> 
     if background_mod.LABEL in labels:
         raise data.DataError(f"label {background_mod.LABEL!r} is reserved for background audio (data.background)")
     split = data.make_split(extracted.clips, cfg, test_folds)
+    extracted, split = codec_copies(extracted, split, loaded)
     files = [str(f.filename) for f in extracted.frames]  # type: ignore[attr-defined]
     bg = background_mod.load(loaded)
     prepared = Prepared(extracted.clips, extracted.frames, labels, split, extracted.skipped, files, bg)
@@ -87,12 +89,27 @@ def record_config(loaded: LoadedConfig) -> None:
     (loaded.output / CONFIG_RECORD).write_text(note + loaded.text, encoding="utf-8")
 
 
+def codec_copies(ex: cache.Extracted, split: Split, loaded: LoadedConfig) -> tuple[cache.Extracted, Split]:
+    """``data.codec_fraction`` of the training clips once more, through the codec (training split only)."""
+    cfg = loaded.config.data
+    n = round(len(split.train) * cfg.codec_fraction)
+    if n == 0:
+        return ex, split
+    chosen = sorted(np.random.default_rng(cfg.seed).choice(split.train, n, replace=False))
+    copies = [dataclasses.replace(ex.clips[i], codec="opus") for i in chosen]
+    got = cache.extract(copies, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
+    start = len(ex.clips)
+    added = tuple(range(start, start + len(got.clips)))
+    merged = cache.Extracted(ex.clips + got.clips, ex.frames + got.frames, ex.skipped + got.skipped)
+    return merged, Split(train=split.train + added, val=split.val, test=split.test)
+
+
 def save(p: Prepared, path: Path) -> None:
     """Write the clip list, split and cache file names as JSON."""
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "labels": p.labels,
-        "clips": [{"path": str(c.path), "label": c.label, "fold": c.fold} for c in p.clips],
+        "clips": [{"path": str(c.path), "label": c.label, "fold": c.fold, "codec": c.codec} for c in p.clips],
         "cache_files": p.cache_files,
         "split": {"train": list(p.split.train), "val": list(p.split.val), "test": list(p.split.test)},
         "skipped": [{"path": str(f), "reason": r} for f, r in p.skipped],
@@ -108,7 +125,9 @@ def load(output: Path) -> Prepared:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         raise data.DataError(f"{path}: cannot read ({exc}); run 'auricle-train prepare' first") from None
-    clips = [Clip(path=Path(c["path"]), label=c["label"], fold=c["fold"]) for c in doc["clips"]]
+    clips = [
+        Clip(path=Path(c["path"]), label=c["label"], fold=c["fold"], codec=c.get("codec", "")) for c in doc["clips"]
+    ]
     try:
         frames = [np.load(f, mmap_mode="r") for f in doc["cache_files"]]
         bg = background_mod.from_json(doc.get("background"))

@@ -37,7 +37,8 @@ Batch = tuple[np.ndarray, Any]
 def input_spec(cfg: TrainConfig) -> InputSpec:
     """The float input spec the Keras model is built for."""
     w = cfg.window
-    return InputSpec(frames=w.window_frames, bands=cfg.features.n_bands, channel_mode=w.channel_mode)
+    channels = 1 if cfg.model.arch == "yamnet" else 3  # YAMNet takes one plane; ImageNet nets three
+    return InputSpec(frames=w.window_frames, bands=cfg.features.n_bands, channels=channels, channel_mode=w.channel_mode)
 
 
 def batch_inputs(windows: Any, cfg: TrainConfig, spec: InputSpec) -> np.ndarray:

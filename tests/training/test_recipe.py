@@ -81,7 +81,7 @@ def test_every_experiment_extends_the_shipped_recipe_and_is_in_the_table() -> No
     experiments = ROOT / "configs" / "experiments"
     table = (experiments / "README.md").read_text()
     names = sorted(p.name for p in experiments.glob("*.yaml"))
-    assert len(names) == 12
+    assert len(names) >= 12
     for name in names:
         assert yaml.safe_load((experiments / name).read_text())["extends"] == "../esc50.yaml", name
         assert f"`{name}`" in table, f"{name} is missing from configs/experiments/README.md"

@@ -1,0 +1,88 @@
+"""``model.arch: yamnet`` end to end in small: YAMNet's network from the peer's weights, frozen blocks cached,
+both heads fine-tuned (learning without forgetting), Opus copies of labelled clips, full-int8 export with
+two outputs, thresholds through the device code - real audio, real Keras, real LiteRT."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from support import training_data as td
+from support.shared import shared_dir
+
+from edge.model.runtime import interpreter_class
+from training import audioset_fit, cli, config, prepare
+
+pytestmark = pytest.mark.slow
+
+YAMNET = shared_dir() / "peers" / "yamnet_waveform_in.tflite"
+FEATURES = (
+    "features: {scale: mel_htk, spectrum: magnitude, filter_norm: peak, triangles: warped, log_offset: 0.001,\n"
+    "  db_floor: -60.0, db_ceiling: 60.0}\n"
+)
+
+
+def _config(tmp_path: Path) -> Path:
+    manifest = td.esc50_subset(tmp_path, ["dog", "rain", "church_bells"], per_fold=1)
+    bg = td.background_subset(tmp_path, train=2, calibrate=6)
+    cfg = tmp_path / "yamnet.yaml"
+    cfg.write_text(
+        f"data: {{manifest: {manifest}, audio_root: {td.ESC50 / 'audio'}, train_folds: [1, 2, 3], test_folds: [4],\n"
+        f"  val_fraction: 0.34, min_clips_per_class: 2, cache_dir: cache, workers: 2, codec_fraction: 0.5,\n"
+        f"  background: [{{path: {bg}, audio_root: {td.BACKGROUND}}}]}}\n"
+        + FEATURES
+        + "window: {window_frames: 96, hop_frames: 20}\n"
+        f"model: {{arch: yamnet, weights: {YAMNET}, output: sigmoid}}\n"
+        "fit: {head_epochs: 1, finetune_epochs: 1, crops_per_clip: 2, batch_size: 16, cache_copies: 2,\n"
+        "  unfreeze_blocks: 4, background_fraction: 0.3, distill_weight: 0, distill_scores_weight: 0}\n"
+        "calibration: {budget_per_hour: 2.0, mixture_minutes: 0.5}\n"
+        "export: {calibration_windows: 16, latency_runs: 20}\n"
+        "output: run\nbundle: {name: smoke, version: 4.0.0}\n"
+    )
+    return cfg
+
+
+def test_yamnet_backbone_trains_exports_two_heads_and_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reason = td.missing(YAMNET, td.ESC50 / "esc50.csv", td.BACKGROUND / "background.csv")
+    if reason:
+        pytest.skip(reason)
+    cfg = _config(tmp_path)
+    assert cli.main(["run", "--config", str(cfg)]) == 0
+    assert "evaluate: folds [4] clip accuracy" in capsys.readouterr().out
+    run = tmp_path / "run"
+    prepared = prepare.load(run)
+    coded = [c for c in prepared.clips if c.codec == "opus"]
+    assert len(coded) == 3 and all(prepared.clips.index(c) in prepared.split.train for c in coded)
+    assert sorted(p.name for p in (run / audioset_fit.CACHE_DIR).iterdir()) == ["train-0.npz", "train-1.npz", "val.npz"]
+
+    cls, _ = interpreter_class()
+    interp = cls(model_path=str(run / "model_int8.tflite"))
+    sizes = sorted(int(np.prod(d["shape"])) for d in interp.get_output_details())
+    assert sizes == [3, 521], "our labels and YAMNet's AudioSet head"
+    assert all(d["dtype"] == np.int8 for d in interp.get_output_details())
+
+    stamps = {p.name: p.stat().st_mtime_ns for p in (run / audioset_fit.CACHE_DIR).iterdir()}
+    assert cli.main(["fit", "--config", str(cfg)]) == 0  # a rerun reads the cache and the finished phases back
+    assert {p.name: p.stat().st_mtime_ns for p in (run / audioset_fit.CACHE_DIR).iterdir()} == stamps
+
+
+def test_the_untouched_network_is_yamnet_and_its_split_is_exact(tmp_path: Path) -> None:
+    """Before fine-tuning, lower + upper equals the whole network, and its AudioSet head equals the port's."""
+    if not YAMNET.is_file():
+        pytest.skip(f"missing {YAMNET}")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        FEATURES + f"model: {{arch: yamnet, weights: {YAMNET}, output: sigmoid}}\nfit: {{unfreeze_blocks: 4}}\n"
+    )
+    loaded = config.load(cfg)
+    net, taps = audioset_fit.build_tapped(loaded, 3)
+    lower, upper = audioset_fit.split(net, taps, loaded.config)
+    x = np.random.default_rng(0).uniform(-1.0, -0.2, (4, 96, 64, 1)).astype(np.float32)
+    whole = net.predict_on_batch(x)
+    parts = upper.predict_on_batch(lower.predict_on_batch(x))
+    for head in ("scores", audioset_fit.AUDIOSET):
+        np.testing.assert_allclose(parts[head], whole[head], atol=1e-5)
+    assert lower.output.shape[1:] == (6, 4, 512) and audioset_fit.boundary(loaded.config) == "layer10_pointwise_relu"

@@ -1,0 +1,329 @@
+"""``model.arch: yamnet``: YAMNet's network fine-tuned on our labels while its AudioSet head keeps what it knows.
+
+Learning without forgetting, shaped for 2 CPU cores:
+
+- The network is YAMNet's (training/audioset.py), started from the peer's weights, with a second head:
+  ``scores`` (our labels, sigmoid, on the 1024-d ``embedding``) beside ``audioset`` (YAMNet's 521).
+- The lower blocks (the stem up to ``layer{14 - fit.unfreeze_blocks}``) stay frozen at YAMNet's
+  weights, so their activations are computed once: ``fit.cache_copies`` augmented passes over the
+  training windows (labelled crops, background windows, mixing, masks, mixup as in training/windows.py)
+  and the clean validation windows, kept as float16 in ``lwf_cache/`` of the run folder (a resumed run
+  reads them back).
+- The AudioSet head's targets are the untouched network's 521 scores on exactly those windows (the
+  same cached activations through the original upper blocks): what YAMNet itself says, labelled and
+  background audio alike.  ``fit.lwf_weight`` weighs that loss against ours.
+- Phase 1 trains the new head alone; phase 2 the upper blocks and both heads with a cosine-decayed
+  learning rate.  BatchNorm stays frozen (it holds YAMNet's folded biases: training/audioset.py).
+  Early stopping and the kept weights follow the clip-level validation accuracy, as in training/fit.py.
+
+The saved model is the whole network: the normalised window (training/windows.py ``input_spec``) in,
+``{"scores": labels, "audioset": 521}`` out.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from training import audioset, augment
+from training import model as model_mod
+from training.config import LoadedConfig, TrainConfig
+from training.prepare import Prepared
+from training.windows import TrainWindows, batch_inputs, input_spec
+from training.yamnet import DB_TO_LN
+
+_LOGGER = logging.getLogger(__name__)
+
+CACHE_DIR = "lwf_cache"
+HEAD_WEIGHTS, FINETUNED_WEIGHTS = "head.weights.h5", "finetuned.weights.h5"
+AUDIOSET = audioset.SCORES
+N_BLOCKS = 14
+PREDICT_BATCH = 256
+
+Half = npt.NDArray[np.float16]
+
+
+@dataclass(frozen=True)
+class Cached:
+    """Frozen-block activations with their targets (or, for validation, their clip)."""
+
+    acts: Half
+    scores: npt.NDArray[np.float32]
+    """Our labels' targets (training) or the clip index of each window (validation, one column)."""
+    audioset: Half
+    """The untouched network's 521 scores."""
+
+
+def build(loaded: LoadedConfig, n_labels: int) -> Any:
+    """The two-headed network, normalised window in; its BatchNorm frozen."""
+    return build_tapped(loaded, n_labels)[0]
+
+
+def build_tapped(loaded: LoadedConfig, n_labels: int) -> tuple[Any, dict[str, Any]]:
+    """:func:`build`, and every layer's output in the new network by name (to cut it in two)."""
+    import keras
+
+    cfg = loaded.config
+    yam = audioset.build_yamnet(loaded.path(cfg.model.weights), input_db_scale=None)
+    spec = input_spec(cfg)
+    inputs = keras.Input(spec.shape[1:], name="window")
+    half_span = (cfg.features.db_ceiling - cfg.features.db_floor) / 2.0
+    centre = (cfg.features.db_ceiling + cfg.features.db_floor) / 2.0
+    x = keras.layers.Rescaling(half_span * DB_TO_LN, offset=centre * DB_TO_LN, name="to_log_mel")(inputs)
+    x = keras.layers.Reshape((spec.frames, spec.bands), name="log_mel")(x)
+    taps = _chain(yam, x, first=1, last=audioset.EMBEDDING)
+    outputs = _heads(yam, taps[audioset.EMBEDDING], n_labels, cfg.model.dropout)
+    for layer in yam.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    return keras.Model(inputs, outputs, name="auricle_yamnet"), taps
+
+
+def _chain(yam: Any, x: Any, first: int, last: str) -> dict[str, Any]:
+    """Apply YAMNet's layers ``first`` .. the one named ``last`` (a plain chain); each output by name."""
+    taps = {}
+    for layer in yam.layers[first:]:
+        x = taps[layer.name] = layer(x)
+        if layer.name == last:
+            return taps
+    raise ValueError(f"YAMNet has no layer {last!r}")
+
+
+def _heads(yam: Any, embedding: Any, n_labels: int, dropout: float) -> dict[str, Any]:
+    import keras
+
+    logits = yam.get_layer(audioset.LOGITS)(embedding)
+    ours = keras.layers.Dropout(dropout, name="dropout")(embedding)
+    return {
+        model_mod.SCORES: keras.layers.Dense(n_labels, activation="sigmoid", name=model_mod.SCORES)(ours),
+        AUDIOSET: keras.layers.Activation("sigmoid", name=AUDIOSET)(logits),
+    }
+
+
+def boundary(cfg: TrainConfig) -> str:
+    """The last frozen layer: the output of block ``14 - fit.unfreeze_blocks``."""
+    block = N_BLOCKS - cfg.fit.unfreeze_blocks
+    return "layer1_conv_relu" if block <= 1 else f"layer{block}_pointwise_relu"
+
+
+def split(net: Any, taps: dict[str, Any], cfg: TrainConfig) -> tuple[Any, Any]:
+    """(lower, upper): the frozen blocks, and the rest of ``net`` on their output (layers shared)."""
+    import keras
+
+    cut = taps[boundary(cfg)]
+    lower = keras.Model(net.inputs, cut, name="lower")
+    inputs = keras.Input(tuple(cut.shape[1:]), name="frozen_blocks")
+    index = [layer.name for layer in net.layers].index(boundary(cfg))
+    x = inputs
+    for layer in net.layers[index + 1 :]:
+        x = layer(x)
+        if layer.name == audioset.EMBEDDING:
+            break
+    heads = {
+        model_mod.SCORES: net.get_layer(model_mod.SCORES)(net.get_layer("dropout")(x)),
+        AUDIOSET: net.get_layer(AUDIOSET)(net.get_layer(audioset.LOGITS)(x)),
+    }
+    lower.trainable = False
+    return lower, keras.Model(inputs, heads, name="upper")
+
+
+def cache_training(source: TrainWindows, lower: Any, upper: Any, out: Path, copies: int) -> Cached:
+    """``copies`` augmented passes through the frozen blocks, with the untouched AudioSet scores (resumable)."""
+    parts = []
+    for copy in range(copies):
+        path = out / CACHE_DIR / f"train-{copy}.npz"
+        if not path.exists():
+            _save(path, _pass(source, lower, upper))
+            _LOGGER.info("cached augmented pass %d of %d", copy + 1, copies)
+        parts.append(_load(path))
+    return Cached(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("acts", "scores", "audioset")))
+
+
+def _pass(source: TrainWindows, lower: Any, upper: Any) -> Cached:
+    acts, targets, teacher = [], [], []
+    for x, y in source():
+        a = lower.predict_on_batch(x)
+        acts.append(a.astype(np.float16))
+        targets.append(np.asarray(y, dtype=np.float32))
+        teacher.append(np.asarray(upper.predict_on_batch(a)[AUDIOSET], dtype=np.float16))
+    return Cached(np.concatenate(acts), np.concatenate(targets), np.concatenate(teacher))
+
+
+def cache_validation(cfg: TrainConfig, prepared: Prepared, lower: Any, upper: Any, out: Path) -> Cached:
+    """Clean windows of the validation clips at ``fit.val_hop_frames``, clip index as the target."""
+    from training.fit import clip_windows
+
+    path = out / CACHE_DIR / "val.npz"
+    if path.exists():
+        return _load(path)
+    spec, windows, owner = input_spec(cfg), [], []
+    for i, c in enumerate(prepared.split.val):
+        w = clip_windows(prepared.frames[c], cfg, cfg.fit.val_hop_frames)
+        windows.append(w)
+        owner += [i] * len(w)
+    flat = np.concatenate(windows) if windows else np.zeros((0, cfg.window.window_frames, cfg.features.n_bands))
+    acts = [lower.predict_on_batch(batch_inputs(flat[i : i + PREDICT_BATCH], cfg, spec))
+            for i in range(0, len(flat), PREDICT_BATCH)]  # fmt: skip
+    a = np.concatenate(acts).astype(np.float16) if acts else np.zeros((0,), np.float16)
+    teacher = [upper.predict_on_batch(a[i : i + PREDICT_BATCH])[AUDIOSET] for i in range(0, len(a), PREDICT_BATCH)]
+    cached = Cached(a, np.asarray(owner, np.float32)[:, None], np.concatenate(teacher).astype(np.float16))
+    _save(path, cached)
+    return cached
+
+
+def _save(path: Path, cached: Cached) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npz")
+    np.savez(tmp, acts=cached.acts, scores=cached.scores, audioset=cached.audioset)
+    tmp.replace(path)
+
+
+def _load(path: Path) -> Cached:
+    with np.load(path) as z:
+        return Cached(z["acts"], z["scores"], z["audioset"])
+
+
+def batches(data: Cached, batch_size: int, seed: int) -> Any:
+    """Shuffled batches of cached windows each epoch (a Keras ``PyDataset``), float16 widened to float32."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.rng = np.random.default_rng(seed)
+            self.order = self.rng.permutation(len(data.acts))
+
+        def __len__(self) -> int:
+            return math.ceil(len(data.acts) / batch_size)
+
+        def __getitem__(self, i: int) -> Any:
+            idx = np.sort(self.order[i * batch_size : (i + 1) * batch_size])
+            y = {model_mod.SCORES: data.scores[idx], AUDIOSET: data.audioset[idx].astype(np.float32)}
+            return data.acts[idx].astype(np.float32), y
+
+        def on_epoch_end(self) -> None:
+            self.order = self.rng.permutation(len(data.acts))
+
+    return Batches()
+
+
+def validation(val: Cached, truth: npt.NDArray[np.int64], patience: int) -> Any:
+    """Callback: clip accuracy of the mean window scores; early stopping; the best weights kept."""
+    import keras
+
+    owner = val.scores[:, 0].astype(np.int64)
+
+    class ClipValidation(keras.callbacks.Callback):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.best, self.best_weights, self.wait = -1.0, None, 0
+
+        def accuracy(self) -> float:
+            scores = np.concatenate([
+                self.model.predict_on_batch(val.acts[i : i + PREDICT_BATCH].astype(np.float32))[model_mod.SCORES]
+                for i in range(0, len(val.acts), PREDICT_BATCH)
+            ])  # fmt: skip
+            sums = np.zeros((len(truth), scores.shape[1]))
+            np.add.at(sums, owner, scores)
+            return float(np.mean(sums.argmax(axis=1) == truth))
+
+        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if not len(truth):
+                return
+            acc = self.accuracy()
+            _LOGGER.info("epoch %d: validation clip accuracy %.3f", epoch + 1, acc)
+            if logs is not None:
+                logs["val_clip_acc"] = acc
+            if acc > self.best:
+                self.best, self.best_weights, self.wait = acc, self.model.get_weights(), 0
+            else:
+                self.wait += 1
+                self.model.stop_training = self.wait >= patience
+
+        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+            if self.best_weights is not None:
+                self.model.set_weights(self.best_weights)
+                _LOGGER.info("kept the weights with validation clip accuracy %.3f", self.best)
+
+    return ClipValidation()
+
+
+def _compile(upper: Any, cfg: TrainConfig, lr: Any) -> None:
+    import keras
+
+    upper.compile(
+        optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.fit.weight_decay),
+        loss={
+            model_mod.SCORES: keras.losses.BinaryCrossentropy(label_smoothing=cfg.fit.label_smoothing),
+            AUDIOSET: keras.losses.BinaryCrossentropy(),
+        },
+        loss_weights={model_mod.SCORES: 1.0, AUDIOSET: cfg.fit.lwf_weight},
+    )
+
+
+def _set_upper_trainable(upper: Any, trainable: bool) -> None:
+    """Phase 1: only our head learns; phase 2: the upper blocks' convolutions and both heads (never BN)."""
+    import keras
+
+    for layer in upper.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+        elif layer.weights and layer.name != model_mod.SCORES:
+            layer.trainable = trainable
+
+
+def _phase(upper: Any, data: Any, epochs: int, out: Path, name: str, callbacks: list[Any]) -> None:
+    import keras
+
+    if epochs <= 0:
+        return
+    log = keras.callbacks.CSVLogger(str(out / f"history_{name}.csv"), append=True)
+    upper.fit(data, epochs=epochs, callbacks=[*callbacks, log], verbose=2)
+
+
+def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
+    """Cache, fit both phases (each resumable), save nothing but return the whole network."""
+    import keras
+
+    from training.fit import noise_frames
+
+    cfg, out = loaded.config, loaded.output
+    out.mkdir(parents=True, exist_ok=True)
+    keras.utils.set_random_seed(cfg.fit.seed)
+    net, taps = build_tapped(loaded, len(prepared.labels))
+    lower, upper = split(net, taps, cfg)
+    augmenter = augment.Augmenter(cfg.augment, cfg.features, cfg.window.window_frames, noise_frames(cfg, prepared))
+    data = cache_training(TrainWindows(cfg, prepared, augmenter), lower, upper, out, cfg.fit.cache_copies)
+    val = cache_validation(cfg, prepared, lower, upper, out)
+    truth = np.array([prepared.targets[c] for c in prepared.split.val], dtype=np.int64)
+    _LOGGER.info("%d cached training windows, %d validation windows", len(data.acts), len(val.acts))
+    _run_phases(upper, batches(data, cfg.fit.batch_size, cfg.fit.seed), cfg, out, (val, truth))
+    return net
+
+
+def _run_phases(upper: Any, data: Any, cfg: TrainConfig, out: Path, val: tuple[Cached, Any]) -> None:
+    import keras
+
+    for name, epochs, weights in (
+        ("head", cfg.fit.head_epochs, HEAD_WEIGHTS),
+        ("finetune", cfg.fit.finetune_epochs, FINETUNED_WEIGHTS),
+    ):
+        _set_upper_trainable(upper, name == "finetune")
+        if name == "head":
+            lr: Any = cfg.fit.head_lr
+        else:
+            lr = keras.optimizers.schedules.CosineDecay(cfg.fit.finetune_lr, max(1, epochs * len(data)), alpha=0.05)
+        _compile(upper, cfg, lr)
+        path = out / weights
+        if path.exists():
+            upper.load_weights(str(path))
+            _LOGGER.info("phase %s already done: loaded %s", name, path)
+            continue
+        _phase(upper, data, epochs, out, name, [validation(*val, cfg.fit.patience)])
+        upper.save_weights(str(path))
