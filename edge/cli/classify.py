@@ -7,7 +7,9 @@ import dataclasses
 import json
 import sys
 import threading
+from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,26 +87,126 @@ def _classify(args: argparse.Namespace) -> int:
     return status
 
 
-def _classify_events(classifier: Classifier, config: Any, args: argparse.Namespace) -> int:
-    from edge.daemon.replay import file_events, sounds
+@dataclass(frozen=True)
+class Top:
+    """The label nearest to an event in a file: the highest smoothed score, beside its threshold."""
 
+    label: str
+    score: float
+    """Its highest smoothed score: what the detector compares with the threshold (mean of the last
+    ``events.smoothing_hops`` hops, or for k_of_n the k-th highest of them)."""
+    peak: float
+    """Its highest score of a single hop."""
+    threshold: float
+
+
+@dataclass(frozen=True)
+class FileEvents:
+    """One file through the daemon's pipeline and event logic, and why it raised what it raised."""
+
+    sounds: list[Any]
+    """One end event per sound (edge.daemon.replay.sounds)."""
+    duration_s: float
+    hops: int
+    top: Top | None
+    """None when no hop was inferred or no label may raise events."""
+
+
+class _Smoothed:
+    """Per label, the highest raw and smoothed score over the hops, smoothed as the event detector does."""
+
+    def __init__(self, params: Any) -> None:
+        self._mean = params.smoothing == "mean"
+        self._k = params.k
+        self._window: deque[np.ndarray[Any, Any]] = deque(maxlen=params.smoothing_hops)
+        self.hops = 0
+        self.peak: np.ndarray[Any, Any] | None = None
+        self.score: np.ndarray[Any, Any] | None = None
+
+    def __call__(self, _offset: float, scores: np.ndarray[Any, Any]) -> None:
+        self._window.append(scores.copy())
+        window = np.stack(self._window)
+        if self._mean:
+            smoothed = window.mean(axis=0)
+        elif len(window) >= self._k:
+            smoothed = np.sort(window, axis=0)[-self._k]  # k of n pass exactly when the k-th highest does
+        else:
+            smoothed = np.zeros_like(scores)
+        self.peak = scores.copy() if self.peak is None else np.maximum(self.peak, scores)
+        self.score = smoothed if self.score is None else np.maximum(self.score, smoothed)
+        self.hops += 1
+
+
+def file_events(classifier: Classifier, path: Path, config: Any) -> FileEvents:
+    """Replay ``path`` (AudioError if unreadable), counting its samples and watching each label's scores."""
+    from edge.daemon.replay import BLOCK_SAMPLES, replay_blocks, sounds
+
+    rate = classifier.manifest.features.sample_rate
+    source = FileSource(path, rate, realtime=False, block_samples=BLOCK_SAMPLES)
+    samples = [0]
+
+    def blocks() -> Iterator[np.ndarray[Any, Any]]:
+        for block in source.blocks(threading.Event()):
+            samples[0] += len(block.samples)
+            yield block.samples
+
+    smoothed = _Smoothed(config.events)
+    found = sounds(replay_blocks(classifier, blocks(), config, smoothed))
+    return FileEvents(found, samples[0] / rate, smoothed.hops, _nearest(classifier, config, smoothed))
+
+
+def _nearest(classifier: Classifier, config: Any, smoothed: _Smoothed) -> Top | None:
+    """Among the labels that may raise events, the highest smoothed score (the detector's labels name the
+    scores: the pipeline hands it the same vector)."""
+    from edge.daemon.replay import detector_for
+
+    score, peak = smoothed.score, smoothed.peak
+    if score is None or peak is None:
+        return None
+    detector = detector_for(classifier, config)
+    thresholds, enabled = detector.thresholds(), set(detector.enabled())
+    listening = [i for i, label in enumerate(detector.labels) if label in enabled]
+    if not listening:
+        return None
+    best = max(listening, key=lambda i: float(score[i]))
+    label = detector.labels[best]
+    return Top(label, float(score[best]), float(peak[best]), thresholds[label])
+
+
+def _classify_events(classifier: Classifier, config: Any, args: argparse.Namespace) -> int:
     status, first = 0, True
     for path in audio_files(args.paths):
         try:
-            found = sounds(file_events(classifier, path, config))
+            result = file_events(classifier, path, config)
         except AudioError as exc:
             print(f"auricle: {exc}" if str(path) in str(exc) else f"auricle: {path}: {exc}", file=sys.stderr)
             status = 1
             continue
         if args.json:
-            for e in found:
+            for e in result.sounds:
                 print(json.dumps(_event_record(path, e)), flush=True)
+            print(json.dumps(_summary_record(path, result)), flush=True)
             continue
         if not first:
             print()
         first = False
-        _print_event_table(path, found)
+        _print_event_table(path, result)
     return status
+
+
+def _summary_record(path: Path, result: FileEvents) -> dict[str, Any]:
+    """The line after a file's events: how long it was, how many events, and the label nearest to one."""
+    top = result.top
+    return {
+        "file": str(path),
+        "duration_s": round(result.duration_s, 3),
+        "hops": result.hops,
+        "events": len(result.sounds),
+        "top_label": top.label if top else None,
+        "top_score": round(top.score, 4) if top else None,
+        "top_peak": round(top.peak, 4) if top else None,
+        "top_threshold": top.threshold if top else None,
+    }
 
 
 def _event_record(path: Path, event: Any) -> dict[str, Any]:
@@ -118,8 +220,9 @@ def _event_record(path: Path, event: Any) -> dict[str, Any]:
     }
 
 
-def _print_event_table(path: Path, found: list[Any]) -> None:
-    print(f"{path}: {len(found)} event{'' if len(found) == 1 else 's'}")
+def _print_event_table(path: Path, result: FileEvents) -> None:
+    found = result.sounds
+    print(f"{path}: {len(found)} event{'' if len(found) == 1 else 's'} in {result.duration_s:.1f} s; {_why(result)}")
     if not found:
         return
     width = max(len("label"), *(len(e.label) for e in found))
@@ -129,6 +232,18 @@ def _print_event_table(path: Path, found: list[Any]) -> None:
             f"  {_clock(e.start_offset_s):>9}  {_clock(e.end_offset_s):>9}  {e.label:<{width}}  "
             f"{e.peak:5.2f}  {e.mean:5.2f}"
         )
+
+
+def _why(result: FileEvents) -> str:
+    """The label nearest to an event in words, beside its threshold: why something fired, or nothing did."""
+    top = result.top
+    if top is None:
+        return "no label is listened for" if result.hops else "too short for one inference"
+    verdict = "reached" if top.score >= top.threshold else "below"
+    return (
+        f"highest smoothed score {top.label} {top.score:.2f} (one hop {top.peak:.2f}), "
+        f"{verdict} its threshold {top.threshold:.2f}"
+    )
 
 
 def _clock(seconds: float) -> str:

@@ -129,8 +129,10 @@ def test_events_json_have_offsets_in_the_file(model: Path, two_tones: Path, tmp_
     config = _config_file(tmp_path, {"hold_s": 0.2})
     done = _classify(str(two_tones), "--model", str(model), "--events", "--json", "--config", str(config))
     assert done.returncode == 0, done.stderr
-    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    *rows, summary = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["label"] for r in rows] == ["tone_1000", "tone_3000"]
+    assert summary == summary | {"file": str(two_tones), "duration_s": 5.0, "events": 2}, summary
+    assert summary["top_label"] in ("tone_1000", "tone_3000") and summary["top_score"] >= summary["top_threshold"]
     for r, (on, off) in zip(rows, [(1.0, 2.0), (3.0, 3.6)], strict=True):
         assert set(r) == {"file", "label", "start_s", "end_s", "peak", "mean"}
         assert on - 0.1 <= r["start_s"] <= on + 1.0, r
@@ -143,7 +145,8 @@ def test_events_follow_the_config(model: Path, two_tones: Path, tmp_path: Path) 
     config = _config_file(tmp_path, {"hold_s": 0.2, "thresholds": {"tone_3000": 1.0}})
     done = _classify(str(two_tones), "--model", str(model), "--events", "--json", "-c", str(config))
     assert done.returncode == 0, done.stderr
-    assert [json.loads(line)["label"] for line in done.stdout.splitlines()] == ["tone_1000"]
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["label"] for r in rows if "label" in r] == ["tone_1000"] and rows[-1]["events"] == 1
 
 
 def test_events_table_for_people(model: Path, two_tones: Path, tmp_path: Path) -> None:
@@ -151,7 +154,7 @@ def test_events_table_for_people(model: Path, two_tones: Path, tmp_path: Path) -
     done = _classify(str(two_tones), "--model", str(model), "--events", "--config", str(config))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == f"{two_tones}: 2 events"
+    assert lines[0].startswith(f"{two_tones}: 2 events in 5.0 s; highest smoothed score tone_"), lines[0]
     assert lines[1].split() == ["start", "end", "label", "peak", "mean"]
     assert lines[2].split()[2] == "tone_1000" and lines[2].split()[0].startswith("0:01.")
 
@@ -161,3 +164,31 @@ def test_events_bad_config_is_one_line(model: Path, two_tones: Path, tmp_path: P
     done = _classify(str(two_tones), "--model", str(model), "--events", "--config", str(config))
     assert done.returncode == 2
     assert "hold_s" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_file_without_events_still_says_what_it_heard(model: Path, tmp_path: Path) -> None:
+    """Processed but quiet: one summary per file (duration, no events, the label nearest to one and its
+    threshold), so a file without events never looks like a skipped one."""
+    quiet = tone_wav(tmp_path / "quiet.wav", seconds=2.0, tone_s=(0.0, 0.0))
+    config = _config_file(tmp_path, {"thresholds": {"tone_1000": 0.9, "tone_3000": 0.9}})
+    done = _classify(str(quiet), "--model", str(model), "--events", "--json", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    (summary,) = [json.loads(line) for line in done.stdout.splitlines()]
+    assert set(summary) == {
+        "file",
+        "duration_s",
+        "hops",
+        "events",
+        "top_label",
+        "top_score",
+        "top_peak",
+        "top_threshold",
+    }
+    assert (summary["file"], summary["duration_s"], summary["events"]) == (str(quiet), 2.0, 0)
+    assert summary["hops"] > 0 and summary["top_label"] in ("tone_1000", "tone_3000"), "quiet is disabled"
+    assert summary["top_score"] <= summary["top_peak"] and summary["top_score"] < summary["top_threshold"] == 0.9
+    table = _classify(str(quiet), "--model", str(model), "--events", "-c", str(config))
+    assert table.returncode == 0 and table.stdout.splitlines() == [
+        f"{quiet}: 0 events in 2.0 s; highest smoothed score {summary['top_label']} {summary['top_score']:.2f} "
+        f"(one hop {summary['top_peak']:.2f}), below its threshold 0.90"
+    ]
