@@ -91,8 +91,10 @@ def info_lines(b: bundle.Bundle) -> list[str]:
     hop_ms = m.hop_frames * f.hop_samples * 1000 / f.sample_rate
     window_s = ((m.window_frames - 1) * f.hop_samples + f.window_samples) / f.sample_rate
     lines = [
-        f"{m.name} {m.version}  ({b.path}, {len(b.model) / 1024:.0f} KiB model, created {m.created})",
-        f"  signature: {'present' if b.signature else 'none'}   sha256: {m.model_sha256[:16]}...",
+        f"{m.name} {m.version}  ({b.path}, created {m.created})",
+        f"  size: {_file_size(b.path)} bundle, model.tflite {_mb(len(b.model))} uncompressed",
+        f"  signature: {'present' if b.signature else 'none'}   "
+        f"bundle sha256: {_file_sha256(b.path)} (as in model/state)",
         f"  input: {m.input.dtype} {list(m.input.shape)} ({m.input.channel_mode}), "
         f"window {window_s:.2f} s, hop {m.hop_frames} frames ({hop_ms:.0f} ms)",
         f"  features: {f.sample_rate} Hz, {f.n_bands} {f.scale} bands {f.f_min_hz:g}-{f.f_max_hz:g} Hz, "
@@ -108,6 +110,28 @@ def info_lines(b: bundle.Bundle) -> list[str]:
 
 _TABLED = ("per_label", "calibration")
 """Metrics keys shown as the label table rather than in the metrics list."""
+OFF = 1.0
+"""The threshold calibration gives a label that no threshold keeps within its false-alarm budget."""
+
+
+def _mb(size: int) -> str:
+    """Bytes as MB (10^6), the unit of the README and of model.max_bundle_mb."""
+    return f"{size / 1e6:.2f} MB"
+
+
+def _file_size(path: str) -> str:
+    try:
+        return _mb(os.path.getsize(path))
+    except OSError:
+        return "-"
+
+
+def _file_sha256(path: str) -> str:
+    """sha256 of the bundle file: what model/state, the update store and sha256sum name."""
+    try:
+        return bundle.sha256(Path(path).read_bytes())
+    except OSError:
+        return "-"
 
 
 def _label_lines(m: bundle.Manifest) -> list[str]:
@@ -128,20 +152,49 @@ def _label_lines(m: bundle.Manifest) -> list[str]:
 
 
 def _table(m: bundle.Manifest, per_label: dict[str, Any]) -> list[str]:
-    """Threshold in force, recall and false alarms per hour of every event label."""
+    """Threshold in force, recall and false alarms per hour of every event label, and whether (or why
+    not) the label meets calibration's target."""
+    summary = m.metrics.get("calibration")
+    summary = summary if isinstance(summary, dict) else {}
+    min_recall = summary.get("min_recall", 0.5)
     width = max(len("label"), *(len(x) for x in m.event_labels))
-    lines = [f"    {'label':<{width}}  threshold  recall  false/h  95% bound/h  budget"]
+    lines = [f"    {'label':<{width}}  threshold  recall  false/h  95% bound/h  target"]
+    missed = 0
     for label in m.event_labels:
         fig = per_label.get(label)
         fig = fig if isinstance(fig, dict) else {}
         threshold = m.thresholds.get(label, 0.5)  # EventDetector's default for a label left out
-        met = fig.get("meets_budget")
+        verdict = _verdict(fig, threshold, min_recall)
+        missed += verdict not in ("met", "-")
         lines.append(
             f"    {label:<{width}}  {_num(threshold, '.2f'):>9}  {_num(fig.get('recall'), '.2f'):>6}"
             f"  {_num(fig.get('false_per_hour'), '.3g'):>7}  {_num(fig.get('upper_95_per_hour'), '.3g'):>11}"
-            f"  {'-' if not isinstance(met, bool) else 'met' if met else 'NOT met'}"
+            f"  {verdict}"
         )
+    share = summary.get("label_budget_per_hour")
+    lines += [
+        f"    target: recall >= {_num(min_recall, 'g')} on the test clips at a threshold whose false alarms on",
+        f"    background stay within {_num(share, '.3g')}/h per label (false/h: measured there); "
+        f"{missed} of {len(m.event_labels)} labels miss it",
+    ]
     return lines
+
+
+def _verdict(fig: dict[str, Any], threshold: float, min_recall: Any) -> str:
+    """'met', or why not: no threshold within budget, no test clips, or the recall left too low."""
+    met = fig.get("meets_budget")
+    if not isinstance(met, bool):
+        return "-"
+    if met:
+        return "met"
+    recall = fig.get("recall")
+    if threshold >= OFF:
+        return "off: over budget at every threshold"
+    if not isinstance(recall, (int, float)):
+        return "no test clips"
+    if isinstance(min_recall, (int, float)) and recall < min_recall:
+        return f"recall < {min_recall:g}"
+    return "not met"
 
 
 def _calibration(summary: dict[str, Any]) -> str:

@@ -64,9 +64,11 @@ def test_table_of_thresholds_recall_and_false_alarms(calibrated: Path, capsys: p
     lines = info(capsys, str(calibrated))
     text = "\n".join(lines)
     assert "labels (2):" in text
-    assert row(lines, "label") == ["label", "threshold", "recall", "false/h", "95%", "bound/h", "budget"]
+    assert row(lines, "label") == ["label", "threshold", "recall", "false/h", "95%", "bound/h", "target"]
     assert row(lines, "tone_1000") == ["tone_1000", "0.05", "1.00", "0", "12", "met"]
-    assert row(lines, "tone_3000") == ["tone_3000", "1.00", "-", "0", "12", "NOT", "met"]
+    assert " ".join(row(lines, "tone_3000")) == "tone_3000 1.00 - 0 12 off: over budget at every threshold"
+    assert "    target: recall >= 0.5 on the test clips at a threshold whose false alarms on" in lines
+    assert "background stay within 1/h per label (false/h: measured there); 1 of 2 labels miss it" in text
     assert "background labels, scored but never published (1): quiet" in text
     assert "calibration: 0.25 h of background, budget 2 false events/h in total; measured 0/h" in text
     assert "int8_clip_accuracy: 0.9" in text
@@ -93,3 +95,33 @@ def test_bad_config_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert cli_main(["model", "info", "--config", str(config)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("auricle: ") and "pathh" in err and "\n" not in err
+
+
+def test_why_a_label_misses_the_target() -> None:
+    from edge.cli.model import _verdict
+
+    assert _verdict({"meets_budget": True, "recall": 0.8}, 0.4, 0.5) == "met"
+    assert _verdict({"meets_budget": False, "recall": 0.2, "false_per_hour": 0.0}, 0.34, 0.5) == "recall < 0.5"
+    assert _verdict({"meets_budget": False, "recall": None}, 0.3, 0.5) == "no test clips"
+    assert _verdict({"meets_budget": False, "recall": 0.0}, 1.0, 0.5) == "off: over budget at every threshold"
+    assert _verdict({}, 0.5, 0.5) == "-"
+
+
+def test_size_and_sha256_are_the_bundles_as_the_readme_and_model_state_say(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from support.shared import ROOT
+
+    from edge.daemon.config import load_config
+    from edge.daemon.startup import starting_model_of
+
+    config = write_config(tmp_path / "auricle.yaml", {"model": {"state_dir": str(tmp_path / "models")}})
+    lines = info(capsys, "--config", str(config))
+    shipped = Path(default_model_path())
+    size = f"{shipped.stat().st_size / 1e6:.2f} MB"
+    model_mb = f"{len(read_bundle(shipped).model) / 1e6:.2f} MB"
+    assert lines[1] == f"  size: {size} bundle, model.tflite {model_mb} uncompressed"
+    assert f"; {size}) and its model card" in (ROOT / "README.md").read_text(), "README states the bundle's size"
+    published = starting_model_of(load_config(config)).model
+    assert published is not None and published.describe()["sha256"] in lines[2], "model/state's sha256"
+    assert lines[2].endswith(f"bundle sha256: {published.sha256} (as in model/state)")
