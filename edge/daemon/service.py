@@ -44,6 +44,7 @@ from edge.daemon.problems import Problems
 from edge.daemon.slot import ModelSlot
 from edge.detect.pipeline import Pipeline
 from edge.detect.stats import ProcessMeter
+from edge.publish.console import HumanConsole
 from edge.publish.mqtt import make_publisher
 
 _LOGGER = logging.getLogger(__name__)
@@ -151,7 +152,8 @@ class Service:
         notify("READY=1")
         if models.problem:
             _LOGGER.error("models: %s", models.problem)
-        _LOGGER.info("running: %s", models.name())
+        said = isinstance(self.publisher, HumanConsole)  # its "listening with ..." line said it on the terminal
+        _LOGGER.log(logging.DEBUG if said else logging.INFO, "running: %s", models.name())
         try:
             self._supervise(worker)
         finally:

@@ -10,8 +10,16 @@ here so that a training machine can evaluate without a second runtime.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib
 import logging
+import os
+import re
+import sys
+import tempfile
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
@@ -28,16 +36,81 @@ class RuntimeMissingError(ImportError):
 
 
 def interpreter_class() -> tuple[Any, str]:
-    """Return ``(Interpreter class, package name)`` of the first runtime found."""
+    """Return ``(Interpreter class, package name)`` of the first runtime found.
+
+    The class is the runtime's own with its start-up chatter quiet: the C++ runtime writes
+    ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` straight to file descriptor 2 when
+    the first interpreter allocates its tensors, which no log level of ours can reach.  While an
+    interpreter is created or allocates, fd 2 is held in a temporary file; then the runtime's
+    ``INFO:`` lines go to this module's debug log (``auricle -v`` shows them) and everything else
+    (its warnings and errors, and whatever another thread wrote meanwhile) goes on to stderr.
+    """
     for package, module in CANDIDATES:
         try:
             mod = importlib.import_module(module)
         except ImportError:
             continue
         _LOGGER.debug("using TFLite runtime %s", package)
-        return mod.Interpreter, package
+        return _quiet(mod.Interpreter), package
     names = ", ".join(p for p, _ in CANDIDATES)
     raise RuntimeMissingError(f"no TFLite runtime installed: install one of {names} (pip install 'auricle[edge]')")
+
+
+_CHATTER = re.compile(rb"^(INFO|VERBOSE): ")
+"""The runtime's informational lines (its warnings and errors are not chatter)."""
+_HOLD = threading.RLock()
+"""One hold of fd 2 at a time: two would restore each other's descriptors."""
+
+
+@functools.cache
+def _quiet(base: type) -> type:
+    """``base`` with :func:`_chatter_to_debug_log` around its construction and ``allocate_tensors``."""
+
+    class Quiet(base):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            with _chatter_to_debug_log():
+                super().__init__(*args, **kwargs)
+
+        def allocate_tensors(self) -> Any:
+            with _chatter_to_debug_log():
+                return super().allocate_tensors()
+
+    Quiet.__name__, Quiet.__qualname__, Quiet.__doc__ = base.__name__, base.__qualname__, base.__doc__
+    return Quiet
+
+
+@contextlib.contextmanager
+def _chatter_to_debug_log() -> Iterator[None]:
+    """Hold fd 2 in a temporary file; afterwards its chatter goes to the debug log, the rest to fd 2."""
+    with _HOLD, tempfile.TemporaryFile() as held:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: nothing to keep quiet
+            yield
+            return
+        _flush_stderr()
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            _flush_stderr()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            _pass_on(held.read())
+
+
+def _pass_on(data: bytes) -> None:
+    for line in data.splitlines(keepends=True):
+        if _CHATTER.match(line):
+            _LOGGER.debug("runtime: %s", line.decode(errors="replace").rstrip())
+        else:
+            os.write(2, line)
+
+
+def _flush_stderr() -> None:
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        sys.stderr.flush()
 
 
 def runtime_version(package: str) -> str:
