@@ -20,13 +20,16 @@ import zipfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.features import FeatureParams, InputSpec
+from edge.model.audioset import AudiosetHead
+from edge.model.audioset import problems as audioset_problems
+from edge.model.outputs import OutputSpec as OutputSpec  # home: outputs.py; still importable from here
 from edge.schema import ConfigError, build, setting, to_data
 
 SCHEMA_VERSION = 1
@@ -38,15 +41,6 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 class BundleError(ValueError):
     """A bundle was rejected; the message says why in one line."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class OutputSpec:
-    """The model's score tensor: float32 probabilities or int8 codes."""
-
-    dtype: Literal["float32", "int8"] = "float32"
-    scale: float = setting(1.0, lo=1e-12, hi=1e6, unit="int8 step")
-    zero_point: int = setting(0, lo=-128, hi=127, unit="int8 code of 0.0")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -75,6 +69,9 @@ class Manifest:
     alert_labels: tuple[str, ...] = ()
     """The few labels worth announcing by default (Home Assistant entities enabled); () = none named
     (the key is left out of the JSON, so bundles without it are byte-identical to before)."""
+    audioset: AudiosetHead | None = None
+    """The second output (521 AudioSet scores): veto and optional labels (edge/model/audioset.py); None =
+    a one-output model (the key is left out of the JSON, so bundles without it are byte-identical to before)."""
     model_sha256: str
     selftest_sha256: str | None = None
     """sha256 of ``selftest.npz``; None = the bundle has no self-test (and the key is left out of the JSON)."""
@@ -86,6 +83,16 @@ class Manifest:
         """The labels that can raise events: every label but the background ones, in score order."""
         return tuple(x for x in self.labels if x not in self.background_labels)
 
+    @property
+    def score_labels(self) -> tuple[str, ...]:
+        """The labels of the classifier's scores: the event labels, then the AudioSet head's optional labels."""
+        return self.event_labels + (self.audioset.names if self.audioset else ())
+
+    @property
+    def score_thresholds(self) -> dict[str, float]:
+        """Default thresholds of :attr:`score_labels` (the optional labels' from the ``audioset`` section)."""
+        return self.thresholds | (self.audioset.thresholds if self.audioset else {})
+
     def to_json(self) -> bytes:
         """Canonical manifest bytes (sorted keys, UTF-8); a bundle without a self-test reads as before."""
         data = to_data(self)
@@ -94,6 +101,8 @@ class Manifest:
             del data["selftest_sha256"]
         if not data["alert_labels"]:
             del data["alert_labels"]
+        if data["audioset"] is None:
+            del data["audioset"]
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
@@ -229,6 +238,8 @@ def _check_consistency(m: Manifest, where: str) -> None:
     bad = [k for k, v in m.thresholds.items() if not 0.0 <= v <= 1.0]
     if bad:
         problems.append(f"thresholds: expected numbers 0..1 for {', '.join(bad)}")
+    if m.audioset is not None:
+        problems.extend(audioset_problems(m.audioset, m.labels, m.event_labels))
     if not _SHA256.match(m.model_sha256):
         problems.append("model_sha256: expected 64 lowercase hex digits")
     if m.selftest_sha256 is not None and not _SHA256.match(m.selftest_sha256):

@@ -10,7 +10,9 @@ device's runtime.
 
 ``selftest.npz`` is a zip of two ``.npy`` arrays (no pickles): ``samples``
 (int16 PCM, mono, at the model's rate, exactly one window) and ``scores``
-(float32, every output of the model including background labels, dequantised).
+(float32, every output of the model including background labels, dequantised);
+a model with an AudioSet head (edge/model/audioset.py) adds a third, ``audioset``
+(float32, its 521 AudioSet scores, dequantised), and both outputs are checked.
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge import features
+from edge.model.audioset import AUDIOSET_CLASSES
 from edge.model.bundle import SELFTEST, Bundle, BundleError, Manifest, read_bundle, write_bundle
 from edge.model.classifier import Classifier
+from edge.model.outputs import OutputSpec
 
 Floats = npt.NDArray[np.float32]
 MEMBERS = ("samples.npy", "scores.npy")
+AUDIOSET = "audioset.npy"
+"""The third member, exactly when the manifest has an ``audioset`` section."""
 MAX_NPY_BYTES = 4 * 1024 * 1024
 """Largest array file inside ``selftest.npz`` (a window of 16-bit audio is tens of KB)."""
 INT8_TOLERANCE_STEPS = 4
@@ -51,6 +57,8 @@ class SelfTest:
     """One window of mono audio at the model rate, -1..1 (from int16)."""
     scores: Floats
     """Every output of the model for that window, dequantised."""
+    audioset: Floats | None = None
+    """The model's 521 AudioSet scores for that window, dequantised; None without an AudioSet head."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +85,11 @@ def all_scores(classifier: Classifier, samples: npt.ArrayLike) -> Floats:
     return classifier.invoke(features.to_input(window, m.features, m.input))
 
 
+def all_outputs(classifier: Classifier, samples: npt.ArrayLike) -> tuple[Floats, Floats | None]:
+    """:func:`all_scores` and the 521 AudioSet scores of the same inference (None without an AudioSet head)."""
+    return all_scores(classifier, samples), classifier.audioset_scores()
+
+
 def make_selftest(source: Bundle | Classifier | str | os.PathLike[str], samples: npt.ArrayLike) -> bytes:
     """``selftest.npz`` bytes for a model: the last window of ``samples`` (mono, -1..1, model rate) and its scores.
 
@@ -88,10 +101,13 @@ def make_selftest(source: Bundle | Classifier | str | os.PathLike[str], samples:
     if len(x) < need:
         raise ValueError(f"self-test audio: need at least {need} samples (one window), got {len(x)}")
     pcm = np.clip(np.round(x[-need:] * 32767.0), -32768, 32767).astype(np.int16)
-    scores = all_scores(classifier, pcm.astype(np.float32) / 32768.0).astype(np.float32)
-    if not np.all(np.isfinite(scores)):
+    scores, audioset = all_outputs(classifier, pcm.astype(np.float32) / 32768.0)
+    arrays: dict[str, npt.NDArray[np.generic]] = {"samples.npy": pcm, "scores.npy": scores.astype(np.float32)}
+    if audioset is not None:
+        arrays[AUDIOSET] = audioset.astype(np.float32)
+    if not all(np.all(np.isfinite(a)) for a in arrays.values()):
         raise ValueError("self-test audio: the model gives non-finite scores for it")
-    return _npz({"samples.npy": pcm, "scores.npy": scores})
+    return _npz(arrays)
 
 
 def selftest_for(manifest: Manifest, model: bytes, samples: npt.ArrayLike) -> bytes:
@@ -120,15 +136,23 @@ def add_selftest(
 def parse_selftest(data: bytes, manifest: Manifest, name: str) -> SelfTest:
     """Check and load ``selftest.npz`` for this manifest; :class:`BundleError` naming what is wrong."""
     where = f"{name}: {SELFTEST}"
-    arrays = _arrays(data, where)
+    arrays = _arrays(data, where, MEMBERS if manifest.audioset is None else (*MEMBERS, AUDIOSET))
     samples, scores = arrays["samples.npy"], arrays["scores.npy"]
     if samples.dtype != np.int16 or samples.shape != (window_samples(manifest),):
         raise BundleError(f"{where}: samples must be {window_samples(manifest)} int16 values (one window)")
-    if scores.dtype != np.float32 or scores.shape != (len(manifest.labels),):
-        raise BundleError(f"{where}: scores must be {len(manifest.labels)} float32 values (one per output)")
+    _check_expected(where, "scores", scores, len(manifest.labels))
+    audioset = arrays.get(AUDIOSET)
+    if audioset is not None:
+        _check_expected(where, "audioset", audioset, AUDIOSET_CLASSES)
+    floats = None if audioset is None else audioset.astype(np.float32)
+    return SelfTest(samples.astype(np.float32) / np.float32(32768.0), scores.astype(np.float32), floats)
+
+
+def _check_expected(where: str, what: str, scores: npt.NDArray[np.generic], n: int) -> None:
+    if scores.dtype != np.float32 or scores.shape != (n,):
+        raise BundleError(f"{where}: {what} must be {n} float32 values (one per output)")
     if not np.all(np.isfinite(scores)):
-        raise BundleError(f"{where}: expected scores are not finite")
-    return SelfTest(samples.astype(np.float32) / np.float32(32768.0), scores.astype(np.float32))
+        raise BundleError(f"{where}: expected {what} are not finite")
 
 
 def run_selftest(classifier: Classifier, test: SelfTest | None, budget_ms: float) -> SelfTestResult:
@@ -138,23 +162,32 @@ def run_selftest(classifier: Classifier, test: SelfTest | None, budget_ms: float
     """
     m, name = classifier.manifest, classifier.bundle.path
     samples = test.samples if test is not None else _noise(window_samples(m))
-    got = all_scores(classifier, samples)  # the first run also warms the interpreter up
-    if not np.all(np.isfinite(got)):
+    got, audioset = all_outputs(classifier, samples)  # the first run also warms the interpreter up
+    if not np.all(np.isfinite(got)) or (audioset is not None and not np.all(np.isfinite(audioset))):
         raise BundleError(f"{name}: smoke test: the model gives non-finite scores")
     latency_ms = _latency_ms(classifier, samples)
     if latency_ms > budget_ms:
         raise BundleError(f"{name}: smoke test: {latency_ms:.1f} ms per inference, over the {budget_ms:g} ms budget")
     if test is None:
         return SelfTestResult(0.0, latency_ms)
-    step = m.output.scale if m.output.dtype == "int8" else FLOAT_TOLERANCE / INT8_TOLERANCE_STEPS
-    worst = float(np.max(np.abs(got - test.scores))) / step
+    worst = _compare(name, got, test.scores, m.output, m.labels)
+    if m.audioset is not None and audioset is not None and test.audioset is not None:
+        classes = tuple(f"AudioSet class {i}" for i in range(AUDIOSET_CLASSES))
+        worst = max(worst, _compare(name, audioset, test.audioset, m.audioset.output, classes))
+    return SelfTestResult(round(worst, 2), latency_ms)
+
+
+def _compare(name: str, got: Floats, want: Floats, spec: OutputSpec, labels: tuple[str, ...]) -> float:
+    """Largest difference in output steps; BundleError naming the worst output when over the limit."""
+    step = spec.scale if spec.dtype == "int8" else FLOAT_TOLERANCE / INT8_TOLERANCE_STEPS
+    diff = np.abs(got - want)
+    worst = float(np.max(diff)) / step
     if worst > INT8_TOLERANCE_STEPS + 1e-3:
-        label = m.labels[int(np.argmax(np.abs(got - test.scores)))]
         raise BundleError(
             f"{name}: smoke test: scores differ from the stored ones by {worst:.1f} steps "
-            f"(limit {INT8_TOLERANCE_STEPS}; worst label {label!r})"
+            f"(limit {INT8_TOLERANCE_STEPS}; worst label {labels[int(np.argmax(diff))]!r})"
         )
-    return SelfTestResult(round(worst, 2), latency_ms)
+    return worst
 
 
 def _latency_ms(classifier: Classifier, samples: Floats) -> float:
@@ -190,15 +223,15 @@ def _npz(arrays: dict[str, npt.NDArray[np.generic]]) -> bytes:
     return out.getvalue()
 
 
-def _arrays(data: bytes, where: str) -> dict[str, npt.NDArray[np.generic]]:
+def _arrays(data: bytes, where: str, members: tuple[str, ...]) -> dict[str, npt.NDArray[np.generic]]:
     try:
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = {i.filename: i for i in zf.infolist()}
-            if sorted(infos) != sorted(MEMBERS):
-                raise BundleError(f"{where}: expected exactly {', '.join(MEMBERS)}")
+            if sorted(infos) != sorted(members):
+                raise BundleError(f"{where}: expected exactly {', '.join(members)}")
             if any(i.file_size > MAX_NPY_BYTES for i in infos.values()):
                 raise BundleError(f"{where}: an array is too large")
-            return {n: np.load(io.BytesIO(zf.read(n)), allow_pickle=False) for n in MEMBERS}
+            return {n: np.load(io.BytesIO(zf.read(n)), allow_pickle=False) for n in members}
     except BundleError:
         raise
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as exc:

@@ -7,7 +7,8 @@ between releases (1.4.0, 2.0.3 and 2.1.0 all differed from 2.3.0 by one code on
 the deeper-input 2.0.0 model, by two codes on 2 of them; 3.0.0 on 10 of 450, by
 at most two; its runner-up with a background output by up to three), so
 we require at most three codes (3/256 of a score) of difference on at most 5% of
-outputs and the same top label for every window. The over-the-air self-test allows
+outputs and the same top label for every window, on each output of a model (a model with
+an AudioSet head has two: edge/model/audioset.py). The over-the-air self-test allows
 four (edge/model/selftest.py), one more than any release pair measured.
 
 deploy/setup.sh dev builds that runtime's venv in .venv-compat (no network in tests).
@@ -24,10 +25,11 @@ import pytest
 from support.shared import ROOT
 
 from edge.features import FeatureParams, compute, to_input, window_at, window_ends
+from edge.model.audioset import AUDIOSET_CLASSES
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
 from edge.model.runtime import runtime_version
-from tests.support.models import tone_bundle
+from tests.support.models import audioset_bundle, tone_bundle
 
 COMPAT = ROOT / ".venv-compat" / "bin" / "python"
 OLDEST = "1.4.0"
@@ -57,6 +59,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
         tone_bundle(tmp / "tones_int8.auricle"),
         tone_bundle(tmp / "tones_float.auricle", int8=False),
         tone_bundle(tmp / "tones_bark.auricle", params=FeatureParams(scale="bark", n_bands=32), window_frames=24),
+        audioset_bundle(tmp / "two_heads.auricle", selftest=False),
     ]
     return made + _shipped()
 
@@ -73,20 +76,40 @@ def test_oldest_runtime_gives_identical_scores(models: list[Path], tmp_path: Pat
     for path in models:
         b = read_bundle(path)
         inputs = _inputs(path)
-        clf = Classifier(b)
-        newest = np.stack([clf.raw(x).copy() for x in inputs])
         (tmp_path / "m.tflite").write_bytes(b.model)
         np.save(tmp_path / "in.npy", inputs)
         subprocess.run(
             [str(COMPAT), str(ROOT / "tests/support/old_runtime.py"), str(tmp_path / "m.tflite"),
-             str(tmp_path / "in.npy"), str(tmp_path / "out.npy")],
+             str(tmp_path / "in.npy"), str(tmp_path / "out.npz")],
             check=True, timeout=120, capture_output=True,
         )  # fmt: skip
-        oldest = np.load(tmp_path / "out.npy").reshape(newest.shape)
-        if newest.dtype != np.int8:
-            np.testing.assert_allclose(oldest, newest, rtol=1e-5, atol=1e-6, err_msg=path.name)
-            continue
-        codes = np.abs(oldest.astype(int) - newest.astype(int))
-        assert codes.max() <= 3, f"{path.name}: outputs differ by {codes.max()} int8 codes"
-        assert (codes > 0).mean() <= 0.05, f"{path.name}: {(codes > 0).sum()} of {codes.size} outputs differ"
-        assert np.array_equal(oldest.argmax(axis=1), newest.argmax(axis=1)), f"{path.name}: top label differs"
+        oldest = np.load(tmp_path / "out.npz")
+        for size, newest in _newest(Classifier(b), inputs).items():
+            _same(oldest[f"size_{size}"], newest, f"{path.name} ({size} outputs)")
+
+
+def _newest(clf: Classifier, inputs: np.ndarray) -> dict[int, np.ndarray]:
+    """Each output of every input on this runtime, keyed by its size; the AudioSet head's as int8 codes."""
+    labels, audioset = [], []
+    for x in inputs:
+        labels.append(clf.raw(x).copy())
+        audioset.append(clf.audioset_scores())
+    found = {len(clf.manifest.labels): np.stack(labels)}
+    head = clf.manifest.audioset
+    if head is None:
+        return found
+    scores = np.stack(audioset)
+    spec = head.output
+    codes = np.rint(scores / spec.scale + spec.zero_point).astype(np.int8) if spec.dtype == "int8" else scores
+    return found | {AUDIOSET_CLASSES: codes}
+
+
+def _same(oldest: np.ndarray, newest: np.ndarray, name: str) -> None:
+    oldest = oldest.reshape(newest.shape)
+    if newest.dtype != np.int8:
+        np.testing.assert_allclose(oldest, newest, rtol=1e-5, atol=1e-6, err_msg=name)
+        return
+    codes = np.abs(oldest.astype(int) - newest.astype(int))
+    assert codes.max() <= 3, f"{name}: outputs differ by {codes.max()} int8 codes"
+    assert (codes > 0).mean() <= 0.05, f"{name}: {(codes > 0).sum()} of {codes.size} outputs differ"
+    assert np.array_equal(oldest.argmax(axis=1), newest.argmax(axis=1)), f"{name}: top label differs"

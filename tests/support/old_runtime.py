@@ -1,8 +1,10 @@
 """Run in the oldest supported runtime's venv: score saved inputs with a model.
 
-    python old_runtime.py MODEL.tflite INPUTS.npy OUTPUTS.npy
+    python old_runtime.py MODEL.tflite INPUTS.npy OUTPUTS.npz
 
-Uses only numpy and ai_edge_litert so it runs where auricle is not installed.
+Saves every output tensor, stacked over the inputs, as ``size_<values>`` (a model's outputs are
+told apart by size, as the device does: edge/model/classifier.py).  Uses only numpy and
+ai_edge_litert so it runs where auricle is not installed.
 """
 
 import sys
@@ -14,13 +16,14 @@ from ai_edge_litert.interpreter import Interpreter
 def main(model_path: str, inputs_path: str, outputs_path: str) -> None:
     interp = Interpreter(model_path=model_path, num_threads=1)
     interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-    results = []
+    inp, outs = interp.get_input_details()[0], interp.get_output_details()
+    results: dict[str, list[np.ndarray]] = {f"size_{int(np.prod(o['shape']))}": [] for o in outs}
     for x in np.load(inputs_path):
         interp.set_tensor(inp["index"], x)
         interp.invoke()
-        results.append(interp.get_tensor(out["index"]).copy())
-    np.save(outputs_path, np.stack(results))
+        for o in outs:
+            results[f"size_{int(np.prod(o['shape']))}"].append(interp.get_tensor(o["index"]).reshape(-1).copy())
+    np.savez(outputs_path, **{k: np.stack(v) for k, v in results.items()})
 
 
 if __name__ == "__main__":

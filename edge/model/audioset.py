@@ -1,0 +1,193 @@
+"""The AudioSet head: a model's second output (YAMNet's 521 AudioSet classes), used on the device.
+
+A manifest may carry an ``audioset`` section (docs/bundle.md) that says how the second output
+is quantised and uses it in two ways:
+
+- **The veto** (an open-set rule): on a hop where the highest score of the veto classes
+  (Speech, Music, ...) reaches the veto threshold, every event label's score is set to 0 except
+  the exempt ones (human sounds such as coughing that YAMNet may call speech-like).  It runs
+  before the event logic, so smoothing, thresholds, hold and cooldown stay as they are: a vetoed
+  hop is a hop without evidence.
+- **Optional labels** (``smoke_alarm``, ``doorbell``, ``speech``, ...): each scores the highest
+  score of its AudioSet classes and comes after the event labels in the scores the pipeline
+  sees, so the event detector, MQTT and Home Assistant treat it like any label.  One that is not
+  enabled by default starts switched off (edge/detect/events.py) with its Home Assistant
+  entities hidden (edge/publish/discovery.py).  The veto never touches optional labels.
+
+A manifest without the section runs exactly as before.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.model.outputs import OutputSpec
+
+F32 = npt.NDArray[np.float32]
+AUDIOSET_CLASSES = 521
+"""Scores in the AudioSet output (YAMNet's class map, ``index,mid,display_name``)."""
+_SNAKE = re.compile(r"^[a-z][a-z0-9_]*$")
+_SCORE = {"lo": 0.0, "hi": 1.0, "unit": "score"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Veto:
+    """The open-set rule: a high score on any of these AudioSet classes silences the event labels."""
+
+    classes: tuple[int, ...]
+    """AudioSet class indices 0..520 (0 Speech, 132 Music, 494 Silence, ...)."""
+    class_names: tuple[str, ...] = ()
+    """Their display names, in the same order (for people: the model card, ``auricle model info``)."""
+    threshold: float = field(metadata=_SCORE)
+    """The veto holds on a hop where the highest of the classes' scores is at least this."""
+    exempt: tuple[str, ...] = ()
+    """Event labels never vetoed (coughing, laughing, crying_baby, sneezing, breathing, snoring, ...)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudiosetLabel:
+    """An optional label scored by the AudioSet head: the highest score of its classes."""
+
+    name: str
+    """Published label name, snake_case (``smoke_alarm``)."""
+    classes: tuple[int, ...]
+    """AudioSet class indices 0..520 whose highest score is the label's score."""
+    class_names: tuple[str, ...] = ()
+    """Their display names, in the same order (``Smoke detector, smoke alarm``)."""
+    threshold: float = field(metadata=_SCORE)
+    """Default decision threshold of the label."""
+    enabled_by_default: bool = False
+    """True: listened for and shown in Home Assistant from the start; False: off until a user enables it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudiosetHead:
+    """Manifest section ``audioset``: the model's second output and what the device does with it."""
+
+    output: OutputSpec
+    """Dtype and quantisation of the 521-score output (the label output's are ``Manifest.output``)."""
+    veto: Veto | None = None
+    """The open-set rule; None: no veto."""
+    labels: tuple[AudiosetLabel, ...] = ()
+    """Optional labels, in the order they follow the event labels."""
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The optional labels' names, in score order."""
+        return tuple(x.name for x in self.labels)
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        """Default thresholds of the optional labels."""
+        return {x.name: x.threshold for x in self.labels}
+
+    @property
+    def off_by_default(self) -> tuple[str, ...]:
+        """Optional labels that stay off (no events, entities hidden) until a user enables them."""
+        return tuple(x.name for x in self.labels if not x.enabled_by_default)
+
+    @property
+    def on_by_default(self) -> tuple[str, ...]:
+        """Optional labels listened for and announced to Home Assistant from the start."""
+        return tuple(x.name for x in self.labels if x.enabled_by_default)
+
+
+def problems(head: AudiosetHead, labels: Sequence[str], event_labels: Sequence[str]) -> list[str]:
+    """What is wrong with the section for a model with these labels: one line each, naming the field."""
+    found = []
+    if len(labels) == AUDIOSET_CLASSES:
+        found.append(f"audioset: {AUDIOSET_CLASSES} labels, as many as AudioSet scores: two outputs of one size")
+    if head.veto is not None:
+        found += _class_problems("audioset.veto", head.veto.classes, head.veto.class_names)
+        stray = sorted(set(head.veto.exempt) - set(event_labels))
+        if stray:
+            found.append(f"audioset.veto.exempt: not among the event labels: {', '.join(stray)}")
+    taken: set[str] = set()
+    for i, label in enumerate(head.labels):
+        where = f"audioset.labels[{i}]"
+        found += _name_problems(where, label.name, labels, taken)
+        found += _class_problems(where, label.classes, label.class_names)
+        taken.add(label.name)
+    return found
+
+
+def _name_problems(where: str, name: str, labels: Sequence[str], taken: set[str]) -> list[str]:
+    if not _SNAKE.match(name):
+        return [f"{where}.name: expected a snake_case name (a-z, 0-9, _), got {name!r}"]
+    if name in labels:
+        return [f"{where}.name: {name!r} is already one of the model's labels"]
+    if name in taken:
+        return [f"{where}.name: {name!r} is given twice"]
+    return []
+
+
+def _class_problems(where: str, classes: Sequence[int], names: Sequence[str]) -> list[str]:
+    if not classes:
+        return [f"{where}.classes: expected at least one AudioSet class index"]
+    bad = [c for c in classes if not 0 <= c < AUDIOSET_CLASSES]
+    if bad:
+        return [f"{where}.classes: expected AudioSet class indices 0..{AUDIOSET_CLASSES - 1}, got {bad[0]}"]
+    if len(set(classes)) != len(classes):
+        return [f"{where}.classes: expected each class once"]
+    if names and len(names) != len(classes):
+        return [f"{where}.class_names: expected one name per class ({len(classes)}), got {len(names)}"]
+    return []
+
+
+class HeadScorer:
+    """Per hop, from the 521 AudioSet scores: the veto on the event labels, then the optional labels.
+
+    A few NumPy operations per hop; every index array is made once here.
+    """
+
+    def __init__(self, head: AudiosetHead, event_labels: Sequence[str]) -> None:
+        veto = head.veto
+        self._veto = np.array(veto.classes if veto else (), dtype=np.intp)
+        self._veto_at = np.float32(veto.threshold if veto else np.inf)
+        exempt = set(veto.exempt if veto else ())
+        self._kept_when_vetoed = np.array([x in exempt for x in event_labels], dtype=np.float32)
+        self._classes = np.array([c for x in head.labels for c in x.classes], dtype=np.intp)
+        self._starts = np.cumsum([0] + [len(x.classes) for x in head.labels[:-1]], dtype=np.intp)
+
+    def vetoed(self, audioset: F32) -> bool:
+        """True when a veto class reaches the veto threshold in these 521 scores."""
+        return self._veto.size > 0 and bool(audioset[self._veto].max() >= self._veto_at)
+
+    def combine(self, event_scores: F32, audioset: F32) -> F32:
+        """The event labels' scores (0 unless exempt when vetoed), then the optional labels' scores."""
+        if self.vetoed(audioset):
+            event_scores = event_scores * self._kept_when_vetoed
+        if self._classes.size == 0:
+            return event_scores
+        optional = np.maximum.reduceat(audioset[self._classes], self._starts)
+        return np.concatenate((event_scores, optional)).astype(np.float32, copy=False)
+
+
+def info_lines(head: AudiosetHead) -> list[str]:
+    """What ``auricle model info`` shows of the section: the output, the veto, the optional labels."""
+    out = head.output
+    quantised = f" (scale {out.scale:g}, zero point {out.zero_point})" if out.dtype == "int8" else ""
+    lines = [f"AudioSet head: {AUDIOSET_CLASSES} scores, {out.dtype}{quantised}"]
+    veto = head.veto
+    if veto is not None:
+        exempt = ", ".join(veto.exempt) or "none"
+        lines.append(f"veto: {_classes(veto.classes, veto.class_names)} >= {veto.threshold:g}; exempt: {exempt}")
+    if head.labels:
+        width = max(len(x.name) for x in head.labels)
+        lines.append("optional labels (threshold, on by default, AudioSet classes):")
+        for x in head.labels:
+            on = "on " if x.enabled_by_default else "off"
+            lines.append(f"  {x.name:<{width}}  {x.threshold:.2f}  {on}  {_classes(x.classes, x.class_names)}")
+    return lines
+
+
+def _classes(classes: Sequence[int], names: Sequence[str]) -> str:
+    """'393 Smoke detector, smoke alarm; 394 Fire alarm' (indices only when no names are given)."""
+    if not names:
+        return ", ".join(str(c) for c in classes)
+    return "; ".join(f"{c} {n}" for c, n in zip(classes, names, strict=True))

@@ -1,0 +1,199 @@
+"""A bundle whose model has two outputs (label scores, 521 AudioSet scores): loading, scoring, the veto,
+the optional labels, the self-test of both outputs, and every refusal of a malformed ``audioset`` section.
+
+The models are real full-int8 TFLite files converted at test time (tests/support/models.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from support.models import HEAD, SMOKE_ALARM, audioset_bundle, tone_bundle
+
+from edge.daemon.config import Config
+from edge.daemon.replay import sounds, stream_events
+from edge.daemon.startup import default_model_path
+from edge.features import compute, window_at
+from edge.model import selftest
+from edge.model.audioset import AUDIOSET_CLASSES, info_lines
+from edge.model.bundle import BundleError, read_bundle, write_bundle
+from edge.model.classifier import Classifier
+from edge.model.outputs import OutputSpec, size_of
+from edge.schema import build
+
+RATE = 16000
+OPTIONAL = ("smoke_alarm", "speech", "doorbell")
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return audioset_bundle(tmp_path_factory.mktemp("two") / "two.auricle")
+
+
+@pytest.fixture(scope="module")
+def clf(two: Path) -> Classifier:
+    return Classifier(read_bundle(two))
+
+
+def tones(*hz: float, seconds: float = 1.0) -> np.ndarray:
+    t = np.arange(round(seconds * RATE)) / RATE
+    return sum((0.3 * np.sin(2 * np.pi * f * t) for f in hz), np.zeros_like(t)).astype(np.float32)
+
+
+def scores_of(clf: Classifier, samples: np.ndarray) -> dict[str, float]:
+    m = clf.manifest
+    frames = compute(samples, m.features)
+    got = clf.scores(window_at(frames, len(frames), m.window_frames, m.features))
+    assert got.shape == (len(clf.labels),) and got.dtype == np.float32
+    return {label: round(float(v), 2) for label, v in zip(clf.labels, got, strict=True)}
+
+
+def test_scores_are_the_labels_then_the_optional_labels(clf: Classifier) -> None:
+    assert clf.labels == ("tone_1000", "coughing", *OPTIONAL)
+    assert clf.manifest.labels == ("tone_1000", "coughing")
+    assert scores_of(clf, tones(1000)) == {"tone_1000": 1.0, "coughing": 0.0, "smoke_alarm": 0.0, "speech": 0.0,
+                                           "doorbell": 0.0}  # fmt: skip
+    assert scores_of(clf, tones(2000))["smoke_alarm"] == 0.99  # max of its classes 393 and 394
+    audioset = clf.audioset_scores()
+    assert audioset is not None and audioset.shape == (AUDIOSET_CLASSES,) and audioset.dtype == np.float32
+    assert audioset[SMOKE_ALARM] > 0.9 and np.sort(audioset)[-2] < 0.05  # the raw 521, of the latest inference
+
+
+def test_the_section_round_trips(two: Path) -> None:
+    b = read_bundle(two)
+    assert b.manifest.to_json() == b.manifest_bytes
+    assert b.manifest.audioset == dataclasses.replace(HEAD, output=b.manifest.audioset.output)  # type: ignore[union-attr]
+    assert b.manifest.score_thresholds == {"tone_1000": 0.5, "coughing": 0.5} | dict.fromkeys(OPTIONAL, 0.5)
+
+
+def test_the_veto_silences_event_labels_but_not_exempt_or_optional_ones(clf: Classifier) -> None:
+    vetoed = scores_of(clf, tones(1000, 500))  # 500 Hz lights Speech, a veto class
+    assert vetoed["tone_1000"] == 0.0 and vetoed["speech"] == 1.0
+    exempt = scores_of(clf, tones(3000, 500))
+    assert exempt["coughing"] == 0.99 and exempt["speech"] == 1.0
+
+
+def test_outputs_are_found_by_size_in_either_order(clf: Classifier, tmp_path: Path) -> None:
+    other = Classifier(read_bundle(audioset_bundle(tmp_path / "first.auricle", audioset_first=True, selftest=False)))
+    orders = {tuple(size_of(d) for d in c._interp.get_output_details()) for c in (clf, other)}
+    assert orders == {(2, AUDIOSET_CLASSES), (AUDIOSET_CLASSES, 2)}, "the converter should give both orders here"
+    for sound in (tones(1000), tones(1000, 500), tones(2000)):
+        assert scores_of(other, sound) == scores_of(clf, sound)
+
+
+def test_replayed_events_follow_the_rule(clf: Classifier) -> None:
+    quiet = np.zeros(RATE, dtype=np.float32)
+    parts = [quiet, tones(1000), quiet, tones(1000, 500), quiet, tones(3000, 500), quiet, tones(2000), quiet]
+    config = build(Config, {"events": {"hold_s": 0.2}}, "test")
+    found = [(e.label, int(e.start_offset_s)) for e in sounds(stream_events(clf, np.concatenate(parts), config))]
+    # each sound starts in the second it plays: tone_1000 alone, not under speech (vetoed); coughing under
+    # speech (exempt); smoke_alarm (on by default).  speech and doorbell are off by default: never an event
+    assert found == [("tone_1000", 1), ("coughing", 5), ("smoke_alarm", 7)]
+
+
+def test_the_self_test_checks_both_outputs(two: Path, clf: Classifier) -> None:
+    b = read_bundle(two)
+    assert b.selftest is not None
+    with zipfile.ZipFile(io.BytesIO(b.selftest)) as zf:
+        assert sorted(zf.namelist()) == ["audioset.npy", "samples.npy", "scores.npy"]
+    test = selftest.parse_selftest(b.selftest, b.manifest, b.path)
+    assert test.audioset is not None and test.audioset.shape == (AUDIOSET_CLASSES,)
+    assert selftest.run_selftest(clf, test, budget_ms=1000).max_diff_steps == 0.0
+    wrong = test.audioset.copy()
+    wrong[SMOKE_ALARM] += 0.5
+    with pytest.raises(BundleError, match="worst label 'AudioSet class 393'"):
+        selftest.run_selftest(clf, dataclasses.replace(test, audioset=wrong), budget_ms=1000)
+    without = selftest._npz({"samples.npy": (test.samples * 32768).astype(np.int16), "scores.npy": test.scores})
+    with pytest.raises(BundleError, match=r"expected exactly samples\.npy, scores\.npy, audioset\.npy"):
+        selftest.parse_selftest(without, b.manifest, b.path)
+
+
+def test_info_lines_list_the_optional_labels(clf: Classifier) -> None:
+    head = clf.manifest.audioset
+    assert head is not None
+    lines = info_lines(head)
+    assert lines[0] == "AudioSet head: 521 scores, int8 (scale 0.00390625, zero point -128)"
+    assert lines[1] == "veto: 0 Speech; 132 Music >= 0.5; exempt: coughing"
+    assert lines[3] == "  smoke_alarm  0.50  on   393 Smoke detector, smoke alarm; 394 Fire alarm"
+    assert lines[4] == "  speech       0.50  off  0 Speech"
+
+
+def _section(two: Path) -> dict[str, Any]:
+    with zipfile.ZipFile(two) as zf:
+        section: dict[str, Any] = json.loads(zf.read("manifest.json"))["audioset"]
+    return section
+
+
+def _refusal(two: Path, tmp_path: Path, section: dict[str, Any]) -> str:
+    """Write the two-output model with ``section`` (valid hashes) and return the one-line refusal."""
+    b = read_bundle(two)
+    data = json.loads(b.manifest_bytes)
+    data["audioset"] = section
+    with zipfile.ZipFile(two) as zf, zipfile.ZipFile(tmp_path / "bad.auricle", "w") as out:
+        for name in zf.namelist():
+            out.writestr(name, json.dumps(data) if name == "manifest.json" else zf.read(name))
+    with pytest.raises(BundleError) as info:
+        read_bundle(tmp_path / "bad.auricle")
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "reason"),
+    [
+        (("labels", 0, "classes"), [393, 600], "labels[0].classes: expected AudioSet class indices 0..520, got 600"),
+        (("veto", "classes"), [-1], "veto.classes: expected AudioSet class indices 0..520, got -1"),
+        (("veto", "classes"), [], "veto.classes: expected at least one AudioSet class index"),
+        (("veto", "threshold"), 1.5, "veto.threshold: expected a number 0..1 (score), got 1.5"),
+        (("veto", "exempt"), ["coughing", "snoring"], "veto.exempt: not among the event labels: snoring"),
+        (("labels", 1, "name"), "tone_1000", "labels[1].name: 'tone_1000' is already one of the model's labels"),
+        (("labels", 2, "name"), "speech", "labels[2].name: 'speech' is given twice"),
+        (("labels", 0, "name"), "Smoke Alarm", "labels[0].name: expected a snake_case name"),
+        (("labels", 0, "threshold"), -0.1, "labels[0].threshold: expected a number 0..1"),
+        (("labels", 1, "class_names"), ["Speech", "Talk"], "labels[1].class_names: expected one name per class (1)"),
+        (("labels", 0, "enabled"), True, "labels[0].enabled: unknown key"),
+        (("output", "dtype"), "uint8", "output.dtype: expected one of 'float32', 'int8'"),
+    ],
+)  # fmt: skip
+def test_a_malformed_section_is_refused_naming_the_field(
+    two: Path, tmp_path: Path, path: tuple[Any, ...], value: object, reason: str
+) -> None:
+    section = _section(two)
+    node: Any = section
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    assert f"manifest.json: audioset.{reason}" in _refusal(two, tmp_path, section)
+
+
+def test_the_second_output_must_be_there_as_declared(two: Path, tmp_path: Path) -> None:
+    one = read_bundle(tone_bundle(tmp_path / "one.auricle", selftest=False))
+    head = dataclasses.replace(HEAD, output=OutputSpec(dtype="int8", scale=1 / 256, zero_point=-128), veto=None)
+    manifest = dataclasses.replace(one.manifest, audioset=head)
+    write_bundle(tmp_path / "missing.auricle", manifest, one.model)  # the manifest alone is valid
+    with pytest.raises(BundleError, match=r"audioset section needs two model outputs \(3 label scores and 521 Audio"):
+        Classifier(read_bundle(tmp_path / "missing.auricle"))
+    b = read_bundle(two)
+    assert b.manifest.audioset is not None
+    other = dataclasses.replace(b.manifest.audioset.output, scale=0.5)
+    manifest = dataclasses.replace(b.manifest, audioset=dataclasses.replace(b.manifest.audioset, output=other))
+    write_bundle(tmp_path / "scale.auricle", manifest, b.model)
+    with pytest.raises(BundleError, match=r"AudioSet output is int8 \(0.00390625, -128\), not the manifest's audio"):
+        Classifier(read_bundle(tmp_path / "scale.auricle"))
+
+
+def test_old_bundles_read_and_write_as_before(tmp_path: Path) -> None:
+    shipped = read_bundle(default_model_path())
+    assert shipped.manifest.audioset is None
+    assert shipped.manifest.to_json() == shipped.manifest_bytes  # byte for byte
+    assert shipped.manifest.score_labels == shipped.manifest.event_labels
+    assert shipped.manifest.score_thresholds == shipped.manifest.thresholds
+    assert b'"audioset"' not in shipped.manifest_bytes
+    assert Classifier(shipped).audioset_scores() is None
