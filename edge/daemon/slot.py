@@ -102,7 +102,7 @@ class ModelSlot:
         return "configured" if self.config.model.path else "shipped"
 
     def _make_detector(self, classifier: Classifier) -> EventDetector:
-        return EventDetector(classifier.labels, classifier.manifest.thresholds, self.config.events)
+        return EventDetector.for_model(classifier.manifest, self.config.events)
 
     def _new_pipeline(self, model: Loaded, detector: EventDetector) -> Pipeline:
         cfg = self.config

@@ -13,6 +13,11 @@ hold, cooldown and every time in an event do not depend on how fast audio
 arrives (a file at full speed, stdin, a live microphone).  The pipeline turns
 these offsets into epoch times with :meth:`Event.on_clock` when it publishes.
 
+Labels *off by default* (a bundle's optional AudioSet labels that are not enabled by
+default, edge/model/audioset.py) raise no events until a user switches them on: by
+naming them in an allow list (config ``events.enabled`` or a ``set`` command's
+``enabled``), which for them adds rather than narrows, or with ``listen``.
+
 The per-hop work is vectorised over labels: Python loops run only over the
 labels that start or end on this hop.
 """
@@ -30,6 +35,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.detect.control import ControlChange, check_labels, unknown_label
+from edge.model.bundle import Manifest
 from edge.schema import ConfigError, setting
 
 _F32 = npt.NDArray[np.float32]
@@ -103,15 +109,26 @@ class EventDetector:
     control thread; one lock makes them safe together.
     """
 
-    def __init__(self, labels: Sequence[str], default_thresholds: Mapping[str, float], params: EventParams) -> None:
+    def __init__(
+        self,
+        labels: Sequence[str],
+        default_thresholds: Mapping[str, float],
+        params: EventParams,
+        *,
+        off_by_default: Sequence[str] = (),
+    ) -> None:
+        """``off_by_default``: labels that raise no events until switched on (see the module doc)."""
         self._labels = tuple(labels)
         self._params = params
         n = len(self._labels)
         config = ControlChange(thresholds=dict(params.thresholds), enabled=params.enabled, disabled=params.disabled)
         check_labels(config, self._labels, "events")
-        for name in default_thresholds:
-            if name not in self._labels:
-                raise ConfigError(f"bundle: thresholds: {unknown_label(name, self._labels)}")
+        for key, names in (("thresholds", default_thresholds), ("audioset.labels", off_by_default)):
+            for name in names:
+                if name not in self._labels:
+                    raise ConfigError(f"bundle: {key}: {unknown_label(name, self._labels)}")
+        self._off = frozenset(off_by_default)
+        self._core = tuple(x for x in self._labels if x not in self._off)
         self._lock = threading.Lock()
         self._thr = np.array([default_thresholds.get(x, 0.5) for x in self._labels], dtype=np.float32)
         self._allow: tuple[str, ...] = ()
@@ -123,6 +140,13 @@ class EventDetector:
         self._row = 0
         self._state = _State(n)
         self._apply_locked(config)
+
+    @classmethod
+    def for_model(cls, manifest: Manifest, params: EventParams) -> EventDetector:
+        """The detector of a model's scores (``Manifest.score_labels``): the bundle's default thresholds, the
+        config's overrides and lists, the optional AudioSet labels that are not enabled by default off."""
+        off = manifest.audioset.off_by_default if manifest.audioset else ()
+        return cls(manifest.score_labels, manifest.score_thresholds, params, off_by_default=off)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -173,16 +197,21 @@ class EventDetector:
         self._deny = self._deny if change.disabled is None else change.disabled
         for name, on in change.listen.items():
             self._listen(name, on)
-        allowed = set(self._allow or self._labels) - set(self._deny)
+        added = {x for x in self._allow if x in self._off}  # labels off by default, switched on
+        allowed = (set(self._narrowing() or self._core) | added) - set(self._deny)
         self._enabled[:] = [name in allowed for name in self._labels]
 
+    def _narrowing(self) -> tuple[str, ...]:
+        """The allow list's labels that narrow it (labels off by default named there only add)."""
+        return tuple(x for x in self._allow if x not in self._off)
+
     def _listen(self, name: str, on: bool) -> None:
-        # never shrink the allow list to nothing: an empty allow list means every label
+        # never shrink the allow list to nothing: an empty allow list means every label (but those off by default)
         if not on:
             self._deny = self._deny if name in self._deny else (*self._deny, name)
             return
         self._deny = tuple(x for x in self._deny if x != name)
-        if self._allow and name not in self._allow:
+        if (name in self._off or self._narrowing()) and name not in self._allow:
             self._allow = (*self._allow, name)
 
     def _push(self, scores: npt.NDArray[np.floating], t: float) -> None:

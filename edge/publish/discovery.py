@@ -6,7 +6,9 @@ Per label of the model: a ``binary_sensor`` (device class ``sound``) on
 (``threshold/<label>``).  Only the announced labels' entities are enabled by
 default; the others are discovered disabled, one click away in Home
 Assistant.  A label that is not listened for keeps its entities: its sound
-sensor is unavailable (its availability follows ``listen/<label>``).
+sensor is unavailable (its availability follows ``listen/<label>``).  A
+bundle's optional AudioSet labels (edge/model/audioset.py) are labels like
+the others; those enabled by default are announced, the rest never are.
 
 For the device: an ``event`` entity that fires once per sound start (on
 ``sound``), and diagnostics (level, model, health figures, a ``problem``
@@ -64,17 +66,26 @@ def device_info(
     if manifest is None:
         return DeviceInfo(model_name="none", model_version="none", labels=(), sw_version=sw_version)
     for name in configured or ():
-        if name not in manifest.event_labels:
-            _LOGGER.warning("mqtt.announce: %s", unknown_label(name, manifest.event_labels))
+        if name not in manifest.score_labels:
+            _LOGGER.warning("mqtt.announce: %s", unknown_label(name, manifest.score_labels))
     return DeviceInfo(
         model_name=manifest.name,
         model_version=manifest.version,
-        labels=manifest.event_labels,
+        labels=manifest.score_labels,
         sw_version=sw_version,
         enabled=enabled,
         thresholds=dict(thresholds or {}),
-        announce=announced(manifest.event_labels, manifest.alert_labels, configured),
+        announce=_announce(manifest, configured),
     )
+
+
+def _announce(manifest: Manifest, configured: tuple[str, ...] | None) -> tuple[str, ...]:
+    """:func:`announced` for a model; its optional AudioSet labels count only when enabled by default
+    (or named in the config)."""
+    if configured is not None:
+        return announced(manifest.score_labels, manifest.alert_labels, configured)
+    on = manifest.audioset.on_by_default if manifest.audioset else ()
+    return announced(manifest.event_labels, manifest.alert_labels, None) + on
 
 
 def hardware_model(path: Path = DEVICE_TREE_MODEL) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -13,9 +14,14 @@ from support.ha_schema import problems
 from support.mqtt_helpers import LABELS, as_json, config, device_info, started, unique_id, wait_until
 from support.shared import ROOT
 
+from edge.daemon.startup import default_model_path
 from edge.detect.control import handle_control
 from edge.detect.events import EventDetector, EventParams
+from edge.model.audioset import AudiosetHead, AudiosetLabel
+from edge.model.bundle import read_bundle
+from edge.model.outputs import OutputSpec
 from edge.publish.discovery import DEFAULT_ANNOUNCE, SENSORS, Discovery, announced, hardware_model
+from edge.publish.discovery import device_info as device_info_of
 from edge.publish.payloads import DeviceInfo, Topics
 
 ESC50_LIKE = ("airplane", "cow", "crying_baby", "dog", "glass_breaking", "siren", "train")
@@ -159,6 +165,28 @@ def test_which_labels_are_announced() -> None:
     assert announced(ESC50_LIKE, ("cow",), ("train", "nope")) == ("train",)  # the config wins; unknown ones drop
     assert announced(ESC50_LIKE, (), ()) == ()
     assert announced(("kettle", "doorbell"), (), None) == ("kettle", "doorbell")  # a model of your own: all
+
+
+def test_optional_audioset_labels_are_announced_only_when_enabled_by_default() -> None:
+    shipped = read_bundle(default_model_path()).manifest
+    head = AudiosetHead(
+        output=OutputSpec(dtype="int8", scale=1 / 256, zero_point=-128),
+        labels=(
+            AudiosetLabel(name="smoke_alarm", classes=(393, 394), threshold=0.5, enabled_by_default=True),
+            AudiosetLabel(name="speech", classes=(0,), threshold=0.8),
+        ),
+    )
+    manifest = dataclasses.replace(shipped, audioset=head)
+    info = device_info_of(manifest, "0.1.0")
+    assert info.labels == (*shipped.event_labels, "smoke_alarm", "speech")
+    assert info.announce == (*announced(shipped.event_labels, (), None), "smoke_alarm")
+    assert device_info_of(manifest, "0.1.0", configured=("speech", "dog")).announce == ("dog", "speech")
+    configs = discovery(info=info)
+    for component in ("binary_sensor", "switch", "number"):
+        smoke, speech = (configs[f"homeassistant/{component}/pi/{x}/config"] for x in ("smoke_alarm", "speech"))
+        assert smoke is not None and smoke["enabled_by_default"] is True
+        assert speech is not None and speech["enabled_by_default"] is False
+        assert problems(component, speech) == []
 
 
 def _configs(sub: Subscriber) -> dict[str, bytes]:
