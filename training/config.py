@@ -198,6 +198,36 @@ class CalibrationConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class VetoConfig:
+    """The open-set rule the bundle carries (edge/model/audioset.py): AudioSet classes that silence our labels."""
+
+    classes: tuple[int, ...] = ()
+    """AudioSet class indices (0 Speech, 132 Music, ...); empty: no veto."""
+    threshold: float = setting(0.8, lo=0.0, hi=1.0, unit="highest veto-class score that silences a hop")
+    exempt: tuple[str, ...] = ()
+    """Labels never vetoed: human sounds YAMNet may call speech-like (coughing, laughing, ...)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptionalLabelConfig:
+    """A label scored by the AudioSet head where ESC-50 has none (smoke alarm, doorbell, ...)."""
+
+    name: str
+    classes: tuple[int, ...]
+    """AudioSet class indices; the label's score is the highest of theirs."""
+    threshold: float = setting(0.8, lo=0.0, hi=1.0, unit="score; 0.8 where no audio calibrates it")
+    enabled_by_default: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class AudiosetConfig:
+    """``model.arch: yamnet``: what the bundle does with the kept AudioSet head on the device."""
+
+    veto: VetoConfig = field(default_factory=VetoConfig)
+    labels: tuple[OptionalLabelConfig, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
 class BundleConfig:
     """The shipped bundle."""
 
@@ -224,6 +254,7 @@ class TrainConfig:
     calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
     output: str = "runs/model"
     bundle: BundleConfig = field(default_factory=BundleConfig)
+    audioset: AudiosetConfig = field(default_factory=AudiosetConfig)
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,20 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edge import features
-from edge.model.bundle import Bundle, Manifest, OutputSpec, sha256
+from edge.model.audioset import AudiosetHead, AudiosetLabel, Veto
+from edge.model.bundle import Bundle, Manifest, sha256
 from edge.model.classifier import Classifier
+from edge.model.outputs import OutputSpec
 from training import model as model_mod
 from training.config import TrainConfig
-from training.export import int8_input_spec
+from training.export import audioset_output, int8_input_spec
 from training.windows import input_spec
 
 _LOGGER = logging.getLogger(__name__)
@@ -37,19 +39,21 @@ def manifest_for(
     thresholds: dict[str, float] | None = None,
     metrics: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
+    optional_labels: bool = True,
 ) -> Manifest:
     """A manifest for ``model_bytes`` (float32 or int8, read from the file itself).
 
     ``labels`` are the event labels; the manifest lists the model's outputs (``_background`` too, as a
     background label), thresholds for the event labels only.
     """
-    spec, output = int8_input_spec(model_bytes, input_spec(cfg))
+    outputs = model_mod.output_labels(cfg.model, labels)
+    spec, output = int8_input_spec(model_bytes, input_spec(cfg), len(outputs))
     return Manifest(
         schema_version=1,
         name=cfg.bundle.name,
         version=cfg.bundle.version,
         created=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        labels=tuple(model_mod.output_labels(cfg.model, labels)),
+        labels=tuple(outputs),
         background_labels=model_mod.background_labels(cfg.model),
         features=cfg.features,
         fingerprint=cfg.features.fingerprint(),
@@ -57,18 +61,48 @@ def manifest_for(
         hop_frames=cfg.window.hop_frames,
         input=spec,
         output=OutputSpec(**output),
-        thresholds=dict(thresholds or dict.fromkeys(labels, 0.5)),
+        audioset=audioset_head(cfg, model_bytes, optional_labels),
+        thresholds={x: t for x, t in (thresholds or dict.fromkeys(labels, 0.5)).items() if x in labels},
         model_sha256=sha256(model_bytes),
         provenance=dict(provenance or {}),
         metrics=dict(metrics or {}),
     )
 
 
+def audioset_head(cfg: TrainConfig, model_bytes: bytes, optional_labels: bool = True) -> AudiosetHead | None:
+    """The bundle's ``audioset`` section for a model with an AudioSet output (None otherwise); the veto
+    always, the optional labels when asked."""
+    output = audioset_output(model_bytes)
+    if output is None:
+        return None
+    names = _class_names()
+    v = cfg.audioset.veto
+    veto = None
+    if v.classes:
+        veto = Veto(classes=v.classes, class_names=names(v.classes), threshold=v.threshold, exempt=v.exempt)
+    labels = tuple(
+        AudiosetLabel(name=x.name, classes=x.classes, class_names=names(x.classes), threshold=x.threshold,
+                      enabled_by_default=x.enabled_by_default)
+        for x in (cfg.audioset.labels if optional_labels else ())
+    )  # fmt: skip
+    return AudiosetHead(output=output, veto=veto, labels=labels)
+
+
+def _class_names() -> Callable[[Sequence[int]], tuple[str, ...]]:
+    """AudioSet display names by index from YAMNet's class map (none where the map is not at hand)."""
+    from training.yamnet import YamnetParams, read_class_names
+
+    path = YamnetParams().class_map_path
+    names = read_class_names(path) if path.is_file() else []
+    return lambda classes: tuple(names[i] for i in classes) if names else ()
+
+
 def classifier(
     cfg: TrainConfig, labels: Sequence[str], model_bytes: bytes, name: str, thresholds: dict[str, float] | None = None
 ) -> Classifier:
-    """The device's classifier around an in-memory model (no bundle file needed); scores of ``labels`` only."""
-    m = manifest_for(cfg, labels, model_bytes, thresholds=thresholds)
+    """The device's classifier around an in-memory model (no bundle file needed); scores of ``labels`` only
+    (the veto applied, no optional AudioSet labels: they are not calibrated or scored here)."""
+    m = manifest_for(cfg, labels, model_bytes, thresholds=thresholds, optional_labels=False)
     return Classifier(Bundle(m, model_bytes, m.to_json(), None, name), threads=1)
 
 

@@ -16,6 +16,7 @@ import numpy as np
 
 from edge import features
 from edge.features import FeatureParams, InputSpec
+from edge.model.outputs import OutputSpec
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -66,13 +67,18 @@ def check_ops(model_bytes: bytes) -> None:
         raise ValueError(f"converted model contains training-only ops: {', '.join(bad)}")
 
 
-def int8_input_spec(model_bytes: bytes, base: InputSpec) -> tuple[InputSpec, dict[str, Any]]:
-    """Read the input/output quantisation the converter chose."""
+def int8_input_spec(
+    model_bytes: bytes, base: InputSpec, n_scores: int | None = None
+) -> tuple[InputSpec, dict[str, Any]]:
+    """Read the input/output quantisation the converter chose (the output of ``n_scores`` values, else the first)."""
+    from edge.model.outputs import by_size
     from edge.model.runtime import interpreter_class
 
     cls, _ = interpreter_class()
     interp = cls(model_content=model_bytes)
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    outputs = interp.get_output_details()
+    found = by_size(outputs, n_scores) if n_scores is not None else []
+    inp, out = interp.get_input_details()[0], (found or outputs)[0]
     in_scale, in_zero = inp["quantization"]
     out_scale, out_zero = out["quantization"]
     dtype = np.dtype(inp["dtype"]).name
@@ -91,6 +97,17 @@ def int8_input_spec(model_bytes: bytes, base: InputSpec) -> tuple[InputSpec, dic
         "zero_point": int(out_zero) if np.dtype(out["dtype"]).name == "int8" else 0,
     }
     return spec, output
+
+
+def audioset_output(model_bytes: bytes) -> OutputSpec | None:
+    """The quantisation of the model's 521-score AudioSet output (None: the model has none)."""
+    from edge.model.audioset import AUDIOSET_CLASSES
+    from edge.model.outputs import by_size, spec_of
+    from edge.model.runtime import interpreter_class
+
+    cls, _ = interpreter_class()
+    found = by_size(cls(model_content=model_bytes).get_output_details(), AUDIOSET_CLASSES)
+    return spec_of(found[0]) if len(found) == 1 else None
 
 
 def calibration_inputs(windows: Iterable[np.ndarray], params: FeatureParams, spec: InputSpec) -> Iterator[np.ndarray]:

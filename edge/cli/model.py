@@ -101,6 +101,10 @@ def info_lines(b: bundle.Bundle) -> list[str]:
         f"window/hop {f.window_samples}/{f.hop_samples} samples, fingerprint {m.fingerprint}",
     ]
     lines += _label_lines(m)
+    if m.audioset is not None:
+        from edge.model import audioset
+
+        lines += [f"  {line}" for line in audioset.info_lines(m.audioset)]
     rest = {k: v for k, v in m.metrics.items() if k not in _TABLED}
     if rest:
         lines.append("  metrics:")

@@ -197,3 +197,11 @@ def test_old_bundles_read_and_write_as_before(tmp_path: Path) -> None:
     assert shipped.manifest.score_thresholds == shipped.manifest.thresholds
     assert b'"audioset"' not in shipped.manifest_bytes
     assert Classifier(shipped).audioset_scores() is None
+
+
+def test_model_info_shows_the_audioset_head(two: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli.main import main as cli_main
+
+    assert cli_main(["model", "info", str(two)]) == 0
+    out = capsys.readouterr().out
+    assert "  AudioSet head: 521 scores, int8" in out and "    smoke_alarm  0.50  on" in out
