@@ -22,6 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.daemon.config import Config
+from edge.daemon.controls import SavedControls
 from edge.daemon.startup import load_configured, starting_model, update_policy
 from edge.detect.control import ControlResult, handle_control
 from edge.detect.events import EventDetector
@@ -60,6 +61,8 @@ class ModelSlot:
         self._sw_version = sw_version
         self.policy = update_policy(config.model)
         self.store = ModelStore(config.model.state_dir)
+        self.saved = SavedControls(config.model.state_dir, config.events)
+        """Listening and thresholds changed at runtime, kept across restarts (edge/daemon/controls.py)."""
         self.updater = Updater(self.store, self.policy, self)
         self.updater.recover()
         startup = starting_model(config, self.store, self.policy)
@@ -91,7 +94,7 @@ class ModelSlot:
         self._publisher, self._recorder, self._live = publisher, recorder, live
         self._on_problem = on_problem
         if self.model is not None:
-            self.detector = self._make_detector(self.model.classifier)
+            self.detector = self._restored_detector(self.model.classifier)
             self.pipeline = self._new_pipeline(self.model, self.detector)
 
     def load_configured(self) -> Loaded:
@@ -103,6 +106,12 @@ class ModelSlot:
 
     def _make_detector(self, classifier: Classifier) -> EventDetector:
         return EventDetector.for_model(classifier.manifest, self.config.events)
+
+    def _restored_detector(self, classifier: Classifier) -> EventDetector:
+        """The detector a model runs with: the config's, then what was changed at runtime and saved."""
+        detector = self._make_detector(classifier)
+        self.saved.restore(detector)
+        return detector
 
     def _new_pipeline(self, model: Loaded, detector: EventDetector) -> Pipeline:
         cfg = self.config
@@ -193,7 +202,7 @@ class ModelSlot:
 
     def _start_switch(self, switch: _Switch) -> None:
         model = switch.model
-        detector = self._make_detector(model.classifier)
+        detector = self._restored_detector(model.classifier)
 
         def on_switch() -> None:
             old = self.model
@@ -224,7 +233,7 @@ class ModelSlot:
         failed, fallback = self.name(), probation.fallback
         reason = f"probation: {probation.failure} from {failed}"
         _LOGGER.error("models: %s; rolling back", reason)
-        detector = self._make_detector(fallback.classifier)
+        detector = self._restored_detector(fallback.classifier)
 
         def on_switch() -> None:
             self.model, self.detector = fallback, detector
@@ -252,9 +261,13 @@ class ModelSlot:
     def control(self, payload: bytes) -> ControlResult:
         """A ``set`` command for the running model's event detector."""
         # the publisher updates discovery and states itself when the result is ok
-        if self.detector is None:
+        detector, model = self.detector, self.model
+        if detector is None or model is None:
             return ControlResult(ok=False, error="set: no model is running")
-        return handle_control(payload, self.detector)
+        result = handle_control(payload, detector)
+        if result.ok:
+            self.saved.save(detector, model.classifier.manifest)
+        return result
 
     def device_info(self) -> DeviceInfo:
         """What the publisher announces (discovery, health)."""

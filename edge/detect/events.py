@@ -7,6 +7,12 @@ decision passes its threshold and OFF once ``hold_s`` has gone by without a
 pass; after an end, ``cooldown_s`` must pass before the label may start again.
 Labels are independent, so several can be ON at once.
 
+A start within ``rearm_s`` of the label's previous end is a *repeat*
+(:attr:`Event.repeat`): the same beeping alarm or barking dog going on.  It is an
+event like any other (``event`` topic, sound sensor), but Home Assistant's event
+entity, the one automations notify from, fires only for starts that are not
+repeats, so one alarm is one notification, not one per beep.
+
 Time is the stream's sample clock: ``t`` given to :meth:`EventDetector.update`
 is seconds since the stream started (samples / rate), never the wall clock, so
 hold, cooldown and every time in an event do not depend on how fast audio
@@ -56,6 +62,9 @@ class EventParams:
     k: int = setting(3, lo=1, hi=1000, unit="hops passing, for k_of_n")
     hold_s: float = setting(1.0, lo=0.0, hi=3600.0, unit="s without a pass before OFF")
     cooldown_s: float = setting(0.0, lo=0.0, hi=3600.0, unit="s after an end before the next start")
+    rearm_s: float = setting(
+        30.0, lo=0.0, hi=86400.0, unit="s of quiet after a label's end before its next start fires the Sound event"
+    )
 
     def __post_init__(self) -> None:
         if self.smoothing == "k_of_n" and self.k > self.smoothing_hops:
@@ -93,6 +102,8 @@ class Event:
     """``t_audio`` as seconds since the stream started."""
     clip: str | None = None
     """Path of the recorded clip, filled in by the recorder."""
+    repeat: bool = False
+    """The label's previous event ended less than ``rearm_s`` before this one started (see the module doc)."""
 
     def on_clock(self, epoch_of: Callable[[float], float]) -> Event:
         """This event with its epoch times set from its stream offsets by ``epoch_of``."""
@@ -252,7 +263,8 @@ class EventDetector:
         times = self._hist_t[: len(window)]
         first = float(times[passed].min()) if passed.any() else t
         since = times >= first
-        self._state.begin(i, self._labels[i], first, window[since, i], t)
+        repeat = bool(t - self._state.ended_at[i] < self._params.rearm_s)
+        self._state.begin(i, self._labels[i], first, window[since, i], t, repeat=repeat)
         return self._state.snapshot(i)
 
     def _end(self, i: int, t: float) -> Event:
@@ -286,7 +298,9 @@ class _State:
         self.count_at_pass[hit] = self.count[hit]
         self.peak_at_pass[hit] = self.peak[hit]
 
-    def begin(self, i: int, label: str, first: float, scores: npt.NDArray[np.floating], t: float) -> None:
+    def begin(
+        self, i: int, label: str, first: float, scores: npt.NDArray[np.floating], t: float, *, repeat: bool
+    ) -> None:
         self.active[i] = True
         self.last_pass[i] = t
         self.total[i] = self.total_at_pass[i] = float(scores.sum())
@@ -294,7 +308,7 @@ class _State:
         self.peak[i] = self.peak_at_pass[i] = float(scores.max())
         event = Event(
             id=uuid.uuid4().hex, label=label, kind="start", start=first, end=None, start_offset_s=first,
-            end_offset_s=None, peak=0.0, mean=0.0, hops=0, t_audio=t, offset_s=t,
+            end_offset_s=None, peak=0.0, mean=0.0, hops=0, t_audio=t, offset_s=t, repeat=repeat,
         )  # fmt: skip
         self.starts[i] = event
 

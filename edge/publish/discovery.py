@@ -107,10 +107,13 @@ class Sensor:
     """``health``, ``level`` or ``model``: which of the device's topics it reads."""
     template: str
     extra: Mapping[str, Any]
+    enabled: bool = True
+    """Enabled by default; the process figures are not, as Home Assistant's own integrations ship them."""
 
 
 def _health(object_id: str, name: str, key: str, **extra: Any) -> Sensor:
-    return Sensor(object_id, name, _HEALTH, f"{{{{ value_json.{key} }}}}", {"state_class": "measurement"} | extra)
+    template, more = f"{{{{ value_json.{key} }}}}", {"state_class": "measurement"} | extra
+    return Sensor(object_id, name, _HEALTH, template, more, enabled=False)
 
 
 SENSORS = (
@@ -125,11 +128,12 @@ SENSORS = (
     _health("latency", "Inference latency", "latency_ms_p95", device_class="duration", unit_of_measurement="ms",
             suggested_display_precision=2),
     Sensor("uptime", "Uptime", _HEALTH, "{{ value_json.uptime_s }}",
-           {"device_class": "duration", "unit_of_measurement": "s", "suggested_display_precision": 0}),
+           {"device_class": "duration", "unit_of_measurement": "s", "suggested_display_precision": 0}, enabled=False),
     Sensor("dropped_blocks", "Dropped audio blocks", _HEALTH, "{{ value_json.dropped_blocks | default(0) }}",
-           {"state_class": "total_increasing", "icon": "mdi:close-octagon-outline"}),
+           {"state_class": "total_increasing", "icon": "mdi:close-octagon-outline"}, enabled=False),
 )  # fmt: skip
-"""The diagnostic sensors; latency is the 95th percentile of the last inferences."""
+"""The diagnostic sensors; latency is the 95th percentile of the last inferences.  Sound level and Model
+start enabled (with Problem, what a person looks at); the health figures start disabled, one click away."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -248,6 +252,7 @@ class Discovery:
             "state_topic": topic[sensor.topic],
             "value_template": sensor.template,
             "entity_category": "diagnostic",
+            "enabled_by_default": sensor.enabled,
         }
         if sensor.topic == "model":
             config["json_attributes_topic"] = topic["model"]

@@ -4,9 +4,9 @@ Classification never waits on the network: paho's own thread does all I/O
 (``connect_async`` + ``loop_start``), ``publish`` only queues, and events
 produced while the broker is away go to a bounded deque (oldest dropped and
 counted) that is flushed on reconnect.  On every (re)connect and on Home
-Assistant's birth message the publisher sends ``online``, discovery and the
-retained states again, because a broker restart without persistence, or a
-freshly started Home Assistant, has none of them.
+Assistant's birth message the publisher sends ``online``, discovery, the
+retained states and the latest health and level again, because a broker
+restart without persistence, or a freshly started Home Assistant, has none of them.
 
 Commands (``set``, Home Assistant's ``listen/<label>/set`` and
 ``threshold/<label>/set``, ``model/*``) that arrive with the retain flag are
@@ -180,6 +180,7 @@ class MqttPublisher(BaseSink):
             self._send(self.topics.reason, self._reason or self._payloads.reason(None), self.config.retain)
             if self._model_state is not None:
                 self._send(self.topics.model("state"), self._model_state, True)
+            self._send_latest()
             self._send_removals()
             self._flush()
         _LOGGER.info("MQTT: connected to %s:%d", self._host, self.config.port)
@@ -222,6 +223,12 @@ class MqttPublisher(BaseSink):
             for topic, payload in self._state_messages():
                 self._send(topic, payload, self.config.retain)
             self._send_controls(force=True)
+            self._send_latest()
+
+    def _send_latest(self) -> None:
+        """The last health and level again: a broker restarted without persistence has lost them."""
+        for topic, payload in self._latest_messages():
+            self._send(topic, payload, self.config.retain)
 
     def _on_entity_command(self, topic: str, payload: bytes, retained: bool) -> None:
         """``listen/<label>/set`` (``ON``/``OFF``) or ``threshold/<label>/set`` (a number), from Home Assistant."""

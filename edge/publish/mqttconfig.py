@@ -74,7 +74,13 @@ class MqttConfig:
     """Overridden by the AURICLE_MQTT_PASSWORD environment variable."""
     tls: TlsConfig = dataclasses.field(default_factory=TlsConfig)
     scores: ScoresConfig = dataclasses.field(default_factory=ScoresConfig)
-    level_interval_s: float = setting(10.0, lo=0.1, hi=3600.0, unit="s between level messages")
+    level_interval_s: float = setting(60.0, lo=0.1, hi=3600.0, unit="s at least between level messages")
+    level_change_db: float = setting(
+        3.0, lo=0.0, hi=200.0, unit="dB the level must move from the last one sent to be sent again; 0 = always"
+    )
+    level_max_interval_s: float = setting(
+        900.0, lo=0.1, hi=86400.0, unit="s after which the level is sent even when it has not moved"
+    )
     health_interval_s: float = setting(60.0, lo=1.0, hi=86400.0, unit="s between health messages")
     offline_buffer: int = setting(
         1000, lo=0, hi=1_000_000, unit="messages on event and sound kept while the broker is away"
@@ -105,6 +111,8 @@ class MqttConfig:
         bad = [g for g in self.groups if not _TOPIC_LEVEL.match(g)]
         if bad:
             raise ValueError(f"groups: {bad[0]!r}: use letters, digits, '_' and '-' only")
+        if self.level_interval_s > self.level_max_interval_s:
+            raise ValueError("level_interval_s must not exceed level_max_interval_s")
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         if self.password is not None and self.username is None:

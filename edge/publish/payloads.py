@@ -29,6 +29,8 @@ ControlHandler = Callable[[bytes], ControlResult]
 ModelHandler = Callable[[str, bytes, bool], None]
 """Called with ('install' | 'rollback', raw payload, retained flag) for each model command."""
 MODEL_COMMANDS = ("install", "rollback")
+LEVEL_FLOOR_DBFS = -200.0
+"""The ``level`` payload's lowest ``dbfs`` (digital silence)."""
 _ENTITY_KINDS: dict[str, EntityKind] = {"listen": "listen", "threshold": "threshold"}
 
 
@@ -193,7 +195,7 @@ class Payloads:
         return dumps(self._head() | {"t": t, "offset_s": round(offset_s, 6), "top": ranked})
 
     def level(self, t: float, offset_s: float, dbfs: float) -> str:
-        level = {"t": t, "offset_s": round(offset_s, 6), "dbfs": round(max(float(dbfs), -200.0), 1)}
+        level = {"t": t, "offset_s": round(offset_s, 6), "dbfs": round(max(float(dbfs), LEVEL_FLOOR_DBFS), 1)}
         return dumps(self._head() | level)
 
     def health(self, health: Mapping[str, Any], extra: Mapping[str, Any]) -> str:
@@ -242,4 +244,32 @@ class RateLimiter:
         if now < self._next:
             return False
         self._next = now + self.interval_s
+        return True
+
+
+class LevelGate:
+    """Lets a sound level through when it moved ``change_db`` or more from the last one let through, or when
+    that one is ``max_interval_s`` old; never twice within ``interval_s`` (monotonic clock).
+
+    A level sensor's every state is a row in Home Assistant's recorder: a steady room needs few.
+    """
+
+    def __init__(
+        self, interval_s: float, change_db: float, max_interval_s: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.interval_s, self.change_db, self.max_interval_s = interval_s, change_db, max_interval_s
+        self._clock = clock
+        self._sent: tuple[float, float] | None = None
+        """(monotonic time, dBFS) of the last level let through."""
+
+    def ready(self, dbfs: float) -> bool:
+        """True (and remember it) when ``dbfs`` should be sent now."""
+        now, dbfs = self._clock(), max(float(dbfs), LEVEL_FLOOR_DBFS)
+        if self._sent is not None:
+            sent_at, sent = self._sent
+            if now - sent_at < self.interval_s:
+                return False
+            if abs(dbfs - sent) < self.change_db and now - sent_at < self.max_interval_s:
+                return False
+        self._sent = (now, dbfs)
         return True

@@ -25,6 +25,7 @@ from edge.publish.payloads import (
     ONLINE,
     ControlHandler,
     DeviceInfo,
+    LevelGate,
     ModelHandler,
     Payloads,
     RateLimiter,
@@ -56,7 +57,10 @@ class BaseSink:
         self._model_handler: ModelHandler | None = None
         self._model_state: str | None = None
         self._scores_gate = RateLimiter(1.0 / config.scores.max_rate_hz)
-        self._level_gate = RateLimiter(config.level_interval_s)
+        self._level_gate = LevelGate(config.level_interval_s, config.level_change_db, config.level_max_interval_s)
+        self._latest: dict[str, str] = {}
+        """The last ``health`` and ``level`` payloads: retained, and sent again on every connect and on
+        Home Assistant's birth, so its sensors never wait a whole interval showing *Unknown*."""
 
     def start(self, info: DeviceInfo) -> None:
         """Remember the device and model, then go online."""
@@ -76,13 +80,13 @@ class BaseSink:
         self._states = dict.fromkeys(info.labels, False)
 
     def publish_event(self, event: Event) -> None:
-        """A start or end of a sound on ``event``; a start also on ``sound`` (not retained)."""
+        """A start or end of a sound on ``event``; a start that is not a repeat also on ``sound`` (not retained)."""
         for topic, payload in self._event_messages(event):
             self._emit(topic, payload, False, True)
 
     def _event_messages(self, event: Event) -> list[tuple[str, str]]:
         out = [(self.topics.event, self._payloads.event(event))]
-        if event.kind == "start":
+        if event.kind == "start" and not event.repeat:  # Home Assistant's event entity: one per alarm, not per beep
             out.append((self.topics.sound, self._payloads.sound(event)))
         return out
 
@@ -102,13 +106,23 @@ class BaseSink:
             self._emit(self.topics.scores, payload, False, True)
 
     def publish_level(self, t: float, offset_s: float, dbfs: float) -> None:
-        """Input level in dBFS, at most once per level_interval_s (retained: a dashboard shows the latest)."""
-        if self._level_gate.ready():
-            self._emit(self.topics.level, self._payloads.level(t, offset_s, dbfs), self.config.retain, True)
+        """Input level in dBFS when it moved enough or is old (:class:`LevelGate`); retained: a dashboard shows the
+        latest."""
+        if self._level_gate.ready(dbfs):
+            self._keep_latest(self.topics.level, self._payloads.level(t, offset_s, dbfs))
 
     def publish_health(self, health: Mapping[str, Any]) -> None:
-        """Health figures as given (the caller paces them with health_interval_s), plus the sink's own."""
-        self._emit(self.topics.health, self._payloads.health(health, self._stats()), False, True)
+        """Health figures as given (the caller paces them with health_interval_s), plus the sink's own; retained."""
+        self._keep_latest(self.topics.health, self._payloads.health(health, self._stats()))
+
+    def _keep_latest(self, topic: str, payload: str) -> None:
+        with self._lock:
+            self._latest[topic] = payload
+        self._emit(topic, payload, self.config.retain, True)
+
+    def _latest_messages(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return list(self._latest.items())
 
     def publish_status_reason(self, reason: str | None) -> None:
         """Why the device is degraded (e.g. 'microphone lost: ...'), None once it is not; retained."""

@@ -121,6 +121,39 @@ def test_the_event_entity_and_the_diagnostics() -> None:
     assert configs["homeassistant/sensor/pi/last_event/config"] is None  # the old "last sound" sensor goes
 
 
+CARDS = {None: "Sensors", "config": "Configuration", "diagnostic": "Diagnostic"}
+"""The cards of Home Assistant's device page, by entity category (controls: an event, sensors)."""
+
+
+def test_a_new_device_shows_what_a_person_wants() -> None:
+    shipped = read_bundle(default_model_path()).manifest
+    configs = [c for c in discovery(info=device_info_of(shipped, "0.1.0")).values() if c is not None]
+    shown = [c for c in configs if c.get("enabled_by_default", True)]
+    six = ("Crying baby", "Glass breaking", "Siren", "Dog", "Door wood knock", "Clock alarm")
+    assert sorted(c["name"] for c in shown) == sorted(
+        ["Sound", *six, *(f"Listen for {x.lower()}" for x in six), *(f"{x} threshold" for x in six),
+         "Sound level", "Model", "Problem"]
+    )  # fmt: skip
+    assert len(shown) == 22
+    hidden = [c for c in configs if not c.get("enabled_by_default", True)]
+    diagnostics = sorted(c["name"] for c in hidden if c.get("entity_category") == "diagnostic")
+    assert diagnostics == ["CPU", "Dropped audio blocks", "Inference latency", "Memory", "Real-time factor", "Uptime"]
+    per_card = {card: sum(CARDS[c.get("entity_category")] == card for c in hidden) for card in CARDS.values()}
+    assert per_card == {"Sensors": 44, "Configuration": 88, "Diagnostic": 6}
+    text = " ".join((ROOT / "docs" / "home-assistant.md").read_text().split())
+    assert "22 entities" in text
+    for card, n in per_card.items():
+        assert f"*+{n} entities not shown* under *{card}*" in text, card
+
+
+def test_the_docs_name_the_shipped_model() -> None:
+    shipped = read_bundle(default_model_path()).manifest
+    on_the_device_page = re.findall(r"esc50 (\d+\.\d+\.\d+)", (ROOT / "docs" / "home-assistant.md").read_text())
+    in_the_example = re.findall(r'"model": "esc50 (\S+)"', (ROOT / "docs" / "mqtt.md").read_text())
+    assert on_the_device_page and in_the_example
+    assert set(on_the_device_page + in_the_example) == {shipped.version}
+
+
 def test_device_block() -> None:
     plain = discovery()["homeassistant/event/pi/sound/config"]["device"]
     assert plain == {
@@ -138,7 +171,8 @@ def test_the_documented_example_is_what_the_code_sends() -> None:
     text = (ROOT / "docs" / "mqtt.md").read_text()
     found = re.search(r"Example binary sensor config.*?```json\n(.*?)```", text, flags=re.S)
     assert found is not None
-    info = DeviceInfo(model_name="esc50", model_version="2.0.0", labels=("cat", "dog"), sw_version="0.1.0")
+    version = read_bundle(default_model_path()).manifest.version
+    info = DeviceInfo(model_name="esc50", model_version=version, labels=("cat", "dog"), sw_version="0.1.0")
     d = Discovery(
         info=info,
         device_id="kitchen",

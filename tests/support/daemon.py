@@ -29,8 +29,13 @@ def tone_wav(path: Path, *, seconds: float = 3.0, tone_s: tuple[float, float] = 
 
 
 def write_config(path: Path, data: dict[str, Any]) -> Path:
-    """Write a YAML config and return its path."""
-    path.write_text(yaml.safe_dump(data))
+    """Write a YAML config and return its path.
+
+    ``model.state_dir`` defaults to ``state/`` beside the file: the daemon keeps runtime changes there
+    (controls.json), and a test must never read another's, nor the machine's /var/lib/auricle.
+    """
+    model = {"state_dir": str(path.parent / "state")} | dict(data.get("model") or {})
+    path.write_text(yaml.safe_dump(data | {"model": model}))
     return path
 
 

@@ -84,7 +84,7 @@ def test_tone_event_over_mqtt_then_clean_stop(
     sub.wait_for(lambda m: m.topic.endswith("/status") and m.payload == b"offline", 5, "offline")
 
 
-def test_the_event_entity_fires_once_per_sound_start(
+def test_the_event_entity_fires_once_per_sound_not_per_repeat(
     tmp_path: Path, model: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
 ) -> None:
     rate = 16000
@@ -109,11 +109,13 @@ def test_the_event_entity_fires_once_per_sound_start(
     assert not any(m.retain for m in sub.messages(f"auricle/{device}/sound"))
     starts = [e for e in events if e["kind"] == "start"]
     assert [(s["event_type"], s["id"], s["score"]) for s in sounds] == [
-        (e["label"], e["id"], e["peak"]) for e in starts
+        (e["label"], e["id"], e["peak"]) for e in starts if not e["repeat"]
     ]
+    tone_events = [e for e in starts if e["label"] == "tone_1000"]
+    assert [(round(e["start_offset_s"]), e["repeat"]) for e in tone_events] == [(1, False), (3, True)]
     tone_starts = [s for s in sounds if s["event_type"] == "tone_1000"]
-    assert len(tone_starts) == 2, sounds  # one event per sound, however long it lasts
-    assert [round(s["start_offset_s"]) for s in tone_starts] == [1, 3]
+    # one Sound event however long the sound lasts, and none for its repeat within events.rearm_s
+    assert [round(s["start_offset_s"]) for s in tone_starts] == [1], sounds
     assert all(s["name"] == "Tone 1000" and s["schema"] == 2 for s in tone_starts)
 
 
