@@ -65,6 +65,15 @@ def test_hardened_only_where_the_service_needs_access() -> None:
     assert "ReadWritePaths" not in service, "StateDirectory= is the only writable place"
 
 
+def test_no_writable_run_or_shared_memory() -> None:
+    """Measured under a real systemd 252 (deploy/check-service.sh): without these two lines /run (and the
+    world-writable /run/lock) stays writable under ProtectSystem=strict, because ProtectKernelTunables= and
+    friends mount the API file systems, and PrivateDevices= binds the system's /dev/shm in."""
+    service = _unit()["Service"]
+    assert service["ReadOnlyPaths"] == "/run"
+    assert service["TemporaryFileSystem"] == "/dev/shm:ro"
+
+
 def test_exposure_score_is_at_most_3(tmp_path: Path) -> None:
     proc = subprocess.run(
         [_analyze(), "security", "--offline=true", str(_testable_unit(tmp_path))],
