@@ -185,12 +185,6 @@ def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
     import keras
 
     cfg, out = loaded.config, loaded.output
-    if cfg.model.arch == "yamnet":
-        from training import audioset_fit
-
-        model = audioset_fit.train(loaded, prepared)
-        model.save(str(out / MODEL_FILE))
-        return model
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.fit.seed)
     augmenter = augment.Augmenter(cfg.augment, cfg.features, cfg.window.window_frames, noise_frames(cfg, prepared))

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from edge.model.bundle import load_private_key, write_bundle
-from training import evaluate, export, fit, report
+from training import audioset_fit, evaluate, export, fit, report
 from training import model as model_mod
 from training.config import LoadedConfig, replace
 from training.prepare import Prepared
@@ -39,7 +39,8 @@ def resolved_model_config(loaded: LoadedConfig) -> LoadedConfig:
 def run_fit(loaded: LoadedConfig, prepared: Prepared) -> Any:
     """Train and record params, MACs and wall time."""
     t0 = time.monotonic()
-    model = fit.train(resolved_model_config(loaded), prepared)
+    resolved = resolved_model_config(loaded)
+    model = (audioset_fit if loaded.config.model.arch == "yamnet" else fit).train(resolved, prepared)
     stats = {
         "params": int(model.count_params()),
         "macs": model_mod.count_macs(model),

@@ -12,7 +12,7 @@ from support import training_data as td
 from support.shared import shared_dir
 
 from edge.model.runtime import interpreter_class
-from training import audioset_fit, cli, config, prepare
+from training import audioset_fit, cli, config, lwf_cache, prepare
 
 pytestmark = pytest.mark.slow
 
@@ -58,7 +58,7 @@ def test_yamnet_backbone_trains_exports_two_heads_and_resumes(
     prepared = prepare.load(run)
     coded = [c for c in prepared.clips if c.codec == "opus"]
     assert len(coded) == 3 and all(prepared.clips.index(c) in prepared.split.train for c in coded)
-    assert sorted(p.name for p in (run / audioset_fit.CACHE_DIR).iterdir()) == ["train-0.npz", "train-1.npz", "val.npz"]
+    assert sorted(p.name for p in (run / lwf_cache.CACHE_DIR).iterdir()) == ["train-0.npz", "train-1.npz", "val.npz"]
 
     int8, flt = (
         _audioset_outputs(run / "model_int8.tflite", prepared),
@@ -67,9 +67,9 @@ def test_yamnet_backbone_trains_exports_two_heads_and_resumes(
     assert np.mean(int8.argmax(axis=1) == flt.argmax(axis=1)) >= 0.8, "int8 keeps the AudioSet head"
     assert np.abs(int8 - flt).max() < 0.25
 
-    stamps = {p.name: p.stat().st_mtime_ns for p in (run / audioset_fit.CACHE_DIR).iterdir()}
+    stamps = {p.name: p.stat().st_mtime_ns for p in (run / lwf_cache.CACHE_DIR).iterdir()}
     assert cli.main(["fit", "--config", str(cfg)]) == 0  # a rerun reads the cache and the finished phases back
-    assert {p.name: p.stat().st_mtime_ns for p in (run / audioset_fit.CACHE_DIR).iterdir()} == stamps
+    assert {p.name: p.stat().st_mtime_ns for p in (run / lwf_cache.CACHE_DIR).iterdir()} == stamps
 
 
 def _audioset_outputs(path: Path, prepared: prepare.Prepared) -> np.ndarray:
