@@ -17,7 +17,6 @@ daemon: one line in the log, the file is moved aside (``controls.json.bad``) and
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -32,6 +31,7 @@ from typing import Any, Literal
 from edge.detect.control import ControlChange
 from edge.detect.events import EventDetector, EventParams
 from edge.model.bundle import Manifest
+from edge.update import modelstore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -217,26 +217,6 @@ def _describe(saved: Mapping[str, Saved]) -> str:
 
 
 def write_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync it, rename it over ``path``, fsync the folder:
-    after a power cut the file is the old one or the new one, whole."""
+    """``data`` as ``path``, the update store's way (temporary file, fsync, rename, fsync the folder)."""
     path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    modelstore.write_durably(path.with_name(f".{path.name}.tmp"), data, path)

@@ -257,8 +257,9 @@ def _data(entry: Entry | None) -> dict[str, str] | None:
     return None if entry is None else asdict(entry)
 
 
-def _write_durably(tmp: Path, data: bytes, target: Path) -> None:
-    """Write ``tmp``, fsync it, rename it over ``target``, fsync the directory."""
+def write_durably(tmp: Path, data: bytes, target: Path) -> None:
+    """Write ``tmp``, fsync it, rename it over ``target``, fsync the directory: after a power cut
+    ``target`` is the old file or the new one, whole.  OSError leaves no ``tmp`` behind."""
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
@@ -269,10 +270,18 @@ def _write_durably(tmp: Path, data: bytes, target: Path) -> None:
         finally:
             os.close(fd)
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
-    except OSError as exc:
+    except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        raise
+    _fsync_dir(target.parent)
+
+
+def _write_durably(tmp: Path, data: bytes, target: Path) -> None:
+    """:func:`write_durably`, a failure as a StoreError."""
+    try:
+        write_durably(tmp, data, target)
+    except OSError as exc:
         raise StoreError(f"{target}: cannot write: {exc.strerror or exc}") from None
 
 
