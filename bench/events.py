@@ -13,7 +13,7 @@ bundle's hop and thresholds, the default config or ``--config``).
 - False alarms: background audio in one stream the same way; every event start counts,
   per hour of background audio (the gaps are not counted in the hours).
 - YAMNet int8: one call per 0.975 s of non-overlapping audio, a label fires when the
-  best of its AudioSet classes (bench/esc50_audioset.csv) passes ``--threshold``;
+  best of its AudioSet classes (configs/esc50_audioset.csv) passes ``--threshold``;
   consecutive firing calls are one event, starting (and announced) at the end of its
   first call.  Labels with no AudioSet class are left out of its figures.
 - Every total twice: over all labels, and over the home labels (bench/event_scoring.py's

@@ -5,7 +5,7 @@ YAMNet int8 as Frigate runs it (bench/events.py, bench/home_hour.py, bench/heldo
 - Streams: clips or background files back to back, ``gap_s`` of -70 dBFS seeded white noise before,
   between and after them; each file's span is kept for scoring (bench/event_scoring.py).
 - YAMNet int8: one call per 0.975 s of non-overlapping audio, a label fires when the
-  best of its AudioSet classes (bench/esc50_audioset.csv) passes the threshold;
+  best of its AudioSet classes (configs/esc50_audioset.csv) passes the threshold;
   consecutive firing calls are one event, starting (and announced) at the end of its
   first call.  Labels with no AudioSet class are left out of its figures.
 """
@@ -50,7 +50,8 @@ def _shared() -> Path:
 SHARED = _shared()
 ESC50_CSV = SHARED / "data" / "esc50" / "esc50.csv"
 BACKGROUND_CSV = SHARED / "data" / "background" / "background.csv"
-MAPPING_CSV = ROOT / "bench" / "esc50_audioset.csv"
+MAPPING_CSV = ROOT / "configs" / "esc50_audioset.csv"
+read_mapping = yamnet.read_mapping
 GAP_DBFS = -70.0
 AUDIO_SUFFIXES = {".wav", ".flac"}
 
@@ -129,24 +130,6 @@ def our_detections(classifier: Classifier, samples: Floats, config: Config) -> l
     """Event starts of the daemon's pipeline and event logic on one stream."""
     events = stream_events(classifier, samples, config)
     return [Detection(e.label, e.start_offset_s, e.offset_s) for e in events if e.kind == "start"]
-
-
-def read_mapping(path: Path, class_names: Sequence[str]) -> dict[str, list[int]]:
-    """ESC-50 label -> YAMNet class indices (``;``-separated names); labels with none are left out."""
-    index = {name: i for i, name in enumerate(class_names)}
-    mapping: dict[str, list[int]] = {}
-    with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            names = [n for n in row["audioset_classes"].split(";") if n]
-            unknown = [n for n in names if n not in index]
-            if unknown:
-                raise ValueError(f"{path}: {row['esc50_label']}: not YAMNet classes: {unknown}")
-            if names:
-                mapping[row["esc50_label"]] = [index[n] for n in names]
-    used = [i for indices in mapping.values() for i in indices]
-    if len(used) != len(set(used)):
-        raise ValueError(f"{path}: an AudioSet class is mapped to two labels")
-    return mapping
 
 
 def yamnet_detections(

@@ -209,6 +209,16 @@ class VetoConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ConfirmConfig:
+    """The second opinion the bundle carries (edge/model/audioset.py): a label counts where its classes agree."""
+
+    mapping: str = ""
+    """CSV ``esc50_label,audioset_classes`` (YAMNet display names, ``;``-separated; configs/esc50_audioset.csv),
+    relative to the config file; empty: no confirmation."""
+    threshold: float = setting(0.05, lo=0.0, hi=1.0, unit="score of a label's AudioSet classes that confirms it")
+
+
+@dataclass(frozen=True, kw_only=True)
 class OptionalLabelConfig:
     """A label scored by the AudioSet head where ESC-50 has none (smoke alarm, doorbell, ...)."""
 
@@ -224,6 +234,7 @@ class AudiosetConfig:
     """``model.arch: yamnet``: what the bundle does with the kept AudioSet head on the device."""
 
     veto: VetoConfig = field(default_factory=VetoConfig)
+    confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
     labels: tuple[OptionalLabelConfig, ...] = ()
 
 
@@ -330,7 +341,20 @@ def load(path: str | Path) -> LoadedConfig:
     text = read_text(p)
     if recipe.extends(text):
         text = recipe.merged_text(p)
-    return LoadedConfig(parse(text, p.name), p.resolve().parent, text)
+    loaded = LoadedConfig(parse(text, p.name), p.resolve().parent, text)
+    return _with_mapping(loaded, p.name)
+
+
+def _with_mapping(loaded: LoadedConfig, source: str) -> LoadedConfig:
+    """``audioset.confirm.mapping`` as an absolute path (the bundle is made far from the config file)."""
+    confirm = loaded.config.audioset.confirm
+    if not confirm.mapping:
+        return loaded
+    path = loaded.path(confirm.mapping)
+    if not path.is_file():
+        raise ConfigError(f"{source}: audioset.confirm.mapping: no such file: {path}")
+    audioset = dataclasses.replace(loaded.config.audioset, confirm=dataclasses.replace(confirm, mapping=str(path)))
+    return replace(loaded, audioset=audioset)
 
 
 def replace(loaded: LoadedConfig, **sections: Any) -> LoadedConfig:

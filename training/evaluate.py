@@ -11,13 +11,14 @@ import datetime
 import logging
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edge import features
-from edge.model.audioset import AudiosetHead, AudiosetLabel, Veto
+from edge.model.audioset import AudiosetHead, AudiosetLabel, Confirm, Veto
 from edge.model.bundle import Bundle, Manifest, sha256
 from edge.model.classifier import Classifier
 from edge.model.outputs import OutputSpec
@@ -61,7 +62,7 @@ def manifest_for(
         hop_frames=cfg.window.hop_frames,
         input=spec,
         output=OutputSpec(**output),
-        audioset=audioset_head(cfg, model_bytes, optional_labels),
+        audioset=audioset_head(cfg, model_bytes, labels, optional_labels),
         thresholds={x: t for x, t in (thresholds or dict.fromkeys(labels, 0.5)).items() if x in labels},
         model_sha256=sha256(model_bytes),
         provenance=dict(provenance or {}),
@@ -69,9 +70,11 @@ def manifest_for(
     )
 
 
-def audioset_head(cfg: TrainConfig, model_bytes: bytes, optional_labels: bool = True) -> AudiosetHead | None:
-    """The bundle's ``audioset`` section for a model with an AudioSet output (None otherwise); the veto
-    always, the optional labels when asked."""
+def audioset_head(
+    cfg: TrainConfig, model_bytes: bytes, labels: Sequence[str], optional_labels: bool = True
+) -> AudiosetHead | None:
+    """The bundle's ``audioset`` section for a model with an AudioSet output (None otherwise): the veto and
+    the confirmation of the event ``labels`` always, the optional labels when asked."""
     output = audioset_output(model_bytes)
     if output is None:
         return None
@@ -80,12 +83,24 @@ def audioset_head(cfg: TrainConfig, model_bytes: bytes, optional_labels: bool = 
     veto = None
     if v.classes:
         veto = Veto(classes=v.classes, class_names=names(v.classes), threshold=v.threshold, exempt=v.exempt)
-    labels = tuple(
+    confirm = _confirm(cfg, labels) if cfg.audioset.confirm.mapping else None
+    optional = tuple(
         AudiosetLabel(name=x.name, classes=x.classes, class_names=names(x.classes), threshold=x.threshold,
                       enabled_by_default=x.enabled_by_default)
         for x in (cfg.audioset.labels if optional_labels else ())
     )  # fmt: skip
-    return AudiosetHead(output=output, veto=veto, labels=labels)
+    return AudiosetHead(output=output, veto=veto, confirm=confirm, labels=optional)
+
+
+def _confirm(cfg: TrainConfig, labels: Sequence[str]) -> Confirm:
+    """The confirmation: the classes the mapping CSV (an absolute path: training.config.load) gives the
+    event labels."""
+    from training.yamnet import YamnetParams, read_class_names, read_mapping
+
+    path = Path(cfg.audioset.confirm.mapping)
+    mapping = read_mapping(path, read_class_names(YamnetParams().class_map_path))
+    classes = {x: tuple(mapping[x]) for x in labels if x in mapping}
+    return Confirm(threshold=cfg.audioset.confirm.threshold, classes=classes)
 
 
 def _class_names() -> Callable[[Sequence[int]], tuple[str, ...]]:

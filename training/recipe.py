@@ -29,6 +29,7 @@ PATH_KEYS = (
     ("output",),
     ("bundle", "signing_key"),
     ("bundle", "path"),
+    ("audioset", "confirm", "mapping"),
 )
 """Settings that name files, relative to the config's folder (``data.audio_root`` too, when there is no manifest)."""
 NOT_PATHS = frozenset({"", "imagenet", "none"})

@@ -26,6 +26,7 @@ import csv
 import logging
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,25 @@ def read_class_names(path: Path) -> list[str]:
     with path.open(newline="") as fh:
         rows = sorted(csv.DictReader(fh), key=lambda row: int(row["index"]))
     return [row["display_name"] for row in rows]
+
+
+def read_mapping(path: Path, class_names: Sequence[str]) -> dict[str, list[int]]:
+    """Label -> YAMNet class indices from a CSV ``esc50_label,audioset_classes`` (``;``-separated display names,
+    configs/esc50_audioset.csv); labels with none are left out; a class mapped to two labels is refused."""
+    index = {name: i for i, name in enumerate(class_names)}
+    mapping: dict[str, list[int]] = {}
+    with path.open(newline="") as fh:
+        for row in csv.DictReader(fh):
+            names = [n for n in row["audioset_classes"].split(";") if n]
+            unknown = [n for n in names if n not in index]
+            if unknown:
+                raise ValueError(f"{path}: {row['esc50_label']}: not YAMNet classes: {unknown}")
+            if names:
+                mapping[row["esc50_label"]] = [index[n] for n in names]
+    used = [i for indices in mapping.values() for i in indices]
+    if len(used) != len(set(used)):
+        raise ValueError(f"{path}: an AudioSet class is mapped to two labels")
+    return mapping
 
 
 class Yamnet:

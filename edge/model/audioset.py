@@ -50,6 +50,17 @@ class Veto:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Confirm:
+    """The second opinion: an event label's score counts only on hops where its AudioSet classes agree."""
+
+    threshold: float = field(metadata=_SCORE)
+    """A label's score stands on a hop where the highest score of its classes is at least this; else it is 0."""
+    classes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Event label -> its AudioSet class indices; a label not listed (AudioSet has no class for it) is never
+    confirmed or silenced."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class AudiosetLabel:
     """An optional label scored by the AudioSet head: the highest score of its classes."""
 
@@ -73,6 +84,8 @@ class AudiosetHead:
     """Dtype and quantisation of the 521-score output (the label output's are ``Manifest.output``)."""
     veto: Veto | None = None
     """The open-set rule; None: no veto."""
+    confirm: Confirm | None = None
+    """The second opinion on the event labels; None: none."""
     labels: tuple[AudiosetLabel, ...] = ()
     """Optional labels, in the order they follow the event labels."""
 
@@ -107,6 +120,12 @@ def problems(head: AudiosetHead, labels: Sequence[str], event_labels: Sequence[s
         stray = sorted(set(head.veto.exempt) - set(event_labels))
         if stray:
             found.append(f"audioset.veto.exempt: not among the event labels: {', '.join(stray)}")
+    if head.confirm is not None:
+        stray = sorted(set(head.confirm.classes) - set(event_labels))
+        if stray:
+            found.append(f"audioset.confirm.classes: not among the event labels: {', '.join(stray)}")
+        for name, classes in head.confirm.classes.items():
+            found += _class_problems("audioset.confirm.classes", classes, (), name)
     taken: set[str] = set()
     for i, label in enumerate(head.labels):
         where = f"audioset.labels[{i}]"
@@ -126,21 +145,22 @@ def _name_problems(where: str, name: str, labels: Sequence[str], taken: set[str]
     return []
 
 
-def _class_problems(where: str, classes: Sequence[int], names: Sequence[str]) -> list[str]:
+def _class_problems(where: str, classes: Sequence[int], names: Sequence[str], key: str = "classes") -> list[str]:
     if not classes:
-        return [f"{where}.classes: expected at least one AudioSet class index"]
+        return [f"{where}.{key}: expected at least one AudioSet class index"]
     bad = [c for c in classes if not 0 <= c < AUDIOSET_CLASSES]
     if bad:
-        return [f"{where}.classes: expected AudioSet class indices 0..{AUDIOSET_CLASSES - 1}, got {bad[0]}"]
+        return [f"{where}.{key}: expected AudioSet class indices 0..{AUDIOSET_CLASSES - 1}, got {bad[0]}"]
     if len(set(classes)) != len(classes):
-        return [f"{where}.classes: expected each class once"]
+        return [f"{where}.{key}: expected each class once"]
     if names and len(names) != len(classes):
         return [f"{where}.class_names: expected one name per class ({len(classes)}), got {len(names)}"]
     return []
 
 
 class HeadScorer:
-    """Per hop, from the 521 AudioSet scores: the veto on the event labels, then the optional labels.
+    """Per hop, from the 521 AudioSet scores: the veto and the confirmation on the event labels, then the
+    optional labels.
 
     A few NumPy operations per hop; every index array is made once here.
     """
@@ -151,6 +171,13 @@ class HeadScorer:
         self._veto_at = np.float32(veto.threshold if veto else np.inf)
         exempt = set(veto.exempt if veto else ())
         self._kept_when_vetoed = np.array([x in exempt for x in event_labels], dtype=np.float32)
+        confirm = head.confirm.classes if head.confirm else {}
+        confirmed = [x for x in event_labels if confirm.get(x)]
+        self._confirmed = np.array([list(event_labels).index(x) for x in confirmed], dtype=np.intp)
+        self._confirm_classes = np.array([c for x in confirmed for c in confirm[x]], dtype=np.intp)
+        self._confirm_starts = np.cumsum([0] + [len(confirm[x]) for x in confirmed[:-1]], dtype=np.intp)
+        self._confirm_at = np.float32(head.confirm.threshold if head.confirm else 0.0)
+        self._mask = np.ones(len(event_labels), dtype=np.float32)
         self._classes = np.array([c for x in head.labels for c in x.classes], dtype=np.intp)
         self._starts = np.cumsum([0] + [len(x.classes) for x in head.labels[:-1]], dtype=np.intp)
 
@@ -158,10 +185,23 @@ class HeadScorer:
         """True when a veto class reaches the veto threshold in these 521 scores."""
         return self._veto.size > 0 and bool(audioset[self._veto].max() >= self._veto_at)
 
+    def unconfirmed(self, audioset: F32) -> npt.NDArray[np.intp]:
+        """Indices of the event labels whose AudioSet classes all score below the confirmation threshold."""
+        if self._confirmed.size == 0:
+            return self._confirmed
+        best = np.maximum.reduceat(audioset[self._confirm_classes], self._confirm_starts)
+        return self._confirmed[best < self._confirm_at]
+
     def combine(self, event_scores: F32, audioset: F32) -> F32:
-        """The event labels' scores (0 unless exempt when vetoed), then the optional labels' scores."""
+        """The event labels' scores (0 unless exempt when vetoed, 0 when unconfirmed), then the optional
+        labels' scores."""
         if self.vetoed(audioset):
             event_scores = event_scores * self._kept_when_vetoed
+        denied = self.unconfirmed(audioset)
+        if denied.size:
+            mask = self._mask.copy()
+            mask[denied] = 0.0
+            event_scores = event_scores * mask
         if self._classes.size == 0:
             return event_scores
         optional = np.maximum.reduceat(audioset[self._classes], self._starts)
@@ -177,6 +217,9 @@ def info_lines(head: AudiosetHead) -> list[str]:
     if veto is not None:
         exempt = ", ".join(veto.exempt) or "none"
         lines.append(f"veto: {_classes(veto.classes, veto.class_names)} >= {veto.threshold:g}; exempt: {exempt}")
+    if head.confirm is not None:
+        n = sum(bool(c) for c in head.confirm.classes.values())
+        lines.append(f"confirm: {n} labels count only where their AudioSet classes reach {head.confirm.threshold:g}")
     if head.labels:
         width = max(len(x.name) for x in head.labels)
         lines.append("optional labels (threshold, on by default, AudioSet classes):")

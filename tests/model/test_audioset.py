@@ -15,14 +15,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support.models import HEAD, SMOKE_ALARM, audioset_bundle, tone_bundle
+from support.models import HEAD, MUSIC, SMOKE_ALARM, audioset_bundle, tone_bundle
 
 from edge.daemon.config import Config
 from edge.daemon.replay import sounds, stream_events
 from edge.daemon.startup import default_model_path
 from edge.features import compute, window_at
 from edge.model import selftest
-from edge.model.audioset import AUDIOSET_CLASSES, info_lines
+from edge.model.audioset import AUDIOSET_CLASSES, Confirm, info_lines
 from edge.model.bundle import BundleError, read_bundle, write_bundle
 from edge.model.classifier import Classifier
 from edge.model.outputs import OutputSpec, size_of
@@ -78,6 +78,29 @@ def test_the_veto_silences_event_labels_but_not_exempt_or_optional_ones(clf: Cla
     assert vetoed["tone_1000"] == 0.0 and vetoed["speech"] == 1.0
     exempt = scores_of(clf, tones(3000, 500))
     assert exempt["coughing"] == 0.99 and exempt["speech"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def confirmed(tmp_path_factory: pytest.TempPathFactory) -> Classifier:
+    """tone_1000 counts only where Music (a 5 kHz tone here) agrees; coughing has no AudioSet class; no veto."""
+    head = dataclasses.replace(HEAD, veto=None, confirm=Confirm(threshold=0.5, classes={"tone_1000": (MUSIC,)}))
+    path = audioset_bundle(tmp_path_factory.mktemp("confirmed") / "confirmed.auricle", head=head)
+    return Classifier(read_bundle(path))
+
+
+def test_the_confirmation_keeps_a_label_only_where_its_classes_agree(confirmed: Classifier) -> None:
+    assert scores_of(confirmed, tones(1000))["tone_1000"] == 0.0  # Music silent: unconfirmed
+    assert scores_of(confirmed, tones(1000, 5000))["tone_1000"] == 1.0
+    assert scores_of(confirmed, tones(3000))["coughing"] == 0.99  # no AudioSet class: never silenced
+    assert scores_of(confirmed, tones(2000, 5000))["smoke_alarm"] == 0.99  # optional labels untouched
+    quiet = np.zeros(RATE, dtype=np.float32)
+    parts = [quiet, tones(1000), quiet, tones(1000, 5000), quiet, tones(3000), quiet]
+    config = build(Config, {"events": {"hold_s": 0.2}}, "test")
+    found = [(e.label, int(e.start_offset_s)) for e in sounds(stream_events(confirmed, np.concatenate(parts), config))]
+    assert found == [("tone_1000", 3), ("coughing", 5)]
+    assert info_lines(confirmed.manifest.audioset)[1] == (  # type: ignore[arg-type]
+        "confirm: 1 labels count only where their AudioSet classes reach 0.5"
+    )
 
 
 def test_outputs_are_found_by_size_in_either_order(clf: Classifier, tmp_path: Path) -> None:
@@ -160,6 +183,11 @@ def _refusal(two: Path, tmp_path: Path, section: dict[str, Any]) -> str:
         (("labels", 1, "class_names"), ["Speech", "Talk"], "labels[1].class_names: expected one name per class (1)"),
         (("labels", 0, "enabled"), True, "labels[0].enabled: unknown key"),
         (("output", "dtype"), "uint8", "output.dtype: expected one of 'float32', 'int8'"),
+        (("confirm",), {"threshold": 0.1, "classes": {"snoring": [0]}},
+         "confirm.classes: not among the event labels: snoring"),
+        (("confirm",), {"threshold": 0.1, "classes": {"coughing": [521]}},
+         "confirm.classes.coughing: expected AudioSet class indices 0..520, got 521"),
+        (("confirm",), {"threshold": 2, "classes": {}}, "confirm.threshold: expected a number 0..1 (score), got 2"),
     ],
 )  # fmt: skip
 def test_a_malformed_section_is_refused_naming_the_field(

@@ -9,16 +9,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support import training_data as td
-from support.shared import shared_dir
+from support.shared import ROOT, shared_dir
 
+from edge.model.bundle import read_bundle
 from edge.model.runtime import interpreter_class
-from training import audioset_fit, cli, config, lwf_cache, prepare
+from training import audioset_fit, cli, config, lwf_cache, prepare, yamnet
 
 pytestmark = pytest.mark.slow
 
 YAMNET = shared_dir() / "peers" / "yamnet_spectra_in.tflite"
 """The int8-ready YAMNet (ReLU6): started from the waveform file's ReLU network, int8 lost the AudioSet head
 (top-1 agreement with float 0.22 on real windows, measured) - the int8 check below would fail."""
+MAPPING = ROOT / "configs" / "esc50_audioset.csv"
 FEATURES = (
     "features: {scale: mel_htk, spectrum: magnitude, filter_norm: peak, triangles: warped, log_offset: 0.001,\n"
     "  db_floor: -60.0, db_ceiling: 60.0}\n"
@@ -41,6 +43,7 @@ def _config(tmp_path: Path) -> Path:
         "calibration: {budget_per_hour: 2.0, mixture_minutes: 0.5}\n"
         "export: {calibration_windows: 16, latency_runs: 20}\n"
         "output: run\nbundle: {name: smoke, version: 4.0.0}\n"
+        f"audioset: {{confirm: {{mapping: {MAPPING}, threshold: 0.05}}}}\n"
     )
     return cfg
 
@@ -66,6 +69,11 @@ def test_yamnet_backbone_trains_exports_two_heads_and_resumes(
     )
     assert np.mean(int8.argmax(axis=1) == flt.argmax(axis=1)) >= 0.8, "int8 keeps the AudioSet head"
     assert np.abs(int8 - flt).max() < 0.25
+
+    head = read_bundle(run / "smoke.auricle").manifest.audioset
+    assert head is not None and head.confirm is not None
+    mapping = yamnet.read_mapping(MAPPING, yamnet.read_class_names(yamnet.YamnetParams().class_map_path))
+    assert head.confirm.classes == {x: tuple(mapping[x]) for x in ("church_bells", "dog", "rain")}
 
     stamps = {p.name: p.stat().st_mtime_ns for p in (run / lwf_cache.CACHE_DIR).iterdir()}
     assert cli.main(["fit", "--config", str(cfg)]) == 0  # a rerun reads the cache and the finished phases back

@@ -86,3 +86,15 @@ def test_every_experiment_extends_the_shipped_recipe_and_is_in_the_table() -> No
         assert yaml.safe_load((experiments / name).read_text())["extends"] == "../esc50.yaml", name
         assert f"`{name}`" in table, f"{name} is missing from configs/experiments/README.md"
         config.load(experiments / name)
+
+
+def test_the_confirmation_mapping_resolves_from_the_file_that_states_it(tmp_path: Path) -> None:
+    mapping = _write(tmp_path / "configs" / "map.csv", "esc50_label,audioset_classes,note\ndog,Dog;Bark,\n")
+    base = _write(tmp_path / "configs" / "base.yaml", BASE + "audioset: {confirm: {mapping: map.csv}}\n")
+    child = _write(tmp_path / "configs" / "experiments" / "child.yaml", "extends: ../base.yaml\n")
+    for path in (base, child):
+        confirm = config.load(path).config.audioset.confirm
+        assert (confirm.mapping, confirm.threshold) == (str(mapping), 0.05)
+    mapping.unlink()
+    with pytest.raises(ConfigError, match=r"^child\.yaml: audioset\.confirm\.mapping: no such file: .*map\.csv$"):
+        config.load(child)
