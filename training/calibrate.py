@@ -52,6 +52,14 @@ _COLUMNS_PER_DETECTOR = 256
 """Labels x candidates per EventDetector: building one costs O(columns^2), each hop O(columns)."""
 
 
+def floored_grid(min_threshold: float, grid: Sequence[float] = DEFAULT_GRID) -> tuple[float, ...]:
+    """The candidates of ``grid`` at or above ``min_threshold`` (config ``calibration.min_threshold``)."""
+    kept = tuple(g for g in grid if g >= min_threshold - 1e-9)
+    if not kept:
+        raise ValueError(f"min_threshold {min_threshold} is above every candidate of the grid")
+    return kept
+
+
 @dataclass(frozen=True, kw_only=True)
 class CalibrationParams:
     """How thresholds are chosen."""

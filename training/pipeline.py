@@ -106,7 +106,9 @@ def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> A
     clf = evaluate.classifier(cfg, prepared.labels, int8_bytes, "int8")
     val = [(prepared.clips[c].path, prepared.frames[c], prepared.targets[c]) for c in prepared.split.val]
     mixture_s = 60.0 * cfg.calibration.mixture_minutes
-    return streams.thresholds(clf, bg.paths, val, cfg.calibration.budget_per_hour, mixture_s)
+    return streams.thresholds(
+        clf, bg.paths, val, cfg.calibration.budget_per_hour, mixture_s, cfg.calibration.min_threshold
+    )
 
 
 def _heldout(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, thresholds: dict[str, float]) -> Any:

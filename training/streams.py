@@ -27,11 +27,13 @@ import numpy.typing as npt
 from edge.daemon.config import Config
 from edge.model.classifier import Classifier
 from training.calibrate import (
+    DEFAULT_GRID,
     BackgroundStream,
     Calibration,
     CalibrationParams,
     PositiveClip,
     calibrate,
+    floored_grid,
     poisson_upper_95,
 )
 from training.data import DataError, read_audio
@@ -100,8 +102,10 @@ def thresholds(
     clips: Sequence[tuple[Path, Any, int]],
     budget_per_hour: float,
     mixture_s: float = 0.0,
+    min_threshold: float = DEFAULT_GRID[0],
 ) -> Calibration | None:
-    """Per-label thresholds within the budget; None without calibrate background (nothing to count on).
+    """Per-label thresholds within the budget, none below ``min_threshold``; None without calibrate background
+    (nothing to count on).
 
     ``clips``: (audio path, cached frames, label index) of the validation clips.
     """
@@ -111,7 +115,7 @@ def thresholds(
         return None
     positives = [positive_clip(clf, path, frames, label, config) for path, frames, label in clips]
     hop_s = clf.manifest.hop_frames * clf.manifest.features.hop_samples / clf.manifest.features.sample_rate
-    params = CalibrationParams(budget_per_hour=budget_per_hour)
+    params = CalibrationParams(budget_per_hour=budget_per_hour, grid=floored_grid(min_threshold))
     return calibrate(clf.labels, found, positives, hop_s=hop_s, events=config.events, params=params)
 
 

@@ -19,6 +19,7 @@ from training.calibrate import (
     LabelCalibration,
     PositiveClip,
     calibrate,
+    floored_grid,
     poisson_upper_95,
 )
 
@@ -66,6 +67,18 @@ def test_threshold_is_the_lowest_within_budget() -> None:
     quiet = run(bg)["c"]
     assert quiet.threshold == pytest.approx(0.05) and quiet.false_events == 0
     assert quiet.upper_95_per_hour == pytest.approx(3.0)
+
+
+def test_a_floor_keeps_every_threshold_at_or_above_it() -> None:
+    bg = stream(20, {0: [(1, 1.5, 0.305), (5, 5.5, 0.505), (9, 9.5, 0.705)], 1: [(3, 3.5, 0.305)]})
+    grid = floored_grid(0.4)
+    assert grid[0] == 0.4 and grid[-1] == 0.99
+    got = run(bg, budget=1.5, grid=grid)  # no event allowed
+    assert got["a"].threshold == pytest.approx(0.71)  # above the floor anyway
+    assert got["b"].threshold == pytest.approx(0.4) and got["c"].threshold == pytest.approx(0.4)
+    assert run(bg, budget=1.5)["b"].threshold == pytest.approx(0.31)  # without the floor: just above its pulse
+    with pytest.raises(ValueError, match="above every candidate"):
+        floored_grid(0.995)
 
 
 def test_label_that_cannot_meet_the_budget_is_off_and_flagged() -> None:
