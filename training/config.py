@@ -199,7 +199,7 @@ class CalibrationConfig:
     """A floor under every chosen threshold.  Calibration takes the lowest threshold with no false event on the
     calibrate part, and an hour or two of audio cannot show what a day brings: a label whose false events all
     stay below its threshold there may sit at 0.05 and fire on the first unusual sound after.  Measured for
-    esc50 4.0.0 (docs/model-card.md): 0.4 keeps the calibrate hour in a home free of home-label false events."""
+    esc50 4.0.0 on an hour in a home built from the calibrate part (models/MODEL_CARD.md): 0.4."""
 
 
 @dataclass(frozen=True, kw_only=True)

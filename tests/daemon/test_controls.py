@@ -20,8 +20,10 @@ SHIPPED = read_bundle(default_model_path()).manifest
 
 
 def manifest(labels: tuple[str, ...]) -> Manifest:
-    """The shipped manifest with other labels (bundle thresholds 0.3 for each)."""
-    return dataclasses.replace(SHIPPED, labels=labels, thresholds=dict.fromkeys(labels, 0.3), alert_labels=())
+    """The shipped manifest with other labels (bundle thresholds 0.3 for each) and no optional AudioSet labels."""
+    return dataclasses.replace(
+        SHIPPED, labels=labels, thresholds=dict.fromkeys(labels, 0.3), alert_labels=(), audioset=None
+    )
 
 
 OLD = manifest(("dog", "cat", "siren"))

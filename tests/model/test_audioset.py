@@ -29,6 +29,7 @@ from edge.model.outputs import OutputSpec, size_of
 from edge.schema import build
 
 RATE = 16000
+OLD_BUNDLE = Path(__file__).resolve().parents[1] / "data" / "esc50-3.0.0.auricle"
 OPTIONAL = ("smoke_alarm", "speech", "doorbell")
 
 
@@ -217,14 +218,24 @@ def test_the_second_output_must_be_there_as_declared(two: Path, tmp_path: Path) 
         Classifier(read_bundle(tmp_path / "scale.auricle"))
 
 
-def test_old_bundles_read_and_write_as_before(tmp_path: Path) -> None:
-    shipped = read_bundle(default_model_path())
-    assert shipped.manifest.audioset is None
-    assert shipped.manifest.to_json() == shipped.manifest_bytes  # byte for byte
-    assert shipped.manifest.score_labels == shipped.manifest.event_labels
-    assert shipped.manifest.score_thresholds == shipped.manifest.thresholds
-    assert b'"audioset"' not in shipped.manifest_bytes
-    assert Classifier(shipped).audioset_scores() is None
+def test_old_bundles_read_and_write_as_before() -> None:
+    old = read_bundle(OLD_BUNDLE)  # esc50 3.0.0, shipped before the AudioSet head existed
+    assert old.manifest.version == "3.0.0" and old.manifest.audioset is None
+    assert old.manifest.to_json() == old.manifest_bytes  # byte for byte
+    assert old.manifest.score_labels == old.manifest.event_labels
+    assert old.manifest.score_thresholds == old.manifest.thresholds
+    assert b'"audioset"' not in old.manifest_bytes
+    assert Classifier(old).audioset_scores() is None
+
+
+def test_the_shipped_model_confirms_its_labels_with_the_audioset_head() -> None:
+    shipped = read_bundle(default_model_path()).manifest
+    head = shipped.audioset
+    assert head is not None and head.confirm is not None and head.veto is None
+    assert head.confirm.threshold == 0.1 and head.on_by_default == ("smoke_alarm",)
+    unconfirmed = sorted(set(shipped.event_labels) - set(head.confirm.classes))
+    assert unconfirmed == ["can_opening", "drinking_sipping", "washing_machine"]  # AudioSet has no class for them
+    assert min(shipped.thresholds.values()) >= 0.4  # calibration.min_threshold
 
 
 def test_model_info_shows_the_audioset_head(two: Path, capsys: pytest.CaptureFixture[str]) -> None:

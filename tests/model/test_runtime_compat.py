@@ -11,6 +11,12 @@ outputs and the same top label for every window, on each output of a model (a mo
 an AudioSet head has two: edge/model/audioset.py). The over-the-air self-test allows
 four (edge/model/selftest.py), one more than any release pair measured.
 
+The AudioSet head of esc50 4.0.0 is a sigmoid over int8 logits with a coarse step (about 0.29 in
+logit): where 1.4.0 and 2.x round one logit to the next step, a mid-range score jumps by up to 18
+codes (0.43 against 0.50), measured on 0.6% of the chirp's outputs and 0.03% of a dog clip's; the
+self-test clip differs by one code at most.  So on that output a difference beyond three codes must
+be one logit step (at most 0.35 in logit), never more.
+
 deploy/setup.sh dev builds that runtime's venv in .venv-compat (no network in tests).
 """
 
@@ -85,7 +91,7 @@ def test_oldest_runtime_gives_identical_scores(models: list[Path], tmp_path: Pat
         )  # fmt: skip
         oldest = np.load(tmp_path / "out.npz")
         for size, newest in _newest(Classifier(b), inputs).items():
-            _same(oldest[f"size_{size}"], newest, f"{path.name} ({size} outputs)")
+            _same(oldest[f"size_{size}"], newest, f"{path.name} ({size} outputs)", size == AUDIOSET_CLASSES)
 
 
 def _newest(clf: Classifier, inputs: np.ndarray) -> dict[int, np.ndarray]:
@@ -104,12 +110,25 @@ def _newest(clf: Classifier, inputs: np.ndarray) -> dict[int, np.ndarray]:
     return found | {AUDIOSET_CLASSES: codes}
 
 
-def _same(oldest: np.ndarray, newest: np.ndarray, name: str) -> None:
+def _logit_steps(oldest: np.ndarray, newest: np.ndarray) -> np.ndarray:
+    """|difference in logit| of two int8 sigmoid outputs (scale 1/256, zero point -128)."""
+
+    def logit(codes: np.ndarray) -> np.ndarray:
+        p = np.clip((codes.astype(float) + 128) / 256, 1 / 512, 1 - 1 / 512)
+        return np.asarray(np.log(p / (1 - p)))
+
+    return np.abs(logit(oldest) - logit(newest))
+
+
+def _same(oldest: np.ndarray, newest: np.ndarray, name: str, audioset: bool = False) -> None:
     oldest = oldest.reshape(newest.shape)
     if newest.dtype != np.int8:
         np.testing.assert_allclose(oldest, newest, rtol=1e-5, atol=1e-6, err_msg=name)
         return
     codes = np.abs(oldest.astype(int) - newest.astype(int))
-    assert codes.max() <= 3, f"{name}: outputs differ by {codes.max()} int8 codes"
+    beyond = codes > 3
+    if audioset:  # one step of the int8 logits before the sigmoid, at most (module doc)
+        beyond &= _logit_steps(oldest, newest) > 0.35
+    assert not beyond.any(), f"{name}: outputs differ by {codes.max()} int8 codes"
     assert (codes > 0).mean() <= 0.05, f"{name}: {(codes > 0).sum()} of {codes.size} outputs differ"
     assert np.array_equal(oldest.argmax(axis=1), newest.argmax(axis=1)), f"{name}: top label differs"

@@ -179,23 +179,32 @@ def test_shipped_config_parses() -> None:
     configs = ROOT / "configs"
     loaded = config.load(configs / "esc50.yaml")
     c = loaded.config
-    assert c.data.test_folds == (4,) and c.model.alpha == 0.25
-    assert c.model.upsample == 2 and c.window.window_frames == 96  # accuracy before cost (models/MODEL_CARD.md)
-    assert c.model.output == "sigmoid" and c.fit.background_fraction > 0 and c.data.background
-    assert c.teacher.path.endswith("yamnet_spectra_in.tflite") and c.bundle.version == "3.0.0"
+    assert c.data.test_folds == (4,) and c.model.arch == "yamnet" and c.bundle.version == "4.0.0"
+    assert c.model.weights.endswith("yamnet_spectra_in.tflite") and c.window.window_frames == 96
+    assert c.model.output == "sigmoid" and c.fit.background_fraction > 0 and len(c.data.background) == 2
+    assert c.fit.lwf_weight > 0 and not c.teacher.path  # the kept AudioSet head is the teacher
+    assert c.audioset.confirm.mapping == str(configs / "esc50_audioset.csv") and c.audioset.confirm.threshold == 0.1
+    assert c.calibration.min_threshold == 0.4 and c.audioset.veto.classes == ()
+    assert [x.name for x in c.audioset.labels if x.enabled_by_default] == ["smoke_alarm"]
     experiments = configs / "experiments"
+    v3 = config.load(experiments / "esc50_v3.yaml").config  # the 3.0.0 recipe, the ImageNet experiments' base
+    assert v3.model.arch == "mobilenet" and v3.model.upsample == 2 and v3.bundle.version == "3.0.0"
+    assert v3.teacher.path.endswith("yamnet_spectra_in.tflite") and not v3.audioset.confirm.mapping
     for name in ("esc50_v2.yaml", "esc50_96x64.yaml", "esc50_up2.yaml"):
         assert config.load(experiments / name).config.model.output == "softmax"
     runner_up = config.load(experiments / "esc50_softmax_background.yaml").config
     assert runner_up.model.output == "softmax_background" and runner_up.model.upsample == 2
     clean_path = experiments / "esc50_clean_background.yaml"
-    clean = config.load(clean_path).config  # next candidate: only its background differs
+    clean = config.load(clean_path).config  # only its background differs from 3.0.0
     assert clean.data.background[0].exclude and clean.bundle.version == "3.1.0"
     stated = yaml.safe_load(clean_path.read_text())
     assert set(stated) == {"extends", "output", "bundle", "data"} and set(stated["data"]) == {"background"}
     for name in ("esc50_96x64_v3.yaml", "esc50_nodistill.yaml", "esc50_96x64_sigmoid.yaml"):  # the frontier
         candidate = config.load(experiments / name).config
         assert candidate.model.upsample == 1 and candidate.data.background
+    alone = config.load(experiments / "esc50_audioset.yaml").config  # the 4.0.0 network without its rule
+    assert alone.model.arch == "yamnet" and not alone.audioset.confirm.mapping
+    assert alone.calibration.min_threshold == 0.05
 
 
 def test_model_unfreezes_top_blocks_and_counts_macs() -> None:
