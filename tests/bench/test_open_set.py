@@ -1,0 +1,66 @@
+"""bench/open_set.py: a recording of both outputs through the daemon's pipeline, replayed under rules with the
+device's own HeadScorer and EventDetector, on a real two-output int8 model (tests/support/models.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import open_set
+from bench.event_scoring import Span
+from edge.model.bundle import read_bundle
+from edge.model.classifier import Classifier
+from tests.support.models import MUSIC, audioset_bundle
+
+RATE = 16000
+
+
+def tones(*hz: float, seconds: float = 1.5) -> np.ndarray:
+    t = np.arange(round(seconds * RATE)) / RATE
+    return sum((0.3 * np.sin(2 * np.pi * f * t) for f in hz), np.zeros_like(t)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[open_set.Recording, Classifier]:
+    bundle = read_bundle(audioset_bundle(tmp_path_factory.mktemp("open_set") / "two.auricle", selftest=False))
+    bare = open_set._without_rule(bundle.manifest)  # the test model's veto (Speech) is left out
+    clf = Classifier(dataclasses.replace(bundle, manifest=bare))
+    quiet = np.zeros(RATE, dtype=np.float32)
+    samples = np.concatenate([quiet, tones(1000, 500), quiet, tones(1000, 5000), quiet])
+    spans = [Span("a", "tone_1000", 1.0, 2.5), Span("b", "tone_1000", 3.5, 5.0)]
+    return open_set.record(clf, samples, spans), clf
+
+
+def test_both_outputs_are_recorded_at_every_hop(recorded: tuple[open_set.Recording, Classifier]) -> None:
+    rec, clf = recorded
+    assert rec.events.shape == (len(rec.t), 2) and rec.audioset.shape == (len(rec.t), 521)
+    assert rec.seconds == pytest.approx(6.0) and np.all(np.diff(rec.t) > 0)
+    assert rec.events[:, 0].max() > 0.9  # tone_1000 under speech too: no veto in the recording
+    assert rec.audioset[:, MUSIC].max() > 0.9 and clf.manifest.audioset is not None
+
+
+def test_a_rule_is_replayed_through_the_device_code(recorded: tuple[open_set.Recording, Classifier]) -> None:
+    rec, clf = recorded
+    thresholds = {"tone_1000": 0.3, "coughing": 0.3}
+    mapping = {"tone_1000": [MUSIC]}
+    plain = open_set.Rule(clf.manifest, mapping, 0.0, 0.05, thresholds).starts(rec)
+    assert [(d.label, round(d.start_s)) for d in plain] == [("tone_1000", 1), ("tone_1000", 4)]
+    confirmed = open_set.Rule(clf.manifest, mapping, 0.5, 0.05, thresholds).starts(rec)
+    assert [(d.label, round(d.start_s)) for d in confirmed] == [("tone_1000", 4)]  # only where Music agrees
+    floored = open_set.Rule(clf.manifest, mapping, 0.5, 0.6, thresholds)
+    assert floored.thresholds == {"tone_1000": 0.6, "coughing": 0.6}
+
+
+def test_a_recording_is_cached_with_its_spans(
+    recorded: tuple[open_set.Recording, Classifier], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec, _ = recorded
+    monkeypatch.setattr(open_set, "CACHE", tmp_path)
+    made = []
+    first = open_set._cached("k", lambda: made.append(1) or rec)
+    again = open_set._cached("k", lambda: made.append(1) or rec)
+    assert made == [1] and again.spans == rec.spans == first.spans
+    assert np.array_equal(again.audioset, rec.audioset) and again.seconds == rec.seconds
