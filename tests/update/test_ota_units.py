@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.models import tone_bundle
 from support.ota import BundleServer, members, rezip
+from support.ota_driver import Host
 from support.shared import ROOT
 
 from edge.detect.events import EventDetector, EventParams
@@ -350,33 +351,6 @@ def test_start_up_falls_back_to_the_previous_version(bundles: dict[str, Path], t
     assert problem is not None and "installed tones 0.2.0" in problem and "sha256 changed on disk" in problem
 
 
-class _Host:
-    """The updater's host without audio: a switch happens at once."""
-
-    def __init__(self, configured: Path) -> None:
-        self.configured = configured
-        self.model: Loaded | None = None
-
-    def running(self) -> Loaded | None:
-        return self.model
-
-    def check_fits(self, classifier: Classifier) -> None:
-        del classifier
-
-    def activate(self, model: Loaded, *, probation: bool, timeout_s: float) -> str | None:
-        del probation, timeout_s
-        self.model = model
-        return None
-
-    def load_configured(self) -> Loaded:
-        b = read_bundle(self.configured)
-        sha = bundle.sha256(self.configured.read_bytes())
-        return Loaded(bundle=b, classifier=Classifier(b), sha256=sha, origin="configured")
-
-    def state_changed(self) -> None:
-        pass
-
-
 def _until(done: Callable[[], bool], what: str, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not done():
@@ -394,7 +368,7 @@ def test_a_model_that_fails_probation_is_never_previous(bundles: dict[str, Path]
     """b, then wide, are trusted; bands fails its probation: back on wide with b as previous, so a
     rollback on command goes to b, never to the model that failed."""
     store = ModelStore(tmp_path / "models")
-    host = _Host(bundles["a"])
+    host = Host(bundles["a"])  # the updater's host without audio: a switch happens at once
     host.model = host.load_configured()
     updater = Updater(store, Policy(allow_unsigned=True, latency_budget_ms=5000, probation_s=60), host)
     updater.start()
