@@ -221,6 +221,9 @@ class ConfirmConfig:
     """CSV ``esc50_label,audioset_classes`` (YAMNet display names, ``;``-separated; configs/esc50_audioset.csv),
     relative to the config file; empty: no confirmation."""
     threshold: float = setting(0.05, lo=0.0, hi=1.0, unit="score of a label's AudioSet classes that confirms it")
+    class_map: str = ""
+    """YAMNet's class map (``index,mid,display_name``) that turns the mapping's names into indices, relative to
+    the config file; empty: ``yamnet_class_map.csv`` beside ``model.weights`` (the YAMNet file)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -351,15 +354,20 @@ def load(path: str | Path) -> LoadedConfig:
 
 
 def _with_mapping(loaded: LoadedConfig, source: str) -> LoadedConfig:
-    """``audioset.confirm.mapping`` as an absolute path (the bundle is made far from the config file)."""
+    """``audioset.confirm.mapping`` and ``class_map`` as absolute paths (the bundle is made far from the config
+    file).  The mapping ships with the recipe and must exist; the class map, with YAMNet's weights, is needed
+    when a bundle is made (training.evaluate)."""
     confirm = loaded.config.audioset.confirm
     if not confirm.mapping:
         return loaded
     path = loaded.path(confirm.mapping)
     if not path.is_file():
         raise ConfigError(f"{source}: audioset.confirm.mapping: no such file: {path}")
-    audioset = dataclasses.replace(loaded.config.audioset, confirm=dataclasses.replace(confirm, mapping=str(path)))
-    return replace(loaded, audioset=audioset)
+    weights = loaded.config.model.weights
+    beside = loaded.path(weights).parent if weights not in ("imagenet", "none", "") else loaded.base_dir
+    class_map = loaded.path(confirm.class_map) if confirm.class_map else beside / "yamnet_class_map.csv"
+    resolved = dataclasses.replace(confirm, mapping=str(path), class_map=str(class_map))
+    return replace(loaded, audioset=dataclasses.replace(loaded.config.audioset, confirm=resolved))
 
 
 def replace(loaded: LoadedConfig, **sections: Any) -> LoadedConfig:

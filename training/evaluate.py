@@ -22,6 +22,7 @@ from edge.model.audioset import AudiosetHead, AudiosetLabel, Confirm, Veto
 from edge.model.bundle import Bundle, Manifest, sha256
 from edge.model.classifier import Classifier
 from edge.model.outputs import OutputSpec
+from edge.schema import ConfigError
 from training import model as model_mod
 from training.config import TrainConfig
 from training.export import audioset_output, int8_input_spec
@@ -93,14 +94,16 @@ def audioset_head(
 
 
 def _confirm(cfg: TrainConfig, labels: Sequence[str]) -> Confirm:
-    """The confirmation: the classes the mapping CSV (an absolute path: training.config.load) gives the
-    event labels."""
-    from training.yamnet import YamnetParams, read_class_names, read_mapping
+    """The confirmation: the classes the mapping CSV gives the event labels (both paths absolute:
+    training.config.load)."""
+    from training.yamnet import read_class_names, read_mapping
 
-    path = Path(cfg.audioset.confirm.mapping)
-    mapping = read_mapping(path, read_class_names(YamnetParams().class_map_path))
+    confirm = cfg.audioset.confirm
+    if not Path(confirm.class_map).is_file():
+        raise ConfigError(f"audioset.confirm.class_map: no such file: {confirm.class_map}")
+    mapping = read_mapping(Path(confirm.mapping), read_class_names(Path(confirm.class_map)))
     classes = {x: tuple(mapping[x]) for x in labels if x in mapping}
-    return Confirm(threshold=cfg.audioset.confirm.threshold, classes=classes)
+    return Confirm(threshold=confirm.threshold, classes=classes)
 
 
 def _class_names() -> Callable[[Sequence[int]], tuple[str, ...]]:

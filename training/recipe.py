@@ -30,6 +30,7 @@ PATH_KEYS = (
     ("bundle", "signing_key"),
     ("bundle", "path"),
     ("audioset", "confirm", "mapping"),
+    ("audioset", "confirm", "class_map"),
 )
 """Settings that name files, relative to the config's folder (``data.audio_root`` too, when there is no manifest)."""
 NOT_PATHS = frozenset({"", "imagenet", "none"})

@@ -95,11 +95,15 @@ def test_every_experiment_extends_a_shipped_recipe_and_is_in_the_table() -> None
 
 def test_the_confirmation_mapping_resolves_from_the_file_that_states_it(tmp_path: Path) -> None:
     mapping = _write(tmp_path / "configs" / "map.csv", "esc50_label,audioset_classes,note\ndog,Dog;Bark,\n")
-    base = _write(tmp_path / "configs" / "base.yaml", BASE + "audioset: {confirm: {mapping: map.csv}}\n")
+    classes = _write(tmp_path / "peers" / "classes.csv", "index,mid,display_name\n0,/m/a,Dog\n1,/m/b,Bark\n")
+    stated = "audioset: {confirm: {mapping: map.csv, class_map: ../peers/classes.csv}}\n"
+    base = _write(tmp_path / "configs" / "base.yaml", BASE + stated)
     child = _write(tmp_path / "configs" / "experiments" / "child.yaml", "extends: ../base.yaml\n")
     for path in (base, child):
         confirm = config.load(path).config.audioset.confirm
-        assert (confirm.mapping, confirm.threshold) == (str(mapping), 0.05)
+        assert (confirm.mapping, confirm.class_map, confirm.threshold) == (str(mapping), str(classes), 0.05)
+    beside = _write(tmp_path / "configs" / "yamnet.yaml", BASE + "audioset: {confirm: {mapping: map.csv}}\n")
+    assert config.load(beside).config.audioset.confirm.class_map == str(tmp_path / "configs" / "yamnet_class_map.csv")
     mapping.unlink()
     with pytest.raises(ConfigError, match=r"^child\.yaml: audioset\.confirm\.mapping: no such file: .*map\.csv$"):
         config.load(child)

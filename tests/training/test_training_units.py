@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from support.shared import ROOT
+from support.shared import ROOT, shared_dir
 
 from edge.features import FeatureParams
 from edge.schema import ConfigError
@@ -292,3 +292,16 @@ def test_frozen_bn_blocks_keep_imagenet_statistics() -> None:
     assert all(trainable for b, trainable in bn if b > 5)
     convs = [layer.trainable for layer in base.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
     assert all(convs), "frozen statistics do not freeze the convolutions"
+
+
+def test_a_bundle_with_a_confirmation_needs_yamnets_class_map(tmp_path: Path) -> None:
+    mapping = ROOT / "configs" / "esc50_audioset.csv"
+    text = f"audioset: {{confirm: {{mapping: {mapping}, class_map: {tmp_path / 'none.csv'}, threshold: 0.1}}}}\n"
+    cfg = config.parse(text, "t.yaml")
+    with pytest.raises(ConfigError, match=r"^audioset\.confirm\.class_map: no such file: .*none\.csv$"):
+        evaluate._confirm(cfg, ["dog"])
+    classes = shared_dir() / "peers" / "yamnet_class_map.csv"
+    if classes.is_file():
+        cfg = config.parse(text.replace(str(tmp_path / "none.csv"), str(classes)), "t.yaml")
+        got = evaluate._confirm(cfg, ["dog", "can_opening"])
+        assert got.threshold == 0.1 and list(got.classes) == ["dog"] and 69 in got.classes["dog"]  # 69: Dog
