@@ -220,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     thresholds = dict(
         read_bundle(args.thresholds_from).manifest.thresholds if args.thresholds_from else bare.thresholds
     )
-    mapping = yamnet.read_mapping(args.mapping, yamnet.read_class_names(yamnet.YamnetParams().class_map_path))
+    class_names = yamnet.read_class_names(streams.SHARED / "peers" / "yamnet_class_map.csv")
+    mapping = yamnet.read_mapping(args.mapping, class_names)
     recs = recordings(clf, args)
     rows = []
     for confirm in args.confirm:
