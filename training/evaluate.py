@@ -79,7 +79,7 @@ def audioset_head(
     output = audioset_output(model_bytes)
     if output is None:
         return None
-    names = _class_names()
+    names = _class_names(cfg)
     v = cfg.audioset.veto
     veto = None
     if v.classes:
@@ -106,11 +106,12 @@ def _confirm(cfg: TrainConfig, labels: Sequence[str]) -> Confirm:
     return Confirm(threshold=confirm.threshold, classes=classes)
 
 
-def _class_names() -> Callable[[Sequence[int]], tuple[str, ...]]:
-    """AudioSet display names by index from YAMNet's class map (none where the map is not at hand)."""
+def _class_names(cfg: TrainConfig) -> Callable[[Sequence[int]], tuple[str, ...]]:
+    """AudioSet display names by index from YAMNet's class map: the confirmation's, else the one beside the
+    checkout (none where no map is at hand)."""
     from training.yamnet import YamnetParams, read_class_names
 
-    path = YamnetParams().class_map_path
+    path = Path(cfg.audioset.confirm.class_map or YamnetParams().class_map_path)
     names = read_class_names(path) if path.is_file() else []
     return lambda classes: tuple(names[i] for i in classes) if names else ()
 
