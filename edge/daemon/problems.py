@@ -41,6 +41,11 @@ class Problems:
             if after != before:
                 self._publish(after)
 
+    def has(self, part: str) -> bool:
+        """Whether ``part`` reports a problem now."""
+        with self._lock:
+            return part in self._now
+
     def reason(self) -> str | None:
         """Every current problem (each names its part itself), joined by '; '; None when there is none."""
         return "; ".join(self._now[p] for p in PARTS if p in self._now) or None

@@ -3,7 +3,8 @@
 Threads: the audio callback (mic only) fills a bounded queue; one worker
 thread reads the source and runs the pipeline; paho's network thread
 publishes; the main thread handles signals, the health timer and the
-systemd watchdog.
+systemd watchdog (pinged while the worker takes audio, or while the source
+reports why it cannot).
 
 Models: the updater thread (edge/update/update.py) checks and stores new bundles;
 the worker switches to them between hops (edge/detect/pipeline.py ``swap``) and
@@ -119,6 +120,8 @@ class Service:
         self.failed = False
         self._errors: deque[float] = deque(maxlen=MAX_ERRORS + 1)
         self._meter = ProcessMeter()
+        self._last_block = time.monotonic()
+        """When the worker last took a block from the source (the watchdog's sign of progress)."""
         self.models = ModelSlot(config, sw_version())
         rate = self.models.rate
         self.publisher = make_publisher(config.mqtt, human=False if json_lines else None)
@@ -167,11 +170,17 @@ class Service:
         next_health = time.monotonic() + min(health_every, 5.0)  # an early first report
         while worker.is_alive() and not self.stop.is_set():
             self.stop.wait(min(1.0, watchdog_every or 1.0))
-            if watchdog_every is not None and worker.is_alive():
+            if watchdog_every is not None and worker.is_alive() and self._progressing(watchdog_usec / 1e6):
                 notify("WATCHDOG=1")
             if time.monotonic() >= next_health:
                 next_health = time.monotonic() + health_every
                 self.publisher.publish_health(self.health())
+
+    def _progressing(self, within_s: float) -> bool:
+        """Whether the worker took a block of audio within ``within_s``, or the source says why it cannot
+        (the microphone is lost and being reopened: a restart would not help).  A worker stuck anywhere
+        else stops the watchdog pings, and systemd restarts the daemon."""
+        return time.monotonic() - self._last_block < within_s or self.problems.has("audio")
 
     def _shutdown(self, worker: threading.Thread) -> None:
         notify("STOPPING=1")
@@ -189,6 +198,7 @@ class Service:
     def _work(self) -> None:
         try:
             for block in self.source.blocks(self.stop):
+                self._last_block = time.monotonic()
                 self.models.between_blocks()
                 self._feed(block.samples, block.t_end)
         except AudioError as exc:
