@@ -66,6 +66,33 @@ def agreement(ours: np.ndarray, theirs: np.ndarray) -> dict[str, Any]:
     return out
 
 
+def _line(name: str, r: dict[str, Any]) -> str:
+    return (
+        f"  {Path(name).name:<24} {r['windows']:>6} windows  top-1 {r['top1_agreement']:.1%}  "
+        f"top-5 overlap {r['top5_overlap']:.1%}  |diff| mean {r['mean_abs_diff']:.4f} p99 "
+        f"{r['p99_abs_diff']:.3f}  Speech/Music/Silence >= 0.5 agree "
+        f"{r['speech_decision_agreement']:.1%} / {r['music_decision_agreement']:.1%} / "
+        f"{r['silence_decision_agreement']:.1%} (YAMNet: {r['speech_share_yamnet']:.0%} / "
+        f"{r['music_share_yamnet']:.0%} / {r['silence_share_yamnet']:.0%} of windows)"
+    )
+
+
+def measure(clf: Classifier, peer: yamnet.Yamnet, loaded: config.LoadedConfig, split: str) -> dict[str, Any]:
+    """Agreement per background source of ``loaded`` and over all of them."""
+    rate = clf.manifest.features.sample_rate
+    found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for source in loaded.config.data.background:
+        paths = background.list_files(source, loaded.path(source.path))[split]
+        parts = [x for x in training_streams.read_part(paths, rate) if len(x) >= yamnet.FRIGATE_HOP_SAMPLES]
+        got = [pairs(clf, peer, x) for x in parts]
+        if got:
+            found[source.path] = (np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got]))
+    report: dict[str, Any] = {"sources": {name: agreement(*pair) for name, pair in found.items()}}
+    if found:
+        report["all"] = agreement(*(np.concatenate(side) for side in zip(*found.values(), strict=True)))
+    return report
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=streams.ROOT / "models" / "esc50.auricle")
@@ -80,32 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     peers = streams.SHARED / "peers"
     peer = yamnet.Yamnet(yamnet.YamnetParams(model_path=peers / "yamnet_spectra_in.tflite",
                                              class_map_path=peers / "yamnet_class_map.csv"))  # fmt: skip
-    loaded = config.load(args.config)
-    rate = clf.manifest.features.sample_rate
-    report: dict[str, Any] = {"model": str(args.model), "split": args.split, "sources": {}}
-    lines = [f"{clf.manifest.name} {clf.manifest.version}'s AudioSet head against YAMNet int8, split {args.split}"]
-    both: list[tuple[np.ndarray, np.ndarray]] = []
-    for source in loaded.config.data.background:
-        paths = background.list_files(source, loaded.path(source.path))[args.split]
-        parts = [x for x in training_streams.read_part(paths, rate) if len(x) >= FRAMES * 160 + 240]
-        found = [pairs(clf, peer, x) for x in parts]
-        if not found:
-            continue
-        ours, theirs = np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found])
-        both.append((ours, theirs))
-        report["sources"][source.path] = agreement(ours, theirs)
-    if both:
-        report["all"] = agreement(np.concatenate([b[0] for b in both]), np.concatenate([b[1] for b in both]))
-    for name, r in [*report["sources"].items(), ("all", report.get("all"))]:
-        if r:
-            lines.append(
-                f"  {Path(name).name:<24} {r['windows']:>6} windows  top-1 {r['top1_agreement']:.1%}  "
-                f"top-5 overlap {r['top5_overlap']:.1%}  |diff| mean {r['mean_abs_diff']:.4f} p99 "
-                f"{r['p99_abs_diff']:.3f}  Speech/Music/Silence >= 0.5 agree "
-                f"{r['speech_decision_agreement']:.1%} / {r['music_decision_agreement']:.1%} / "
-                f"{r['silence_decision_agreement']:.1%} (YAMNet: {r['speech_share_yamnet']:.0%} / "
-                f"{r['music_share_yamnet']:.0%} / {r['silence_share_yamnet']:.0%} of windows)"
-            )
+    report = {"model": str(args.model), "split": args.split} | measure(clf, peer, config.load(args.config), args.split)
+    m = clf.manifest
+    lines = [f"{m.name} {m.version}'s AudioSet head against YAMNet int8, split {args.split}"]
+    lines += [_line(name, r) for name, r in [*report["sources"].items(), ("all", report.get("all"))] if r]
     streams.publish("\n".join(lines), report, args.json_out)
     return 0
 

@@ -46,7 +46,6 @@ from bench.streams import (
     fold_items,
     held_out_fold,
     publish,
-    read_mapping,
 )
 from edge.daemon.config import load_config
 from edge.model.bundle import read_bundle
@@ -252,7 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_path=peers / "yamnet_spectra_in.tflite", class_map_path=peers / "yamnet_class_map.csv"
         )
     )
-    mapping = read_mapping(args.mapping, peer.class_names)
+    mapping = yamnet.read_mapping(args.mapping, peer.class_names)
     det = Detectors(classifier, load_config(args.config), peer, mapping, args.threshold)
     report = measure(det, args, args.fold if args.fold is not None else held_out_fold(bundle.manifest))
     publish(table(report), report, args.json_out)

@@ -276,7 +276,7 @@ def detect(
     tflite, class_map = peers / "yamnet_spectra_in.tflite", peers / "yamnet_class_map.csv"
     peer = _Recorded(yamnet.Yamnet(yamnet.YamnetParams(model_path=tflite, class_map_path=class_map)))
     mapping, m, clock = (
-        streams.read_mapping(args.mapping, peer.model.class_names),
+        yamnet.read_mapping(args.mapping, peer.model.class_names),
         classifier.manifest,
         time.monotonic(),
     )

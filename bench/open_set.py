@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import sys
 from collections.abc import Sequence
@@ -123,15 +124,20 @@ def recordings(clf: Classifier, args: argparse.Namespace) -> dict[str, list[Reco
         samples, spans = streams.build_stream(items, 3.0, rate, args.seed)
         return record(clf, samples, spans)
 
-    loaded = config.load(args.config)
-    paths = [
-        p for s in loaded.config.data.background for p in background.list_files(s, loaded.path(s.path))[args.split]
-    ]
-    parts = training_streams.part_streams(training_streams.read_part(paths, rate), rate, MIXTURE_S)
+    @functools.cache
+    def parts() -> dict[str, Floats]:  # read and mixed only when a part is not cached yet
+        loaded = config.load(args.config)
+        sources = loaded.config.data.background
+        paths = [p for s in sources for p in background.list_files(s, loaded.path(s.path))[args.split]]
+        return dict(training_streams.part_streams(training_streams.read_part(paths, rate), rate, MIXTURE_S))
+
     name = f"{tag}-{args.split}-{args.fold}-{args.seed}"
     return {
         "home": [_cached(f"{name}-home", home)],
-        "background": [_cached(f"{tag}-{args.split}-{part}", lambda x=x: record(clf, x)) for part, x in parts],
+        "background": [
+            _cached(f"{tag}-{args.split}-{part}", lambda part=part: record(clf, parts()[part]))
+            for part in ("plain", "mixtures")
+        ],
         "fold": [_cached(f"{tag}-fold{args.fold}-{args.seed}", fold)],
     }
 

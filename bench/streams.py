@@ -51,7 +51,6 @@ SHARED = _shared()
 ESC50_CSV = SHARED / "data" / "esc50" / "esc50.csv"
 BACKGROUND_CSV = SHARED / "data" / "background" / "background.csv"
 MAPPING_CSV = ROOT / "configs" / "esc50_audioset.csv"
-read_mapping = yamnet.read_mapping
 GAP_DBFS = -70.0
 AUDIO_SUFFIXES = {".wav", ".flac"}
 

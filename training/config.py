@@ -350,10 +350,10 @@ def load(path: str | Path) -> LoadedConfig:
     if recipe.extends(text):
         text = recipe.merged_text(p)
     loaded = LoadedConfig(parse(text, p.name), p.resolve().parent, text)
-    return _with_mapping(loaded, p.name)
+    return _with_confirm_paths(loaded, p.name)
 
 
-def _with_mapping(loaded: LoadedConfig, source: str) -> LoadedConfig:
+def _with_confirm_paths(loaded: LoadedConfig, source: str) -> LoadedConfig:
     """``audioset.confirm.mapping`` and ``class_map`` as absolute paths (the bundle is made far from the config
     file).  The mapping ships with the recipe and must exist; the class map, with YAMNet's weights, is needed
     when a bundle is made (training.evaluate)."""
@@ -364,7 +364,7 @@ def _with_mapping(loaded: LoadedConfig, source: str) -> LoadedConfig:
     if not path.is_file():
         raise ConfigError(f"{source}: audioset.confirm.mapping: no such file: {path}")
     weights = loaded.config.model.weights
-    beside = loaded.path(weights).parent if weights not in ("imagenet", "none", "") else loaded.base_dir
+    beside = loaded.path(weights).parent if weights not in recipe.NOT_PATHS else loaded.base_dir
     class_map = loaded.path(confirm.class_map) if confirm.class_map else beside / "yamnet_class_map.csv"
     resolved = dataclasses.replace(confirm, mapping=str(path), class_map=str(class_map))
     return replace(loaded, audioset=dataclasses.replace(loaded.config.audioset, confirm=resolved))

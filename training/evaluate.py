@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -79,12 +79,16 @@ def audioset_head(
     output = audioset_output(model_bytes)
     if output is None:
         return None
-    names = _class_names(cfg)
+    class_names = _class_names(cfg)
+
+    def names(classes: Sequence[int]) -> tuple[str, ...]:
+        return tuple(class_names[i] for i in classes) if class_names else ()
+
     v = cfg.audioset.veto
     veto = None
     if v.classes:
         veto = Veto(classes=v.classes, class_names=names(v.classes), threshold=v.threshold, exempt=v.exempt)
-    confirm = _confirm(cfg, labels) if cfg.audioset.confirm.mapping else None
+    confirm = _confirm(cfg, labels, class_names) if cfg.audioset.confirm.mapping else None
     optional = tuple(
         AudiosetLabel(name=x.name, classes=x.classes, class_names=names(x.classes), threshold=x.threshold,
                       enabled_by_default=x.enabled_by_default)
@@ -93,27 +97,26 @@ def audioset_head(
     return AudiosetHead(output=output, veto=veto, confirm=confirm, labels=optional)
 
 
-def _confirm(cfg: TrainConfig, labels: Sequence[str]) -> Confirm:
-    """The confirmation: the classes the mapping CSV gives the event labels (both paths absolute:
-    training.config.load)."""
-    from training.yamnet import read_class_names, read_mapping
+def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]) -> Confirm:
+    """The confirmation: the classes the mapping CSV (an absolute path: training.config.load) gives the event
+    labels, named by YAMNet's class map."""
+    from training.yamnet import read_mapping
 
     confirm = cfg.audioset.confirm
-    if not Path(confirm.class_map).is_file():
+    if not class_names:
         raise ConfigError(f"audioset.confirm.class_map: no such file: {confirm.class_map}")
-    mapping = read_mapping(Path(confirm.mapping), read_class_names(Path(confirm.class_map)))
+    mapping = read_mapping(Path(confirm.mapping), class_names)
     classes = {x: tuple(mapping[x]) for x in labels if x in mapping}
     return Confirm(threshold=confirm.threshold, classes=classes)
 
 
-def _class_names(cfg: TrainConfig) -> Callable[[Sequence[int]], tuple[str, ...]]:
-    """AudioSet display names by index from YAMNet's class map: the confirmation's, else the one beside the
-    checkout (none where no map is at hand)."""
+def _class_names(cfg: TrainConfig) -> list[str]:
+    """AudioSet display names in index order from YAMNet's class map: the confirmation's, else the one beside
+    the checkout; empty where no map is at hand."""
     from training.yamnet import YamnetParams, read_class_names
 
     path = Path(cfg.audioset.confirm.class_map or YamnetParams().class_map_path)
-    names = read_class_names(path) if path.is_file() else []
-    return lambda classes: tuple(names[i] for i in classes) if names else ()
+    return read_class_names(path) if path.is_file() else []
 
 
 def classifier(

@@ -1,18 +1,23 @@
 """The AudioSet head: a model's second output (YAMNet's 521 AudioSet classes), used on the device.
 
 A manifest may carry an ``audioset`` section (docs/bundle.md) that says how the second output
-is quantised and uses it in two ways:
+is quantised and uses it in three ways:
 
 - **The veto** (an open-set rule): on a hop where the highest score of the veto classes
   (Speech, Music, ...) reaches the veto threshold, every event label's score is set to 0 except
   the exempt ones (human sounds such as coughing that YAMNet may call speech-like).  It runs
   before the event logic, so smoothing, thresholds, hold and cooldown stay as they are: a vetoed
   hop is a hop without evidence.
+- **The confirmation** (a second opinion): an event label that has AudioSet classes (``dog``:
+  Dog, Bark, ...) keeps its score only on hops where the highest of them reaches the
+  confirmation threshold; elsewhere its score is 0.  The head need not name the sound, only not
+  deny it; a label AudioSet has no class for (``can_opening``) is never touched.  Like the veto
+  it runs before the event logic.
 - **Optional labels** (``smoke_alarm``, ``doorbell``, ``speech``, ...): each scores the highest
   score of its AudioSet classes and comes after the event labels in the scores the pipeline
   sees, so the event detector, MQTT and Home Assistant treat it like any label.  One that is not
   enabled by default starts switched off (edge/detect/events.py) with its Home Assistant
-  entities hidden (edge/publish/discovery.py).  The veto never touches optional labels.
+  entities hidden (edge/publish/discovery.py).  Neither rule touches optional labels.
 
 A manifest without the section runs exactly as before.
 """
@@ -173,11 +178,10 @@ class HeadScorer:
         self._kept_when_vetoed = np.array([x in exempt for x in event_labels], dtype=np.float32)
         confirm = head.confirm.classes if head.confirm else {}
         confirmed = [x for x in event_labels if confirm.get(x)]
-        self._confirmed = np.array([list(event_labels).index(x) for x in confirmed], dtype=np.intp)
+        self._confirmed = np.array([i for i, x in enumerate(event_labels) if confirm.get(x)], dtype=np.intp)
         self._confirm_classes = np.array([c for x in confirmed for c in confirm[x]], dtype=np.intp)
         self._confirm_starts = np.cumsum([0] + [len(confirm[x]) for x in confirmed[:-1]], dtype=np.intp)
         self._confirm_at = np.float32(head.confirm.threshold if head.confirm else 0.0)
-        self._mask = np.ones(len(event_labels), dtype=np.float32)
         self._classes = np.array([c for x in head.labels for c in x.classes], dtype=np.intp)
         self._starts = np.cumsum([0] + [len(x.classes) for x in head.labels[:-1]], dtype=np.intp)
 
@@ -199,9 +203,8 @@ class HeadScorer:
             event_scores = event_scores * self._kept_when_vetoed
         denied = self.unconfirmed(audioset)
         if denied.size:
-            mask = self._mask.copy()
-            mask[denied] = 0.0
-            event_scores = event_scores * mask
+            event_scores = event_scores.copy()
+            event_scores[denied] = 0.0
         if self._classes.size == 0:
             return event_scores
         optional = np.maximum.reduceat(audioset[self._classes], self._starts)
@@ -209,7 +212,8 @@ class HeadScorer:
 
 
 def info_lines(head: AudiosetHead) -> list[str]:
-    """What ``auricle model info`` shows of the section: the output, the veto, the optional labels."""
+    """What ``auricle model info`` shows of the section: the output, the veto, the confirmation, the optional
+    labels."""
     out = head.output
     quantised = f" (scale {out.scale:g}, zero point {out.zero_point})" if out.dtype == "int8" else ""
     lines = [f"AudioSet head: {AUDIOSET_CLASSES} scores, {out.dtype}{quantised}"]

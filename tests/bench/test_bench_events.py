@@ -14,6 +14,7 @@ from bench import events, streams
 from bench.event_scoring import HOME_LABELS, Detection, Span
 from edge.model.bundle import read_bundle
 from tests.support.shared import ROOT, shared_dir
+from training import yamnet
 from training.yamnet import read_class_names
 
 SHARED = shared_dir()
@@ -150,7 +151,7 @@ def _skip_without_shared() -> None:
 def test_mapping_names_real_yamnet_classes_for_the_shipped_labels() -> None:
     _skip_without_shared()
     names = read_class_names(SHARED / "peers" / "yamnet_class_map.csv")
-    mapping = streams.read_mapping(streams.MAPPING_CSV, names)
+    mapping = yamnet.read_mapping(streams.MAPPING_CSV, names)
     assert names[70] == "Bark" and 70 in mapping["dog"]
     assert set(mapping) == {*read_bundle(MODEL).manifest.event_labels} - {
         "can_opening",

@@ -67,20 +67,30 @@ def _idle(notify: Notify, seconds: float) -> None:
         notify.drain()
 
 
+def _start(
+    tmp_path: Path, audio: dict[str, object], *, stdin: int, stdout: int, stderr: int
+) -> tuple[subprocess.Popen[bytes], Notify]:
+    """The daemon with ``audio`` settings under a 2 s watchdog, once it has said READY=1."""
+    notify = Notify(tmp_path / "notify")
+    config = write_config(tmp_path / "auricle.yaml", {"audio": audio})
+    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"}
+    command = [sys.executable, "-m", "edge", "run", "--config", str(config)]
+    proc = subprocess.Popen(command, env=env, stdin=stdin, stdout=stdout, stderr=stderr)
+    deadline = time.monotonic() + 60
+    while not any(m == "READY=1" for _, m in notify.got):
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            notify.sock.close()
+            pytest.fail("no READY=1 within 60 s")
+        notify.drain()
+    return proc, notify
+
+
 @pytest.mark.timeout(90)
 def test_pings_follow_the_audio(tmp_path: Path) -> None:
-    notify = Notify(tmp_path / "notify")
-    config = write_config(tmp_path / "auricle.yaml", {"audio": {"source": "stdin"}})
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge", "run", "--config", str(config)],
-        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
-    )  # fmt: skip
+    proc, notify = _start(tmp_path, {"source": "stdin"}, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not any(m == "READY=1" for _, m in notify.got):
-            assert time.monotonic() < deadline and proc.poll() is None, "no READY=1 within 60 s"
-            notify.drain()
         began = time.monotonic()
         _feed(proc, notify, 4.0)
         flowing = notify.pings(began + 1.0, time.monotonic())
@@ -104,18 +114,9 @@ def test_pings_follow_the_audio(tmp_path: Path) -> None:
 def test_a_lost_microphone_keeps_the_pings(tmp_path: Path) -> None:
     """No audio because the microphone is gone: the source says so and reopens it by itself, so a restart
     would not help and the pings go on."""
-    notify = Notify(tmp_path / "notify")
-    config = write_config(tmp_path / "auricle.yaml", {"audio": {"source": "mic", "device": "no-such-microphone"}})
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "WATCHDOG_USEC": "2000000"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge", "run", "--config", str(config)],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-    )  # fmt: skip
+    proc, notify = _start(tmp_path, {"source": "mic", "device": "no-such-microphone"},
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not any(m == "READY=1" for _, m in notify.got):
-            assert time.monotonic() < deadline and proc.poll() is None, "no READY=1 within 60 s"
-            notify.drain()
         began = time.monotonic()
         _idle(notify, 6.0)
         assert notify.pings(began + 3.0, time.monotonic()) >= 2, notify.got

@@ -299,9 +299,9 @@ def test_a_bundle_with_a_confirmation_needs_yamnets_class_map(tmp_path: Path) ->
     text = f"audioset: {{confirm: {{mapping: {mapping}, class_map: {tmp_path / 'none.csv'}, threshold: 0.1}}}}\n"
     cfg = config.parse(text, "t.yaml")
     with pytest.raises(ConfigError, match=r"^audioset\.confirm\.class_map: no such file: .*none\.csv$"):
-        evaluate._confirm(cfg, ["dog"])
+        evaluate._confirm(cfg, ["dog"], evaluate._class_names(cfg))
     classes = shared_dir() / "peers" / "yamnet_class_map.csv"
     if classes.is_file():
         cfg = config.parse(text.replace(str(tmp_path / "none.csv"), str(classes)), "t.yaml")
-        got = evaluate._confirm(cfg, ["dog", "can_opening"])
+        got = evaluate._confirm(cfg, ["dog", "can_opening"], evaluate._class_names(cfg))
         assert got.threshold == 0.1 and list(got.classes) == ["dog"] and 69 in got.classes["dog"]  # 69: Dog
