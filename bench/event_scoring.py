@@ -31,7 +31,7 @@ HOME_LABELS = (
 
 - Alerts: ``crying_baby``, ``glass_breaking`` (a break-in), ``siren`` and ``clock_alarm`` (the nearest
   ESC-50 has to a smoke or carbon-monoxide alarm), ``door_wood_knock`` (a visitor): with ``dog`` the six
-  the daemon announces by default (edge/publish/discovery.py, DEFAULT_ANNOUNCE).
+  the daemon announces and listens for by default (edge/detect/listening.py, DEFAULT_ANNOUNCE).
 - Pets: ``dog``, ``cat`` (barking or miaowing while the owner is out).
 - Care and health: ``coughing``, ``sneezing``, ``snoring``.
 - Someone at home: ``door_wood_creaks``, ``footsteps`` (a door or steps while the house is empty).

@@ -105,7 +105,7 @@ class Rig:
 
     def pipeline(self, hop: int | None, params: EventParams | None = None) -> tuple[Pipeline, CountingDetector]:
         m = self.clf.manifest
-        det = CountingDetector(EventDetector.for_model(m, params or EventParams()))
+        det = CountingDetector(EventDetector.for_model(m, params or EventParams(listening="all")))
         return Pipeline(self.clf, hop_frames=hop, detector=det, sink=self.publisher), det
 
 

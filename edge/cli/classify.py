@@ -73,7 +73,7 @@ def _classify(args: argparse.Namespace) -> int:
     classifier = Classifier(load_bundle(config), threads=config.model.threads)
     if args.events:
         return _classify_events(classifier, config, args)
-    status = 0
+    status, ranked = 0, clip_labels(classifier, config)
     for path in audio_files(args.paths):
         try:
             hops = hop_scores(classifier, path)
@@ -83,8 +83,19 @@ def _classify(args: argparse.Namespace) -> int:
             print(f"auricle: {exc}" if str(path) in str(exc) else f"auricle: {path}: {exc}", file=sys.stderr)
             status = 1
             continue
-        _report(path, hops, classifier.labels, args)
+        _report(path, [(t, s[ranked]) for t, s in hops], tuple(classifier.labels[i] for i in ranked), args)
     return status
+
+
+def clip_labels(classifier: Classifier, config: Any) -> list[int]:
+    """Indices of the scores a clip decision ranks: every label of the model's own (listened for or not: a clip
+    label is not an event), and the optional AudioSet labels that are switched on (by default or by the
+    config), never one that is off, such as ``speech``."""
+    from edge.daemon.replay import detector_for
+
+    own = set(classifier.manifest.event_labels)
+    on = set(detector_for(classifier, config).enabled())
+    return [i for i, label in enumerate(classifier.labels) if label in own or label in on]
 
 
 @dataclass(frozen=True)

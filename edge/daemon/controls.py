@@ -65,9 +65,14 @@ def named(params: EventParams, label: str) -> Named:
 class SavedControls:
     """The file, and what it holds now.  Thread-safe: changes arrive on paho's thread, models on the worker's."""
 
-    def __init__(self, state_dir: str | os.PathLike[str], params: EventParams) -> None:
+    def __init__(
+        self, state_dir: str | os.PathLike[str], params: EventParams, announce: tuple[str, ...] | None = None
+    ) -> None:
+        """``params`` and ``announce``: the config's ``events`` and ``mqtt.announce``, what a change is measured
+        against."""
         self.path = Path(state_dir) / FILE
         self._params = params
+        self._announce = announce
         self._lock = threading.Lock()
         self._saved = self._load()
 
@@ -87,7 +92,7 @@ class SavedControls:
 
     def save(self, detector: EventDetector, manifest: Manifest) -> None:
         """After an accepted change: keep every label whose values differ from the config's and the model's."""
-        baseline = EventDetector.for_model(manifest, self._params)
+        baseline = EventDetector.for_model(manifest, self._params, self._announce)
         if baseline.labels != detector.labels:
             return  # the model changed under the command; the new detector was restored from the file
         base_on, on = set(baseline.enabled()), set(detector.enabled())

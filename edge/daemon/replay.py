@@ -50,7 +50,7 @@ class EventLog:
 
 def detector_for(classifier: Classifier, config: Config) -> EventDetector:
     """The daemon's event detector for this model and config (bundle thresholds, config overrides)."""
-    return EventDetector.for_model(classifier.manifest, config.events)
+    return EventDetector.for_model(classifier.manifest, config.events, config.mqtt.announce)
 
 
 def pipeline_for(

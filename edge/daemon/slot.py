@@ -61,7 +61,7 @@ class ModelSlot:
         self._sw_version = sw_version
         self.policy = update_policy(config.model)
         self.store = ModelStore(config.model.state_dir)
-        self.saved = SavedControls(config.model.state_dir, config.events)
+        self.saved = SavedControls(config.model.state_dir, config.events, config.mqtt.announce)
         """Listening and thresholds changed at runtime, kept across restarts (edge/daemon/controls.py)."""
         self.updater = Updater(self.store, self.policy, self)
         self.updater.recover()
@@ -105,7 +105,7 @@ class ModelSlot:
         return "configured" if self.config.model.path else "shipped"
 
     def _make_detector(self, classifier: Classifier) -> EventDetector:
-        return EventDetector.for_model(classifier.manifest, self.config.events)
+        return EventDetector.for_model(classifier.manifest, self.config.events, self.config.mqtt.announce)
 
     def _restored_detector(self, classifier: Classifier) -> EventDetector:
         """The detector a model runs with: the config's, then what was changed at runtime and saved."""

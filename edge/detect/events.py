@@ -19,10 +19,12 @@ hold, cooldown and every time in an event do not depend on how fast audio
 arrives (a file at full speed, stdin, a live microphone).  The pipeline turns
 these offsets into epoch times with :meth:`Event.on_clock` when it publishes.
 
-Labels *off by default* (a bundle's optional AudioSet labels that are not enabled by
-default, edge/model/audioset.py) raise no events until a user switches them on: by
-naming them in an allow list (config ``events.enabled`` or a ``set`` command's
-``enabled``), which for them adds rather than narrows, or with ``listen``.
+Labels *off by default* raise no events until a user switches them on: by naming them
+in an allow list (config ``events.enabled`` or a ``set`` command's ``enabled``), which
+for them adds rather than narrows, or with ``listen``.  For a model they are the labels
+outside its default listening set (edge/detect/listening.py: the ones Home Assistant
+shows enabled), unless ``events.listening`` is ``all``; a bundle's optional AudioSet
+labels that are not enabled by default (edge/model/audioset.py) are off either way.
 
 The per-hop work is vectorised over labels: Python loops run only over the
 labels that start or end on this hop.
@@ -41,6 +43,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.detect.control import ControlChange, check_labels, unknown_label
+from edge.detect.listening import listened
 from edge.model.bundle import Manifest
 from edge.schema import ConfigError, setting
 
@@ -55,7 +58,11 @@ class EventParams:
     thresholds: dict[str, float] = field(
         default_factory=dict, metadata={"lo": 0.0, "hi": 1.0, "unit": "score", "doc": "overrides of the bundle's"}
     )
-    enabled: tuple[str, ...] = setting((), doc="allow list; empty = every label")
+    listening: Literal["announced", "all"] = setting(
+        "announced",
+        doc="labels that raise events by default: the ones Home Assistant enables (announced), or all",
+    )
+    enabled: tuple[str, ...] = setting((), doc="allow list (labels off by default named here are added)")
     disabled: tuple[str, ...] = setting((), doc="deny list, applied after the allow list")
     smoothing: Literal["mean", "k_of_n"] = setting("mean", doc="mean over n hops, or k of the last n hops")
     smoothing_hops: int = setting(5, lo=1, hi=1000, unit="hops (n)")
@@ -153,10 +160,17 @@ class EventDetector:
         self._apply_locked(config)
 
     @classmethod
-    def for_model(cls, manifest: Manifest, params: EventParams) -> EventDetector:
+    def for_model(
+        cls, manifest: Manifest, params: EventParams, announce: tuple[str, ...] | None = None
+    ) -> EventDetector:
         """The detector of a model's scores (``Manifest.score_labels``): the bundle's default thresholds, the
-        config's overrides and lists, the optional AudioSet labels that are not enabled by default off."""
+        config's overrides and lists; off by default the labels outside the default listening set for the
+        config's ``mqtt.announce`` (``announce``), or with ``events.listening: all`` only the optional
+        AudioSet labels that are not enabled by default."""
         off = manifest.audioset.off_by_default if manifest.audioset else ()
+        if params.listening == "announced":
+            listen = set(listened(manifest, announce))
+            off = tuple(x for x in manifest.score_labels if x not in listen)
         return cls(manifest.score_labels, manifest.score_thresholds, params, off_by_default=off)
 
     @property

@@ -25,33 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from edge.detect.control import unknown_label
+from edge.detect.listening import listened
 from edge.model.bundle import Manifest
 from edge.publish.payloads import OFF, OFFLINE, ON, ONLINE, DeviceInfo, Topics, display_name, dumps, slugs
 
 _LOGGER = logging.getLogger(__name__)
 
 ORIGIN = "auricle"
-DEFAULT_ANNOUNCE = ("crying_baby", "glass_breaking", "siren", "dog", "door_wood_knock", "clock_alarm")
-"""Labels announced when neither the config nor the bundle names any (the ESC-50 ones that alert)."""
 LEGACY = (("sensor", "last_event"),)
 """Entities earlier versions announced: removed on every announce."""
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
 _HEALTH = "health"
-
-
-def announced(
-    labels: tuple[str, ...], alert_labels: tuple[str, ...], configured: tuple[str, ...] | None
-) -> tuple[str, ...]:
-    """Labels whose entities start enabled: the config's, else the bundle's alert labels, else the defaults.
-
-    Labels the model lacks are left out; when the built-in defaults name none of the model's labels
-    (a model of your own), every label is announced.
-    """
-    if configured is not None:
-        return tuple(x for x in labels if x in configured)
-    chosen = alert_labels or DEFAULT_ANNOUNCE
-    found = tuple(x for x in labels if x in chosen)
-    return found if found or alert_labels else labels
 
 
 def device_info(
@@ -75,17 +59,8 @@ def device_info(
         sw_version=sw_version,
         enabled=enabled,
         thresholds=dict(thresholds or {}),
-        announce=_announce(manifest, configured),
+        announce=listened(manifest, configured),
     )
-
-
-def _announce(manifest: Manifest, configured: tuple[str, ...] | None) -> tuple[str, ...]:
-    """:func:`announced` for a model; its optional AudioSet labels count only when enabled by default
-    (or named in the config)."""
-    if configured is not None:
-        return announced(manifest.score_labels, manifest.alert_labels, configured)
-    on = manifest.audioset.on_by_default if manifest.audioset else ()
-    return announced(manifest.event_labels, manifest.alert_labels, None) + on
 
 
 def hardware_model(path: Path = DEVICE_TREE_MODEL) -> str | None:

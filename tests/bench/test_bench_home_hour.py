@@ -270,7 +270,7 @@ FOUND = [
 
 
 def test_home_labels_are_ones_the_model_knows_and_include_the_default_announcements() -> None:
-    from edge.publish.discovery import DEFAULT_ANNOUNCE
+    from edge.detect.listening import DEFAULT_ANNOUNCE
 
     assert set(DEFAULT_ANNOUNCE) <= set(HOME_LABELS) and len(set(HOME_LABELS)) == len(HOME_LABELS) == 16
     assert {"cow", "frog", "laughing", "keyboard_typing"}.isdisjoint(HOME_LABELS)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.daemon import tone_wav
-from support.models import tone_bundle
+from support.models import audioset_bundle, tone_bundle
 
 from edge.features import compute, window_at, window_ends
 from edge.model.bundle import read_bundle
@@ -147,6 +147,49 @@ def test_events_follow_the_config(model: Path, two_tones: Path, tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["label"] for r in rows if "label" in r] == ["tone_1000"] and rows[-1]["events"] == 1
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ({}, ["tone_1000"]),  # the default listening set: the bundle's alert label
+        ({"enabled": ["tone_3000"]}, ["tone_1000", "tone_3000"]),  # a label off by default is added
+        ({"enabled": ["tone_1000"]}, ["tone_1000"]),  # a default one named: the list narrows to it
+        ({"listening": "all"}, ["tone_1000", "tone_3000"]),
+    ],
+)
+def test_events_listen_to_the_default_set_unless_switched_on(
+    two_tones: Path, tmp_path: Path, events: dict[str, object], expected: list[str]
+) -> None:
+    """As the daemon: only the labels Home Assistant shows enabled raise events, until a config adds others."""
+    model = tone_bundle(tmp_path / "alerting.auricle", alert_labels=("tone_1000",), selftest=False)
+    config = _config_file(tmp_path, {"hold_s": 0.2, **events})
+    done = _classify(str(two_tones), "--model", str(model), "--events", "--json", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert [r["label"] for r in map(json.loads, done.stdout.splitlines()) if "label" in r] == expected
+
+
+def test_the_clip_decision_ranks_labels_off_by_default(audio: Path, tmp_path: Path) -> None:
+    """The clip label is not an event: a label that raises no events by default still wins its clip."""
+    model = tone_bundle(tmp_path / "alerting.auricle", alert_labels=("tone_1000",), selftest=False)
+    done = _classify(str(audio / "sub" / "b_tone3000.wav"), "--model", str(model), "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["label"] == "tone_3000"
+
+
+def test_the_clip_decision_never_names_an_optional_label_that_is_off(tmp_path: Path) -> None:
+    """A 500 Hz tone lights the two-head model's Speech class: ``speech`` (off by default) would win the clip;
+    it is never named until a config switches it on."""
+    model = audioset_bundle(tmp_path / "two_heads.auricle", selftest=False)
+    tone_wav(tmp_path / "talk.wav", seconds=2.0, tone_s=(0.0, 2.0), hz=500.0)
+    done = _classify(str(tmp_path / "talk.wav"), "--model", str(model), "--json", "--top", "9")
+    assert done.returncode == 0, done.stderr
+    named = [label for label, _ in json.loads(done.stdout)["top"]]
+    assert "speech" not in named and "doorbell" not in named and "smoke_alarm" in named, named
+    (tmp_path / "speech.yaml").write_text("events:\n  enabled: [speech]\n")
+    done = _classify(str(tmp_path / "talk.wav"), "--model", str(model), "--json", "-c", str(tmp_path / "speech.yaml"))
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["label"] == "speech"
 
 
 def test_events_table_for_people(model: Path, two_tones: Path, tmp_path: Path) -> None:

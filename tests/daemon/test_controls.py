@@ -20,9 +20,10 @@ SHIPPED = read_bundle(default_model_path()).manifest
 
 
 def manifest(labels: tuple[str, ...]) -> Manifest:
-    """The shipped manifest with other labels (bundle thresholds 0.3 for each) and no optional AudioSet labels."""
+    """The shipped manifest with other labels (bundle thresholds 0.3 for each, each an alert label, so each is
+    listened for by default) and no optional AudioSet labels."""
     return dataclasses.replace(
-        SHIPPED, labels=labels, thresholds=dict.fromkeys(labels, 0.3), alert_labels=(), audioset=None
+        SHIPPED, labels=labels, thresholds=dict.fromkeys(labels, 0.3), alert_labels=labels, audioset=None
     )
 
 

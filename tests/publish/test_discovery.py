@@ -20,7 +20,8 @@ from edge.detect.events import EventDetector, EventParams
 from edge.model.audioset import AudiosetHead, AudiosetLabel
 from edge.model.bundle import read_bundle
 from edge.model.outputs import OutputSpec
-from edge.publish.discovery import DEFAULT_ANNOUNCE, SENSORS, Discovery, announced, hardware_model
+from edge.detect.listening import DEFAULT_ANNOUNCE, announced
+from edge.publish.discovery import SENSORS, Discovery, hardware_model
 from edge.publish.discovery import device_info as device_info_of
 from edge.publish.payloads import DeviceInfo, Topics
 

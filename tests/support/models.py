@@ -94,6 +94,7 @@ def tone_bundle(
     name: str = "tones",
     selftest: bool = True,
     nan_when_quiet: bool = False,
+    alert_labels: tuple[str, ...] = (),
 ) -> Path:
     """Write a bundle of :func:`tone_model` to ``path`` (with a self-test unless told not to); return the path."""
     from training.export import int8_input_spec, to_tflite
@@ -117,6 +118,7 @@ def tone_bundle(
         input=spec,
         output=OutputSpec(**output),
         thresholds=dict.fromkeys(labels, 0.5),
+        alert_labels=alert_labels,
         model_sha256=sha256(tflite),
         provenance={"source": "tests/support/models.py"},
     )
