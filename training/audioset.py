@@ -18,8 +18,9 @@ reader tells the activation from the converter's names for the fused outputs (``
 
 Batch norm is folded into those weights.  Each convolution is built as Conv (no bias) +
 BatchNormalization holding the folded bias as ``beta``, with gamma 1, moving mean 0 and moving
-variance ``1 - epsilon``, so that ``var + epsilon`` is exactly 1.0 in float32 and the layer is an
-exact ``x + bias``.  Why not plain biases: the layout is then YAMNet's own (conv, BN, ReLU), BN's
+variance ``1 - epsilon``, so that ``var + epsilon`` is exactly 1.0 in float32 and the layer is
+``x + bias`` up to float32 rounding (TensorFlow's rsqrt of 1.0 may be one ulp off: a couple of ulps of
+``x``, tests/training/test_audioset_port.py).  Why not plain biases: the layout is then YAMNet's own (conv, BN, ReLU), BN's
 scale and shift can be fine-tuned, and the converter folds BN back at export, so the device pays
 nothing.  Fine-tune it in inference mode (``training=False``, as Keras' transfer-learning guide
 says): in training mode BN would normalise by batch statistics that the folded weights never had.
@@ -167,7 +168,7 @@ def build_yamnet(
 
 
 def set_yamnet_weights(model: Any, weights: YamnetWeights) -> None:
-    """Load ``weights`` into a model from :func:`build_yamnet`; each BN becomes an exact ``x + bias``."""
+    """Load ``weights`` into a model from :func:`build_yamnet`; each BN becomes ``x + bias`` (to float32 rounding)."""
     for layer in weights.layers:
         if layer.name == LOGITS:
             model.get_layer(LOGITS).set_weights([layer.kernel, layer.bias])
