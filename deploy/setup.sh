@@ -10,6 +10,9 @@
 #         tests, a venv with the oldest supported LiteRT runtime (.venv-compat)
 #         and an edge-only venv (.venv-edge)
 #
+# Missing system packages are installed with apt-get (sudo when not root); a package lock held by
+# another apt (unattended-upgrades on a Pi's first boot) is waited for, one line says so, up to
+# AURICLE_APT_LOCK_TIMEOUT seconds (600; deploy/lib/apt.sh).
 # Python packages are installed once; a later run skips pip unless
 # pyproject.toml or the extras changed (so a second start works offline).
 set -euo pipefail
@@ -22,19 +25,9 @@ python="${PYTHON:-python3}"
 oldest_litert="1.4.0"   # keep in step with README "Supported platforms"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
-
-apt_install() {
-  local missing=()
-  for pkg in "$@"; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
-  done
-  [ "${#missing[@]}" -eq 0 ] && return 0
-  local sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  log "installing system packages: ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+# apt_install: the missing ones only, waiting for a held package lock (AURICLE_APT_LOCK_TIMEOUT, 600 s)
+# shellcheck source=deploy/lib/apt.sh
+. "$root/deploy/lib/apt.sh"
 
 system_packages() {
   local pkgs=(libportaudio2 libsndfile1)
@@ -43,7 +36,7 @@ system_packages() {
   if [ "$extras" = dev ] || [ "${AURICLE_WITH_SERVICES:-0}" = 1 ]; then
     pkgs+=(mosquitto mosquitto-clients pulseaudio pulseaudio-utils libasound2-plugins)
   fi
-  if command -v dpkg-query >/dev/null; then
+  if have_apt; then
     apt_install "${pkgs[@]}"
   else
     log "not a Debian system: make sure these are installed: ${pkgs[*]}"
@@ -77,7 +70,7 @@ install_into() {
     "$python" -m venv "$target"
   fi
   log "installing auricle[$want] into $target"
-  "$target/bin/python" -m pip install -q --disable-pip-version-check -e "$root[$want]"
+  "$target/bin/python" -m pip install -q --disable-pip-version-check -e "${root}[$want]"
   stamp_of "$want" >"$stamp"
 }
 
@@ -99,7 +92,7 @@ edge_env() {
   [ -x "$target/bin/auricle" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
   [ -x "$target/bin/python" ] || { log "creating $target"; "$python" -m venv "$target"; }
   log "installing auricle[edge] into $target (not editable)"
-  "$target/bin/python" -m pip install -q --disable-pip-version-check "$root[edge]"
+  "$target/bin/python" -m pip install -q --disable-pip-version-check "${root}[edge]"
   "$target/bin/python" -m pip install -q --disable-pip-version-check --no-deps --force-reinstall "$root"
   printf '%s' "$want" >"$stamp"
 }
