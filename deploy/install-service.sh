@@ -20,11 +20,21 @@ done
 [ "$purge" = no ] || [ "$mode" = uninstall ] || { echo "--purge goes with --uninstall" >&2; exit 2; }
 [ "$(id -u)" -eq 0 ] || { echo "run as root (sudo $0 $*)" >&2; exit 2; }
 
+systemd_running() {
+  # a host booted with systemd; a container or chroot without it has no /run/systemd/system (sd_booted(3))
+  [ -d /run/systemd/system ] && command -v systemctl >/dev/null
+}
+
 do_uninstall() {
   if [ -f "$unit" ]; then
-    systemctl disable --now auricle.service || true
-    rm -f "$unit"
-    systemctl daemon-reload
+    if systemd_running; then
+      systemctl disable --now auricle.service || true
+      rm -f "$unit"
+      systemctl daemon-reload
+    else
+      echo "systemd is not running here: removing the unit file without systemctl"
+      rm -f "$unit" "${unit%/*}/multi-user.target.wants/auricle.service"   # what disable would remove
+    fi
   fi
   rm -rf /opt/auricle
   if [ "$purge" = yes ]; then

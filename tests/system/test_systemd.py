@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import configparser
+import os
 import re
 import shutil
 import subprocess
@@ -96,3 +97,70 @@ def test_install_script_parses_its_options() -> None:
     for bad in (["--bogus"], ["--purge"]):
         proc = subprocess.run(["bash", str(script), *bad], capture_output=True, text=True, timeout=30)
         assert proc.returncode == 2 and proc.stderr, bad
+
+
+NO_SYSTEMD = """#!/bin/sh
+echo "System has not been booted with systemd as init system (PID 1). Can't operate." >&2
+echo "Failed to connect to bus: Host is down" >&2
+exit 1
+"""
+"""systemctl as it answers on a host without systemd (a container, a chroot)."""
+
+THROWAWAY_ROOT = """
+set -e
+mount -t tmpfs tmpfs "$T"
+mkdir "$T/upper" "$T/work" "$T/root"
+mount -t overlay overlay -o "lowerdir=/,upperdir=$T/upper,workdir=$T/work" "$T/root"
+mkdir -p "$T/root/srv/auricle/deploy" "$T/root/srv/no-systemd"
+cp "$SCRIPT" "$T/root/srv/auricle/deploy/install-service.sh"
+printf '%s' "$FAKE_SYSTEMCTL" >"$T/root/srv/no-systemd/systemctl" && chmod 755 "$T/root/srv/no-systemd/systemctl"
+echo throwaway-root-ready
+exec chroot "$T/root" /bin/bash -c "$INSIDE"
+"""
+"""A copy-on-write view of this machine (overlayfs over /, in a private mount namespace): what the script
+deletes or writes there, users included, is gone when the namespace ends."""
+
+PURGE_WITHOUT_SYSTEMD = """
+rm -rf /run/systemd/system   # not booted with systemd (in the view only)
+useradd --system --home /var/lib/auricle --shell /usr/sbin/nologin auricle
+mkdir -p /opt/auricle/.venv /etc/auricle /var/lib/auricle/models /etc/systemd/system/multi-user.target.wants
+touch /etc/auricle/config.yaml /etc/systemd/system/auricle.service
+ln -sf /etc/systemd/system/auricle.service /etc/systemd/system/multi-user.target.wants/auricle.service
+status=0
+PATH=/srv/no-systemd:$PATH bash /srv/auricle/deploy/install-service.sh --uninstall --purge || status=$?
+echo "exit $status"
+for path in /opt/auricle /etc/auricle /var/lib/auricle /etc/systemd/system/auricle.service \\
+  /etc/systemd/system/multi-user.target.wants/auricle.service; do
+  if [ -e "$path" ] || [ -L "$path" ]; then echo "left $path"; fi
+done
+if id auricle >/dev/null 2>&1; then echo "left user auricle"; fi
+"""
+
+
+def _in_throwaway_root(inside: str, tmp_path: Path) -> str:
+    """Run ``inside`` as root in a throwaway view of this machine; its stdout and stderr."""
+    if os.geteuid() != 0 or not all(shutil.which(tool) for tool in ("unshare", "chroot", "useradd", "userdel")):
+        pytest.skip("needs root, unshare, chroot, useradd and userdel to uninstall in a throwaway root")
+    env = os.environ | {
+        "T": str(tmp_path),
+        "SCRIPT": str(ROOT / "deploy" / "install-service.sh"),
+        "FAKE_SYSTEMCTL": NO_SYSTEMD,
+        "INSIDE": inside,
+    }
+    proc = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "bash", "-c", THROWAWAY_ROOT],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    if "throwaway-root-ready" not in proc.stdout:
+        pytest.skip(f"cannot make a throwaway root here (a private mount namespace and overlayfs): {proc.stderr}")
+    return proc.stdout + proc.stderr
+
+
+def test_uninstall_purge_without_systemd(tmp_path: Path) -> None:
+    """A host without systemd (a container, or systemd not running): --uninstall --purge removes everything,
+    skipping systemctl with a note, instead of stopping at `systemctl daemon-reload` (set -e)."""
+    out = _in_throwaway_root(PURGE_WITHOUT_SYSTEMD, tmp_path)
+    assert "exit 0" in out, out
+    assert "left " not in out, out
+    assert "systemd is not running here: removing the unit file without systemctl" in out
+    assert "auricle removed, with its config, state and user" in out
