@@ -108,7 +108,9 @@ def describe(cls: type, path: str = "") -> list[tuple[str, Any, str]]:
 
 
 def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
+    """``path.name``; a name that would break the one-line error (a newline, a control character) is quoted."""
+    shown = name if name.isprintable() else repr(name)
+    return f"{path}.{shown}" if path else shown
 
 
 def _show(value: Any) -> str:
@@ -184,7 +186,7 @@ def _convert(tp: Any, value: Any, f: dataclasses.Field[Any] | None, source: str,
     if origin is dict:
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise fail()
-        return {k: _convert(args[1], v, f, source, f"{path}.{k}") for k, v in value.items()}
+        return {k: _convert(args[1], v, f, source, _join(path, str(k))) for k, v in value.items()}
     return _scalar(tp, value, f, fail)
 
 

@@ -29,8 +29,9 @@ ControlHandler = Callable[[bytes], ControlResult]
 ModelHandler = Callable[[str, bytes, bool], None]
 """Called with ('install' | 'rollback', raw payload, retained flag) for each model command."""
 MODEL_COMMANDS = ("install", "rollback")
-LEVEL_FLOOR_DBFS = -200.0
-"""The ``level`` payload's lowest ``dbfs`` (digital silence)."""
+LEVEL_FLOOR_DBFS = -120.0
+"""The ``level`` payload's lowest ``dbfs``: digital silence (every sample 0) reads this, below any real input
+(one 16-bit step of RMS is -90 dBFS), not the -200 of ``log10(1e-20)`` that squashed Home Assistant's graph."""
 _ENTITY_KINDS: dict[str, EntityKind] = {"listen": "listen", "threshold": "threshold"}
 
 

@@ -64,7 +64,7 @@ def _json_install(data: Any, now: float) -> Request:
         raise ValueError("expected a JSON object")
     unknown = sorted(set(data) - {"id", "url", "sha256", "force", "bundle_b64"})
     if unknown:
-        raise ValueError(f"unknown key(s) {', '.join(unknown)}")
+        raise ValueError(f"unknown key(s) {', '.join(x if x.isprintable() else repr(x) for x in unknown)}")
     rid, url, sha, force = data.get("id"), data.get("url"), data.get("sha256"), data.get("force", False)
     if not isinstance(rid, str) or not 0 < len(rid) <= MAX_ID_CHARS:
         raise ValueError(f"id: expected a string of 1..{MAX_ID_CHARS} characters")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -125,3 +127,15 @@ def test_size_and_sha256_are_the_bundles_as_the_readme_and_model_state_say(
     published = starting_model_of(load_config(config)).model
     assert published is not None and published.describe()["sha256"] in lines[2], "model/state's sha256"
     assert lines[2].endswith(f"bundle sha256: {published.sha256} (as in model/state)")
+
+
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    """``auricle model info | head -3``: the reader closes the pipe before the output is written."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge", "model", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the bundle is loaded and its lines printed
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
