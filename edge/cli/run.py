@@ -1,4 +1,10 @@
-"""``auricle run | devices``: the daemon, its ``--check``, and the audio inputs it can see."""
+"""``auricle run | devices``: the daemon, its ``--check``, and the audio inputs it can see.
+
+A daemon that cannot start (a bad config, bundle or audio file: exit status 2) says why on stderr
+and, when the config's ``mqtt`` section names a broker, on the broker's retained ``status/reason``,
+so that Home Assistant's Problem sensor shows it (bounded: a broker out of reach does not delay
+the exit by more than a few seconds).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,10 @@ import sys
 from typing import Any
 
 from edge.audio.sources import AudioError
+from edge.model.bundle import BundleError
 from edge.model.classifier import Classifier
+from edge.publish.mqttconfig import MqttConfig
+from edge.schema import ConfigError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -28,19 +37,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from edge.daemon.config import load_config
+    from edge.daemon.config import broker_section, load_config
     from edge.daemon.service import run_service
 
-    config = load_config(args.config)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        if args.check or args.config is None:
+            raise
+        return _not_started(exc, broker_section(args.config))
     if args.check:
         return _check(config)
     if not args.verbose:
         logging.getLogger().setLevel(config.log_level)
     try:
         return run_service(config, json_lines=args.json)
-    except AudioError as exc:
-        print(f"auricle: {exc}", file=sys.stderr)
-        return 2
+    except (AudioError, BundleError, ConfigError) as exc:
+        return _not_started(exc, config.mqtt)
+
+
+def _not_started(error: Exception, mqtt: MqttConfig | None) -> int:
+    """Say why on stderr, then on the broker (``mqtt``, when there is one); exit status 2."""
+    print(f"auricle: {error}", file=sys.stderr)
+    if mqtt is not None and mqtt.host is not None:
+        from edge.publish.mqttclient import report_not_started
+
+        failure = report_not_started(mqtt, f"not started: {error}")
+        _LOGGER.debug("MQTT: reason for not starting %s", "published" if failure is None else f"not sent: {failure}")
+    return 2
 
 
 def _check(config: Any) -> int:
@@ -68,7 +92,18 @@ def _check(config: Any) -> int:
         accepted = "refused, no key configured (model.public_key, model.update_keys)"
     print(f"updates: {accepted}; {_installed(config.model.state_dir)}")
     print(f"starts with: {_describe(start.model)}" + (f" ({start.problem})" if start.problem else ""))
+    if config.mqtt.host:
+        print(_broker(config.mqtt), flush=True)
     return 0
+
+
+def _broker(mqtt: MqttConfig) -> str:
+    """Whether the broker takes a connection now: a warning only, since a broker may come later."""
+    from edge.publish.mqttclient import CHECK_TIMEOUT_S, probe
+
+    where = f"{mqtt.host}:{mqtt.port}"
+    failure = probe(mqtt, CHECK_TIMEOUT_S)
+    return f"broker: connected to {where}" if failure is None else f"broker: cannot connect to {where}: {failure}"
 
 
 def _describe(model: Any) -> str:

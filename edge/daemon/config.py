@@ -15,7 +15,7 @@ from edge.audio.mic import MicParams
 from edge.audio.recorder import RecordingParams
 from edge.detect.events import EventParams
 from edge.publish.mqttconfig import MqttConfig
-from edge.schema import from_yaml, read_text, setting
+from edge.schema import ConfigError, build, from_yaml, read_text, setting
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -88,3 +88,17 @@ def load_config(path: str | os.PathLike[str] | None) -> Config:
 def parse_config(text: str, name: str) -> Config:
     """Validate YAML text; errors name ``name`` (the file) and the key path or line."""
     return from_yaml(Config, text, name)
+
+
+def broker_section(path: str | os.PathLike[str]) -> MqttConfig | None:
+    """The file's ``mqtt`` section alone, for a file whose other sections are wrong: the daemon can still
+    tell the broker why it does not start.  None when that section is unreadable too, or names no broker."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(read_text(path))
+        section = data.get("mqtt") if isinstance(data, dict) else None
+        mqtt = build(MqttConfig, section, str(path), "mqtt")
+    except (ConfigError, yaml.YAMLError):
+        return None
+    return mqtt if mqtt.host is not None else None

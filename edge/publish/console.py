@@ -3,7 +3,9 @@
 ``auricle run`` without a broker prints here when stdout is a terminal; when it
 is not (a pipe, a file, journald) or with ``--json``, :class:`~edge.publish.sinks.ConsoleSink`
 prints the MQTT messages as JSON lines instead.  Retained states, levels and
-scores are machine traffic and are not shown.
+scores are machine traffic and are not shown.  With a broker, the terminal shows
+:func:`write_line`'s ``connected to ...`` and ``not connected: <why>`` lines from the
+MQTT publisher.
 """
 
 from __future__ import annotations
@@ -41,6 +43,15 @@ def duration(seconds: float) -> str:
 def display(label: str) -> str:
     """A label as people write it: ``door_wood_knock`` -> ``door wood knock``."""
     return label.replace("_", " ")
+
+
+def write_line(stream: TextIO, text: str, epoch: float | None = None) -> None:
+    """One line for people, ``HH:MM:SS  text`` (local time of ``epoch``, default now); a closed stream is ignored."""
+    try:
+        stream.write(f"{clock(time.time() if epoch is None else epoch)}  {text}\n")
+        stream.flush()
+    except (OSError, ValueError) as exc:  # closed terminal: keep classifying
+        _LOGGER.debug("console cannot write: %s", exc)
 
 
 def health_line(health: Mapping[str, Any]) -> str:
@@ -99,10 +110,5 @@ class HumanConsole(BaseSink):
         del topic, payload, retain, is_json  # machine traffic (states, levels, scores) is not shown
 
     def _line(self, epoch: float, text: str) -> None:
-        stream = self._stream or sys.stdout
         with self._lock:
-            try:
-                stream.write(f"{clock(epoch)}  {text}\n")
-                stream.flush()
-            except (OSError, ValueError) as exc:  # closed terminal: keep classifying
-                _LOGGER.debug("console cannot write: %s", exc)
+            write_line(self._stream or sys.stdout, text, epoch)

@@ -3,7 +3,10 @@
 Classification never waits on the network: paho's own thread does all I/O
 (``connect_async`` + ``loop_start``), ``publish`` only queues, and events
 produced while the broker is away go to a bounded deque (oldest dropped and
-counted) that is flushed on reconnect.  On every (re)connect and on Home
+counted) that is flushed on reconnect.  paho reconnects with a backoff capped at
+``mqtt.reconnect_max_s``; why it cannot connect, or why a connection was lost, is
+logged once per cause and backoff step (edge/publish/mqttclient.py) and, on a
+terminal, shown on the console as ``not connected: <why>``.  On every (re)connect and on Home
 Assistant's birth message the publisher sends ``online``, discovery, the
 retained states and the latest health and level again, because a broker
 restart without persistence, or a freshly started Home Assistant, has none of them.
@@ -22,16 +25,24 @@ import collections
 import logging
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TextIO
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
 from edge.detect.control import EntityKind, entity_command
 from edge.detect.events import Event
-from edge.publish.console import HumanConsole
+from edge.publish.console import HumanConsole, write_line
 from edge.publish.discovery import Discovery, hardware_model
-from edge.publish.mqttclient import make_client, subscribe_commands
+from edge.publish.mqttclient import (
+    ConnectionLog,
+    connect_failure,
+    loss,
+    make_client,
+    refusal,
+    socket_error,
+    subscribe_commands,
+)
 from edge.publish.mqttconfig import MqttConfig
 from edge.publish.payloads import MODEL_COMMANDS, OFFLINE, DeviceInfo, Publisher, group_topic
 from edge.publish.sinks import BaseSink, ConsoleSink
@@ -46,23 +57,36 @@ def make_publisher(config: MqttConfig, human: bool | None = None) -> Publisher:
     """An MQTT publisher when a host is configured, otherwise the console.
 
     The console is for people (edge.publish.console) when ``human`` is true, or when it is
-    None and stdout is a terminal; otherwise JSON lines (ConsoleSink).
+    None and stdout is a terminal; otherwise JSON lines (ConsoleSink).  With a broker, a person's
+    terminal shows whether it is connected.
     """
+    if human is None:
+        human = sys.stdout.isatty()
     if config.host is None:
-        if human is None:
-            human = sys.stdout.isatty()
         return HumanConsole(config) if human else ConsoleSink(config)
-    return MqttPublisher(config)
+    return MqttPublisher(config, console=sys.stdout if human else None)
 
 
 class MqttPublisher(BaseSink):
     """The Publisher for a real broker; every method returns without waiting on the network."""
 
-    def __init__(self, config: MqttConfig) -> None:
+    def __init__(self, config: MqttConfig, console: TextIO | None = None) -> None:
+        """``console``: where a person sees the connection come and go (``not connected: <why>``)."""
         if config.host is None:
             raise ValueError("MqttPublisher needs mqtt.host")
         super().__init__(config)
         self._host = config.host
+        self._console = console
+        self._trouble = ConnectionLog(
+            f"{config.host}:{config.port}",
+            config.reconnect_min_s,
+            config.reconnect_max_s,
+            on_change=None if console is None else self._show,
+        )
+        self._refused: str | None = None
+        """The broker's refusal (CONNACK) of the attempt under way."""
+        self._socket_error: str | None = None
+        """The socket error paho logged since the last connect."""
         self._connected = False
         self._closing = False
         self._started = False
@@ -79,8 +103,10 @@ class MqttPublisher(BaseSink):
     def _make_client(self) -> mqtt.Client:
         client = make_client(self.config, self.device_id)
         client.on_connect = self._on_connect
+        client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_log = self._on_log
         return client
 
     def start(self, info: DeviceInfo) -> None:
@@ -165,9 +191,10 @@ class MqttPublisher(BaseSink):
             }
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        if reason.is_failure:
-            _LOGGER.warning("MQTT: broker refused the connection: %s", reason)
+        if reason.is_failure:  # the broker closes the connection next: _on_disconnect says it
+            self._refused = refusal(reason)
             return
+        self._refused = self._socket_error = None
         commands = [self.topics.set, *self.topics.entity_commands(), *self._model_topics()]
         subscribe_commands(client, self.config, commands)
         client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
@@ -183,13 +210,39 @@ class MqttPublisher(BaseSink):
             self._send_latest()
             self._send_removals()
             self._flush()
-        _LOGGER.info("MQTT: connected to %s:%d", self._host, self.config.port)
+        self._trouble.connected()
 
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
-        with self._lock:
-            self._connected = False
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # paho calls this inside its ``except OSError`` around the connect, so the error it handles is the cause
         if not self._closing:
-            _LOGGER.warning("MQTT: disconnected (%s); reconnecting in the background", reason)
+            self._trouble.failed(connect_failure(sys.exc_info()[1], tls=self.config.tls.enabled), opening=True)
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
+        with self._lock:
+            was_connected, self._connected = self._connected, False
+        if self._closing:
+            return
+        from_broker = bool(getattr(flags, "is_disconnect_packet_from_server", False))
+        cause = self._refused or loss(
+            reason, from_broker=from_broker, socket_error=self._socket_error, connected=was_connected
+        )
+        self._refused = self._socket_error = None
+        if was_connected:
+            self._trouble.lost(cause)
+        else:
+            self._trouble.failed(cause)
+
+    def _on_log(self, _client: mqtt.Client, _userdata: Any, level: int, text: str) -> None:
+        self._socket_error = socket_error(level, text) or self._socket_error
+
+    def _show(self, cause: str | None) -> None:
+        """The connection's state on the console, for a person at the terminal."""
+        if self._console is None:
+            return
+        where = self._trouble.where
+        text = f"connected to {where} as {self.topics.base}" if cause is None else f"not connected: {where}: {cause}"
+        with self._lock:
+            write_line(self._console, text)
 
     def _model_topics(self) -> dict[str, str]:
         """Subscribed model command topics (own and per group) -> command."""

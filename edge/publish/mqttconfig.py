@@ -85,8 +85,12 @@ class MqttConfig:
     offline_buffer: int = setting(
         1000, lo=0, hi=1_000_000, unit="messages on event and sound kept while the broker is away"
     )
-    reconnect_min_s: int = setting(1, lo=1, hi=3600, unit="s")
-    reconnect_max_s: int = setting(60, lo=1, hi=3600, unit="s")
+    reconnect_min_s: int = setting(
+        1, lo=1, hi=3600, unit="s", doc="first wait before reconnecting; doubles after each failed attempt"
+    )
+    reconnect_max_s: int = setting(
+        4, lo=1, hi=3600, unit="s", doc="longest wait between attempts: the device is back this soon after the broker"
+    )
     client_id: str | None = setting(None, doc="MQTT client id; null = auricle-<device_id>")
     groups: tuple[str, ...] = setting((), doc="fleet groups: model updates on <prefix>/group/<group>/model/install")
     protocol: Literal["mqttv5", "mqttv311"] = setting(
