@@ -22,7 +22,7 @@ case "$extras" in edge|train|dev) ;; *) echo "usage: $0 [edge|train|dev]" >&2; e
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${AURICLE_VENV:-$root/.venv}"
 python="${PYTHON:-python3}"
-oldest_litert="1.4.0"   # keep in step with README "Supported platforms"
+oldest_litert="2.1.3"   # keep in step with README "Supported platforms"
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 # apt_install: the missing ones only, waiting for a held package lock (AURICLE_APT_LOCK_TIMEOUT, 600 s)
@@ -98,13 +98,17 @@ edge_env() {
 }
 
 compat_env() {
-  # The oldest runtime we claim to support, to check shipped models against it.
-  local compat="$root/.venv-compat"
-  if ! "$compat/bin/python" -c "import ai_edge_litert" 2>/dev/null; then
-    log "creating $compat with ai-edge-litert==$oldest_litert"
-    "$python" -m venv "$compat"
-    "$compat/bin/python" -m pip install -q --disable-pip-version-check "ai-edge-litert==$oldest_litert" numpy
+  # The oldest runtime we claim to support, with the device code on it (editable auricle[edge]), so the
+  # tests can check shipped models' scores and the daemon's events there against the newest runtime.
+  local compat="$root/.venv-compat" stamp="$root/.venv-compat/.auricle-compat" want
+  want="$(stamp_of edge | tr -d '\n') ai-edge-litert==$oldest_litert"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && "$compat/bin/python" -c "import ai_edge_litert, edge" 2>/dev/null; then
+    return 0
   fi
+  [ -x "$compat/bin/python" ] || { log "creating $compat"; "$python" -m venv "$compat"; }
+  log "installing auricle[edge] with ai-edge-litert==$oldest_litert into $compat"
+  "$compat/bin/python" -m pip install -q --disable-pip-version-check "ai-edge-litert==$oldest_litert" -e "${root}[edge]"
+  printf '%s' "$want" >"$stamp"
 }
 
 system_packages

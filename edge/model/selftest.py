@@ -43,7 +43,7 @@ MAX_NPY_BYTES = 4 * 1024 * 1024
 """Largest array file inside ``selftest.npz`` (a window of 16-bit audio is tens of KB)."""
 INT8_TOLERANCE_STEPS = 4
 """Allowed difference per output, in output quantisation steps: runtimes round a few values differently
-(esc50 3.0.0: up to 3 steps between ai-edge-litert 1.4.0 and 2.3.0, tests/test_runtime_compat.py), plus one."""
+(esc50 3.0.0: up to 3 steps between ai-edge-litert 1.4.0 and 2.3.0, tests/model/test_runtime_compat.py), plus one."""
 FLOAT_TOLERANCE = 0.02
 """Allowed difference per output of a float32 model (0..1 scores)."""
 TIMED_RUNS = 3
