@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from support.broker import Mosquitto, free_port
 from support.models import tone_bundle
 
 from edge.cli import main as cli
@@ -98,3 +99,21 @@ def test_a_public_key_guards_model_path_but_not_the_shipped_model(
     rc, out, err = _check(_config(tmp_path, tone_bundle(tmp_path / "a.auricle"), public_key=str(public)), capsys)
     assert rc == 2 and out == "" and err.count("\n") == 1
     assert "unsigned, but a public key is configured" in err and "sign it (auricle model sign)" in err
+
+
+def test_check_tries_the_broker_and_only_warns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], mosquitto: Mosquitto
+) -> None:
+    """A broker that takes the connection, and one that is not there: both exit 0 (a broker may come later)."""
+    mosquitto.start()
+    model = tone_bundle(tmp_path / "a.auricle")
+    for port, line in [
+        (mosquitto.port, f"broker: connected to {mosquitto.host}:{mosquitto.port}"),
+        (refused := free_port(), f"broker: cannot connect to 127.0.0.1:{refused}: connection refused"),
+    ]:
+        config = _config(tmp_path, model)
+        config.write_text(config.read_text().replace("host: null", f"host: 127.0.0.1\n  port: {port}"))
+        rc, out, err = _check(config, capsys)
+        assert rc == 0, err
+        assert out.startswith("config OK: model tones 0.1.0") and f"output MQTT 127.0.0.1:{port}" in out
+        assert out.splitlines()[-1].startswith(line), out
