@@ -13,6 +13,15 @@ is quantised and uses it in three ways:
   confirmation threshold; elsewhere its score is 0.  The head need not name the sound, only not
   deny it; a label AudioSet has no class for (``can_opening``) is never touched.  Like the veto
   it runs before the event logic.
+- **The evidence** (what replaces the confirmation): per event label, a logistic combination learned
+  on training data of the label head's score and the best score of the label's AudioSet classes,
+  ``p = sigmoid(w_score * logit(s) + w_evidence * logit(e) + bias)`` (scores clipped to half an int8
+  step from 0 and 1 first).  A label AudioSet has no class for gets ``w_evidence`` 0 and is calibrated
+  on its own score, on equal terms; a label not listed passes unchanged.  Where the label head is sure
+  (``s >= keep_at``) the label keeps at least its own score, whatever AudioSet says.  The result is
+  continuous in both scores: a quantisation step on either moves it a little, never from 0 to ``s``
+  as the confirmation's hard gate did, and the event detector's smoothing does the rest, so no single
+  threshold decides on one hop (tests/model/test_runtime_events.py).
 - **Optional labels** (``smoke_alarm``, ``doorbell``, ``speech``, ...): each scores the highest
   score of its AudioSet classes and comes after the event labels in the scores the pipeline
   sees, so the event detector, MQTT and Home Assistant treat it like any label.  One that is not
@@ -66,6 +75,19 @@ class Confirm:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Evidence:
+    """The AudioSet head as evidence: per event label, a learned combination of its score and its classes'."""
+
+    classes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    """Event label -> its AudioSet class indices (the evidence is the highest of their scores)."""
+    weights: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    """Event label -> ``(w_score, w_evidence, bias)`` of ``sigmoid(w_score * logit(s) + w_evidence * logit(e) +
+    bias)``; ``w_evidence`` is 0 for a label without classes.  A label not listed keeps its score."""
+    keep_at: float = field(default=1.0, metadata=_SCORE)
+    """A label head score at least this is kept whatever AudioSet says (1.0: only a perfect score)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class AudiosetLabel:
     """An optional label scored by the AudioSet head: the highest score of its classes."""
 
@@ -90,7 +112,9 @@ class AudiosetHead:
     veto: Veto | None = None
     """The open-set rule; None: no veto."""
     confirm: Confirm | None = None
-    """The second opinion on the event labels; None: none."""
+    """The second opinion on the event labels (a hard gate, esc50 4.0.0); None: none."""
+    evidence: Evidence | None = None
+    """The learned combination that replaces the confirmation; None: none (never both)."""
     labels: tuple[AudiosetLabel, ...] = ()
     """Optional labels, in the order they follow the event labels."""
 
@@ -131,12 +155,30 @@ def problems(head: AudiosetHead, labels: Sequence[str], event_labels: Sequence[s
             found.append(f"audioset.confirm.classes: not among the event labels: {', '.join(stray)}")
         for name, classes in head.confirm.classes.items():
             found += _class_problems("audioset.confirm.classes", classes, (), name)
+    if head.evidence is not None:
+        found += _evidence_problems(head.evidence, event_labels, head.confirm is not None)
     taken: set[str] = set()
     for i, label in enumerate(head.labels):
         where = f"audioset.labels[{i}]"
         found += _name_problems(where, label.name, labels, taken)
         found += _class_problems(where, label.classes, label.class_names)
         taken.add(label.name)
+    return found
+
+
+def _evidence_problems(evidence: Evidence, event_labels: Sequence[str], confirmed: bool) -> list[str]:
+    found = ["audioset.evidence: give either confirm or evidence, not both"] if confirmed else []
+    for key, names in (("classes", evidence.classes), ("weights", evidence.weights)):
+        stray = sorted(set(names) - set(event_labels))
+        if stray:
+            found.append(f"audioset.evidence.{key}: not among the event labels: {', '.join(stray)}")
+    for name, classes in evidence.classes.items():
+        found += _class_problems("audioset.evidence.classes", classes, (), name)
+    for name, weights in evidence.weights.items():
+        if len(weights) != 3 or not all(np.isfinite(w) for w in weights):
+            found.append(f"audioset.evidence.weights.{name}: expected three finite numbers (score, evidence, bias)")
+        elif weights[1] != 0.0 and name not in evidence.classes:
+            found.append(f"audioset.evidence.weights.{name}: a weight on evidence, but the label has no classes")
     return found
 
 
@@ -182,6 +224,7 @@ class HeadScorer:
         self._confirm_classes = np.array([c for x in confirmed for c in confirm[x]], dtype=np.intp)
         self._confirm_starts = np.cumsum([0] + [len(confirm[x]) for x in confirmed[:-1]], dtype=np.intp)
         self._confirm_at = np.float32(head.confirm.threshold if head.confirm else 0.0)
+        self._evidence = _Combination(head.evidence, event_labels) if head.evidence else None
         self._classes = np.array([c for x in head.labels for c in x.classes], dtype=np.intp)
         self._starts = np.cumsum([0] + [len(x.classes) for x in head.labels[:-1]], dtype=np.intp)
 
@@ -205,10 +248,48 @@ class HeadScorer:
         if denied.size:
             event_scores = event_scores.copy()
             event_scores[denied] = 0.0
+        if self._evidence is not None:
+            event_scores = self._evidence(event_scores, audioset)
         if self._classes.size == 0:
             return event_scores
         optional = np.maximum.reduceat(audioset[self._classes], self._starts)
         return np.concatenate((event_scores, optional)).astype(np.float32, copy=False)
+
+
+_EPS = np.float32(1 / 512)
+"""Scores are clipped to [EPS, 1 - EPS] before the logit: half an int8 step of a sigmoid output (scale 1/256)."""
+
+
+def _logit(p: F32) -> F32:
+    q = np.clip(p, _EPS, 1 - _EPS)
+    return np.asarray(np.log(q / (1 - q)), dtype=np.float32)
+
+
+class _Combination:
+    """:class:`Evidence` over one model's event labels, as index arrays made once."""
+
+    def __init__(self, evidence: Evidence, event_labels: Sequence[str]) -> None:
+        listed = [x for x in event_labels if x in evidence.weights]
+        self._at = np.array([event_labels.index(x) for x in listed], dtype=np.intp)
+        w = np.array([evidence.weights[x] for x in listed], dtype=np.float32).reshape(-1, 3)
+        self._w_score, self._w_evidence, self._bias = w[:, 0], w[:, 1], w[:, 2]
+        # labels without classes read class 0 with weight 0: one gather for all
+        per = [evidence.classes.get(x) or (0,) for x in listed]
+        self._classes = np.array([c for classes in per for c in classes], dtype=np.intp)
+        self._starts = np.cumsum([0] + [len(c) for c in per[:-1]], dtype=np.intp)
+        self._keep_at = np.float32(evidence.keep_at)
+
+    def __call__(self, event_scores: F32, audioset: F32) -> F32:
+        if self._at.size == 0:
+            return event_scores
+        s = event_scores[self._at]
+        e = np.maximum.reduceat(audioset[self._classes], self._starts)
+        z = self._w_score * _logit(s) + self._w_evidence * _logit(e) + self._bias
+        p = (1 / (1 + np.exp(-z))).astype(np.float32)
+        p = np.where(s >= self._keep_at, np.maximum(p, s), p)
+        out = event_scores.copy()
+        out[self._at] = p
+        return out
 
 
 def info_lines(head: AudiosetHead) -> list[str]:
@@ -224,6 +305,14 @@ def info_lines(head: AudiosetHead) -> list[str]:
     if head.confirm is not None:
         n = sum(bool(c) for c in head.confirm.classes.values())
         lines.append(f"confirm: {n} labels count only where their AudioSet classes reach {head.confirm.threshold:g}")
+    if head.evidence is not None:
+        ev = head.evidence
+        with_classes = sum(bool(ev.classes.get(x)) for x in ev.weights)
+        keep = f"; a label head score >= {ev.keep_at:g} is kept" if ev.keep_at < 1 else ""
+        lines.append(
+            f"evidence: {len(ev.weights)} labels combine their score with AudioSet's "
+            f"({with_classes} with AudioSet classes, the rest calibrated alone){keep}"
+        )
     if head.labels:
         width = max(len(x.name) for x in head.labels)
         lines.append("optional labels (threshold, on by default, AudioSet classes):")

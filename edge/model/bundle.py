@@ -103,6 +103,8 @@ class Manifest:
             del data["alert_labels"]
         if data["audioset"] is None:
             del data["audioset"]
+        elif data["audioset"]["evidence"] is None:
+            del data["audioset"]["evidence"]  # bundles without it read and write as before
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 

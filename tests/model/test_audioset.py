@@ -22,7 +22,7 @@ from edge.daemon.replay import sounds, stream_events
 from edge.daemon.startup import default_model_path
 from edge.features import compute, window_at
 from edge.model import selftest
-from edge.model.audioset import AUDIOSET_CLASSES, Confirm, info_lines
+from edge.model.audioset import AUDIOSET_CLASSES, Confirm, Evidence, info_lines
 from edge.model.bundle import BundleError, read_bundle, write_bundle
 from edge.model.classifier import Classifier
 from edge.model.outputs import OutputSpec, size_of
@@ -216,6 +216,95 @@ def test_the_second_output_must_be_there_as_declared(two: Path, tmp_path: Path) 
     write_bundle(tmp_path / "scale.auricle", manifest, b.model)
     with pytest.raises(BundleError, match=r"AudioSet output is int8 \(0.00390625, -128\), not the manifest's audio"):
         Classifier(read_bundle(tmp_path / "scale.auricle"))
+
+
+EVIDENCE = Evidence(
+    classes={"tone_1000": (MUSIC,)},
+    weights={"tone_1000": (1.0, 2.0, 0.0), "coughing": (2.0, 0.0, -1.0)},
+    keep_at=0.95,
+)
+
+
+@pytest.fixture(scope="module")
+def weighed(tmp_path_factory: pytest.TempPathFactory) -> Classifier:
+    """``tone_1000`` weighed with Music's evidence (keep at 0.95), ``coughing`` calibrated on its own."""
+    head = dataclasses.replace(HEAD, veto=None, evidence=EVIDENCE)
+    return Classifier(read_bundle(audioset_bundle(tmp_path_factory.mktemp("evidence") / "ev.auricle", head=head)))
+
+
+def _sigmoid(z: float) -> float:
+    return float(1 / (1 + np.exp(-z)))
+
+
+def _logit(p: float) -> float:
+    q = min(max(p, 1 / 512), 1 - 1 / 512)
+    return float(np.log(q / (1 - q)))
+
+
+def test_the_evidence_is_the_fitted_combination_of_both_scores(weighed: Classifier) -> None:
+    plain = Classifier(
+        read_bundle(
+            audioset_bundle(
+                Path(weighed.bundle.path).parent / "plain.auricle", head=dataclasses.replace(HEAD, veto=None)
+            )
+        )
+    )
+    for hz in ((1000,), (1000, 5000), (3000,), (3000, 5000), (2000,)):
+        frames = compute(tones(*hz), plain.manifest.features)
+        window = window_at(frames, len(frames), plain.manifest.window_frames, plain.manifest.features)
+        raw, got = plain.scores(window), weighed.scores(window)
+        audioset = weighed.audioset_scores()
+        assert audioset is not None
+        s, e = float(raw[0]), float(audioset[MUSIC])
+        expected = _sigmoid(_logit(s) + 2 * _logit(e))
+        expected = max(expected, s) if s >= 0.95 else expected
+        assert got[0] == pytest.approx(expected, abs=1e-5), hz
+        assert got[1] == pytest.approx(_sigmoid(2 * _logit(float(raw[1])) - 1), abs=1e-5), hz  # on its own
+        assert np.array_equal(got[2:], raw[2:]), hz  # optional labels untouched
+
+
+def test_a_sure_label_keeps_its_score_where_audioset_does_not_know_the_sound(weighed: Classifier) -> None:
+    """1 kHz alone: the label head is sure (1.0), Music is silent; the gate gave 0, the evidence keeps 1.0."""
+    assert scores_of(weighed, tones(1000))["tone_1000"] == 1.0
+    assert scores_of(weighed, tones(1000, 5000))["tone_1000"] == 1.0
+    assert scores_of(weighed, tones(3000))["tone_1000"] < 0.01  # no sound, no evidence: lower than alone
+
+
+def test_the_evidence_round_trips_and_says_what_it_does(weighed: Classifier) -> None:
+    b = weighed.bundle
+    assert b.manifest.to_json() == b.manifest_bytes
+    assert b.manifest.audioset is not None and b.manifest.audioset.evidence == EVIDENCE
+    assert b'"evidence"' in b.manifest_bytes
+    assert (
+        "evidence: 2 labels combine their score with AudioSet's (1 with AudioSet classes, the rest calibrated "
+        "alone); a label head score >= 0.95 is kept"
+    ) in info_lines(b.manifest.audioset)
+
+
+@pytest.mark.parametrize(
+    ("evidence", "reason"),
+    [
+        ({"classes": {"snoring": [0]}, "weights": {}}, "evidence.classes: not among the event labels: snoring"),
+        ({"weights": {"coughing": [1, 2]}}, "evidence.weights.coughing: expected three finite numbers"),
+        ({"weights": {"coughing": [1, 2, 0]}}, "evidence.weights.coughing: a weight on evidence, but the label has"),
+        ({"classes": {"coughing": [600]}}, "evidence.classes.coughing: expected AudioSet class indices 0..520"),
+        ({"weights": {"tone_1000": [1, "x", 0]}}, "evidence.weights.tone_1000[1]: expected a number"),
+        ({"keep_at": 1.5}, "evidence.keep_at: expected a number 0..1"),
+    ],
+)
+def test_a_malformed_evidence_is_refused_naming_the_field(
+    two: Path, tmp_path: Path, evidence: dict[str, object], reason: str
+) -> None:
+    section = _section(two)
+    section["evidence"] = evidence
+    assert f"manifest.json: audioset.{reason}" in _refusal(two, tmp_path, section)
+
+
+def test_confirm_and_evidence_together_are_refused(two: Path, tmp_path: Path) -> None:
+    section = _section(two)
+    section["confirm"] = {"threshold": 0.1, "classes": {}}
+    section["evidence"] = {"weights": {}}
+    assert "audioset.evidence: give either confirm or evidence, not both" in _refusal(two, tmp_path, section)
 
 
 def test_old_bundles_read_and_write_as_before() -> None:
