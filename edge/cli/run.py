@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        if args.check or args.config is None:
+        if args.check:  # it only says what is wrong
             raise
         return _not_started(exc, broker_section(args.config))
     if args.check:

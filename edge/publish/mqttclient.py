@@ -40,8 +40,6 @@ _LOGGER = logging.getLogger(__name__)
 QUEUE_HEADROOM = 1000
 """Messages paho may queue beyond the offline buffer (states, discovery) before refusing more."""
 _PROTOCOLS = {"mqttv5": MQTTProtocolVersion.MQTTv5, "mqttv311": MQTTProtocolVersion.MQTTv311}
-
-
 REMIND_S = 600.0
 """While the broker stays out of reach at the longest backoff, the log says so again this often."""
 CHECK_TIMEOUT_S = 3.0
@@ -240,15 +238,16 @@ class ConnectionLog:
 
 
 class OneShot:
-    """One connection for a short job, every wait bounded by ``timeout_s`` in all: no retries, no will.
+    """One connection for a short job, bounded by ``timeout_s`` in all: no retries, no will.
 
-    Use it as a context manager; ``failure`` says why it did not connect (None: connected)."""
+    Use it as a context manager; ``failure`` says why it did not connect (None: connected).  The connect
+    runs in a daemon thread, since neither the name lookup nor a TLS handshake after a slow TCP connect
+    keeps to one timeout: past the deadline it is left behind, and the process that exits next ends it."""
 
     def __init__(self, config: MqttConfig, device_id: str, timeout_s: float, *, id_suffix: str = "") -> None:
         if config.host is None:
             raise ValueError("OneShot needs mqtt.host")
-        self.config = config
-        self.where = f"{config.host}:{config.port}"
+        self.config, self._host = config, config.host
         self._deadline = time.monotonic() + timeout_s
         self._answer = threading.Event()
         self.failure: str | None = f"no answer from the broker within {timeout_s:g} s"
@@ -258,25 +257,31 @@ class OneShot:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_log = self._on_log
+        self._connecting = threading.Thread(target=self._connect, name="auricle-mqtt-oneshot", daemon=True)
 
     def left_s(self) -> float:
         """Seconds left of the job's time."""
         return max(self._deadline - time.monotonic(), 0.0)
 
     def __enter__(self) -> Self:
-        assert self.config.host is not None  # checked in __init__
-        try:
-            self._client.connect(self.config.host, self.config.port, keepalive=self.config.keepalive_s)
-        except (OSError, ValueError) as exc:  # a socket, DNS or TLS error; ValueError: paho's own checks
-            self.failure = connect_failure(exc, tls=self.config.tls.enabled)
-            return self
-        self._client.loop_start()
+        self._connecting.start()
         self._answer.wait(self.left_s())  # no answer: failure stays "no answer"
         return self
 
     def __exit__(self, _t: type[BaseException] | None, _e: BaseException | None, _tb: TracebackType | None) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        self._connecting.join(self.left_s())
+        if not self._connecting.is_alive():  # else stuck in a lookup or handshake: left behind
+            self._client.disconnect()
+            self._client.loop_stop()
+
+    def _connect(self) -> None:
+        try:
+            self._client.connect(self._host, self.config.port, keepalive=self.config.keepalive_s)
+        except (OSError, ValueError) as exc:  # a socket, DNS or TLS error; ValueError: paho's own checks
+            self.failure = connect_failure(exc, tls=self.config.tls.enabled)
+            self._answer.set()
+            return
+        self._client.loop_start()
 
     def publish(self, topic: str, payload: str, *, retain: bool) -> bool:
         """Publish and wait (within the time left) until the broker has it."""
@@ -288,13 +293,13 @@ class OneShot:
             return False
         return info.is_published()
 
-    def _on_connect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _on_connect(self, _c: mqtt.Client, _u: Any, _flags: Any, reason: Any, _p: Any) -> None:
         self.failure = refusal(reason) if reason.is_failure else None
         self._answer.set()
 
-    def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
+    def _on_disconnect(self, _c: mqtt.Client, _u: Any, flags: Any, reason: Any, _p: Any) -> None:
         if not self._answer.is_set():
-            from_broker = bool(getattr(_f, "is_disconnect_packet_from_server", False))
+            from_broker = bool(getattr(flags, "is_disconnect_packet_from_server", False))
             self.failure = loss(reason, from_broker=from_broker, socket_error=self._socket_error, connected=False)
             self._answer.set()
 
