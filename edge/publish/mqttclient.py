@@ -120,16 +120,17 @@ def refusal(reason: Any) -> str:
 def loss(reason: Any, *, from_broker: bool, socket_error: str | None, connected: bool) -> str:
     """Why a connection ended: the broker's DISCONNECT reason, the socket's error, or what paho's code means."""
     name = str(reason)
+    why = _ERRNO.sub("", socket_error).lower() if socket_error else None
     if from_broker:
         return f"the broker disconnected it: {name}"
-    if socket_error:
-        return "the connection broke: " + _ERRNO.sub("", socket_error).lower()
+    if not connected and (why or name == "Unspecified error"):  # paho's words for an end of stream
+        return f"the broker closed the connection before answering ({why or 'end of stream'}; a TLS listener?)"
+    if why:
+        return f"the connection broke: {why}"
     if name == "Keep alive timeout":
         return "no answer from the broker within the keepalive"
-    if name == "Unspecified error":  # paho's word for an end of stream
-        if connected:
-            return "the broker closed the connection"
-        return "the broker closed the connection before answering (is the port a TLS listener?)"
+    if name == "Unspecified error":
+        return "the broker closed the connection"
     if name == "Protocol error":
         return "protocol error: what answered does not speak MQTT as configured (mqtt.protocol, mqtt.tls)"
     return name

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import io
 import json
+import logging
 import math
 import re
 import subprocess
@@ -396,3 +397,27 @@ def test_tls_refuses_a_server_that_the_ca_did_not_sign(tls_broker) -> None:
         assert publisher._stats()["mqtt"]["buffered"] == 2  # the start on event, and on sound
     finally:
         publisher.close()
+
+
+@pytest.mark.parametrize(
+    ("tls", "cause"),
+    [
+        ("other CA", r"TLS: the broker's certificate is not trusted \(self-signed certificate in certificate chain\)"),
+        # the broker resets the connection, or just closes it
+        ("plain", r"the broker closed the connection before answering \(.+; a TLS listener\?\)"),
+    ],
+)
+def test_tls_trouble_is_said(tls_broker, tls: str, cause: str, caplog: pytest.LogCaptureFixture) -> None:
+    if tls == "other CA":
+        other_ca, _, _ = _write_ca_and_server(tls_broker["dir"], "other")
+        cfg = config("127.0.0.1", tls_broker["tls_port"], tls={"enabled": True, "ca_file": str(other_ca)})
+    else:  # a client without TLS at a TLS listener
+        cfg = config("127.0.0.1", tls_broker["tls_port"])
+    caplog.set_level(logging.WARNING, "edge.publish.mqttclient")
+    publisher = MqttPublisher(cfg)
+    publisher.start(device_info())
+    try:
+        wait_until(lambda: "cannot connect" in caplog.text, 5, "the cause in the log")
+    finally:
+        publisher.close()
+    assert re.search(rf"MQTT: cannot connect to 127\.0\.0\.1:{tls_broker['tls_port']}: {cause}; retrying", caplog.text)
