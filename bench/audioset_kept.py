@@ -6,7 +6,7 @@ the same windows of held-out background.
 
 The split of every background source of ``--config`` (default ``report``: never trained on) is cut into
 windows of 96 frames that both front ends frame alike (hop 160 samples): the model's window through
-``edge`` (``Classifier.audioset_scores``), YAMNet's patch through ``training.yamnet`` (the peer file
+``edge`` (``Classifier.audioset_scores``), YAMNet's patch through ``training.model.yamnet`` (the peer file
 Frigate runs).  Printed: top-1 agreement, agreement on the top-5 sets, mean and p99 absolute score
 difference, and agreement of the decisions a home user sees (Speech, Music, Silence at 0.5), per source.
 """
@@ -26,8 +26,10 @@ from bench import streams
 from edge.features import compute, window_at
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
-from training import background, config, yamnet
-from training import streams as training_streams
+from training.calibrate import replay
+from training.data import background
+from training.model import yamnet
+from training.recipe import config
 
 _LOGGER = logging.getLogger("bench.audioset_kept")
 FRAMES = yamnet.PATCH_FRAMES
@@ -83,7 +85,7 @@ def measure(clf: Classifier, peer: yamnet.Yamnet, loaded: config.LoadedConfig, s
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for source in loaded.config.data.background:
         paths = background.list_files(source, loaded.path(source.path))[split]
-        parts = [x for x in training_streams.read_part(paths, rate) if len(x) >= yamnet.FRIGATE_HOP_SAMPLES]
+        parts = [x for x in replay.read_part(paths, rate) if len(x) >= yamnet.FRIGATE_HOP_SAMPLES]
         got = [pairs(clf, peer, x) for x in parts]
         if got:
             found[source.path] = (np.concatenate([g[0] for g in got]), np.concatenate([g[1] for g in got]))

@@ -24,10 +24,13 @@ import numpy as np
 from edge.daemon.config import Config
 from edge.detect.events import EventDetector, EventParams
 from edge.model.classifier import Classifier
-from training import config as train_config
-from training import evaluate, export, prepare, streams
-from training.calibrate import BackgroundStream, CalibrationParams, PositiveClip, calibrate
-from training.data import read_audio
+from training.calibrate import replay
+from training.calibrate.search import BackgroundStream, CalibrationParams, PositiveClip, calibrate
+from training.data import prepare
+from training.data.data import read_audio
+from training.evaluate import evaluate
+from training.model import export
+from training.recipe import config as train_config
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -57,8 +60,8 @@ def _clips(clf: Classifier, prepared: Any, idx: list[int]) -> list[PositiveClip]
     out = []
     for c in idx:
         clip = prepared.clips[c]
-        start, end = streams.sound_span(prepared.frames[c], p.window_samples, p.hop_samples, p.sample_rate, p.db_floor)
-        scores = streams.hop_scores(clf, read_audio(clip.path, p.sample_rate), Config())
+        start, end = replay.sound_span(prepared.frames[c], p.window_samples, p.hop_samples, p.sample_rate, p.db_floor)
+        scores = replay.hop_scores(clf, read_audio(clip.path, p.sample_rate), Config())
         out.append(PositiveClip(scores, prepared.targets[c], start, end))
     return out
 
@@ -68,11 +71,11 @@ def score_streams(run: Path, cfg: Any, mixture_minutes: float) -> tuple[Classifi
     prepared = prepare.load(run)
     clf = evaluate.classifier(cfg, prepared.labels, (run / export.INT8_FILE).read_bytes(), "int8")
     bg = prepared.background
-    cal = streams.background_streams(clf, bg.calibrate.paths, Config(), 60 * mixture_minutes)
+    cal = replay.background_streams(clf, bg.calibrate.paths, Config(), 60 * mixture_minutes)
     rate = clf.manifest.features.sample_rate
     report = [
-        BackgroundStream(streams.hop_scores(clf, x, Config()), len(x) / rate)
-        for _, x in streams.part_streams(streams.read_part(bg.report.paths, rate), rate, 60 * mixture_minutes)
+        BackgroundStream(replay.hop_scores(clf, x, Config()), len(x) / rate)
+        for _, x in replay.part_streams(replay.read_part(bg.report.paths, rate), rate, 60 * mixture_minutes)
     ]
     m = clf.manifest
     hop_s = m.hop_frames * m.features.hop_samples / rate

@@ -50,7 +50,7 @@ from bench.streams import (
 from edge.daemon.config import load_config
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
-from training import yamnet
+from training.model import yamnet
 
 _LOGGER = logging.getLogger(__name__)
 

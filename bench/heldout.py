@@ -5,7 +5,7 @@
 For each run directory (a training output: ``model_int8.tflite``, ``report.json``), the int8 model at the
 run's own thresholds plays the ``report`` part of ``--config``'s background (its ``exclude`` patterns
 applied) back to back, then the same minutes of mixtures of it, through the daemon's pipeline and event
-logic (``training.streams.heldout_false_alarms``, as the training report does). Beside it, the figure the
+logic (``training.calibrate.replay.heldout_false_alarms``, as the training report does). Beside it, the figure the
 run reported on its own report part. Used to ask what the held-out figures are once recordings of labels
 are no longer counted as background (configs/experiments/esc50_clean_background.yaml).
 """
@@ -21,7 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.streams import publish
-from training import background, config, evaluate, streams
+from training.calibrate import replay
+from training.data import background
+from training.evaluate import evaluate
+from training.recipe import config
 
 _LOGGER = logging.getLogger("bench.heldout")
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,9 +43,7 @@ def measure(run: Path, cfg: config.LoadedConfig, paths: Sequence[Path]) -> dict[
     report = json.loads((run / "report.json").read_text(encoding="utf-8"))
     labels = list(report["labels"])
     clf = evaluate.classifier(cfg.config, labels, (run / "model_int8.tflite").read_bytes(), "int8")
-    again = streams.heldout_false_alarms(
-        clf, paths, report["thresholds"], 60.0 * cfg.config.calibration.mixture_minutes
-    )
+    again = replay.heldout_false_alarms(clf, paths, report["thresholds"], 60.0 * cfg.config.calibration.mixture_minutes)
     return {"run": str(run), "reported": report.get("heldout_background"), "again": again}
 
 

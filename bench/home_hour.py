@@ -44,7 +44,7 @@ from bench.streams import Floats, Item
 from edge.daemon.config import load_config
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
-from training import yamnet
+from training.model import yamnet
 
 _LOGGER = logging.getLogger("bench.home_hour")
 ROOM_DBFS, SPEECH_DBFS, OTHER_DBFS, SNR_DB, FLOOR_DBFS = -62.0, (-30.0, -20.0), (-40.0, -28.0), (0.0, 20.0), -45.0

@@ -47,8 +47,10 @@ from edge.detect.events import EventDetector, EventParams
 from edge.model.audioset import Confirm, HeadScorer
 from edge.model.bundle import Manifest, read_bundle
 from edge.model.classifier import Classifier
-from training import background, config, yamnet
-from training import streams as training_streams
+from training.calibrate import replay
+from training.data import background
+from training.model import yamnet
+from training.recipe import config
 
 _LOGGER = logging.getLogger("bench.open_set")
 CACHE = streams.ROOT / "runs" / "bench" / "open_set"
@@ -129,7 +131,7 @@ def recordings(clf: Classifier, args: argparse.Namespace) -> dict[str, list[Reco
         loaded = config.load(args.config)
         sources = loaded.config.data.background
         paths = [p for s in sources for p in background.list_files(s, loaded.path(s.path))[args.split]]
-        return dict(training_streams.part_streams(training_streams.read_part(paths, rate), rate, MIXTURE_S))
+        return dict(replay.part_streams(replay.read_part(paths, rate), rate, MIXTURE_S))
 
     name = f"{tag}-{args.split}-{args.fold}-{args.seed}"
     return {

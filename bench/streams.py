@@ -33,7 +33,7 @@ from edge.daemon.config import Config
 from edge.daemon.replay import stream_events
 from edge.model.bundle import Manifest
 from edge.model.classifier import Classifier
-from training import yamnet
+from training.model import yamnet
 
 _LOGGER = logging.getLogger("bench.events")
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,10 +99,10 @@ def fold_items(csv_path: Path, fold: int, rate: int, limit: int | None) -> list[
 
 def in_split(row: dict[str, str], split: str) -> bool:
     """A CSV row's split; ``report`` (the default) is the calibrate groups that training holds out from
-    threshold choice (training.background.held_out at the default REPORT_FRACTION), ``calibrate`` the rest,
+    threshold choice (training.data.background.held_out at the default REPORT_FRACTION), ``calibrate`` the rest,
     ``all-calibrate`` both."""
-    from training.background import held_out
-    from training.config import REPORT_FRACTION
+    from training.data.background import held_out
+    from training.recipe.config import REPORT_FRACTION
 
     if split in ("report", "calibrate") and row["split"] == "calibrate":
         return held_out(row.get("group") or row["filename"], REPORT_FRACTION) == (split == "report")

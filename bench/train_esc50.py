@@ -18,8 +18,9 @@ import numpy as np
 
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
-from training import cache, data, evaluate
-from training.config import DataConfig
+from training.data import cache, data
+from training.evaluate import evaluate
+from training.recipe.config import DataConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = 0.85

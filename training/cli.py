@@ -11,9 +11,9 @@ from pathlib import Path
 
 from edge.model.bundle import BundleError
 from edge.schema import ConfigError
-from training import config as config_mod
-from training.config import LoadedConfig
-from training.data import DataError
+from training.data.data import DataError
+from training.recipe import config as config_mod
+from training.recipe.config import LoadedConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -21,7 +21,7 @@ _EXPECTED = (ConfigError, DataError, BundleError, FileNotFoundError)
 
 
 def _prepare(loaded: LoadedConfig) -> None:
-    from training import prepare
+    from training.data import prepare
 
     t0 = time.monotonic()
     p = prepare.prepare(loaded)
@@ -30,7 +30,8 @@ def _prepare(loaded: LoadedConfig) -> None:
 
 
 def _fit(loaded: LoadedConfig) -> None:
-    from training import pipeline, prepare
+    from training import pipeline
+    from training.data import prepare
 
     t0 = time.monotonic()
     model = pipeline.run_fit(loaded, prepare.load(loaded.output))
@@ -38,14 +39,16 @@ def _fit(loaded: LoadedConfig) -> None:
 
 
 def _export(loaded: LoadedConfig) -> None:
-    from training import pipeline, prepare
+    from training import pipeline
+    from training.data import prepare
 
     f, q = pipeline.run_export(loaded, prepare.load(loaded.output))
     print(f"export: float32 {len(f) / 1024:.0f} KiB, int8 {len(q) / 1024:.0f} KiB (loads in the device runtime)")
 
 
 def _evaluate(loaded: LoadedConfig) -> None:
-    from training import pipeline, prepare
+    from training import pipeline
+    from training.data import prepare
 
     full = pipeline.run_evaluate(loaded, prepare.load(loaded.output))
     h, cal = full["headline"], full.get("calibration")
@@ -78,7 +81,7 @@ def _cv(loaded: LoadedConfig) -> None:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from training import quality
+    from training.data import quality
 
     rows, out = quality.inspect_dataset(Path(args.dataset), Path(args.out), args)
     print(quality.table(rows))

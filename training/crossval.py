@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from training import data, pipeline, prepare
-from training.config import LoadedConfig, replace
+from training import pipeline
+from training.data import data, prepare
+from training.recipe.config import LoadedConfig, replace
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -16,11 +16,13 @@ from typing import Any
 import numpy as np
 
 from edge.model.bundle import load_private_key, write_bundle
-from training import audioset_fit, evaluate, export, fit, report
-from training import model as model_mod
-from training.config import LoadedConfig, replace
-from training.prepare import Prepared
-from training.windows import batch_inputs, input_spec
+from training.data.prepare import Prepared
+from training.evaluate import evaluate, report
+from training.fit import audioset_fit, fit
+from training.fit.windows import batch_inputs, input_spec
+from training.model import export
+from training.model import model as model_mod
+from training.recipe.config import LoadedConfig, replace
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,7 +99,7 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
 
 def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> Any:
     """Thresholds from the false-alarm budget on the calibrate background (None without one)."""
-    from training import streams
+    from training.calibrate import replay
 
     cfg, bg = loaded.config, prepared.background.calibrate
     if not bg.paths:
@@ -106,20 +108,20 @@ def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> A
     clf = evaluate.classifier(cfg, prepared.labels, int8_bytes, "int8")
     val = [(prepared.clips[c].path, prepared.frames[c], prepared.targets[c]) for c in prepared.split.val]
     mixture_s = 60.0 * cfg.calibration.mixture_minutes
-    return streams.thresholds(
+    return replay.thresholds(
         clf, bg.paths, val, cfg.calibration.budget_per_hour, mixture_s, cfg.calibration.min_threshold
     )
 
 
 def _heldout(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, thresholds: dict[str, float]) -> Any:
     """False alarms per hour on the report part of the background (None without one)."""
-    from training import streams
+    from training.calibrate import replay
 
     paths = prepared.background.report.paths
     if not paths:
         return None
     clf = evaluate.classifier(loaded.config, prepared.labels, int8_bytes, "int8")
-    found = streams.heldout_false_alarms(clf, paths, thresholds, 60.0 * loaded.config.calibration.mixture_minutes)
+    found = replay.heldout_false_alarms(clf, paths, thresholds, 60.0 * loaded.config.calibration.mixture_minutes)
     if found is not None:
         _LOGGER.info(
             "held-out background: %d false events in %.2f h (%.1f per hour)",
@@ -208,7 +210,7 @@ def _write_bundle(
     """The bundle, with a self-test (the last window of ``selftest_clip``, a validation clip the model is
     sure of, and the scores it gives) that devices check before taking the bundle over the air."""
     from edge.model.selftest import selftest_for
-    from training.data import read_audio
+    from training.data.data import read_audio
 
     cfg = loaded.config
     metrics = {k: v for k, v in full["headline"].items() if k not in ("hop_frames",)}

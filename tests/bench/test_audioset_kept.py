@@ -9,7 +9,7 @@ from bench import audioset_kept, streams
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
 from tests.support.shared import ROOT, shared_dir
-from training import yamnet
+from training.model import yamnet
 
 PEERS = shared_dir() / "peers"
 

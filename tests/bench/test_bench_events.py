@@ -14,8 +14,8 @@ from bench import events, streams
 from bench.event_scoring import HOME_LABELS, Detection, Span
 from edge.model.bundle import read_bundle
 from tests.support.shared import ROOT, shared_dir
-from training import yamnet
-from training.yamnet import read_class_names
+from training.model import yamnet
+from training.model.yamnet import read_class_names
 
 SHARED = shared_dir()
 MODEL = ROOT / "models" / "esc50.auricle"
@@ -122,7 +122,7 @@ def test_stream_places_items_between_quiet_gaps() -> None:
 
 
 class ScriptedPeer:
-    """Stands in for training.yamnet.Yamnet: scores per call from a script."""
+    """Stands in for training.model.yamnet.Yamnet: scores per call from a script."""
 
     def __init__(self, dog_scores: list[float]) -> None:
         self._dog = iter(dog_scores)

@@ -16,7 +16,7 @@ from edge.cli.main import main as cli_main
 from edge.daemon.startup import default_model_path
 from edge.detect.events import EventParams
 from edge.model.bundle import read_bundle, write_bundle
-from training.calibrate import BackgroundStream, CalibrationParams, PositiveClip, calibrate
+from training.calibrate.search import BackgroundStream, CalibrationParams, PositiveClip, calibrate
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Small, deterministic test models built with Keras and converted by training.export.
+"""Small, deterministic test models built with Keras and converted by training.model.export.
 
 ``tone_bundle`` makes a model whose answer is predictable from physics: the
 mean dB level in the band nearest each label's frequency decides the score,
@@ -97,7 +97,7 @@ def tone_bundle(
     alert_labels: tuple[str, ...] = (),
 ) -> Path:
     """Write a bundle of :func:`tone_model` to ``path`` (with a self-test unless told not to); return the path."""
-    from training.export import int8_input_spec, to_tflite
+    from training.model.export import int8_input_spec, to_tflite
 
     params = params or FeatureParams()
     base = InputSpec(frames=window_frames, bands=params.n_bands)
@@ -165,7 +165,7 @@ def audioset_bundle(
 ) -> Path:
     """Write a full-int8 bundle of :func:`two_head_model` with the ``audioset`` section ``head`` (its output
     quantisation taken from the converted file); return the path."""
-    from training.export import int8_input_spec, to_tflite
+    from training.model.export import int8_input_spec, to_tflite
 
     params = FeatureParams()
     base = InputSpec(frames=window_frames, bands=params.n_bands)

@@ -13,7 +13,11 @@ from support.shared import ROOT, shared_dir
 
 from edge.model.bundle import read_bundle
 from edge.model.runtime import interpreter_class
-from training import audioset_fit, cli, config, lwf_cache, prepare, yamnet
+from training import cli
+from training.data import prepare
+from training.fit import audioset_fit, lwf_cache
+from training.model import yamnet
+from training.recipe import config
 
 pytestmark = pytest.mark.slow
 

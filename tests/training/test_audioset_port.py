@@ -1,4 +1,4 @@
-"""training.audioset: YAMNet's network in Keras, started from the dequantised weights of
+"""training.model.audioset: YAMNet's network in Keras, started from the dequantised weights of
 ``yamnet_waveform_in.tflite``, against that file's own scores on real ESC-50 windows.
 
 Windows: the loudest 0.975 s (15,600 samples, 0.5 s steps) of the first clip of 12 ESC-50 categories.
@@ -33,7 +33,7 @@ from edge.features import FeatureParams, compute, filterbank
 from edge.model.runtime import interpreter_class
 from edge.schema import build
 from tests.support.shared import ROOT, shared_dir
-from training import audioset, yamnet
+from training.model import audioset, yamnet
 
 PEERS = shared_dir() / "peers"
 WAVEFORM = PEERS / "yamnet_waveform_in.tflite"

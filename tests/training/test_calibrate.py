@@ -11,7 +11,7 @@ import pytest
 from scipy.stats import chi2
 
 from edge.detect.events import EventDetector, EventParams
-from training.calibrate import (
+from training.calibrate.search import (
     OFF,
     BackgroundStream,
     Calibration,
@@ -171,7 +171,7 @@ def test_chunked_pruned_sweep_equals_one_detector_per_candidate(monkeypatch: pyt
     false, hits = reference(scores, clips, grid, events)
     background = [BackgroundStream(s, 3600.0) for s in scores]
     params = CalibrationParams(budget_per_hour=6.0, grid=grid, min_recall=0.0)
-    monkeypatch.setattr("training.calibrate._COLUMNS_PER_DETECTOR", 7)  # chunks of two candidates
+    monkeypatch.setattr("training.calibrate.search._COLUMNS_PER_DETECTOR", 7)  # chunks of two candidates
     cal = calibrate(LABELS, background, clips, hop_s=HOP_S, events=events, params=params)
     for i, x in enumerate(cal.labels):
         within = false[:, i] / x.hours <= 2.0  # budget 6/h over 3 labels

@@ -7,9 +7,9 @@ import pytest
 from support import training_data as td
 
 from edge.features import InputSpec
-from training import export, qat
-from training import model as model_mod
-from training.config import ModelConfig
+from training.model import export, qat
+from training.model import model as model_mod
+from training.recipe.config import ModelConfig
 
 pytestmark = [
     pytest.mark.slow,

@@ -1,4 +1,4 @@
-"""training/recipe.py: a recipe that states only its difference (``extends``)."""
+"""training/recipe/extends.py: a recipe that states only its difference (``extends``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import yaml
 from support.shared import ROOT
 
 from edge.schema import ConfigError
-from training import config
+from training.recipe import config
 
 BASE = """\
 data:

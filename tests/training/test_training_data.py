@@ -11,8 +11,8 @@ from support import training_data as td
 
 from edge import features
 from edge.features import FeatureParams
-from training import cache, data
-from training.config import DataConfig
+from training.data import cache, data
+from training.recipe.config import DataConfig
 
 
 def _peak_hz(x: np.ndarray, rate: int) -> float:

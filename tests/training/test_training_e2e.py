@@ -13,7 +13,9 @@ from support import training_data as td
 from edge import features
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
-from training import cli, config, crossval, export, pipeline
+from training import cli, crossval, pipeline
+from training.model import export
+from training.recipe import config
 
 pytestmark = pytest.mark.slow
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.mixtures import LEVEL_DBFS, mixtures
+from training.calibrate.mixtures import LEVEL_DBFS, mixtures
 
 RATE = 16000
 

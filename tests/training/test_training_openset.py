@@ -10,12 +10,16 @@ from support import training_data as td
 
 from edge.features import FeatureParams, InputSpec
 from edge.schema import ConfigError
-from training import augment, background, config, report, streams, teacher, windows
-from training import model as model_mod
-from training.background import Background, Part
-from training.config import AugmentConfig, BackgroundSource, FitConfig, ModelConfig, TeacherConfig, TrainConfig
-from training.data import Clip, DataError, Split
-from training.prepare import Prepared
+from training.calibrate import replay
+from training.data import augment, background
+from training.data.background import Background, Part
+from training.data.data import Clip, DataError, Split
+from training.data.prepare import Prepared
+from training.evaluate import report
+from training.fit import teacher, windows
+from training.model import model as model_mod
+from training.recipe import config
+from training.recipe.config import AugmentConfig, BackgroundSource, FitConfig, ModelConfig, TeacherConfig, TrainConfig
 
 P = FeatureParams()
 
@@ -53,7 +57,7 @@ def test_exclude_leaves_label_recordings_out_of_every_part(tmp_path: Path, caplo
     src = BackgroundSource(
         path=str(root), report_fraction=0.0, exclude=("calibrate/noise_1.wav", "*/noise_0.wav", "x*")
     )
-    with caplog.at_level("INFO", logger="training.background"):
+    with caplog.at_level("INFO", logger="training.data.background"):
         files = background.list_files(src, root)
     assert [p.name for p in files["train"]] == ["loose.wav", "noise_1.wav"]
     assert files["calibrate"] == [] and files["report"] == []
@@ -94,7 +98,7 @@ def test_manifest_source_errors_name_the_problem(tmp_path: Path) -> None:
 
 
 def test_background_goes_through_the_feature_cache_and_prepared_json(tmp_path: Path) -> None:
-    from training import prepare
+    from training.data import prepare
 
     root = td.noise_folder(tmp_path / "bg", per_part=1)
     manifest = td.tone_manifest(tmp_path / "tones", folds=2, per_fold=1, seconds=1.0)
@@ -283,7 +287,7 @@ def test_distillation_batches_carry_teacher_targets() -> None:
 def test_distillation_model_shares_layers_and_exports_the_classifier_only() -> None:
     import keras
 
-    from training import fit
+    from training.fit import fit
 
     model = model_mod.build(ModelConfig(weights="none", output="sigmoid"), InputSpec(frames=32, bands=32), 3, 0.9)
     trainer = model_mod.distillation_model(model, 16, 5)
@@ -304,7 +308,7 @@ def test_distillation_model_shares_layers_and_exports_the_classifier_only() -> N
 
 
 def test_quantisation_aware_twin_keeps_a_sigmoid_head() -> None:
-    from training import qat
+    from training.model import qat
 
     model = model_mod.build(ModelConfig(weights="none", output="sigmoid"), InputSpec(frames=32, bands=32), 3, 0.9)
     x = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
@@ -329,9 +333,9 @@ def test_manifest_lists_background_output_without_threshold() -> None:
 def test_sound_span_covers_the_frames_above_the_floor() -> None:
     frames = np.full((500, P.n_bands), P.db_floor, np.float32)
     frames[100:220] = -20.0
-    start, end = streams.sound_span(frames, 400, 160, 16000, P.db_floor)
+    start, end = replay.sound_span(frames, 400, 160, 16000, P.db_floor)
     assert start == pytest.approx(1.0) and end == pytest.approx((219 * 160 + 400) / 16000)
-    assert streams.sound_span(np.full((10, 4), P.db_floor), 400, 160, 16000, P.db_floor)[0] == 0.0
+    assert replay.sound_span(np.full((10, 4), P.db_floor), 400, 160, 16000, P.db_floor)[0] == 0.0
 
 
 def test_calibration_section_of_the_report() -> None:

@@ -12,8 +12,11 @@ from support.shared import ROOT, shared_dir
 
 from edge.features import FeatureParams
 from edge.schema import ConfigError
-from training import augment, cli, config, evaluate, report
-from training.config import AugmentConfig
+from training import cli
+from training.data import augment
+from training.evaluate import evaluate, report
+from training.recipe import config
+from training.recipe.config import AugmentConfig
 
 P = FeatureParams()
 
@@ -209,8 +212,8 @@ def test_shipped_config_parses() -> None:
 
 def test_model_unfreezes_top_blocks_and_counts_macs() -> None:
     from edge.features import InputSpec
-    from training import model
-    from training.config import ModelConfig
+    from training.model import model
+    from training.recipe.config import ModelConfig
 
     spec = InputSpec(frames=32, bands=32)
     m = model.build(ModelConfig(weights="none"), spec, 5, bn_momentum=0.9)
@@ -279,8 +282,8 @@ def test_frozen_bn_blocks_keep_imagenet_statistics() -> None:
     import keras
 
     from edge.features import InputSpec
-    from training import model as model_mod
-    from training.config import ModelConfig
+    from training.model import model as model_mod
+    from training.recipe.config import ModelConfig
 
     model = model_mod.build(ModelConfig(weights="none"), InputSpec(frames=32, bands=32), 4, 0.9)
     model_mod.unfreeze_top(model, 13, frozen_bn_blocks=5)

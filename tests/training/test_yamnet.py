@@ -1,4 +1,4 @@
-"""training.yamnet: YAMNet's front end through edge.features, checked against an independent NumPy
+"""training.model.yamnet: YAMNet's front end through edge.features, checked against an independent NumPy
 reference, and the int8 peer's scores and embedding."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 
 from edge.model.runtime import interpreter_class
 from tests.support.shared import shared_dir
-from training import yamnet
+from training.model import yamnet
 
 PEERS = shared_dir() / "peers"
 ESC50 = shared_dir() / "data" / "esc50"

@@ -9,7 +9,7 @@ themselves, never from training features.  Two kinds of stream:
 - the validation clips, one stream each, with the span of the labelled sound
   (first to last frame above the dB floor: ESC-50 pads short sounds with digital silence).
 
-:func:`thresholds` hands them to ``training.calibrate`` with the daemon's default
+:func:`thresholds` hands them to ``training.calibrate.search`` with the daemon's default
 event settings (smoothing, hold, cooldown), so a false event counted here is an
 event the device would publish.
 """
@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from edge.daemon.config import Config
 from edge.model.classifier import Classifier
-from training.calibrate import (
+from training.calibrate.search import (
     DEFAULT_GRID,
     BackgroundStream,
     Calibration,
@@ -36,7 +36,7 @@ from training.calibrate import (
     floored_grid,
     poisson_upper_95,
 )
-from training.data import DataError, read_audio
+from training.data.data import DataError, read_audio
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def read_part(paths: Sequence[Path], rate: int) -> list[Floats]:
 
 def part_streams(parts: Sequence[Floats], rate: int, mixture_s: float) -> list[tuple[str, Floats]]:
     """The part's files back to back, and ``mixture_s`` seconds of mixtures of them (when > 0)."""
-    from training.mixtures import mixtures
+    from training.calibrate.mixtures import mixtures
 
     streams = [("plain", np.concatenate(parts))] if parts else []
     mixed = mixtures(parts, mixture_s, rate)

@@ -20,8 +20,8 @@ Batch norm is folded into those weights.  Each convolution is built as Conv (no 
 BatchNormalization holding the folded bias as ``beta``, with gamma 1, moving mean 0 and moving
 variance ``1 - epsilon``, so that ``var + epsilon`` is exactly 1.0 in float32 and the layer is
 ``x + bias`` up to float32 rounding (TensorFlow's rsqrt of 1.0 may be one ulp off: a couple of ulps of
-``x``, tests/training/test_audioset_port.py).  Why not plain biases: the layout is then YAMNet's own (conv, BN, ReLU), BN's
-scale and shift can be fine-tuned, and the converter folds BN back at export, so the device pays
+``x``, tests/training/test_audioset_port.py).  Why not plain biases: the layout is then YAMNet's own (conv,
+BN, ReLU), BN's scale and shift can be fine-tuned, and the converter folds BN back at export, so the device pays
 nothing.  Fine-tune it in inference mode (``training=False``, as Keras' transfer-learning guide
 says): in training mode BN would normalise by batch statistics that the folded weights never had.
 
@@ -31,7 +31,7 @@ average, same top-1 on all (50 windows: 0.036, 7e-5, 50/50).  The float layers a
 rest is the file's hybrid int8 kernels quantising activations on the fly (measured with
 ai-edge-litert's default XNNPACK kernels; its reference kernels are coarser, up to 0.04).
 
-Input: the front end's dB frames (``training.yamnet.YAMNET_FEATURES``), turned into YAMNet's
+Input: the front end's dB frames (``training.model.yamnet.YAMNET_FEATURES``), turned into YAMNet's
 natural-log values by one ``Rescaling`` by ``ln(10)/20``; ``input_db_scale=None`` takes YAMNet's
 ``log(mel + 0.001)`` patch as it is.
 """
@@ -47,7 +47,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.model.runtime import interpreter_class
-from training.yamnet import BANDS, DB_TO_LN, PATCH_FRAMES, PEERS
+from training.model.yamnet import BANDS, DB_TO_LN, PATCH_FRAMES, PEERS
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from training.config import DataConfig
+from training.recipe.config import DataConfig
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Learning without forgetting on 2 cores: the frozen blocks' activations, computed once and kept.
 
-``model.arch: yamnet`` (training/audioset_fit.py) freezes YAMNet's lower blocks, so what they make of a
+``model.arch: yamnet`` (training/fit/audioset_fit.py) freezes YAMNet's lower blocks, so what they make of a
 window never changes: ``fit.cache_copies`` augmented passes over the training windows and the clean
 validation windows go through them once, with the untouched network's 521 AudioSet scores (the AudioSet
 head's targets), and are kept as float16 in ``lwf_cache/`` of the run folder.  A resumed run reads
@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training import audioset
-from training import model as model_mod
-from training.config import TrainConfig
-from training.prepare import Prepared
-from training.windows import TrainWindows, batch_inputs, input_spec
+from training.data.prepare import Prepared
+from training.fit.windows import TrainWindows, batch_inputs, input_spec
+from training.model import audioset
+from training.model import model as model_mod
+from training.recipe.config import TrainConfig
 
 CACHE_DIR = "lwf_cache"
 AUDIOSET = audioset.SCORES
@@ -66,7 +66,7 @@ def _pass(source: TrainWindows, lower: Any, upper: Any) -> Cached:
 
 def cache_validation(cfg: TrainConfig, prepared: Prepared, lower: Any, upper: Any, out: Path) -> Cached:
     """Clean windows of the validation clips at ``fit.val_hop_frames``, clip index as the target."""
-    from training.fit import clip_windows
+    from training.fit.fit import clip_windows
 
     path = out / CACHE_DIR / "val.npz"
     if path.exists():

@@ -26,12 +26,12 @@ import numpy as np
 import numpy.typing as npt
 
 from edge import features
-from training.cache import file_sha256
-from training.data import DataError, read_audio
+from training.data.cache import file_sha256
+from training.data.data import DataError, read_audio
 
 if TYPE_CHECKING:
-    from training.config import LoadedConfig
-    from training.prepare import Prepared
+    from training.data.prepare import Prepared
+    from training.recipe.config import LoadedConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ def cache_folder(cache_dir: Path, model: Path, step: int) -> Path:
 
 
 def _init(model: str) -> None:
-    from training.yamnet import Yamnet, YamnetParams
+    from training.model.yamnet import Yamnet, YamnetParams
 
     path = Path(model)
     class_map = path.with_name("yamnet_class_map.csv")
@@ -79,7 +79,7 @@ def _init(model: str) -> None:
 def teacher_rows(samples: npt.NDArray[np.float32], step: int) -> Rows:
     """Teacher outputs (embedding, scores) at every cached position of one file's samples."""
     from edge.features import compute
-    from training import yamnet
+    from training.model import yamnet
 
     net = _WORKER["yamnet"]
     log_mel = yamnet.log_mel(compute(samples, yamnet.FEATURES))

@@ -27,9 +27,9 @@ import numpy.typing as npt
 
 from edge import features
 from edge.features import FeatureParams
-from training import data
-from training.cache import file_sha256
-from training.config import DataConfig
+from training.data import data
+from training.data.cache import file_sha256
+from training.recipe.config import DataConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _safe(name: str) -> str:
 
 def contact_sheet(members: list[ClipStats], params: FeatureParams, path: Path, label: str) -> None:
     """A grid of dB-mel spectrograms (time right, frequency up), flags in red."""
-    from training.report import _pyplot
+    from training.evaluate.report import _pyplot
 
     plt = _pyplot()
     cols = 4

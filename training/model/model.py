@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from edge.features import InputSpec
-from training.background import LABEL as BACKGROUND_LABEL
-from training.config import ModelConfig
+from training.data.background import LABEL as BACKGROUND_LABEL
+from training.recipe.config import ModelConfig
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -4,14 +4,14 @@ Each source (``data.background``) is a folder of audio or a CSV manifest with
 a file name and, optionally, a split column.  Files go to one of two parts:
 
 - ``train``: random negative windows in every batch and material mixed under
-  labelled windows (training/augment.py);
+  labelled windows (training/data/augment.py);
 - ``calibrate``: never trained on; thresholds are chosen on it;
 - ``report``: a share of the calibrate groups (``report_fraction``, by a stable
   hash of the group: speaker-disjoint for the starter corpus), never trained on
   and never used to choose thresholds: the false alarms per hour that the report
   and the model card give are measured there.
 
-Frames come from the same feature cache as labelled clips (training/cache.py).
+Frames come from the same feature cache as labelled clips (training/data/cache.py).
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from training import cache
-from training.cache import Frames
-from training.config import BackgroundSource, LoadedConfig
-from training.data import AUDIO_SUFFIXES, Clip, DataError
+from training.data import cache
+from training.data.cache import Frames
+from training.data.data import AUDIO_SUFFIXES, Clip, DataError
+from training.recipe.config import BackgroundSource, LoadedConfig
 
 _LOGGER = logging.getLogger(__name__)
 

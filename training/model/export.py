@@ -123,7 +123,7 @@ def calibration_windows(
     frames: list[np.ndarray], clips: Iterable[int], window: int, params: FeatureParams, count: int, seed: int
 ) -> list[np.ndarray]:
     """``count`` un-augmented windows from ``clips`` (training clips only), skipping digital silence."""
-    from training.augment import active_ends
+    from training.data.augment import active_ends
 
     rng = np.random.default_rng(seed)
     pool = list(clips)

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from training import background as background_mod
-from training import cache, data
-from training.background import Background
-from training.cache import Frames
-from training.config import LoadedConfig
-from training.data import Clip, Split
+from training.data import background as background_mod
+from training.data import cache, data
+from training.data.background import Background
+from training.data.cache import Frames
+from training.data.data import Clip, Split
+from training.recipe.config import LoadedConfig
 
 _LOGGER = logging.getLogger(__name__)
 

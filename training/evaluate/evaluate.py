@@ -23,10 +23,10 @@ from edge.model.bundle import Bundle, Manifest, sha256
 from edge.model.classifier import Classifier
 from edge.model.outputs import OutputSpec
 from edge.schema import ConfigError
-from training import model as model_mod
-from training.config import TrainConfig
-from training.export import audioset_output, int8_input_spec
-from training.windows import input_spec
+from training.fit.windows import input_spec
+from training.model import model as model_mod
+from training.model.export import audioset_output, int8_input_spec
+from training.recipe.config import TrainConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -98,9 +98,9 @@ def audioset_head(
 
 
 def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]) -> Confirm:
-    """The confirmation: the classes the mapping CSV (an absolute path: training.config.load) gives the event
+    """The confirmation: the classes the mapping CSV (an absolute path: training.recipe.config.load) gives the event
     labels, named by YAMNet's class map."""
-    from training.yamnet import read_mapping
+    from training.model.yamnet import read_mapping
 
     confirm = cfg.audioset.confirm
     if not class_names:
@@ -113,7 +113,7 @@ def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]
 def _class_names(cfg: TrainConfig) -> list[str]:
     """AudioSet display names in index order from YAMNet's class map: the confirmation's, else the one beside
     the checkout; empty where no map is at hand."""
-    from training.yamnet import YamnetParams, read_class_names
+    from training.model.yamnet import YamnetParams, read_class_names
 
     path = Path(cfg.audioset.confirm.class_map or YamnetParams().class_map_path)
     return read_class_names(path) if path.is_file() else []

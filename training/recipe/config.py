@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from edge.features import FeatureParams
 from edge.schema import ConfigError, from_yaml, read_text, setting
-from training import recipe
+from training.recipe.extends import NOT_PATHS, extends, merged_text
 
 REPORT_FRACTION = 0.5
 """Default share of the calibrate groups held out as the report part (bench/events.py uses the same)."""
@@ -76,7 +76,7 @@ class DataConfig:
     workers: int = setting(0, lo=0, hi=256, unit="processes for feature extraction, 0 = all cores")
     codec_fraction: float = setting(0.0, lo=0.0, hi=1.0, unit="of the training clips added again through Opus")
     """Copies of training clips coded as the background corpus is (Opus, about 13 kbps), so that the model
-    cannot learn "coded means background" (training/data.py ``through_codec``)."""
+    cannot learn "coded means background" (training/data/data.py ``through_codec``)."""
     background: tuple[BackgroundSource, ...] = ()
     """Sources of background audio: negatives, mixing material, and (their calibrate part) thresholds."""
 
@@ -96,7 +96,7 @@ class ModelConfig:
 
     arch: Literal["mobilenet", "mobilenet_v2", "mobilenet_v3_small", "yamnet"] = "mobilenet"
     """An ImageNet MobileNet, or ``yamnet``: YAMNet's AudioSet network with its 521-class head kept
-    (training/audioset_fit.py; ``weights`` is then a YAMNet TFLite file to start from)."""
+    (training/fit/audioset_fit.py; ``weights`` is then a YAMNet TFLite file to start from)."""
     alpha: float = setting(0.25, lo=0.1, hi=1.4, unit="width multiplier")
     weights: str = "imagenet"
     """'imagenet' (Keras cache), 'none', or a path to the no-top .h5 file."""
@@ -151,7 +151,7 @@ class FitConfig:
     ImageNet statistics keep post-training int8 close to float (docs/training.md)."""
     qat_epochs: int = setting(0, lo=0, hi=10_000, unit="epochs of quantisation-aware fine-tuning (MobileNet v1)")
     """Phase 3: train through simulated int8 (folded BatchNorm, per-channel weights) so that the
-    exported int8 model keeps the float accuracy (training/qat.py, docs/training.md)."""
+    exported int8 model keeps the float accuracy (training/model/qat.py, docs/training.md)."""
     qat_lr: float = setting(1e-4, lo=1e-8, hi=1.0, unit="AdamW peak learning rate of phase 3, cosine decay")
     background_fraction: float = setting(0.0, lo=0.0, hi=0.9, unit="of each batch: random background windows")
     distill_weight: float = setting(1.0, lo=0.0, hi=100.0, unit="x loss toward the teacher embedding")
@@ -193,7 +193,9 @@ class CalibrationConfig:
     """Per-label thresholds from a false-alarm budget on the calibrate part of the background."""
 
     budget_per_hour: float = setting(1.0, lo=0.001, hi=1e6, unit="false events per hour, all labels together")
-    mixture_minutes: float = setting(30.0, lo=0.0, hi=6000.0, unit="min of mixtures per part (training/mixtures.py)")
+    mixture_minutes: float = setting(
+        30.0, lo=0.0, hi=6000.0, unit="min of mixtures per part (training/calibrate/mixtures.py)"
+    )
     """Added to the calibrate part for thresholds, and to the report part for the held-out figures."""
     min_threshold: float = setting(0.05, lo=0.05, hi=0.99, unit="score: the lowest threshold calibration may choose")
     """A floor under every chosen threshold.  Calibration takes the lowest threshold with no false event on the
@@ -344,11 +346,11 @@ def _check_open_set(config: TrainConfig, source: str) -> None:
 
 
 def load(path: str | Path) -> LoadedConfig:
-    """Read and parse a config file, merged over the base it ``extends`` (training/recipe.py)."""
+    """Read and parse a config file, merged over the base it ``extends`` (training/recipe/extends.py)."""
     p = Path(path)
     text = read_text(p)
-    if recipe.extends(text):
-        text = recipe.merged_text(p)
+    if extends(text):
+        text = merged_text(p)
     loaded = LoadedConfig(parse(text, p.name), p.resolve().parent, text)
     return _with_confirm_paths(loaded, p.name)
 
@@ -356,7 +358,7 @@ def load(path: str | Path) -> LoadedConfig:
 def _with_confirm_paths(loaded: LoadedConfig, source: str) -> LoadedConfig:
     """``audioset.confirm.mapping`` and ``class_map`` as absolute paths (the bundle is made far from the config
     file).  The mapping ships with the recipe and must exist; the class map, with YAMNet's weights, is needed
-    when a bundle is made (training.evaluate)."""
+    when a bundle is made (training.evaluate.evaluate)."""
     confirm = loaded.config.audioset.confirm
     if not confirm.mapping:
         return loaded
@@ -364,7 +366,7 @@ def _with_confirm_paths(loaded: LoadedConfig, source: str) -> LoadedConfig:
     if not path.is_file():
         raise ConfigError(f"{source}: audioset.confirm.mapping: no such file: {path}")
     weights = loaded.config.model.weights
-    beside = loaded.path(weights).parent if weights not in recipe.NOT_PATHS else loaded.base_dir
+    beside = loaded.path(weights).parent if weights not in NOT_PATHS else loaded.base_dir
     class_map = loaded.path(confirm.class_map) if confirm.class_map else beside / "yamnet_class_map.csv"
     resolved = dataclasses.replace(confirm, mapping=str(path), class_map=str(class_map))
     return replace(loaded, audioset=dataclasses.replace(loaded.config.audioset, confirm=resolved))

@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from edge import features
 from edge.features import FeatureParams
-from training.config import AugmentConfig
+from training.recipe.config import AugmentConfig
 
 Frames = npt.NDArray[np.float32]
 

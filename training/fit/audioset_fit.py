@@ -2,21 +2,21 @@
 
 Learning without forgetting, shaped for 2 CPU cores:
 
-- The network is YAMNet's (training/audioset.py), started from the peer's weights, with a second head:
+- The network is YAMNet's (training/model/audioset.py), started from the peer's weights, with a second head:
   ``scores`` (our labels, sigmoid, on the 1024-d ``embedding``) beside ``audioset`` (YAMNet's 521).
 - The lower blocks (the stem up to ``layer{14 - fit.unfreeze_blocks}``) stay frozen at YAMNet's
   weights, so their activations are computed once: ``fit.cache_copies`` augmented passes over the
-  training windows (labelled crops, background windows, mixing, masks, mixup as in training/windows.py)
+  training windows (labelled crops, background windows, mixing, masks, mixup as in training/fit/windows.py)
   and the clean validation windows, kept as float16 in ``lwf_cache/`` of the run folder (a resumed run
   reads them back).
 - The AudioSet head's targets are the untouched network's 521 scores on exactly those windows (the
   same cached activations through the original upper blocks): what YAMNet itself says, labelled and
   background audio alike.  ``fit.lwf_weight`` weighs that loss against ours.
 - Phase 1 trains the new head alone; phase 2 the upper blocks and both heads with a cosine-decayed
-  learning rate.  BatchNorm stays frozen (it holds YAMNet's folded biases: training/audioset.py).
-  Early stopping and the kept weights follow the clip-level validation accuracy, as in training/fit.py.
+  learning rate.  BatchNorm stays frozen (it holds YAMNet's folded biases: training/model/audioset.py).
+  Early stopping and the kept weights follow the clip-level validation accuracy, as in training/fit/fit.py.
 
-The saved model is the whole network: the normalised window (training/windows.py ``input_spec``) in,
+The saved model is the whole network: the normalised window (training/fit/windows.py ``input_spec``) in,
 ``{"scores": labels, "audioset": 521}`` out.
 """
 
@@ -29,14 +29,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from training import audioset, augment
-from training import model as model_mod
-from training.config import LoadedConfig, TrainConfig
-from training.fit import MODEL_FILE, noise_frames
-from training.lwf_cache import AUDIOSET, PREDICT_BATCH, Cached, batches, cache_training, cache_validation
-from training.prepare import Prepared
-from training.windows import TrainWindows, input_spec
-from training.yamnet import DB_TO_LN
+from training.data import augment
+from training.data.prepare import Prepared
+from training.fit.fit import MODEL_FILE, noise_frames
+from training.fit.lwf_cache import AUDIOSET, PREDICT_BATCH, Cached, batches, cache_training, cache_validation
+from training.fit.windows import TrainWindows, input_spec
+from training.model import audioset
+from training.model import model as model_mod
+from training.model.yamnet import DB_TO_LN
+from training.recipe.config import LoadedConfig, TrainConfig
 
 _LOGGER = logging.getLogger(__name__)
 

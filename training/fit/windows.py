@@ -9,7 +9,7 @@ over its audio time).  Targets of a background window depend on the output:
 - ``sigmoid``: all zeros.
 
 With a teacher, each window also carries the teacher's (standardised)
-embedding and/or scores at the nearest cached position (training/teacher.py).
+embedding and/or scores at the nearest cached position (training/fit/teacher.py).
 Mixup then blends every target of a pair with the same weight.
 """
 
@@ -24,12 +24,12 @@ import numpy.typing as npt
 
 from edge import features
 from edge.features import InputSpec
-from training import augment
-from training import model as model_mod
-from training.config import TrainConfig
-from training.data import DataError
-from training.prepare import Prepared
-from training.teacher import EMBEDDING_DIM, N_SCORES, Key, Targets
+from training.data import augment
+from training.data.data import DataError
+from training.data.prepare import Prepared
+from training.fit.teacher import EMBEDDING_DIM, N_SCORES, Key, Targets
+from training.model import model as model_mod
+from training.recipe.config import TrainConfig
 
 Batch = tuple[np.ndarray, Any]
 

@@ -2,7 +2,7 @@
 
 Phase 1 trains the head on a frozen base (its BatchNorm layers in inference
 mode); phase 2 unfreezes the top blocks with a lower, cosine-decayed learning
-rate; the optional phase 3 trains through simulated int8 (training/qat.py).
+rate; the optional phase 3 trains through simulated int8 (training/model/qat.py).
 Early stopping and the kept weights follow the clip-level validation accuracy
 (mean of window scores at a hop, as the device aggregates).  Each phase is
 resumable: Keras' BackupAndRestore keeps the epoch state, and a finished
@@ -20,12 +20,13 @@ import numpy as np
 
 from edge import features
 from edge.features import InputSpec
-from training import augment, windows
-from training import model as model_mod
-from training import teacher as teacher_mod
-from training.config import LoadedConfig, TrainConfig
-from training.prepare import Prepared
-from training.windows import TrainWindows, batch_inputs, input_spec
+from training.data import augment
+from training.data.prepare import Prepared
+from training.fit import teacher as teacher_mod
+from training.fit import windows
+from training.fit.windows import TrainWindows, batch_inputs, input_spec
+from training.model import model as model_mod
+from training.recipe.config import LoadedConfig, TrainConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -180,7 +181,7 @@ def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
     """Fit both phases (and phase 3), save ``model.keras`` in the run directory and return the model.
 
     With a teacher, phases 1 and 2 train a distillation model that shares the classifier's layers
-    (training/model.py); only the classifier is saved.
+    (training/model/model.py); only the classifier is saved.
     """
     import keras
 
@@ -230,7 +231,7 @@ def quantisation_aware(model: Any, ds: Any, steps: int, cfg: TrainConfig, prepar
     """
     import keras
 
-    from training import qat
+    from training.model import qat
 
     model = clone(model)
     inputs = batch_inputs(calibration_windows(cfg, prepared), cfg, input_spec(cfg))
@@ -250,7 +251,7 @@ def calibration_windows(cfg: TrainConfig, prepared: Prepared) -> list[np.ndarray
     Training clips, and background train windows in the share ``fit.background_fraction`` (the device
     hears background far more often than labels, so its activation ranges must be covered too).
     """
-    from training import export
+    from training.model import export
 
     w, count, bg = cfg.window.window_frames, cfg.export.calibration_windows, prepared.background.train
     n_bg = round(count * cfg.fit.background_fraction) if bg.frames else 0

@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from edge import features
 from edge.features import FeatureParams
-from training.data import Clip, DataError, read_audio, through_codec
+from training.data.data import Clip, DataError, read_audio, through_codec
 
 _LOGGER = logging.getLogger(__name__)
 
