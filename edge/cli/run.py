@@ -99,10 +99,10 @@ def _check(config: Any) -> int:
 
 def _broker(mqtt: MqttConfig) -> str:
     """Whether the broker takes a connection now: a warning only, since a broker may come later."""
-    from edge.publish.mqttclient import CHECK_TIMEOUT_S, probe
+    from edge.publish.mqttclient import probe
 
     where = f"{mqtt.host}:{mqtt.port}"
-    failure = probe(mqtt, CHECK_TIMEOUT_S)
+    failure = probe(mqtt)
     return f"broker: connected to {where}" if failure is None else f"broker: cannot connect to {where}: {failure}"
 
 
