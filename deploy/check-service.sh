@@ -33,9 +33,26 @@ say() { printf 'check-service: %s\n' "$*" >&2; }
 cannot() { say "cannot run here: $*"; exit 3; }
 [ -f "$src/deploy/install-service.sh" ] && [ -f "$src/pyproject.toml" ] || cannot "$src is not an auricle checkout"
 [ "$(id -u)" -eq 0 ] || cannot "run as root (sudo $0)"
-for tool in systemd-nspawn nsenter mount flock; do
-  command -v "$tool" >/dev/null || cannot "$tool is missing (apt-get install systemd-container util-linux)"
-done
+# shellcheck source=deploy/lib/apt.sh
+. "$src/deploy/lib/apt.sh"
+
+need_tools() {
+  # need_tools TOOL:PACKAGE...: apt installs the packages of the tools that are missing (waiting for a
+  # held package lock); without apt, one line lists them
+  local pair tools=() debs=()
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null && continue
+    tools+=("${pair%%:*}")
+    case " ${debs[*]} " in *" ${pair#*:} "*) ;; *) debs+=("${pair#*:}") ;; esac
+  done
+  [ "${#tools[@]}" -eq 0 ] && return 0
+  have_apt || cannot "${tools[*]} missing and no apt here to install them: install ${debs[*]} (Debian package names)"
+  apt_install "${debs[@]}" || cannot "apt-get could not install ${debs[*]} (for ${tools[*]})"
+  for pair in "$@"; do
+    command -v "${pair%%:*}" >/dev/null || cannot "${pair%%:*} is still missing after installing ${pair#*:}"
+  done
+}
+need_tools systemd-nspawn:systemd-container nsenter:util-linux flock:util-linux mount:mount
 
 mkdir -p "$cache"
 exec 9>"$cache/lock"
@@ -57,7 +74,7 @@ debian_mirror() {
 
 build_base() {
   if [ "$rebuild" = no ] && [ "$(cat "$base/.auricle-check" 2>/dev/null)" = "$stamp_base" ]; then return 0; fi
-  command -v debootstrap >/dev/null || cannot "debootstrap is missing (apt-get install debootstrap)"
+  need_tools debootstrap:debootstrap
   say "building a Debian 12 root in $base (a few minutes, once)"
   rm -rf "$base" "$base.tmp" "$wheels"
   local mirror
@@ -93,6 +110,7 @@ build_wheels() {
   local python version
   python="${PYTHON:-python3}"
   version="$(readlink "$base/usr/bin/python3")" version="${version#python}"
+  if ! "$python" -m pip --version >/dev/null 2>&1 && [ -z "${PYTHON:-}" ] && have_apt; then apt_install python3-pip; fi
   "$python" -m pip --version >/dev/null 2>&1 || cannot "no pip for $python here to download wheels (set PYTHON=)"
   say "downloading wheels for auricle[edge], Python $version (once per pyproject.toml)"
   rm -rf "$wheels" && mkdir -p "$wheels"
@@ -141,11 +159,12 @@ boot() {
   rm -rf "$run" "$logs" && mkdir -p "$run/upper" "$run/work" "$run/root" "$logs"
   mount -t overlay overlay -o "lowerdir=$base,upperdir=$run/upper,workdir=$run/work" "$run/root" \
     || cannot "overlayfs mount failed"
-  # this checkout as a person would copy it to a Pi (no .git: install-service.sh copies it as it is)
+  # this checkout as a person would copy it to a Pi (no .git: install-service.sh copies it as it is); a tracked
+  # file deleted in the working tree is left out (an `a || b && c` there ended the loop, and the script, with 1)
   mkdir -p "$run/root/root/auricle"
   if git -C "$src" rev-parse --git-dir >/dev/null 2>&1; then
     (cd "$src" && git ls-files -z --cached --others --exclude-standard \
-      | while IFS= read -r -d '' f; do [ -e "$f" ] || [ -L "$f" ] && printf '%s\0' "$f"; done \
+      | while IFS= read -r -d '' f; do if [ -e "$f" ] || [ -L "$f" ]; then printf '%s\0' "$f"; fi; done \
       | tar --null -T - -c) | tar -x -C "$run/root/root/auricle"
   else
     tar -C "$src" --exclude=./.git --exclude='./.venv*' -c . | tar -x -C "$run/root/root/auricle"

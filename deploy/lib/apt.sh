@@ -61,7 +61,7 @@ apt_install() {
   done
   [ "${#missing[@]}" -eq 0 ] && return 0
   _apt_say "installing system packages: ${missing[*]}"
-  apt_get update -qq
+  apt_get update -qq || return
   apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
