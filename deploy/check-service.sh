@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Boot the service under a real systemd and check that the hardened unit lets the daemon work.
 #
-#   sudo deploy/check-service.sh            # about 80 s with the root cached, 3 minutes the first time
+#   sudo deploy/check-service.sh            # about 90 s with the root cached, 3 minutes the first time
 #   sudo deploy/check-service.sh --rebuild  # build the Debian 12 root and the wheels again
 #   sudo deploy/check-service.sh --keep     # leave the container's files in CACHE/run for a look
 #
@@ -13,7 +13,10 @@
 # Checks: READY=1 (the example config, then a WAV file in a loop), watchdog pings, the process's
 # user, seccomp and capabilities, status, health, events and clips, kill -9 restarts it, a stopped
 # daemon is killed by the watchdog, the state directory is the only writable place, the unit's
-# device policy refuses non-sound devices. One ok/FAIL/skip line each (docs/daemon.md).
+# device policy refuses non-sound devices, a config error is not restarted (exit 2) and its reason is
+# retained on the broker. One ok/FAIL/skip line each (docs/daemon.md).
+# What it needs and lacks (systemd-container, debootstrap, util-linux) apt installs first, waiting for a
+# held package lock (deploy/lib/apt.sh); where there is no apt it names them in one line and exits 3.
 # Exit status: 0 all checks passed, 1 a check failed, 2 usage, 3 this machine cannot run the check.
 set -euo pipefail
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +27,7 @@ for arg in "$@"; do
   case "$arg" in
     --rebuild) rebuild=yes ;;
     --keep) keep=yes ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "unknown option: $arg (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -420,7 +423,7 @@ device_probe() {
   local props=() line
   while IFS= read -r line; do props+=(-p "$line"); done < <(in_ct awk '
     /^\[/ { section = $0; next }
-    section == "[Service]" && /^[A-Za-z]+=/ && $0 !~ /^(Type|NotifyAccess|ExecStart|WatchdogSec|Restart|RestartSec|TimeoutStartSec|TimeoutStopSec)=/' \
+    section == "[Service]" && /^[A-Za-z]+=/ && $0 !~ /^(Type|NotifyAccess|ExecStart|WatchdogSec|Restart|RestartSec|RestartPreventExitStatus|TimeoutStartSec|TimeoutStopSec)=/' \
     /etc/systemd/system/auricle.service)
   in_ct systemd-run --quiet --wait --pipe --collect "${props[@]}" "$@" /opt/auricle/.venv/bin/python -c '
 import errno, os
@@ -461,6 +464,54 @@ check_devices() {
   fi
 }
 
+check_config_error() {
+  # a config error (exit 2) is not restarted every 3 s (RestartPreventExitStatus=2): the unit stays failed and
+  # the retained status/reason on the broker says why; with the good config back it starts again
+  local started state="" again reason t0 _
+  in_ct cp /etc/auricle/config.yaml /etc/auricle/config.yaml.good
+  in_ct mosquitto_pub -h 127.0.0.1 -t auricle/check/status/reason -r -n   # no stale reason
+  # audio.gate_dbfs out of range; the mqtt section is good, so the daemon can still reach the broker
+  in_ct sh -c 'cat >/etc/auricle/config.yaml' <<'CONFIG'
+audio:
+  source: file
+  file: /usr/local/share/auricle-check/demo.wav
+  loop: true
+  gate_dbfs: 3
+mqtt:
+  host: 127.0.0.1
+  device_id: check
+CONFIG
+  in_ct systemctl restart auricle.service 2>/dev/null || true   # returns once the start has failed
+  started="$(prop ExecMainStartTimestampMonotonic)"
+  for _ in $(seq 1 20); do   # 10 s: RestartSec=3 would have started it again by then
+    state="$(prop ActiveState)/$(prop SubState)"
+    case "$state" in activating/* | active/*) break ;; esac
+    [ "$(prop ExecMainStartTimestampMonotonic)" = "$started" ] || break
+    sleep 0.5
+  done
+  again=no
+  [ "$(prop ExecMainStartTimestampMonotonic)" = "$started" ] || again=yes
+  case "$state/$(prop ExecMainStatus)/$again" in
+    failed/*/2/no | inactive/*/2/no)
+      ok "a config error (exit 2) is not restarted: $state for 10 s, NRestarts=$(prop NRestarts) (RestartPreventExitStatus=2)" ;;
+    *) bad "a config error: $state, exit status $(prop ExecMainStatus), started again: $again, NRestarts=$(prop NRestarts)" ;;
+  esac
+  reason="$(in_ct mosquitto_sub -h 127.0.0.1 -t auricle/check/status/reason -C 1 -W 5 2>/dev/null || true)"
+  case "$reason" in
+    *audio.gate_dbfs*) ok "the retained status/reason names the config error: ${reason:0:160}" ;;
+    '') bad "no retained status/reason on the broker within 5 s of the config error" ;;
+    *) bad "the retained status/reason does not name the config error (audio.gate_dbfs): ${reason:0:160}" ;;
+  esac
+  in_ct mv /etc/auricle/config.yaml.good /etc/auricle/config.yaml
+  t0=$SECONDS
+  in_ct systemctl restart auricle.service || true
+  if wait_active 60; then
+    ok "the good config back: systemctl restart, READY=1 again after $((SECONDS - t0)) s"
+  else
+    bad "the good config back: $(prop ActiveState)/$(prop SubState) $(prop Result)"
+  fi
+}
+
 check_journal() {
   local exposure denied
   exposure="$(in_ct systemd-analyze security auricle.service 2>/dev/null | sed -n 's/.*Overall exposure level for auricle.service: \([0-9.]*\).*/\1/p')"
@@ -483,6 +534,7 @@ if install; then
   check_devices
   check_kill9
   check_hang
+  check_config_error
   check_journal
 fi
 in_ct journalctl -u auricle.service --no-pager -o short-monotonic >"$logs/auricle.log" 2>&1 || true

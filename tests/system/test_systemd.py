@@ -1,4 +1,5 @@
-"""The service unit: valid for systemd, restarts forever, watchdog on, secrets outside the config, hardened."""
+"""The service unit: valid for systemd, restarts forever (not on a config error), watchdog on, secrets outside the
+config, hardened; install-service.sh uninstalls on a host without systemd."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ def test_unit_survives_faults() -> None:
     assert service["Restart"] == "always"
     assert int(service["WatchdogSec"]) > 0
     assert unit["Unit"]["StartLimitIntervalSec"] == "0", "never stop restarting"
+    assert service["RestartPreventExitStatus"] == "2", "but not on a config error: the same file every 3 s forever"
     assert service["ExecStart"].split()[1:3] == ["run", "--config"]
     assert service["EnvironmentFile"].startswith("-"), "the secrets file is optional"
     assert service["NoNewPrivileges"] == "yes" and service["ProtectSystem"] == "strict"

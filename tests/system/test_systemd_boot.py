@@ -1,6 +1,6 @@
 """The installed unit under a real systemd: deploy/check-service.sh boots it in a container.
 
-The boot itself needs root and systemd-nspawn and takes about 80 s once its Debian root is cached
+The boot itself needs root and systemd-nspawn and takes about 90 s once its Debian root is cached
 (about 3 minutes the first time), so it runs only with AURICLE_SYSTEMD_CHECK=1:
 
     sudo AURICLE_SYSTEMD_CHECK=1 deploy/test.sh tests/system/test_systemd_boot.py
@@ -35,6 +35,9 @@ CHECKS = (
     "kill -9 of PID",
     "events again after the restart",
     "killed by the watchdog and restarted",
+    "a config error (exit 2) is not restarted",
+    "the retained status/reason names the config error",
+    "the good config back",
     "exposure 1.3",
     "no denied operation",
 )
@@ -51,7 +54,7 @@ def test_check_script_parses_its_options() -> None:
 @pytest.mark.integration
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.skipif(not BOOT, reason="boots the unit under a real systemd (root, ~80 s): AURICLE_SYSTEMD_CHECK=1")
+@pytest.mark.skipif(not BOOT, reason="boots the unit under a real systemd (root, ~90 s): AURICLE_SYSTEMD_CHECK=1")
 def test_the_installed_unit_works_under_a_real_systemd() -> None:
     proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=850)
     report = proc.stdout + proc.stderr[-4000:]
