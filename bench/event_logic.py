@@ -25,7 +25,8 @@ from edge.daemon.config import Config
 from edge.detect.events import EventDetector, EventParams
 from edge.model.classifier import Classifier
 from training.calibrate import replay
-from training.calibrate.search import BackgroundStream, CalibrationParams, PositiveClip, calibrate
+from training.calibrate.search import CalibrationParams, calibrate
+from training.calibrate.streams import BackgroundStream, PositiveClip
 from training.data import prepare
 from training.data.data import read_audio
 from training.evaluate import evaluate

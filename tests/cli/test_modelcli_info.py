@@ -16,7 +16,8 @@ from edge.cli.main import main as cli_main
 from edge.daemon.startup import default_model_path
 from edge.detect.events import EventParams
 from edge.model.bundle import read_bundle, write_bundle
-from training.calibrate.search import BackgroundStream, CalibrationParams, PositiveClip, calibrate
+from training.calibrate.search import CalibrationParams, calibrate
+from training.calibrate.streams import BackgroundStream, PositiveClip
 
 
 @pytest.fixture(scope="module")

@@ -11,17 +11,9 @@ import pytest
 from scipy.stats import chi2
 
 from edge.detect.events import EventDetector, EventParams
-from training.calibrate.search import (
-    OFF,
-    BackgroundStream,
-    Calibration,
-    CalibrationParams,
-    LabelCalibration,
-    PositiveClip,
-    calibrate,
-    floored_grid,
-    poisson_upper_95,
-)
+from training.calibrate.result import Calibration, LabelCalibration, poisson_upper_95
+from training.calibrate.search import OFF, CalibrationParams, calibrate, floored_grid
+from training.calibrate.streams import BackgroundStream, PositiveClip
 
 HOP_S = 0.1
 LABELS = ("a", "b", "c")

@@ -26,16 +26,9 @@ import numpy.typing as npt
 
 from edge.daemon.config import Config
 from edge.model.classifier import Classifier
-from training.calibrate.search import (
-    DEFAULT_GRID,
-    BackgroundStream,
-    Calibration,
-    CalibrationParams,
-    PositiveClip,
-    calibrate,
-    floored_grid,
-    poisson_upper_95,
-)
+from training.calibrate.result import Calibration, poisson_upper_95
+from training.calibrate.search import DEFAULT_GRID, CalibrationParams, calibrate, floored_grid
+from training.calibrate.streams import BackgroundStream, PositiveClip
 from training.data.data import DataError, read_audio
 
 _LOGGER = logging.getLogger(__name__)
