@@ -24,7 +24,7 @@ import zipfile
 from pathlib import Path
 
 from edge.model import bundle
-from edge.model.bundle import MANIFEST, MODEL, SELFTEST, SIGNATURE, BundleError
+from edge.model.bundle import MANIFEST, MODEL, SIGNATURE, BundleError
 
 ZIP_TIME = (2020, 1, 1, 0, 0, 0)
 """Member time stamp: the same bundle and key give the same bytes."""
@@ -47,9 +47,7 @@ def _sign(args: argparse.Namespace) -> int:
     key = bundle.load_private_key(args.key)
     old = bundle.read_bundle(source)
     manifest = old.manifest_bytes if args.version is None else with_version(old.manifest_bytes, args.version, source)
-    found = {MANIFEST: manifest, MODEL: old.model}
-    if old.selftest is not None:
-        found[SELFTEST] = old.selftest
+    found = {MANIFEST: manifest, MODEL: old.model} | old.extras()
     found[SIGNATURE] = key.sign(manifest)
     data = zip_members(found)
     new = bundle.parse_bundle(data, str(target), public_key=key.public_key())  # never write what we would refuse

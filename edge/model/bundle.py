@@ -1,7 +1,8 @@
 """The model bundle: one zip holding ``model.tflite``, ``manifest.json``,
 optionally ``selftest.npz`` (a test window and the scores it must give, see
-edge/model/selftest.py) and optionally ``manifest.sig`` (ed25519 over the manifest
-bytes; the manifest pins the sha256 of the model and of the self-test, so the
+edge/model/selftest.py), optionally ``background.npz`` (embeddings of background audio for
+teaching, edge/model/embedding.py) and optionally ``manifest.sig`` (ed25519 over the manifest
+bytes; the manifest pins the sha256 of the model, the self-test and the background set, so the
 signature covers them too).
 
 Bundles are read into memory and checked member by member; nothing is ever
@@ -29,6 +30,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from edge.features import FeatureParams, InputSpec
 from edge.model.audioset import AudiosetHead
 from edge.model.audioset import problems as audioset_problems
+from edge.model.embedding import BACKGROUND, EmbeddingSpec
+from edge.model.embedding import problems as embedding_problems
 from edge.model.outputs import OutputSpec as OutputSpec  # home: outputs.py; still importable from here
 from edge.schema import ConfigError, build, setting, to_data
 
@@ -72,6 +75,8 @@ class Manifest:
     audioset: AudiosetHead | None = None
     """The second output (521 AudioSet scores): veto and optional labels (edge/model/audioset.py); None =
     a one-output model (the key is left out of the JSON, so bundles without it are byte-identical to before)."""
+    embedding: EmbeddingSpec | None = None
+    """The embedding output (edge/model/embedding.py); None = none (the key is left out of the JSON)."""
     model_sha256: str
     selftest_sha256: str | None = None
     """sha256 of ``selftest.npz``; None = the bundle has no self-test (and the key is left out of the JSON)."""
@@ -105,6 +110,8 @@ class Manifest:
             del data["audioset"]
         elif data["audioset"]["evidence"] is None:
             del data["audioset"]["evidence"]  # bundles without it read and write as before
+        if data["embedding"] is None:
+            del data["embedding"]
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
@@ -119,6 +126,13 @@ class Bundle:
     path: str
     selftest: bytes | None = None
     """``selftest.npz`` as stored (pinned by ``manifest.selftest_sha256``), or None."""
+    background: bytes | None = None
+    """``background.npz`` as stored (pinned by ``manifest.embedding.background_sha256``), or None."""
+
+    def extras(self) -> dict[str, bytes]:
+        """The pinned members beside the manifest and the model, by member name (to copy a bundle)."""
+        found = {SELFTEST: self.selftest, BACKGROUND: self.background}
+        return {k: v for k, v in found.items() if v is not None}
 
 
 def sha256(data: bytes) -> str:
@@ -148,10 +162,12 @@ def bundle_of(found: dict[str, bytes], name: str, public_key: Ed25519PublicKey |
     check_model(manifest, model, name)
     selftest = found.get(SELFTEST)
     check_selftest(manifest, selftest, name)
+    background = found.get(BACKGROUND)
+    _check_pinned(BACKGROUND, manifest.embedding.background_sha256 if manifest.embedding else None, background, name)
     signature = found.get(SIGNATURE)
     if public_key is not None:
         verify_signature(public_key, manifest_bytes, signature, name)
-    return Bundle(manifest, model, manifest_bytes, signature, name, selftest)
+    return Bundle(manifest, model, manifest_bytes, signature, name, selftest, background)
 
 
 def members(raw: bytes, name: str, max_total: int | None = None) -> dict[str, bytes]:
@@ -170,7 +186,7 @@ def members(raw: bytes, name: str, max_total: int | None = None) -> dict[str, by
             if member.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", member) or ":" in member:
                 raise BundleError(f"{name}: unsafe member path {member!r} (path traversal)")
         names = [i.filename for i in infos]
-        extra = sorted(set(names) - {MANIFEST, MODEL, SIGNATURE, SELFTEST})
+        extra = sorted(set(names) - {MANIFEST, MODEL, SIGNATURE, SELFTEST, BACKGROUND})
         if extra:
             raise BundleError(f"{name}: unexpected member(s) {', '.join(extra)}")
         if len(names) != len(set(names)):
@@ -242,6 +258,10 @@ def _check_consistency(m: Manifest, where: str) -> None:
         problems.append(f"thresholds: expected numbers 0..1 for {', '.join(bad)}")
     if m.audioset is not None:
         problems.extend(audioset_problems(m.audioset, m.labels, m.event_labels))
+    if m.embedding is not None:
+        problems.extend(embedding_problems(m.embedding, m.labels, m.audioset is not None))
+        if m.embedding.background_sha256 is not None and not _SHA256.match(m.embedding.background_sha256):
+            problems.append("embedding.background_sha256: expected 64 lowercase hex digits")
     if not _SHA256.match(m.model_sha256):
         problems.append("model_sha256: expected 64 lowercase hex digits")
     if m.selftest_sha256 is not None and not _SHA256.match(m.selftest_sha256):
@@ -260,14 +280,18 @@ def check_model(manifest: Manifest, model: bytes, name: str) -> None:
 
 def check_selftest(manifest: Manifest, selftest: bytes | None, name: str) -> None:
     """A self-test member must be the one the manifest pins, and a pinned one must be there."""
-    if manifest.selftest_sha256 is None:
-        if selftest is not None:
-            raise BundleError(f"{name}: {SELFTEST} is not covered by the manifest (no selftest_sha256)")
+    _check_pinned(SELFTEST, manifest.selftest_sha256, selftest, name)
+
+
+def _check_pinned(member: str, pinned: str | None, data: bytes | None, name: str) -> None:
+    if pinned is None:
+        if data is not None:
+            raise BundleError(f"{name}: {member} is not covered by the manifest (nothing pins it)")
         return
-    if selftest is None:
-        raise BundleError(f"{name}: missing {SELFTEST} (the manifest pins one)")
-    if sha256(selftest) != manifest.selftest_sha256:
-        raise BundleError(f"{name}: {SELFTEST} sha256 mismatch (corrupt or tampered)")
+    if data is None:
+        raise BundleError(f"{name}: missing {member} (the manifest pins one)")
+    if sha256(data) != pinned:
+        raise BundleError(f"{name}: {member} sha256 mismatch (corrupt or tampered)")
 
 
 def verify_signature(key: Ed25519PublicKey, manifest_bytes: bytes, signature: bytes | None, name: str) -> None:
@@ -286,19 +310,30 @@ def write_bundle(
     model: bytes,
     private_key: Ed25519PrivateKey | None = None,
     selftest: bytes | None = None,
+    background: bytes | None = None,
 ) -> None:
-    """Write a bundle atomically (temporary file, then rename); ``selftest``: ``selftest.npz`` bytes."""
+    """Write a bundle atomically (temporary file, then rename); ``selftest``: ``selftest.npz`` bytes;
+    ``background``: ``background.npz`` bytes (the manifest must have an ``embedding`` section)."""
     if manifest.model_sha256 != sha256(model):
         manifest = dataclasses.replace(manifest, model_sha256=sha256(model))
     pinned = None if selftest is None else sha256(selftest)
     if manifest.selftest_sha256 != pinned:
         manifest = dataclasses.replace(manifest, selftest_sha256=pinned)
+    if manifest.embedding is not None:
+        spec = dataclasses.replace(
+            manifest.embedding, background_sha256=None if background is None else sha256(background)
+        )
+        manifest = dataclasses.replace(manifest, embedding=spec)
+    elif background is not None:
+        raise BundleError(f"{path}: a background set needs the manifest's embedding section")
     manifest_bytes = manifest.to_json()
     parse_manifest(manifest_bytes, str(path))  # never write what we would refuse to read
     check_model(manifest, model, str(path))
     found = {MANIFEST: manifest_bytes, MODEL: model}
     if selftest is not None:
         found[SELFTEST] = selftest
+    if background is not None:
+        found[BACKGROUND] = background
     if private_key is not None:
         found[SIGNATURE] = private_key.sign(manifest_bytes)
     _write_zip(Path(path), found)
@@ -307,9 +342,7 @@ def write_bundle(
 def sign_bundle(path: str | os.PathLike[str], private_key: Ed25519PrivateKey) -> None:
     """Add (or replace) the signature of an existing, valid bundle."""
     bundle = read_bundle(path)
-    found = {MANIFEST: bundle.manifest_bytes, MODEL: bundle.model}
-    if bundle.selftest is not None:
-        found[SELFTEST] = bundle.selftest
+    found = {MANIFEST: bundle.manifest_bytes, MODEL: bundle.model} | bundle.extras()
     found[SIGNATURE] = private_key.sign(bundle.manifest_bytes)
     _write_zip(Path(path), found)
 

@@ -17,6 +17,7 @@ import numpy.typing as npt
 from edge import features
 from edge.model.audioset import AUDIOSET_CLASSES, HeadScorer
 from edge.model.bundle import Bundle, BundleError, Manifest
+from edge.model.embedding import NoEmbedding
 from edge.model.outputs import Dequantiser, Detail, by_size, describe, matches, size_of
 from edge.model.runtime import interpreter_class
 
@@ -47,7 +48,8 @@ class Classifier:
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"{bundle.path}: model does not load: {exc}") from None
         self._input = self._interp.get_input_details()[0]
-        self._output, audioset = _outputs(self._interp.get_output_details(), self.manifest, bundle.path)
+        found = _outputs(self._interp.get_output_details(), self.manifest, bundle.path)
+        self._output, audioset = found.labels, found.audioset
         self._check_tensors()
         background = set(self.manifest.background_labels)
         self._keep = np.array([i for i, x in enumerate(self.manifest.labels) if x not in background])
@@ -57,6 +59,10 @@ class Classifier:
         if head is not None and audioset is not None:
             scorer = HeadScorer(head, self.manifest.event_labels)
             self._head = _Head(int(audioset["index"]), Dequantiser(head.output), scorer)
+        emb = self.manifest.embedding
+        self._embedding = None
+        if emb is not None and found.embedding is not None:
+            self._embedding = (int(found.embedding["index"]), Dequantiser(emb.output))
 
     def _check_tensors(self) -> None:
         spec, name = self.manifest.input, self.bundle.path
@@ -102,6 +108,21 @@ class Classifier:
         :meth:`raw`); None for a model without an AudioSet head."""
         return None if self._head is None else self._audioset(self._head)
 
+    def embedding(self) -> F32:
+        """The embedding (dequantised) of the latest inference; :class:`NoEmbedding` for a model without one."""
+        if self._embedding is None:
+            raise NoEmbedding(
+                f"{self.bundle.path}: model {self.manifest.name} {self.manifest.version} has no embedding output: "
+                "teaching needs a bundle that declares one (esc50 4.1.0 or later)"
+            )
+        index, dequantise = self._embedding
+        return dequantise(self._interp.get_tensor(index).reshape(-1))
+
+    @property
+    def has_embedding(self) -> bool:
+        """True when the model declares an embedding output (:meth:`embedding`)."""
+        return self._embedding is not None
+
     def _audioset(self, head: _Head) -> F32:
         return head.dequantise(self._interp.get_tensor(head.index).reshape(-1))
 
@@ -117,19 +138,37 @@ class Classifier:
         return self._dequantise(self.raw(tensor))
 
 
-def _outputs(details: Sequence[Detail], manifest: Manifest, name: str) -> tuple[Detail, Detail | None]:
-    """The label output and the AudioSet output (None without an ``audioset`` section), told apart by size."""
-    n, head = len(manifest.labels), manifest.audioset
+@dataclass(frozen=True)
+class _Found:
+    """The model's output tensors, told apart by size."""
+
+    labels: Detail
+    audioset: Detail | None
+    embedding: Detail | None
+
+
+def _outputs(details: Sequence[Detail], manifest: Manifest, name: str) -> _Found:
+    """The label output, the AudioSet output (None without an ``audioset`` section) and the embedding output
+    (None without an ``embedding`` section), told apart by size, never by position."""
+    n, head, emb = len(manifest.labels), manifest.audioset, manifest.embedding
     labels = by_size(details, n)
-    if head is None:  # a one-output model as before; a second output is not used
-        return (labels[0] if len(labels) == 1 else details[0]), None
-    audioset = by_size(details, AUDIOSET_CLASSES)
-    if len(details) != 2 or len(labels) != 1 or len(audioset) != 1:
+    if head is None and emb is None:  # a one-output model as before; other outputs are not used
+        return _Found(labels[0] if len(labels) == 1 else details[0], None, None)
+    want = {"label scores": n} | ({"AudioSet scores": AUDIOSET_CLASSES} if head else {})
+    want |= {"embedding values": emb.size} if emb else {}
+    found = {what: by_size(details, size) for what, size in want.items()}
+    if len(details) != len(want) or any(len(x) != 1 for x in found.values()):
         sizes = " and ".join(str(size_of(d)) for d in details)
+        needed = " and ".join(f"{size} {what}" for what, size in want.items())
+        section = "audioset section" if head and not emb else "embedding section" if not head else "sections"
+        count = {2: "two", 3: "three"}[len(want)]
         raise BundleError(
-            f"{name}: the manifest's audioset section needs two model outputs ({n} label scores and "
-            f"{AUDIOSET_CLASSES} AudioSet scores); the model's hold {sizes} values"
+            f"{name}: the manifest's {section} needs {count} model outputs ({needed}); the model's hold {sizes} values"
         )
-    if not matches(audioset[0], head.output):
-        raise BundleError(f"{name}: the AudioSet output is {describe(audioset[0])}, not the manifest's audioset.output")
-    return labels[0], audioset[0]
+    audioset = found["AudioSet scores"][0] if head else None
+    if head is not None and audioset is not None and not matches(audioset, head.output):
+        raise BundleError(f"{name}: the AudioSet output is {describe(audioset)}, not the manifest's audioset.output")
+    embedding = found["embedding values"][0] if emb else None
+    if emb is not None and embedding is not None and not matches(embedding, emb.output):
+        raise BundleError(f"{name}: the embedding output is {describe(embedding)}, not the manifest's embedding.output")
+    return _Found(found["label scores"][0], audioset, embedding)
