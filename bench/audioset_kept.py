@@ -29,7 +29,7 @@ from edge.model.classifier import Classifier
 from training.calibrate import replay
 from training.data import background
 from training.model import yamnet
-from training.recipe import config
+from training.recipe.load import LoadedConfig, load
 
 _LOGGER = logging.getLogger("bench.audioset_kept")
 FRAMES = yamnet.PATCH_FRAMES
@@ -79,7 +79,7 @@ def _line(name: str, r: dict[str, Any]) -> str:
     )
 
 
-def measure(clf: Classifier, peer: yamnet.Yamnet, loaded: config.LoadedConfig, split: str) -> dict[str, Any]:
+def measure(clf: Classifier, peer: yamnet.Yamnet, loaded: LoadedConfig, split: str) -> dict[str, Any]:
     """Agreement per background source of ``loaded`` and over all of them."""
     rate = clf.manifest.features.sample_rate
     found: dict[str, tuple[np.ndarray, np.ndarray]] = {}
@@ -109,7 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     peers = streams.SHARED / "peers"
     peer = yamnet.Yamnet(yamnet.YamnetParams(model_path=peers / "yamnet_spectra_in.tflite",
                                              class_map_path=peers / "yamnet_class_map.csv"))  # fmt: skip
-    report = {"model": str(args.model), "split": args.split} | measure(clf, peer, config.load(args.config), args.split)
+    report = {"model": str(args.model), "split": args.split} | measure(clf, peer, load(args.config), args.split)
     m = clf.manifest
     lines = [f"{m.name} {m.version}'s AudioSet head against YAMNet int8, split {args.split}"]
     lines += [_line(name, r) for name, r in [*report["sources"].items(), ("all", report.get("all"))] if r]

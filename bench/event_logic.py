@@ -31,7 +31,7 @@ from training.data import prepare
 from training.data.data import read_audio
 from training.evaluate import evaluate
 from training.model import export
-from training.recipe import config as train_config
+from training.recipe.load import load
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--json-out", type=Path, default=Path("runs/bench/event_logic.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    cfg = train_config.load(args.config).config
+    cfg = load(args.config).config
     clf, s = score_streams(args.run, cfg, args.mixture_minutes)
     rows = [measure(clf, s, p, args.budget) for p in CANDIDATES]
     print(f"{'event logic':<28} {'val recall':>10} {'test recall':>11} {'wrong/clip':>10} {'held-out FA/h':>14}")

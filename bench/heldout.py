@@ -24,13 +24,13 @@ from bench.streams import publish
 from training.calibrate import replay
 from training.data import background
 from training.evaluate import evaluate
-from training.recipe import config
+from training.recipe.load import LoadedConfig, load
 
 _LOGGER = logging.getLogger("bench.heldout")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def report_paths(cfg: config.LoadedConfig) -> list[Path]:
+def report_paths(cfg: LoadedConfig) -> list[Path]:
     """The report part of every background source of ``cfg``, excludes applied."""
     paths: list[Path] = []
     for source in cfg.config.data.background:
@@ -38,7 +38,7 @@ def report_paths(cfg: config.LoadedConfig) -> list[Path]:
     return paths
 
 
-def measure(run: Path, cfg: config.LoadedConfig, paths: Sequence[Path]) -> dict[str, Any]:
+def measure(run: Path, cfg: LoadedConfig, paths: Sequence[Path]) -> dict[str, Any]:
     """The run's own held-out figure and the one on ``paths``, at the run's thresholds."""
     report = json.loads((run / "report.json").read_text(encoding="utf-8"))
     labels = list(report["labels"])
@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--json-out", type=Path)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = config.load(args.config)
+    cfg = load(args.config)
     paths = report_paths(cfg)
     results = [measure(run, cfg, paths) for run in args.runs]
     lines = [f"report part of {args.config.name}: {len(paths)} files"]

@@ -50,7 +50,7 @@ from edge.model.classifier import Classifier
 from training.calibrate import replay
 from training.data import background
 from training.model import yamnet
-from training.recipe import config
+from training.recipe.load import load
 
 _LOGGER = logging.getLogger("bench.open_set")
 CACHE = streams.ROOT / "runs" / "bench" / "open_set"
@@ -128,7 +128,7 @@ def recordings(clf: Classifier, args: argparse.Namespace) -> dict[str, list[Reco
 
     @functools.cache
     def parts() -> dict[str, Floats]:  # read and mixed only when a part is not cached yet
-        loaded = config.load(args.config)
+        loaded = load(args.config)
         sources = loaded.config.data.background
         paths = [p for s in sources for p in background.list_files(s, loaded.path(s.path))[args.split]]
         return dict(replay.part_streams(replay.read_part(paths, rate), rate, MIXTURE_S))

@@ -12,8 +12,7 @@ from pathlib import Path
 from edge.model.bundle import BundleError
 from edge.schema import ConfigError
 from training.data.data import DataError
-from training.recipe import config as config_mod
-from training.recipe.config import LoadedConfig
+from training.recipe.load import LoadedConfig, load
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -146,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "inspect":
             return _inspect(args)
-        loaded = config_mod.load(args.config)
+        loaded = load(args.config)
         stage = _cv if getattr(args, "cv", False) else STAGES[args.command]
         stage(loaded)
     except _EXPECTED as exc:

@@ -24,7 +24,7 @@ import numpy as np
 
 from training import pipeline
 from training.data import data, prepare
-from training.recipe.config import LoadedConfig, replace
+from training.recipe.load import LoadedConfig, replace
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from training.fit import audioset_fit, fit
 from training.fit.windows import batch_inputs, input_spec
 from training.model import export
 from training.model import model as model_mod
-from training.recipe.config import LoadedConfig, replace
+from training.recipe.load import LoadedConfig, replace
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from training import cli
 from training.data import prepare
 from training.fit import audioset_fit, lwf_cache
 from training.model import yamnet
-from training.recipe import config
+from training.recipe.load import load
 
 pytestmark = pytest.mark.slow
 
@@ -114,7 +114,7 @@ def test_the_untouched_network_is_yamnet_and_its_split_is_exact(tmp_path: Path) 
     cfg.write_text(
         FEATURES + f"model: {{arch: yamnet, weights: {YAMNET}, output: sigmoid}}\nfit: {{unfreeze_blocks: 4}}\n"
     )
-    loaded = config.load(cfg)
+    loaded = load(cfg)
     net, taps = audioset_fit.build_tapped(loaded, 3)
     lower, upper = audioset_fit.split(net, taps, loaded.config)
     x = np.random.default_rng(0).uniform(-1.0, -0.2, (4, 96, 64, 1)).astype(np.float32)

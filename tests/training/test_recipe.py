@@ -9,7 +9,7 @@ import yaml
 from support.shared import ROOT
 
 from edge.schema import ConfigError
-from training.recipe import config
+from training.recipe.load import load, parse
 
 BASE = """\
 data:
@@ -41,7 +41,7 @@ def test_an_ablation_states_only_its_difference_and_paths_resolve_from_the_file_
         tmp_path / "configs" / "experiments" / "alpha.yaml",
         "extends: ../base.yaml\nmodel: {alpha: 0.5}\noutput: ../../runs/alpha\n",
     )
-    b, c = config.load(base), config.load(child)
+    b, c = load(base), load(child)
     assert c.config.model.alpha == 0.5 and c.config.model.weights == "imagenet", "merged key by key"
     assert c.config.bundle == b.config.bundle and c.config.data.test_folds == (4,)
     assert c.path(c.config.data.manifest) == b.path(b.config.data.manifest) == tmp_path / "data" / "esc50.csv"
@@ -50,13 +50,13 @@ def test_an_ablation_states_only_its_difference_and_paths_resolve_from_the_file_
     assert c.output == tmp_path / "runs" / "alpha"
     merged = yaml.safe_load(c.text)
     assert "extends" not in merged and merged["model"]["alpha"] == 0.5, "the run records the merged text"
-    assert config.parse(c.text, "again") == c.config
+    assert parse(c.text, "again") == c.config
 
 
 def test_lists_are_replaced_and_chains_merge(tmp_path: Path) -> None:
     _write(tmp_path / "base.yaml", BASE)
     _write(tmp_path / "mid.yaml", "extends: base.yaml\ndata: {background: []}\nmodel: {dropout: 0.5}\n")
-    top = config.load(_write(tmp_path / "top.yaml", "extends: mid.yaml\nmodel: {alpha: 1.0}\n")).config
+    top = load(_write(tmp_path / "top.yaml", "extends: mid.yaml\nmodel: {alpha: 1.0}\n")).config
     assert top.data.background == () and top.model.dropout == 0.5 and top.model.alpha == 1.0
 
 
@@ -73,7 +73,7 @@ def test_a_bad_extends_is_one_line_naming_the_file(tmp_path: Path, text: str, me
     _write(tmp_path / "base.yaml", BASE)
     path = _write(tmp_path / "loop.yaml", text)
     with pytest.raises(ConfigError, match=message) as info:
-        config.load(path)
+        load(path)
     assert "\n" not in str(info.value)
 
 
@@ -90,7 +90,7 @@ def test_every_experiment_extends_a_shipped_recipe_and_is_in_the_table() -> None
         else:
             assert text["extends"] in bases, name
         assert f"`{name}`" in table, f"{name} is missing from configs/experiments/README.md"
-        config.load(experiments / name)
+        load(experiments / name)
 
 
 def test_the_confirmation_mapping_resolves_from_the_file_that_states_it(tmp_path: Path) -> None:
@@ -100,10 +100,10 @@ def test_the_confirmation_mapping_resolves_from_the_file_that_states_it(tmp_path
     base = _write(tmp_path / "configs" / "base.yaml", BASE + stated)
     child = _write(tmp_path / "configs" / "experiments" / "child.yaml", "extends: ../base.yaml\n")
     for path in (base, child):
-        confirm = config.load(path).config.audioset.confirm
+        confirm = load(path).config.audioset.confirm
         assert (confirm.mapping, confirm.class_map, confirm.threshold) == (str(mapping), str(classes), 0.05)
     beside = _write(tmp_path / "configs" / "yamnet.yaml", BASE + "audioset: {confirm: {mapping: map.csv}}\n")
-    assert config.load(beside).config.audioset.confirm.class_map == str(tmp_path / "configs" / "yamnet_class_map.csv")
+    assert load(beside).config.audioset.confirm.class_map == str(tmp_path / "configs" / "yamnet_class_map.csv")
     mapping.unlink()
     with pytest.raises(ConfigError, match=r"^child\.yaml: audioset\.confirm\.mapping: no such file: .*map\.csv$"):
-        config.load(child)
+        load(child)

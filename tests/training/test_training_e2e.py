@@ -15,7 +15,7 @@ from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
 from training import cli, crossval, pipeline
 from training.model import export
-from training.recipe import config
+from training.recipe.load import load
 
 pytestmark = pytest.mark.slow
 
@@ -138,5 +138,5 @@ def test_cross_validation_runs_every_fold(tmp_path: Path, capsys: pytest.Capture
     again = json.loads((tmp_path / "run" / "cv.json").read_text())
     assert again["folds"]["2"] == cv["folds"]["2"] and model2.stat().st_mtime_ns == stamp  # not trained again
     rerun = json.loads((tmp_path / "run" / "cv" / "fold_1" / crossval.FOLD_RECORD).read_text())
-    assert rerun["config"] == crossval.fingerprint(crossval.fold_config(config.load(cfg), 1))
+    assert rerun["config"] == crossval.fingerprint(crossval.fold_config(load(cfg), 1))
     assert set(again["folds"]["1"]) == set(cv["folds"]["1"])

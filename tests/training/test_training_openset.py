@@ -18,8 +18,17 @@ from training.data.prepare import Prepared
 from training.evaluate import report
 from training.fit import teacher, windows
 from training.model import model as model_mod
-from training.recipe import config
-from training.recipe.config import AugmentConfig, BackgroundSource, FitConfig, ModelConfig, TeacherConfig, TrainConfig
+from training.recipe.config import (
+    AugmentConfig,
+    BackgroundSource,
+    DataConfig,
+    FitConfig,
+    ModelConfig,
+    TeacherConfig,
+    TrainConfig,
+    WindowConfig,
+)
+from training.recipe.load import load
 
 P = FeatureParams()
 
@@ -107,7 +116,7 @@ def test_background_goes_through_the_feature_cache_and_prepared_json(tmp_path: P
         f"data: {{manifest: {manifest}, cache_dir: cache, workers: 1, min_clips_per_class: 1, test_folds: [2],\n"
         f"  background: [{{path: {root}, report_fraction: 0}}]}}\nfit: {{background_fraction: 0.5}}\noutput: run\n"
     )
-    loaded = config.load(path)
+    loaded = load(path)
     p = prepare.prepare(loaded)
     assert len(p.background.train.paths) == 2 and len(p.background.calibrate.paths) == 1
     assert all(Path(f).parent.parent == tmp_path / "cache" for f in p.background.train.cache_files)
@@ -135,7 +144,7 @@ def test_open_set_config_errors(tmp_path: Path, text: str, message: str) -> None
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("[", r"\[")):
-        config.load(path)
+        load(path)
 
 
 # --- targets and batches ----------------------------------------------------------------------------
@@ -146,8 +155,8 @@ def _cfg(output: str, fraction: float = 0.25, **fit: object) -> TrainConfig:
         model=ModelConfig(output=output),  # type: ignore[arg-type]
         augment=AugmentConfig(mixup_alpha=0.0, noise_probability=1.0),
         fit=FitConfig(background_fraction=fraction, batch_size=8, crops_per_clip=3, **fit),  # type: ignore[arg-type]
-        data=config.DataConfig(background=(BackgroundSource(path="bg"),)),
-        window=config.WindowConfig(window_frames=48),
+        data=DataConfig(background=(BackgroundSource(path="bg"),)),
+        window=WindowConfig(window_frames=48),
     )
 
 

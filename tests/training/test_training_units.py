@@ -15,8 +15,8 @@ from edge.schema import ConfigError
 from training import cli
 from training.data import augment
 from training.evaluate import evaluate, report
-from training.recipe import config
 from training.recipe.config import AugmentConfig
+from training.recipe.load import load, parse
 
 P = FeatureParams()
 
@@ -156,7 +156,7 @@ def test_config_errors_are_one_line_and_exit_2(
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(ConfigError) as info:
-        config.load(path)
+        load(path)
     assert message in str(info.value) and "\n" not in str(info.value)
     assert cli.main(["fit", "--config", str(path)]) == 2
     err = capsys.readouterr().err
@@ -172,7 +172,7 @@ def test_config_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     path = tmp_path / "sub" / "train.yaml"
     path.write_text("data:\n  manifest: ../data/meta.csv\noutput: out\n")
-    loaded = config.load(path)
+    loaded = load(path)
     assert loaded.path(loaded.config.data.manifest) == (tmp_path / "data" / "meta.csv").resolve()
     assert loaded.output == (tmp_path / "sub" / "out").resolve()
     assert loaded.text == path.read_text()
@@ -180,7 +180,7 @@ def test_config_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
 
 def test_shipped_config_parses() -> None:
     configs = ROOT / "configs"
-    loaded = config.load(configs / "esc50.yaml")
+    loaded = load(configs / "esc50.yaml")
     c = loaded.config
     assert c.data.test_folds == (4,) and c.model.arch == "yamnet" and c.bundle.version == "4.0.0"
     assert c.model.weights.endswith("yamnet_spectra_in.tflite") and c.window.window_frames == 96
@@ -190,22 +190,22 @@ def test_shipped_config_parses() -> None:
     assert c.calibration.min_threshold == 0.4 and c.audioset.veto.classes == ()
     assert [x.name for x in c.audioset.labels if x.enabled_by_default] == ["smoke_alarm"]
     experiments = configs / "experiments"
-    v3 = config.load(experiments / "esc50_v3.yaml").config  # the 3.0.0 recipe, the ImageNet experiments' base
+    v3 = load(experiments / "esc50_v3.yaml").config  # the 3.0.0 recipe, the ImageNet experiments' base
     assert v3.model.arch == "mobilenet" and v3.model.upsample == 2 and v3.bundle.version == "3.0.0"
     assert v3.teacher.path.endswith("yamnet_spectra_in.tflite") and not v3.audioset.confirm.mapping
     for name in ("esc50_v2.yaml", "esc50_96x64.yaml", "esc50_up2.yaml"):
-        assert config.load(experiments / name).config.model.output == "softmax"
-    runner_up = config.load(experiments / "esc50_softmax_background.yaml").config
+        assert load(experiments / name).config.model.output == "softmax"
+    runner_up = load(experiments / "esc50_softmax_background.yaml").config
     assert runner_up.model.output == "softmax_background" and runner_up.model.upsample == 2
     clean_path = experiments / "esc50_clean_background.yaml"
-    clean = config.load(clean_path).config  # only its background differs from 3.0.0
+    clean = load(clean_path).config  # only its background differs from 3.0.0
     assert clean.data.background[0].exclude and clean.bundle.version == "3.1.0"
     stated = yaml.safe_load(clean_path.read_text())
     assert set(stated) == {"extends", "output", "bundle", "data"} and set(stated["data"]) == {"background"}
     for name in ("esc50_96x64_v3.yaml", "esc50_nodistill.yaml", "esc50_96x64_sigmoid.yaml"):  # the frontier
-        candidate = config.load(experiments / name).config
+        candidate = load(experiments / name).config
         assert candidate.model.upsample == 1 and candidate.data.background
-    alone = config.load(experiments / "esc50_audioset.yaml").config  # the 4.0.0 network without its rule
+    alone = load(experiments / "esc50_audioset.yaml").config  # the 4.0.0 network without its rule
     assert alone.model.arch == "yamnet" and not alone.audioset.confirm.mapping
     assert alone.calibration.min_threshold == 0.05
 
@@ -234,7 +234,7 @@ def test_cross_validation_folds_hold_out_each_fold(tmp_path: Path) -> None:
 
     path = tmp_path / "cv.yaml"
     path.write_text("data:\n  train_folds: [1, 2]\n  test_folds: [3]\noutput: out\nbundle: {path: x.auricle}\n")
-    loaded = config.load(path)
+    loaded = load(path)
     fold = crossval.fold_config(loaded, 2)
     assert fold.config.data.test_folds == (2,) and fold.config.data.train_folds == ()
     assert fold.output == tmp_path / "out" / "cv" / "fold_2"
@@ -251,7 +251,7 @@ def test_fold_fingerprint_ignores_settings_left_at_their_default(tmp_path: Path)
     def prints(text: str) -> str:
         path = tmp_path / "c.yaml"
         path.write_text(text)
-        return crossval.fingerprint(crossval.fold_config(config.load(path), 1))
+        return crossval.fingerprint(crossval.fold_config(load(path), 1))
 
     plain = prints("data: {background: [{path: bg}]}\noutput: out\n")
     assert prints("data: {background: [{path: bg, exclude: []}]}\noutput: out\nfit: {seed: 1}\n") == plain
@@ -300,11 +300,11 @@ def test_frozen_bn_blocks_keep_imagenet_statistics() -> None:
 def test_a_bundle_with_a_confirmation_needs_yamnets_class_map(tmp_path: Path) -> None:
     mapping = ROOT / "configs" / "esc50_audioset.csv"
     text = f"audioset: {{confirm: {{mapping: {mapping}, class_map: {tmp_path / 'none.csv'}, threshold: 0.1}}}}\n"
-    cfg = config.parse(text, "t.yaml")
+    cfg = parse(text, "t.yaml")
     with pytest.raises(ConfigError, match=r"^audioset\.confirm\.class_map: no such file: .*none\.csv$"):
         evaluate._confirm(cfg, ["dog"], evaluate._class_names(cfg))
     classes = shared_dir() / "peers" / "yamnet_class_map.csv"
     if classes.is_file():
-        cfg = config.parse(text.replace(str(tmp_path / "none.csv"), str(classes)), "t.yaml")
+        cfg = parse(text.replace(str(tmp_path / "none.csv"), str(classes)), "t.yaml")
         got = evaluate._confirm(cfg, ["dog", "can_opening"], evaluate._class_names(cfg))
         assert got.threshold == 0.1 and list(got.classes) == ["dog"] and 69 in got.classes["dog"]  # 69: Dog

@@ -26,7 +26,8 @@ from pathlib import Path
 from training.data import cache
 from training.data.cache import Frames
 from training.data.data import AUDIO_SUFFIXES, Clip, DataError
-from training.recipe.config import BackgroundSource, LoadedConfig
+from training.recipe.config import BackgroundSource
+from training.recipe.load import LoadedConfig
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from training.data import cache, data
 from training.data.background import Background
 from training.data.cache import Frames
 from training.data.data import Clip, Split
-from training.recipe.config import LoadedConfig
+from training.recipe.load import LoadedConfig
 
 _LOGGER = logging.getLogger(__name__)
 

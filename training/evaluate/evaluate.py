@@ -98,7 +98,7 @@ def audioset_head(
 
 
 def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]) -> Confirm:
-    """The confirmation: the classes the mapping CSV (an absolute path: training.recipe.config.load) gives the event
+    """The confirmation: the classes the mapping CSV (an absolute path: training.recipe.load) gives the event
     labels, named by YAMNet's class map."""
     from training.model.yamnet import read_mapping
 

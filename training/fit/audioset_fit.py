@@ -37,7 +37,8 @@ from training.fit.windows import TrainWindows, input_spec
 from training.model import audioset
 from training.model import model as model_mod
 from training.model.yamnet import DB_TO_LN
-from training.recipe.config import LoadedConfig, TrainConfig
+from training.recipe.config import TrainConfig
+from training.recipe.load import LoadedConfig
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from training.fit import teacher as teacher_mod
 from training.fit import windows
 from training.fit.windows import TrainWindows, batch_inputs, input_spec
 from training.model import model as model_mod
-from training.recipe.config import LoadedConfig, TrainConfig
+from training.recipe.config import TrainConfig
+from training.recipe.load import LoadedConfig
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from training.data.data import DataError, read_audio
 
 if TYPE_CHECKING:
     from training.data.prepare import Prepared
-    from training.recipe.config import LoadedConfig
+    from training.recipe.load import LoadedConfig
 
 _LOGGER = logging.getLogger(__name__)
 

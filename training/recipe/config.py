@@ -1,20 +1,18 @@
-"""The training configuration: nested frozen dataclasses parsed with ``edge.schema``.
+"""What a training config may say: nested frozen dataclasses, one per section, parsed with ``edge.schema``.
 
 One YAML file describes a whole run (data, features, windows, model,
-augmentation, fitting, export, output, bundle).  Relative paths in it resolve
-against the directory of the config file, so a recipe works from any cwd.
+augmentation, fitting, export, output, bundle).  Every setting's default,
+unit and range is declared here; reading a file, the checks across sections
+and resolving its paths are in training/recipe/load.py.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from edge.features import FeatureParams
-from edge.schema import ConfigError, from_yaml, read_text, setting
-from training.recipe.extends import NOT_PATHS, extends, merged_text
+from edge.schema import setting
 
 REPORT_FRACTION = 0.5
 """Default share of the calibrate groups held out as the report part (bench/events.py uses the same)."""
@@ -276,102 +274,3 @@ class TrainConfig:
     output: str = "runs/model"
     bundle: BundleConfig = field(default_factory=BundleConfig)
     audioset: AudiosetConfig = field(default_factory=AudiosetConfig)
-
-
-@dataclass(frozen=True)
-class LoadedConfig:
-    """A parsed config, the directory its relative paths resolve from, and its text."""
-
-    config: TrainConfig
-    base_dir: Path
-    text: str
-
-    def path(self, value: str) -> Path:
-        """Resolve a config path: ``~`` expanded, relative to the config's directory."""
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else (self.base_dir / p).resolve()
-
-    @property
-    def output(self) -> Path:
-        return self.path(self.config.output)
-
-
-def parse(text: str, source: str) -> TrainConfig:
-    """YAML text -> :class:`TrainConfig`; :class:`ConfigError` (one line) if invalid."""
-    config = from_yaml(TrainConfig, text, source)
-    _check(config, source)
-    return config
-
-
-def _check(config: TrainConfig, source: str) -> None:
-    snr = config.augment.noise_snr_db
-    if len(snr) != 2 or snr[0] > snr[1]:
-        raise ConfigError(f"{source}: augment.noise_snr_db: expected [low, high] with low <= high")
-    overlap = set(config.data.train_folds) & set(config.data.test_folds)
-    if overlap:
-        raise ConfigError(f"{source}: data.test_folds: fold(s) {sorted(overlap)} are also training folds")
-    if config.model.arch == "yamnet":
-        _check_yamnet(config, source)
-    if config.fit.qat_epochs and config.model.arch != "mobilenet":
-        raise ConfigError(f"{source}: fit.qat_epochs: supported for model.arch mobilenet only, not {config.model.arch}")
-    _check_open_set(config, source)
-
-
-def _check_yamnet(config: TrainConfig, source: str) -> None:
-    """YAMNet's network takes 96x64 patches, has 14 blocks and keeps a sigmoid AudioSet head."""
-    if (config.window.window_frames, config.features.n_bands) != (96, 64):
-        raise ConfigError(f"{source}: model.arch: yamnet takes 96x64 windows (window.window_frames, features.n_bands)")
-    if config.model.output != "sigmoid":
-        raise ConfigError(f"{source}: model.output: yamnet needs sigmoid outputs, not {config.model.output}")
-    if config.model.weights in ("imagenet", "none", ""):
-        raise ConfigError(
-            f"{source}: model.weights: yamnet starts from a YAMNet TFLite file, not {config.model.weights!r}"
-        )
-    if not 1 <= config.fit.unfreeze_blocks <= 13:
-        raise ConfigError(f"{source}: fit.unfreeze_blocks: yamnet fine-tunes 1..13 of its 14 blocks")
-
-
-def _check_open_set(config: TrainConfig, source: str) -> None:
-    """Background, output and teacher settings that only make sense together."""
-    has_background = bool(config.data.background)
-    if config.fit.background_fraction > 0 and not has_background:
-        raise ConfigError(f"{source}: fit.background_fraction: needs data.background sources")
-    if config.model.output == "softmax_background" and not (has_background and config.fit.background_fraction > 0):
-        raise ConfigError(
-            f"{source}: model.output: softmax_background needs data.background and fit.background_fraction > 0"
-        )
-    fit = config.fit
-    if config.teacher.path and fit.distill_weight == 0 and fit.distill_scores_weight == 0:
-        raise ConfigError(f"{source}: teacher.path: set, but fit.distill_weight and fit.distill_scores_weight are 0")
-
-
-def load(path: str | Path) -> LoadedConfig:
-    """Read and parse a config file, merged over the base it ``extends`` (training/recipe/extends.py)."""
-    p = Path(path)
-    text = read_text(p)
-    if extends(text):
-        text = merged_text(p)
-    loaded = LoadedConfig(parse(text, p.name), p.resolve().parent, text)
-    return _with_confirm_paths(loaded, p.name)
-
-
-def _with_confirm_paths(loaded: LoadedConfig, source: str) -> LoadedConfig:
-    """``audioset.confirm.mapping`` and ``class_map`` as absolute paths (the bundle is made far from the config
-    file).  The mapping ships with the recipe and must exist; the class map, with YAMNet's weights, is needed
-    when a bundle is made (training.evaluate.evaluate)."""
-    confirm = loaded.config.audioset.confirm
-    if not confirm.mapping:
-        return loaded
-    path = loaded.path(confirm.mapping)
-    if not path.is_file():
-        raise ConfigError(f"{source}: audioset.confirm.mapping: no such file: {path}")
-    weights = loaded.config.model.weights
-    beside = loaded.path(weights).parent if weights not in NOT_PATHS else loaded.base_dir
-    class_map = loaded.path(confirm.class_map) if confirm.class_map else beside / "yamnet_class_map.csv"
-    resolved = dataclasses.replace(confirm, mapping=str(path), class_map=str(class_map))
-    return replace(loaded, audioset=dataclasses.replace(loaded.config.audioset, confirm=resolved))
-
-
-def replace(loaded: LoadedConfig, **sections: Any) -> LoadedConfig:
-    """A copy with whole sections replaced (used for cross-validation folds)."""
-    return LoadedConfig(dataclasses.replace(loaded.config, **sections), loaded.base_dir, loaded.text)
