@@ -17,10 +17,10 @@ from support.shared import ROOT
 from edge.daemon.startup import default_model_path
 from edge.detect.control import handle_control
 from edge.detect.events import EventDetector, EventParams
+from edge.detect.listening import DEFAULT_ANNOUNCE, announced
 from edge.model.audioset import AudiosetHead, AudiosetLabel
 from edge.model.bundle import read_bundle
 from edge.model.outputs import OutputSpec
-from edge.detect.listening import DEFAULT_ANNOUNCE, announced
 from edge.publish.discovery import SENSORS, Discovery, hardware_model
 from edge.publish.discovery import device_info as device_info_of
 from edge.publish.payloads import DeviceInfo, Topics
