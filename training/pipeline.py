@@ -19,7 +19,7 @@ from edge.model.bundle import load_private_key, write_bundle
 from training.data.prepare import Prepared
 from training.evaluate import evaluate, report
 from training.fit import audioset_fit, fit
-from training.fit.windows import batch_inputs, input_spec
+from training.fit.windows import batch_inputs
 from training.model import export
 from training.model import model as model_mod
 from training.recipe.load import LoadedConfig, replace
@@ -59,7 +59,7 @@ def run_export(loaded: LoadedConfig, prepared: Prepared, model: Any | None = Non
     qat = out / fit.QAT_MODEL_FILE
     int8_source = fit.load_model(out, fit.QAT_MODEL_FILE) if qat.exists() else model
     windows = fit.calibration_windows(cfg, prepared)
-    float_bytes, int8_bytes = export.export_pair(model, windows, cfg.features, input_spec(cfg), int8_source)
+    float_bytes, int8_bytes = export.export_pair(model, windows, cfg.features, model_mod.input_spec(cfg), int8_source)
     (out / export.FLOAT_FILE).write_bytes(float_bytes)
     (out / export.INT8_FILE).write_bytes(int8_bytes)
     return float_bytes, int8_bytes
@@ -191,7 +191,7 @@ def embeddings(loaded: LoadedConfig, prepared: Prepared) -> np.ndarray:
     """Penultimate-layer features per test clip (mean over its windows), from the Keras model."""
     cfg = loaded.config
     emb_model = model_mod.embedding_model(fit.load_model(loaded.output))
-    spec = input_spec(cfg)
+    spec = model_mod.input_spec(cfg)
     rows = []
     for c in prepared.split.test:
         windows = fit.clip_windows(prepared.frames[c], cfg, cfg.window.hop_frames)

@@ -143,9 +143,10 @@ def _safe(name: str) -> str:
 
 def contact_sheet(members: list[ClipStats], params: FeatureParams, path: Path, label: str) -> None:
     """A grid of dB-mel spectrograms (time right, frequency up), flags in red."""
-    from training.evaluate.report import _pyplot
+    import matplotlib
 
-    plt = _pyplot()
+    matplotlib.use("Agg")  # files only, never a window (as the report's plots)
+    import matplotlib.pyplot as plt
     cols = 4
     rows = max(1, -(-len(members) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)

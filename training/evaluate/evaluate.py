@@ -23,7 +23,6 @@ from edge.model.bundle import Bundle, Manifest, sha256
 from edge.model.classifier import Classifier
 from edge.model.outputs import OutputSpec
 from edge.schema import ConfigError
-from training.fit.windows import input_spec
 from training.model import model as model_mod
 from training.model.export import audioset_output, int8_input_spec
 from training.recipe.config import TrainConfig
@@ -49,7 +48,7 @@ def manifest_for(
     background label), thresholds for the event labels only.
     """
     outputs = model_mod.output_labels(cfg.model, labels)
-    spec, output = int8_input_spec(model_bytes, input_spec(cfg), len(outputs))
+    spec, output = int8_input_spec(model_bytes, model_mod.input_spec(cfg), len(outputs))
     return Manifest(
         schema_version=1,
         name=cfg.bundle.name,

@@ -16,7 +16,7 @@ Learning without forgetting, shaped for 2 CPU cores:
   learning rate.  BatchNorm stays frozen (it holds YAMNet's folded biases: training/model/audioset.py).
   Early stopping and the kept weights follow the clip-level validation accuracy, as in training/fit/fit.py.
 
-The saved model is the whole network: the normalised window (training/fit/windows.py ``input_spec``) in,
+The saved model is the whole network: the normalised window (training/model/model.py ``input_spec``) in,
 ``{"scores": labels, "audioset": 521}`` out.
 """
 
@@ -33,7 +33,7 @@ from training.data import augment
 from training.data.prepare import Prepared
 from training.fit.fit import MODEL_FILE, noise_frames
 from training.fit.lwf_cache import AUDIOSET, PREDICT_BATCH, Cached, batches, cache_training, cache_validation
-from training.fit.windows import TrainWindows, input_spec
+from training.fit.windows import TrainWindows
 from training.model import audioset
 from training.model import model as model_mod
 from training.model.yamnet import DB_TO_LN
@@ -57,7 +57,7 @@ def build_tapped(loaded: LoadedConfig, n_labels: int) -> tuple[Any, dict[str, An
 
     cfg = loaded.config
     yam = audioset.build_yamnet(loaded.path(cfg.model.weights), input_db_scale=None)
-    spec = input_spec(cfg)
+    spec = model_mod.input_spec(cfg)
     inputs = keras.Input(spec.shape[1:], name="window")
     half_span = (cfg.features.db_ceiling - cfg.features.db_floor) / 2.0
     centre = (cfg.features.db_ceiling + cfg.features.db_floor) / 2.0

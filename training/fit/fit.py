@@ -24,7 +24,7 @@ from training.data import augment
 from training.data.prepare import Prepared
 from training.fit import teacher as teacher_mod
 from training.fit import windows
-from training.fit.windows import TrainWindows, batch_inputs, input_spec
+from training.fit.windows import TrainWindows, batch_inputs
 from training.model import model as model_mod
 from training.recipe.config import TrainConfig
 from training.recipe.load import LoadedConfig
@@ -51,7 +51,7 @@ def make_validation(cfg: TrainConfig, prepared: Prepared, from_start: bool = Fal
     """
     import keras
 
-    spec, hop = input_spec(cfg), cfg.fit.val_hop_frames
+    spec, hop = model_mod.input_spec(cfg), cfg.fit.val_hop_frames
     val = list(prepared.split.val)
     clips = [clip_windows(prepared.frames[c], cfg, hop) for c in val]
     truth = np.array([prepared.targets[c] for c in val])
@@ -193,7 +193,7 @@ def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
     source = TrainWindows(cfg, prepared, augmenter, teacher_mod.for_training(loaded, prepared))
     ds = windows.dataset(source)
     with strategy(cfg.fit.distribute).scope():
-        model = model_mod.build(cfg.model, input_spec(cfg), source.n_outputs, cfg.fit.bn_momentum)
+        model = model_mod.build(cfg.model, model_mod.input_spec(cfg), source.n_outputs, cfg.fit.bn_momentum)
         trainer = model_mod.distillation_model(model, *source.heads) if any(source.heads) else model
         _compile(trainer, cfg, cfg.fit.head_lr)
     head = out / HEAD_WEIGHTS
@@ -235,7 +235,7 @@ def quantisation_aware(model: Any, ds: Any, steps: int, cfg: TrainConfig, prepar
     from training.model import qat
 
     model = clone(model)
-    inputs = batch_inputs(calibration_windows(cfg, prepared), cfg, input_spec(cfg))
+    inputs = batch_inputs(calibration_windows(cfg, prepared), cfg, model_mod.input_spec(cfg))
     with strategy(cfg.fit.distribute).scope():
         twin, pairs = qat.build(model, qat.activation_ranges(model, inputs))
         decay = max(1, cfg.fit.qat_epochs * steps)

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from training.data.prepare import Prepared
-from training.fit.windows import TrainWindows, batch_inputs, input_spec
+from training.fit.windows import TrainWindows, batch_inputs
 from training.model import audioset
 from training.model import model as model_mod
 from training.recipe.config import TrainConfig
@@ -71,7 +71,7 @@ def cache_validation(cfg: TrainConfig, prepared: Prepared, lower: Any, upper: An
     path = out / CACHE_DIR / "val.npz"
     if path.exists():
         return _load(path)
-    spec, windows, owner = input_spec(cfg), [], []
+    spec, windows, owner = model_mod.input_spec(cfg), [], []
     for i, c in enumerate(prepared.split.val):
         w = clip_windows(prepared.frames[c], cfg, cfg.fit.val_hop_frames)
         windows.append(w)

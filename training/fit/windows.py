@@ -34,13 +34,6 @@ from training.recipe.config import TrainConfig
 Batch = tuple[np.ndarray, Any]
 
 
-def input_spec(cfg: TrainConfig) -> InputSpec:
-    """The float input spec the Keras model is built for."""
-    w = cfg.window
-    channels = 1 if cfg.model.arch == "yamnet" else 3  # YAMNet takes one plane; ImageNet nets three
-    return InputSpec(frames=w.window_frames, bands=cfg.features.n_bands, channels=channels, channel_mode=w.channel_mode)
-
-
 def batch_inputs(windows: Any, cfg: TrainConfig, spec: InputSpec) -> np.ndarray:
     """dB windows -> the model's float input, one window at a time through edge's mapping."""
     return np.concatenate([features.normalise(w, cfg.features, spec) for w in windows])
@@ -81,7 +74,7 @@ class TrainWindows:
         f = cfg.fit.background_fraction
         if f > 0 and not len(self.background):
             raise DataError("fit.background_fraction > 0, but data.background has no usable file in its train part")
-        self.spec = input_spec(cfg)
+        self.spec = model_mod.input_spec(cfg)
         self.rng = np.random.default_rng(cfg.fit.seed)
         self.epoch_size = len(prepared.split.train) * cfg.fit.crops_per_clip
         self.labelled_per_batch = max(1, cfg.fit.batch_size - round(cfg.fit.batch_size * f))

@@ -19,7 +19,7 @@ from typing import Any
 
 from edge.features import InputSpec
 from training.data.background import LABEL as BACKGROUND_LABEL
-from training.recipe.config import ModelConfig
+from training.recipe.config import ModelConfig, TrainConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -28,6 +28,13 @@ BASE_NAME = "base"
 EMBEDDING_NAME = "embedding"
 SCORES = "scores"
 TEACHER_EMBEDDING, TEACHER_SCORES = "teacher_embedding", "teacher_scores"
+
+
+def input_spec(cfg: TrainConfig) -> InputSpec:
+    """The float input spec the Keras model is built for."""
+    w = cfg.window
+    channels = 1 if cfg.model.arch == "yamnet" else 3  # YAMNet takes one plane; ImageNet nets three
+    return InputSpec(frames=w.window_frames, bands=cfg.features.n_bands, channels=channels, channel_mode=w.channel_mode)
 
 
 def output_labels(cfg: ModelConfig, labels: Sequence[str]) -> list[str]:
