@@ -147,6 +147,7 @@ def contact_sheet(members: list[ClipStats], params: FeatureParams, path: Path, l
 
     matplotlib.use("Agg")  # files only, never a window (as the report's plots)
     import matplotlib.pyplot as plt
+
     cols = 4
     rows = max(1, -(-len(members) // cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 2.6 * rows), squeeze=False)

@@ -15,6 +15,9 @@ Learning without forgetting, shaped for 2 CPU cores:
 - Phase 1 trains the new head alone; phase 2 the upper blocks and both heads with a cosine-decayed
   learning rate.  BatchNorm stays frozen (it holds YAMNet's folded biases: training/model/audioset.py).
   Early stopping and the kept weights follow the clip-level validation accuracy, as in training/fit/fit.py.
+- ``fit.distribute: mirrored`` builds and compiles the network in the scope of one ``tf.distribute``
+  strategy, as training/fit/fit.py does: each batch is split over every GPU (every CPU device where
+  there is none).
 
 The saved model is the whole network: the normalised window (training/model/model.py ``input_spec``) in,
 ``{"scores": labels, "audioset": 521}`` out.
@@ -31,8 +34,8 @@ import numpy.typing as npt
 
 from training.data import augment
 from training.data.prepare import Prepared
-from training.fit.fit import MODEL_FILE, noise_frames
-from training.fit.lwf_cache import AUDIOSET, PREDICT_BATCH, Cached, batches, cache_training, cache_validation
+from training.fit.fit import MODEL_FILE, noise_frames, strategy
+from training.fit.lwf_cache import AUDIOSET, PREDICT_BATCH, Cached, batches, cache_training, cache_validation, predict
 from training.fit.windows import TrainWindows
 from training.model import audioset
 from training.model import model as model_mod
@@ -132,7 +135,7 @@ def validation(val: Cached, truth: npt.NDArray[np.int64], patience: int) -> Any:
 
         def accuracy(self) -> float:
             scores = np.concatenate([
-                self.model.predict_on_batch(val.acts[i : i + PREDICT_BATCH].astype(np.float32))[model_mod.SCORES]
+                predict(self.model, val.acts[i : i + PREDICT_BATCH].astype(np.float32))[model_mod.SCORES]
                 for i in range(0, len(val.acts), PREDICT_BATCH)
             ])  # fmt: skip
             sums = np.zeros((len(truth), scores.shape[1]))
@@ -200,19 +203,21 @@ def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
     cfg, out = loaded.config, loaded.output
     out.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(cfg.fit.seed)
-    net, taps = build_tapped(loaded, len(prepared.labels))
-    lower, upper = split(net, taps, cfg)
+    distribution = strategy(cfg.fit.distribute)  # one strategy: the network is built and compiled in its scope
+    with distribution.scope():
+        net, taps = build_tapped(loaded, len(prepared.labels))
+        lower, upper = split(net, taps, cfg)
     augmenter = augment.Augmenter(cfg.augment, cfg.features, cfg.window.window_frames, noise_frames(cfg, prepared))
     data = cache_training(TrainWindows(cfg, prepared, augmenter), lower, upper, out, cfg.fit.cache_copies)
     val = cache_validation(cfg, prepared, lower, upper, out)
     truth = np.array([prepared.targets[c] for c in prepared.split.val], dtype=np.int64)
     _LOGGER.info("%d cached training windows, %d validation windows", len(data.acts), len(val.acts))
-    _run_phases(upper, batches(data, cfg.fit.batch_size, cfg.fit.seed), cfg, out, (val, truth))
+    _run_phases(upper, batches(data, cfg.fit.batch_size, cfg.fit.seed), cfg, out, (val, truth), distribution)
     net.save(str(out / MODEL_FILE))
     return net
 
 
-def _run_phases(upper: Any, data: Any, cfg: TrainConfig, out: Path, val: tuple[Cached, Any]) -> None:
+def _run_phases(upper: Any, data: Any, cfg: TrainConfig, out: Path, val: tuple[Cached, Any], distribution: Any) -> None:
     import keras
 
     for name, epochs, weights in (
@@ -224,7 +229,8 @@ def _run_phases(upper: Any, data: Any, cfg: TrainConfig, out: Path, val: tuple[C
             lr: Any = cfg.fit.head_lr
         else:
             lr = keras.optimizers.schedules.CosineDecay(cfg.fit.finetune_lr, max(1, epochs * len(data)), alpha=0.05)
-        _compile(upper, cfg, lr)
+        with distribution.scope():
+            _compile(upper, cfg, lr)
         path = out / weights
         if path.exists():
             upper.load_weights(str(path))

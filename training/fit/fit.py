@@ -192,7 +192,8 @@ def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
     augmenter = augment.Augmenter(cfg.augment, cfg.features, cfg.window.window_frames, noise_frames(cfg, prepared))
     source = TrainWindows(cfg, prepared, augmenter, teacher_mod.for_training(loaded, prepared))
     ds = windows.dataset(source)
-    with strategy(cfg.fit.distribute).scope():
+    distribution = strategy(cfg.fit.distribute)  # one for every phase: Keras refuses to mix strategy objects
+    with distribution.scope():
         model = model_mod.build(cfg.model, model_mod.input_spec(cfg), source.n_outputs, cfg.fit.bn_momentum)
         trainer = model_mod.distillation_model(model, *source.heads) if any(source.heads) else model
         _compile(trainer, cfg, cfg.fit.head_lr)
@@ -208,7 +209,7 @@ def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
         trainer.load_weights(str(finetuned))
         _LOGGER.info("phase 2 already done: loaded %s", finetuned)
     else:
-        with strategy(cfg.fit.distribute).scope():
+        with distribution.scope():
             n = model_mod.unfreeze_top(model, cfg.fit.unfreeze_blocks, cfg.fit.frozen_bn_blocks)
             decay = max(1, cfg.fit.finetune_epochs * source.steps)
             _compile(trainer, cfg, keras.optimizers.schedules.CosineDecay(cfg.fit.finetune_lr, decay, alpha=0.05))
@@ -219,11 +220,14 @@ def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
     (out / QAT_MODEL_FILE).unlink(missing_ok=True)
     if cfg.fit.qat_epochs > 0:
         qat_ds = windows.scores_only(ds)
-        quantisation_aware(model, qat_ds, source.steps, cfg, prepared, out).save(str(out / QAT_MODEL_FILE))
+        twin_weights = quantisation_aware(model, qat_ds, source.steps, cfg, prepared, out, distribution)
+        twin_weights.save(str(out / QAT_MODEL_FILE))
     return model
 
 
-def quantisation_aware(model: Any, ds: Any, steps: int, cfg: TrainConfig, prepared: Prepared, out: Path) -> Any:
+def quantisation_aware(
+    model: Any, ds: Any, steps: int, cfg: TrainConfig, prepared: Prepared, out: Path, distribution: Any
+) -> Any:
     """Phase 3: train a fake-quantised twin of ``model``; return a copy holding the twin's weights.
 
     ``model`` itself stays the float model. The validation callback starts from
@@ -236,7 +240,7 @@ def quantisation_aware(model: Any, ds: Any, steps: int, cfg: TrainConfig, prepar
 
     model = clone(model)
     inputs = batch_inputs(calibration_windows(cfg, prepared), cfg, model_mod.input_spec(cfg))
-    with strategy(cfg.fit.distribute).scope():
+    with distribution.scope():
         twin, pairs = qat.build(model, qat.activation_ranges(model, inputs))
         decay = max(1, cfg.fit.qat_epochs * steps)
         _compile(twin, cfg, keras.optimizers.schedules.CosineDecay(cfg.fit.qat_lr, decay, alpha=0.05))

@@ -42,6 +42,17 @@ class Cached:
     """The untouched network's 521 scores."""
 
 
+def predict(model: Any, x: Any) -> Any:
+    """``model.predict_on_batch(x)``; on a mirrored network ``x`` is split over the devices instead.
+
+    Keras' ``predict_on_batch`` hands every replica the whole batch and concatenates their outputs,
+    so with two devices each window would come back twice.
+    """
+    if model.distribute_strategy.num_replicas_in_sync == 1:
+        return model.predict_on_batch(x)
+    return model.predict(x, batch_size=len(x), verbose=0)
+
+
 def cache_training(source: TrainWindows, lower: Any, upper: Any, out: Path, copies: int) -> Cached:
     """``copies`` augmented passes through the frozen blocks, with the untouched AudioSet scores (resumable)."""
     parts = []
@@ -57,10 +68,10 @@ def cache_training(source: TrainWindows, lower: Any, upper: Any, out: Path, copi
 def _pass(source: TrainWindows, lower: Any, upper: Any) -> Cached:
     acts, targets, teacher = [], [], []
     for x, y in source():
-        a = lower.predict_on_batch(x)
+        a = predict(lower, x)
         acts.append(a.astype(np.float16))
         targets.append(np.asarray(y, dtype=np.float32))
-        teacher.append(np.asarray(upper.predict_on_batch(a)[AUDIOSET], dtype=np.float16))
+        teacher.append(np.asarray(predict(upper, a)[AUDIOSET], dtype=np.float16))
     return Cached(np.concatenate(acts), np.concatenate(targets), np.concatenate(teacher))
 
 
@@ -77,10 +88,10 @@ def cache_validation(cfg: TrainConfig, prepared: Prepared, lower: Any, upper: An
         windows.append(w)
         owner += [i] * len(w)
     flat = np.concatenate(windows) if windows else np.zeros((0, cfg.window.window_frames, cfg.features.n_bands))
-    acts = [lower.predict_on_batch(batch_inputs(flat[i : i + PREDICT_BATCH], cfg, spec))
+    acts = [predict(lower, batch_inputs(flat[i : i + PREDICT_BATCH], cfg, spec))
             for i in range(0, len(flat), PREDICT_BATCH)]  # fmt: skip
     a = np.concatenate(acts).astype(np.float16) if acts else np.zeros((0,), np.float16)
-    teacher = [upper.predict_on_batch(a[i : i + PREDICT_BATCH])[AUDIOSET] for i in range(0, len(a), PREDICT_BATCH)]
+    teacher = [predict(upper, a[i : i + PREDICT_BATCH])[AUDIOSET] for i in range(0, len(a), PREDICT_BATCH)]
     cached = Cached(a, np.asarray(owner, np.float32)[:, None], np.concatenate(teacher).astype(np.float16))
     _save(path, cached)
     return cached
