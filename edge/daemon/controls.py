@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from edge.detect.control import ControlChange
 from edge.detect.events import EventDetector, EventParams
+from edge.durable import write_durably
 from edge.model.bundle import Manifest
-from edge.update import modelstore
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -167,6 +167,7 @@ class SavedControls:
         labels = {x: _data(s) for x, s in self._saved.items()}
         data = {"format": FORMAT, "saved": round(time.time(), 3), "labels": labels}
         try:
+            self.path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
             write_durably(self.path, (json.dumps(data, indent=1) + "\n").encode())
         except OSError as exc:
             _LOGGER.warning("controls: cannot save to %s (%s): runtime changes last until the daemon restarts",
@@ -219,9 +220,3 @@ def _describe(saved: Mapping[str, Saved]) -> str:
         if s.threshold is not None:
             parts.append(f"{label} threshold {s.threshold:g}")
     return ", ".join(parts)
-
-
-def write_durably(path: Path, data: bytes) -> None:
-    """``data`` as ``path``, the update store's way (temporary file, fsync, rename, fsync the folder)."""
-    path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
-    modelstore.write_durably(path.with_name(f".{path.name}.tmp"), data, path)

@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edge.durable import fsync_dir, write_durably
 from edge.model.bundle import Manifest
 
 _LOGGER = logging.getLogger(__name__)
@@ -126,7 +127,7 @@ class ModelStore:
             return entry
         self._mkdirs()
         staged = self.root / STAGING / f"{entry.file}.{os.getpid()}.part"
-        _write_durably(staged, raw, target)
+        _write_durably(target, raw, staged)
         return entry
 
     def switch(self, pointer: Pointer) -> None:
@@ -197,7 +198,7 @@ class ModelStore:
             with contextlib.suppress(OSError):
                 path.unlink()
         if doomed:
-            _fsync_dir(self.versions)
+            fsync_dir(self.versions)
         return [p.name for p in doomed]
 
     def _mkdirs(self) -> None:
@@ -219,7 +220,7 @@ class ModelStore:
     def _write_json(self, name: str, data: Any) -> None:
         self._mkdirs()
         path = self.root / name
-        _write_durably(path.with_name(f".{name}.tmp"), (json.dumps(data, indent=1) + "\n").encode(), path)
+        _write_durably(path, (json.dumps(data, indent=1) + "\n").encode())
 
 
 def _attempt(last: dict[str, Any]) -> str:
@@ -257,37 +258,9 @@ def _data(entry: Entry | None) -> dict[str, str] | None:
     return None if entry is None else asdict(entry)
 
 
-def write_durably(tmp: Path, data: bytes, target: Path) -> None:
-    """Write ``tmp``, fsync it, rename it over ``target``, fsync the directory: after a power cut
-    ``target`` is the old file or the new one, whole.  OSError leaves no ``tmp`` behind."""
+def _write_durably(target: Path, data: bytes, tmp: Path | None = None) -> None:
+    """:func:`edge.durable.write_durably`, a failure as a StoreError."""
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(target.parent)
-
-
-def _write_durably(tmp: Path, data: bytes, target: Path) -> None:
-    """:func:`write_durably`, a failure as a StoreError."""
-    try:
-        write_durably(tmp, data, target)
+        write_durably(target, data, tmp=tmp)
     except OSError as exc:
         raise StoreError(f"{target}: cannot write: {exc.strerror or exc}") from None
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
