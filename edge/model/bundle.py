@@ -19,6 +19,7 @@ import os
 import re
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,8 @@ from edge.schema import ConfigError, build, setting, to_data
 SCHEMA_VERSION = 1
 MANIFEST, MODEL, SIGNATURE, SELFTEST = "manifest.json", "model.tflite", "manifest.sig", "selftest.npz"
 MAX_MEMBER_BYTES = 64 * 1024 * 1024
-_SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$")
+SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
+"""A semantic version: major, minor, patch and an optional pre-release; build metadata is ignored."""
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -166,7 +168,7 @@ def bundle_of(found: dict[str, bytes], name: str, public_key: Ed25519PublicKey |
     _check_pinned(BACKGROUND, manifest.embedding.background_sha256 if manifest.embedding else None, background, name)
     signature = found.get(SIGNATURE)
     if public_key is not None:
-        verify_signature(public_key, manifest_bytes, signature, name)
+        check_signature(manifest_bytes, signature, (public_key,), name)
     return Bundle(manifest, model, manifest_bytes, signature, name, selftest, background)
 
 
@@ -228,7 +230,7 @@ def parse_manifest(data: bytes, name: str) -> Manifest:
 
 def _check_consistency(m: Manifest, where: str) -> None:
     problems = []
-    if not _SEMVER.match(m.version):
+    if not SEMVER.match(m.version):
         problems.append(f"version: expected semver like 1.0.0, got {m.version!r}")
     if not m.labels or len(set(m.labels)) != len(m.labels) or not all(m.labels):
         problems.append("labels: expected unique, non-empty names")
@@ -294,14 +296,45 @@ def _check_pinned(member: str, pinned: str | None, data: bytes | None, name: str
         raise BundleError(f"{name}: {member} sha256 mismatch (corrupt or tampered)")
 
 
-def verify_signature(key: Ed25519PublicKey, manifest_bytes: bytes, signature: bytes | None, name: str) -> None:
-    """Raise unless ``signature`` is a valid ed25519 signature of the manifest."""
-    if signature is None:
-        raise BundleError(f"{name}: unsigned, but a public key is configured")
-    try:
-        key.verify(signature, manifest_bytes)
-    except InvalidSignature:
-        raise BundleError(f"{name}: bad signature (not signed by the configured key)") from None
+def check_signature(
+    manifest_bytes: bytes,
+    signature: bytes | None,
+    keys: Sequence[Ed25519PublicKey],
+    name: str,
+    *,
+    allow_unsigned: bool = False,
+) -> None:
+    """Raise unless ``signature`` is an ed25519 signature of the manifest by one of ``keys``: the one check for
+    ``model.path`` (``model.public_key``) and for installs (edge/update/checks.py, with ``model.update_keys``).
+
+    ``allow_unsigned`` (``model.allow_unsigned``) lets an unsigned bundle through, and a signed one when there
+    is no key to check it with."""
+    if signature is None or not keys:
+        if allow_unsigned:
+            return
+        if signature is not None:
+            raise BundleError(f"{name}: signed, but no public key is configured to check it (model.public_key)")
+        why = "but a public key is configured" if keys else "and no public key is configured (model.public_key)"
+        raise BundleError(f"{name}: unsigned, {why}")
+    for key in keys:
+        try:
+            key.verify(signature, manifest_bytes)
+            return
+        except InvalidSignature:
+            continue
+    raise BundleError(f"{name}: bad signature (not signed by {'the' if len(keys) == 1 else 'a'} configured key)")
+
+
+def semver_key(version: str) -> tuple[Any, ...]:
+    """A sort key that orders semantic versions (pre-releases before their release)."""
+    m = SEMVER.match(version)
+    if m is None:
+        return (0, 0, 0, 0, ())
+    major, minor, patch, pre = m.groups()
+    if pre is None:
+        return (int(major), int(minor), int(patch), 1, ())
+    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
+    return (int(major), int(minor), int(patch), 0, parts)
 
 
 def write_bundle(

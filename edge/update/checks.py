@@ -7,22 +7,19 @@ fit with the running daemon and the version policy.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.model import bundle as bundles
-from edge.model.bundle import Bundle, BundleError
+from edge.model.bundle import Bundle, BundleError, semver_key
 from edge.model.classifier import Classifier
 from edge.model.selftest import SelfTestResult, parse_selftest, run_selftest
 from edge.update.modelstore import Entry
 
 UNZIP_FACTOR = 4
 """A bundle may hold at most this many times ``max_bytes`` uncompressed (models barely compress)."""
-_SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+[0-9A-Za-z.-]+)?$")
 
 
 class Refused(Exception):
@@ -68,7 +65,8 @@ def verify(raw: bytes, name: str, policy: Policy, *, budget_ms: float | None) ->
     ``budget_ms`` None skips the latency check (at start-up the device is busy booting).
     """
     found = bundles.members(raw, name, max_total=UNZIP_FACTOR * policy.max_bytes)
-    check_signature(found, name, policy)
+    signature = found.get(bundles.SIGNATURE)
+    bundles.check_signature(found[bundles.MANIFEST], signature, policy.keys, name, allow_unsigned=policy.allow_unsigned)
     b = bundles.bundle_of(found, name)
     classifier = Classifier(b, threads=policy.threads)
     if b.selftest is None and policy.require_selftest:
@@ -81,39 +79,6 @@ def verify(raw: bytes, name: str, policy: Policy, *, budget_ms: float | None) ->
 def _smoke_note(result: SelfTestResult, stored: bool) -> str:
     match = f", scores within {result.max_diff_steps:g} steps" if stored else ", no stored scores"
     return f"smoke test {result.latency_ms:.1f} ms{match}"
-
-
-def check_signature(found: dict[str, bytes], name: str, policy: Policy) -> None:
-    """The manifest must be signed by one of the keys (unsigned only when allowed)."""
-    signature = found.get(bundles.SIGNATURE)
-    if signature is None:
-        if policy.allow_unsigned:
-            return
-        why = "no public key is configured (model.public_key)" if not policy.keys else "a public key is configured"
-        raise BundleError(f"{name}: unsigned, and {why}; model.allow_unsigned is false")
-    if not policy.keys:
-        if policy.allow_unsigned:
-            return
-        raise BundleError(f"{name}: signed, but no public key is configured to check it (model.public_key)")
-    for key in policy.keys:
-        try:
-            key.verify(signature, found[bundles.MANIFEST])
-            return
-        except InvalidSignature:
-            continue
-    raise BundleError(f"{name}: bad signature (not signed by a configured key)")
-
-
-def semver_key(version: str) -> tuple[Any, ...]:
-    """A sort key that orders semantic versions (pre-releases before their release)."""
-    m = _SEMVER.match(version)
-    if m is None:
-        return (0, 0, 0, 0, ())
-    major, minor, patch, pre = m.groups()
-    if pre is None:
-        return (int(major), int(minor), int(patch), 1, ())
-    parts = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in pre.split("."))
-    return (int(major), int(minor), int(patch), 0, parts)
 
 
 def check_version(new: Bundle, running: Loaded | None, force: bool) -> None:

@@ -28,11 +28,11 @@ from edge.detect.events import EventDetector, EventParams
 from edge.detect.pipeline import Pipeline, Swap
 from edge.features import FeatureParams
 from edge.model import bundle, selftest
-from edge.model.bundle import BundleError, read_bundle
+from edge.model.bundle import BundleError, read_bundle, semver_key
 from edge.model.classifier import Classifier
 from edge.publish.payloads import Payloads
 from edge.update.active import SLOW_LIMIT, Probation, choose_startup, state_document
-from edge.update.checks import Loaded, Policy, semver_key, verify
+from edge.update.checks import Loaded, Policy, verify
 from edge.update.fetch import FetchError, fetch
 from edge.update.modelstore import ModelStore, Pointer, StoreError
 from edge.update.request import Request, parse_install, parse_rollback
