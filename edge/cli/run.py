@@ -68,13 +68,13 @@ def _not_started(error: Exception, mqtt: MqttConfig | None) -> int:
 
 
 def _check(config: Any) -> int:
-    from edge.daemon.startup import load_bundle, starting_model, update_policy
+    from edge.daemon.startup import load_bundle, starting_model
     from edge.update.modelstore import ModelStore
 
     bundle = load_bundle(config)
     Classifier(bundle, threads=config.model.threads)
-    policy = update_policy(config.model)  # a bad update key is a config error here, not at the first install
-    start = starting_model(config, ModelStore(config.model.state_dir), policy)
+    keys = config.model.keys()  # a bad update key is a config error here, not at the first install
+    start = starting_model(config, ModelStore(config.model.state_dir))
     m = bundle.manifest
     hop = config.model.hop_frames or m.hop_frames
     target = f"MQTT {config.mqtt.host}:{config.mqtt.port}" if config.mqtt.host else "console"
@@ -82,11 +82,11 @@ def _check(config: Any) -> int:
         f"config OK: model {m.name} {m.version} ({len(m.labels)} labels, hop {hop} frames), "
         f"audio {config.audio.source}, output {target}"
     )
-    if policy.keys:
-        accepted = f"bundles signed by one of {len(policy.keys)} key(s)" + (
-            " or unsigned" if policy.allow_unsigned else ""
+    if keys:
+        accepted = f"bundles signed by one of {len(keys)} key(s)" + (
+            " or unsigned" if config.model.allow_unsigned else ""
         )
-    elif policy.allow_unsigned:
+    elif config.model.allow_unsigned:
         accepted = "unsigned bundles accepted (model.allow_unsigned)"
     else:
         accepted = "refused, no key configured (model.public_key, model.update_keys)"

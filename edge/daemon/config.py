@@ -16,35 +16,20 @@ from edge.audio.recorder import RecordingParams
 from edge.detect.events import EventParams
 from edge.publish.mqttconfig import MqttConfig
 from edge.schema import ConfigError, build, from_yaml, read_text, setting
+from edge.update.checks import Policy
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelConfig:
-    """Section ``model``: which bundle runs and how."""
+class ModelConfig(Policy):
+    """Section ``model``: which bundle runs and how (what an update must satisfy is :class:`Policy`)."""
 
     path: str | None = setting(None, doc="bundle file; null = the shipped default model")
-    public_key: str | None = setting(
-        None, doc="ed25519 public key (PEM) that installs and model.path must be signed by (not the shipped model)"
-    )
-    threads: int = setting(1, lo=1, hi=16, unit="interpreter threads")
     hop_frames: int | None = setting(
         None, lo=1, hi=4096, unit="frames between inferences; null = bundle's", aliases=("inference_hop",)
     )
     state_dir: str = setting(
         "/var/lib/auricle/models", doc="installed models (over the air); its active model wins over model.path"
     )
-    update_keys: tuple[str, ...] = setting(
-        (), doc="more ed25519 public keys (PEM) that may sign installed models, besides public_key"
-    )
-    allow_unsigned: bool = setting(False, doc="install unsigned bundles (testing only)")
-    require_selftest: bool = setting(True, doc="refuse to install bundles without a self-test")
-    latency_budget_ms: float = setting(100.0, lo=0.1, hi=60000.0, unit="ms per inference in the smoke test")
-    probation_s: float = setting(
-        300.0, lo=0.0, hi=86400.0, unit="s after a switch in which failures roll back on their own"
-    )
-    keep_versions: int = setting(3, lo=2, hi=100, unit="installed versions kept, active and previous included")
-    max_bundle_mb: float = setting(16.0, lo=0.01, hi=64.0, unit="MB, largest bundle accepted")
-    url_timeout_s: float = setting(30.0, lo=0.1, hi=3600.0, unit="s to download a bundle from a URL")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,7 +23,7 @@ import numpy.typing as npt
 
 from edge.daemon.config import Config
 from edge.daemon.controls import SavedControls
-from edge.daemon.startup import load_configured, starting_model, update_policy
+from edge.daemon.startup import load_configured, starting_model
 from edge.detect.control import ControlResult, handle_control
 from edge.detect.events import EventDetector
 from edge.detect.pipeline import ClipRecorder, Pipeline, Swap
@@ -59,13 +59,14 @@ class ModelSlot:
         """Settle the state directory and choose the model to start with; BundleError when there is none."""
         self.config = config
         self._sw_version = sw_version
-        self.policy = update_policy(config.model)
+        self.policy = config.model
+        self.policy.keys()  # a bad key file stops the start, not the first install
         self.store = ModelStore(config.model.state_dir)
         self.saved = SavedControls(config.model.state_dir, config.events, config.mqtt.announce)
         """Listening and thresholds changed at runtime, kept across restarts (edge/daemon/controls.py)."""
         self.updater = Updater(self.store, self.policy, self)
         self.updater.recover()
-        startup = starting_model(config, self.store, self.policy)
+        startup = starting_model(config, self.store)
         self.model, self.problem = startup.model, startup.problem
         features = self.model.bundle.manifest.features if self.model else FeatureParams()
         self.rate = features.sample_rate

@@ -2,7 +2,7 @@
 
 The order (docs/ota.md): the installed active model, then the installed previous one, then
 ``model.path``, then the model shipped inside the package.  Loading installed models
-checks them again with the update policy that ``model.*`` sets.
+checks them again with the update policy that ``model.*`` is (edge/update/checks.py).
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from edge.daemon.config import Config, ModelConfig
+from edge.daemon.config import Config
 from edge.model import bundle as bundles
 from edge.model.bundle import Bundle, BundleError, load_public_key, read_bundle
 from edge.model.classifier import Classifier
 from edge.update.active import choose_startup
-from edge.update.checks import Loaded, Policy
+from edge.update.checks import Loaded
 from edge.update.modelstore import ModelStore
 from edge.update.update import load_installed
 
@@ -48,22 +48,6 @@ def load_bundle(config: Config) -> Bundle:
         raise BundleError(f"{exc} ({hint})") from None
 
 
-def update_policy(model: ModelConfig) -> Policy:
-    """The install policy from ``model.*`` (keys loaded here: a bad key file is a config error)."""
-    paths = ([model.public_key] if model.public_key else []) + list(model.update_keys)
-    return Policy(
-        keys=tuple(load_public_key(p) for p in paths),
-        allow_unsigned=model.allow_unsigned,
-        require_selftest=model.require_selftest,
-        latency_budget_ms=model.latency_budget_ms,
-        threads=model.threads,
-        max_bytes=int(model.max_bundle_mb * 1_000_000),
-        url_timeout_s=model.url_timeout_s,
-        probation_s=model.probation_s,
-        keep_versions=model.keep_versions,
-    )
-
-
 def load_configured(config: Config) -> Loaded:
     """The configured (or shipped) bundle, loaded."""
     path = config.model.path or default_model_path()
@@ -82,17 +66,17 @@ class Startup:
     problem: str | None
 
 
-def starting_model(config: Config, store: ModelStore, policy: Policy) -> Startup:
+def starting_model(config: Config, store: ModelStore) -> Startup:
     """The model the daemon runs at start (read only: the daemon settles the state directory first).
 
     Raises BundleError/ConfigError for a bad configured bundle when nothing is installed.
     """
     model, problem = choose_startup(
-        store, lambda entry: load_installed(store, policy, entry), lambda: load_configured(config)
+        store, lambda entry: load_installed(store, config.model, entry), lambda: load_configured(config)
     )
     return Startup(model, problem)
 
 
 def starting_model_of(config: Config) -> Startup:
-    """:func:`starting_model` with the store and policy that ``model.*`` names (for the CLI)."""
-    return starting_model(config, ModelStore(config.model.state_dir), update_policy(config.model))
+    """:func:`starting_model` with the store that ``model.state_dir`` names (for the CLI)."""
+    return starting_model(config, ModelStore(config.model.state_dir))

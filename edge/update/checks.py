@@ -13,9 +13,10 @@ from typing import Any, Literal
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from edge.model import bundle as bundles
-from edge.model.bundle import Bundle, BundleError, semver_key
+from edge.model.bundle import Bundle, BundleError, load_public_key, semver_key
 from edge.model.classifier import Classifier
 from edge.model.selftest import SelfTestResult, parse_selftest, run_selftest
+from edge.schema import setting
 from edge.update.modelstore import Entry
 
 UNZIP_FACTOR = 4
@@ -46,17 +47,35 @@ class Loaded:
 
 @dataclass(frozen=True, kw_only=True)
 class Policy:
-    """What a bundle must satisfy to run here (from ``model.*``)."""
+    """What a bundle must satisfy to run here, and how installed models are kept: the settings of ``model.*``
+    that updates use (the daemon's ``model`` section extends it, edge/daemon/config.py)."""
 
-    keys: tuple[Ed25519PublicKey, ...] = ()
-    allow_unsigned: bool = False
-    require_selftest: bool = True
-    latency_budget_ms: float = 100.0
-    threads: int = 1
-    max_bytes: int = 16 * 1024 * 1024
-    url_timeout_s: float = 30.0
-    probation_s: float = 300.0
-    keep_versions: int = 3
+    public_key: str | None = setting(
+        None, doc="ed25519 public key (PEM) that installs and model.path must be signed by (not the shipped model)"
+    )
+    update_keys: tuple[str, ...] = setting(
+        (), doc="more ed25519 public keys (PEM) that may sign installed models, besides public_key"
+    )
+    allow_unsigned: bool = setting(False, doc="install unsigned bundles (testing only)")
+    require_selftest: bool = setting(True, doc="refuse to install bundles without a self-test")
+    threads: int = setting(1, lo=1, hi=16, unit="interpreter threads")
+    latency_budget_ms: float = setting(100.0, lo=0.1, hi=60000.0, unit="ms per inference in the smoke test")
+    probation_s: float = setting(
+        300.0, lo=0.0, hi=86400.0, unit="s after a switch in which failures roll back on their own"
+    )
+    keep_versions: int = setting(3, lo=2, hi=100, unit="installed versions kept, active and previous included")
+    max_bundle_mb: float = setting(16.0, lo=0.01, hi=64.0, unit="MB, largest bundle accepted")
+    url_timeout_s: float = setting(30.0, lo=0.1, hi=3600.0, unit="s to download a bundle from a URL")
+
+    @property
+    def max_bytes(self) -> int:
+        """``max_bundle_mb`` in bytes (a MB is 10^6 bytes)."""
+        return int(self.max_bundle_mb * 1_000_000)
+
+    def keys(self) -> tuple[Ed25519PublicKey, ...]:
+        """The keys ``public_key`` and ``update_keys`` name, read from their files (BundleError for a bad one)."""
+        paths = ([self.public_key] if self.public_key else []) + list(self.update_keys)
+        return tuple(load_public_key(p) for p in paths)
 
 
 def verify(raw: bytes, name: str, policy: Policy, *, budget_ms: float | None) -> tuple[Bundle, Classifier, str]:
@@ -65,8 +84,8 @@ def verify(raw: bytes, name: str, policy: Policy, *, budget_ms: float | None) ->
     ``budget_ms`` None skips the latency check (at start-up the device is busy booting).
     """
     found = bundles.members(raw, name, max_total=UNZIP_FACTOR * policy.max_bytes)
-    signature = found.get(bundles.SIGNATURE)
-    bundles.check_signature(found[bundles.MANIFEST], signature, policy.keys, name, allow_unsigned=policy.allow_unsigned)
+    keys, signature = policy.keys(), found.get(bundles.SIGNATURE)
+    bundles.check_signature(found[bundles.MANIFEST], signature, keys, name, allow_unsigned=policy.allow_unsigned)
     b = bundles.bundle_of(found, name)
     classifier = Classifier(b, threads=policy.threads)
     if b.selftest is None and policy.require_selftest:

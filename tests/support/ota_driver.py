@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 from edge.model import bundle
-from edge.model.bundle import load_public_key
 from edge.model.classifier import Classifier
 from edge.update.checks import Loaded, Policy
 from edge.update.modelstore import ModelStore
@@ -52,8 +51,7 @@ class Host:
 def main(state_dir: str, public_key: str, probation_s: str, *paths: str) -> None:
     raws = [Path(p).read_bytes() for p in paths]
     host = Host(Path(paths[0]))
-    key = load_public_key(public_key)
-    policy = Policy(keys=(key,), latency_budget_ms=5000, probation_s=float(probation_s), keep_versions=3)
+    policy = Policy(public_key=public_key, latency_budget_ms=5000, probation_s=float(probation_s), keep_versions=3)
     updater = Updater(ModelStore(state_dir), policy, host)
     updater.recover()
     pointer = updater.store.pointer()

@@ -356,7 +356,7 @@ def _cut_short(store: ModelStore, bundle_path: Path, pub: Path) -> bytes:
             seen.append((store.root / "state.json").read_bytes())
             raise SystemError("killed here")
 
-    policy = Policy(keys=(bundle.load_public_key(pub),), latency_budget_ms=5000)
+    policy = Policy(public_key=str(pub), latency_budget_ms=5000)
     Updater(store, policy, Dies(bundle_path)).handle(
         Request(action="install", id="u-cut", payload=bundle_path.read_bytes())
     )

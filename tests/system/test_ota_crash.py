@@ -67,7 +67,7 @@ def test_kill_9_at_random_points_of_installs(tmp_path: Path) -> None:
         for v in ("0.1.0", "0.2.0", "0.3.0")
     ]
     store = ModelStore(tmp_path / "models")
-    policy = Policy(keys=(bundle.load_public_key(pub),), latency_budget_ms=5000)
+    policy = Policy(public_key=str(pub), latency_budget_ms=5000)
     rng = random.Random(20260101)
     seen: Counter[str] = Counter()
     installs = 0

@@ -306,7 +306,7 @@ def test_a_zip_bomb_is_refused_before_it_is_unpacked(bundles: dict[str, Path]) -
     bomb = out.getvalue()
     assert len(bomb) < 100_000
     with pytest.raises(BundleError, match="uncompressed, over the 4000000 byte limit"):
-        verify(bomb, "bomb", Policy(allow_unsigned=True, max_bytes=1_000_000), budget_ms=None)
+        verify(bomb, "bomb", Policy(allow_unsigned=True, max_bundle_mb=1.0), budget_ms=None)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
