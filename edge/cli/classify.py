@@ -112,7 +112,7 @@ class Top:
 
 
 @dataclass(frozen=True)
-class FileEvents:
+class FileReport:
     """One file through the daemon's pipeline and event logic, and why it raised what it raised."""
 
     sounds: list[Any]
@@ -148,7 +148,7 @@ class _Smoothed:
         self.hops += 1
 
 
-def file_events(classifier: Classifier, path: Path, config: Any) -> FileEvents:
+def file_report(classifier: Classifier, path: Path, config: Any) -> FileReport:
     """Replay ``path`` (AudioError if unreadable), counting its samples and watching each label's scores."""
     from edge.daemon.replay import BLOCK_SAMPLES, replay_blocks, sounds
 
@@ -163,7 +163,7 @@ def file_events(classifier: Classifier, path: Path, config: Any) -> FileEvents:
 
     smoothed = _Smoothed(config.events)
     found = sounds(replay_blocks(classifier, blocks(), config, smoothed))
-    return FileEvents(found, samples[0] / rate, smoothed.hops, _nearest(classifier, config, smoothed))
+    return FileReport(found, samples[0] / rate, smoothed.hops, _nearest(classifier, config, smoothed))
 
 
 def _nearest(classifier: Classifier, config: Any, smoothed: _Smoothed) -> Top | None:
@@ -188,7 +188,7 @@ def _classify_events(classifier: Classifier, config: Any, args: argparse.Namespa
     status, first = 0, True
     for path in audio_files(args.paths):
         try:
-            result = file_events(classifier, path, config)
+            result = file_report(classifier, path, config)
         except AudioError as exc:
             print(f"auricle: {exc}" if str(path) in str(exc) else f"auricle: {path}: {exc}", file=sys.stderr)
             status = 1
@@ -205,7 +205,7 @@ def _classify_events(classifier: Classifier, config: Any, args: argparse.Namespa
     return status
 
 
-def _summary_record(path: Path, result: FileEvents) -> dict[str, Any]:
+def _summary_record(path: Path, result: FileReport) -> dict[str, Any]:
     """The line after a file's events: how long it was, how many events, and the label nearest to one."""
     top = result.top
     return {
@@ -231,7 +231,7 @@ def _event_record(path: Path, event: Any) -> dict[str, Any]:
     }
 
 
-def _print_event_table(path: Path, result: FileEvents) -> None:
+def _print_event_table(path: Path, result: FileReport) -> None:
     found = result.sounds
     print(f"{path}: {len(found)} event{'' if len(found) == 1 else 's'} in {result.duration_s:.1f} s; {_why(result)}")
     if not found:
@@ -245,7 +245,7 @@ def _print_event_table(path: Path, result: FileEvents) -> None:
         )
 
 
-def _why(result: FileEvents) -> str:
+def _why(result: FileReport) -> str:
     """The label nearest to an event in words, beside its threshold: why something fired, or nothing did."""
     top = result.top
     if top is None:

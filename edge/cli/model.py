@@ -69,7 +69,7 @@ def _info(args: argparse.Namespace) -> int:
     if args.json:
         print(b.manifest_bytes.decode().rstrip())
         return 0
-    print("\n".join(info_lines(b)))
+    print("\n".join(bundle_lines(b)))
     return 0
 
 
@@ -84,7 +84,7 @@ def active_bundle(config_path: str | None) -> bundle.Bundle:
     return start.model.bundle
 
 
-def info_lines(b: bundle.Bundle) -> list[str]:
+def bundle_lines(b: bundle.Bundle) -> list[str]:
     """Human-readable summary of a bundle."""
     m = b.manifest
     f = m.features

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from edge.detect.control import ControlChange
 from edge.detect.events import EventDetector, EventParams
+from edge.detect.set_command import ControlChange
 from edge.durable import write_durably
 from edge.model.bundle import Manifest
 

@@ -6,7 +6,7 @@ publishes; the main thread handles signals, the health timer and the
 systemd watchdog (pinged while the worker takes audio, or while the source
 reports why it cannot).
 
-Models: the updater thread (edge/update/update.py) checks and stores new bundles;
+Models: the updater thread (edge/update/updater.py) checks and stores new bundles;
 the worker switches to them between hops (edge/detect/pipeline.py ``swap``) and
 watches them on probation (edge/update/active.py), rolling back on its own.
 

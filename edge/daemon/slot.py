@@ -1,6 +1,6 @@
 """The daemon's model slot: which model runs, switching it between hops, probation, ``model/state``.
 
-The updater thread (edge/update/update.py) checks and stores bundles and then calls
+The updater thread (edge/update/updater.py) checks and stores bundles and then calls
 :meth:`ModelSlot.activate`, which hands the model to the audio worker and
 waits; the worker calls :meth:`ModelSlot.between_blocks` before every block,
 starts the switch there (edge/detect/pipeline.py ``swap``: no hop lost) and, while a
@@ -24,9 +24,9 @@ import numpy.typing as npt
 from edge.daemon.config import Config
 from edge.daemon.controls import SavedControls
 from edge.daemon.startup import load_configured, starting_model
-from edge.detect.control import ControlResult, handle_control
 from edge.detect.events import EventDetector
 from edge.detect.pipeline import ClipRecorder, Pipeline, Swap
+from edge.detect.set_command import ControlResult, handle_control
 from edge.features import FeatureParams
 from edge.model.bundle import BundleError
 from edge.model.classifier import Classifier
@@ -37,7 +37,7 @@ from edge.update.active import Probation, state_document
 from edge.update.checks import Loaded
 from edge.update.modelstore import ModelStore
 from edge.update.request import parse_command
-from edge.update.update import Updater
+from edge.update.updater import Updater
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class _Switch:
 
 
 class ModelSlot:
-    """The model of one running daemon (and the updater's host, see edge.update.update.Host)."""
+    """The model of one running daemon (and the updater's host, see edge.update.updater.Host)."""
 
     def __init__(self, config: Config, sw_version: str) -> None:
         """Settle the state directory and choose the model to start with; BundleError when there is none."""

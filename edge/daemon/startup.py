@@ -19,7 +19,7 @@ from edge.model.classifier import Classifier
 from edge.update.active import choose_startup
 from edge.update.checks import Loaded
 from edge.update.modelstore import ModelStore
-from edge.update.update import load_installed
+from edge.update.updater import load_installed
 
 SHIPPED_MODEL = "esc50.auricle"
 

@@ -42,8 +42,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from edge.detect.control import ControlChange, check_labels, unknown_label
 from edge.detect.listening import listened
+from edge.detect.set_command import ControlChange, check_labels, unknown_label
 from edge.model.bundle import Manifest
 from edge.schema import ConfigError, setting
 

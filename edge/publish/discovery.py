@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edge.detect.control import unknown_label
 from edge.detect.listening import listened
+from edge.detect.set_command import unknown_label
 from edge.model.bundle import Manifest
 from edge.publish.payloads import OFF, OFFLINE, ON, ONLINE, DeviceInfo, Topics, display_name, dumps, slugs
 

@@ -30,8 +30,8 @@ from typing import Any, TextIO
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 
-from edge.detect.control import EntityKind, entity_command
 from edge.detect.events import Event
+from edge.detect.set_command import EntityKind, entity_command
 from edge.publish.console import HumanConsole, write_line
 from edge.publish.discovery import Discovery, hardware_model
 from edge.publish.mqttclient import (

@@ -18,8 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edge.detect.control import ControlResult, EntityKind, result_data
 from edge.detect.events import Event
+from edge.detect.set_command import ControlResult, EntityKind, result_data
 
 SCHEMA_VERSION = 2
 """2: events, scores and level carry ``offset_s`` (stream seconds); events ``start_offset_s``/``end_offset_s``."""

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
-from edge.detect.control import ControlResult, request_id
 from edge.detect.events import Event
+from edge.detect.set_command import ControlResult, request_id
 from edge.publish.mqttconfig import MqttConfig
 from edge.publish.payloads import (
     OFF,

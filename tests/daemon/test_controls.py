@@ -12,8 +12,8 @@ import pytest
 
 from edge.daemon.controls import FILE, SavedControls, parse
 from edge.daemon.startup import default_model_path
-from edge.detect.control import handle_control
 from edge.detect.events import EventDetector, EventParams
+from edge.detect.set_command import handle_control
 from edge.model.bundle import Manifest, read_bundle
 
 SHIPPED = read_bundle(default_model_path()).manifest

@@ -7,8 +7,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.detect.control import ControlChange
 from edge.detect.events import EventDetector, EventParams
+from edge.detect.set_command import ControlChange
 from edge.model.audioset import AUDIOSET_CLASSES, AudiosetHead, AudiosetLabel, HeadScorer, Veto
 from edge.model.outputs import OutputSpec
 from edge.schema import ConfigError, build

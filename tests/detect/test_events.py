@@ -7,8 +7,8 @@ import threading
 import numpy as np
 import pytest
 
-from edge.detect.control import ControlChange
 from edge.detect.events import Event, EventDetector, EventParams
+from edge.detect.set_command import ControlChange
 from edge.schema import ConfigError, build
 
 LABELS = ("dog", "siren", "quiet")

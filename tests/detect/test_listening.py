@@ -8,9 +8,9 @@ import json
 import numpy as np
 
 from edge.daemon.startup import default_model_path
-from edge.detect.control import handle_control
 from edge.detect.events import EventDetector, EventParams
 from edge.detect.listening import listened
+from edge.detect.set_command import handle_control
 from edge.model.bundle import read_bundle
 from edge.publish.discovery import device_info
 

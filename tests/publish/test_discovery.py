@@ -15,9 +15,9 @@ from support.mqtt_helpers import LABELS, as_json, config, device_info, started, 
 from support.shared import ROOT
 
 from edge.daemon.startup import default_model_path
-from edge.detect.control import handle_control
 from edge.detect.events import EventDetector, EventParams
 from edge.detect.listening import DEFAULT_ANNOUNCE, announced
+from edge.detect.set_command import handle_control
 from edge.model.audioset import AudiosetHead, AudiosetLabel
 from edge.model.bundle import read_bundle
 from edge.model.outputs import OutputSpec

@@ -9,8 +9,8 @@ import pytest
 from support.broker import Message, Mosquitto, Subscriber, publish
 from support.mqtt_helpers import LABELS, as_json, config, device_info, started, wait_until
 
-from edge.detect.control import handle_control
 from edge.detect.events import EventDetector, EventParams
+from edge.detect.set_command import handle_control
 from edge.publish.mqtt import MqttPublisher
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ from support.broker import Mosquitto
 from support.mqtt_helpers import MODEL_VERSION, as_json, config, device_info, started, unique_id, wait_until
 from support.shared import ROOT
 
-from edge.detect.control import ControlResult
 from edge.detect.events import Event
+from edge.detect.set_command import ControlResult
 from edge.publish.mqtt import MqttPublisher, make_publisher
 from edge.publish.mqttconfig import MqttConfig
 from edge.publish.payloads import SCHEMA_VERSION, Payloads

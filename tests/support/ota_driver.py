@@ -1,4 +1,4 @@
-"""Install and roll back models in a loop through edge.update.update, as the daemon's updater thread does.
+"""Install and roll back models in a loop through edge.update.updater, as the daemon's updater thread does.
 
     python ota_driver.py STATE_DIR PUBLIC_KEY PROBATION_S BUNDLE...
 
@@ -18,7 +18,7 @@ from edge.model.classifier import Classifier
 from edge.update.checks import Loaded, Policy
 from edge.update.modelstore import ModelStore
 from edge.update.request import Request
-from edge.update.update import Updater
+from edge.update.updater import Updater
 
 
 class Host:

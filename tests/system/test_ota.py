@@ -347,7 +347,7 @@ def _cut_short(store: ModelStore, bundle_path: Path, pub: Path) -> bytes:
 
     from edge.update.checks import Policy
     from edge.update.request import Request
-    from edge.update.update import Updater
+    from edge.update.updater import Updater
 
     seen: list[bytes] = []
 

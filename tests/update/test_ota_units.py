@@ -36,7 +36,7 @@ from edge.update.checks import Loaded, Policy, verify
 from edge.update.fetch import FetchError, fetch
 from edge.update.modelstore import ModelStore, Pointer, StoreError
 from edge.update.request import Request, parse_install, parse_rollback
-from edge.update.update import Updater
+from edge.update.updater import Updater
 
 RATE = 16000
 

@@ -1,4 +1,4 @@
-"""Runtime control: validate a ``set`` payload and apply it to the event detector.
+"""The ``set`` command (runtime control): validate its payload and apply it to the event detector.
 
 Anything can arrive on the control topic, so :func:`parse_control` accepts
 bytes and either returns a validated :class:`ControlChange` or raises
