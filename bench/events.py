@@ -224,7 +224,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--config", type=Path, default=None, help="daemon config file (default: built-in defaults)")
     parser.add_argument("--fold", type=int, default=None, help="ESC-50 fold (default: the bundle's test fold)")
     parser.add_argument("--esc50", type=Path, default=ESC50_CSV, help="esc50.csv, with audio/ beside it")
-    parser.add_argument("--background", type=Path, default=BACKGROUND_CSV, help="folder of WAV/FLAC, or a CSV")
+    parser.add_argument("--background", type=Path, default=BACKGROUND_CSV, help="folder of audio files, or a CSV")
     parser.add_argument(
         "--split",
         default="report",

@@ -43,8 +43,8 @@ from bench.rig import Rig, open_rig
 from edge.audio import demo
 from edge.audio.sources import FileSource
 from edge.daemon.config import AudioConfig
+from edge.daemon.replay import hop_scores
 from edge.detect.events import EventParams
-from edge.detect.pipeline import Pipeline
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
 from tests.support.broker import Mosquitto
@@ -178,18 +178,6 @@ def replay(rig: Rig, wav: Path, hop: int | None, audio_s: float, sample_rss: boo
     return Replay(n / rig.rate, wall, cpu, pipe.stats.snapshot(), det.events, received, rss)
 
 
-def hop_scores(clf: Classifier, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Times (s from the start, end of each hop) and scores of every hop of ``x``, bundle's hop."""
-    times: list[float] = []
-    scores: list[np.ndarray] = []
-    pipe = Pipeline(clf, on_scores=lambda t, s: (times.append(t), scores.append(s.copy())))
-    rate = clf.manifest.features.sample_rate
-    for i in range(0, len(x), BLOCK):  # daemon-sized blocks: one huge block would inflate the peak RSS
-        block = x[i : i + BLOCK]
-        pipe.feed(block, (i + len(block) - 1) / rate)
-    return np.array(times), np.array(scores)
-
-
 def pick_bursts(rig: Rig) -> tuple[Bursts, str, float, float, float]:
     """The burst sound and label whose scores straddle the label's own threshold by the widest margin.
 
@@ -205,7 +193,9 @@ def pick_bursts(rig: Rig) -> tuple[Bursts, str, float, float, float]:
     best = (-np.inf, "", 0, np.zeros(1), np.zeros(1))
     for kind in BURSTS:
         bursts = Bursts(kind=kind, on_s=on_s, off_s=off_s)
-        times, scores = hop_scores(rig.clf, bursts.samples(3 * (on_s + off_s), rig.rate))
+        x = bursts.samples(3 * (on_s + off_s), rig.rate)
+        # daemon-sized blocks: one huge block would inflate the peak RSS
+        times, scores = hop_scores(rig.clf, (x[i : i + BLOCK] for i in range(0, len(x), BLOCK)))
         on, off = bursts.inside(times, window_s)  # the whole window inside a burst / a gap
         hi, lo = scores[on].mean(axis=0), scores[off].mean(axis=0)
         margin = np.minimum(hi - thr, thr - lo)

@@ -29,6 +29,7 @@ import soundfile as sf
 
 from bench.event_scoring import Detection, Span
 from edge.audio.resample import Resampler
+from edge.audio.sources import AUDIO_SUFFIXES
 from edge.daemon.config import Config
 from edge.daemon.replay import stream_events
 from edge.model.bundle import Manifest
@@ -53,7 +54,6 @@ ESC50_CSV = SHARED / "data" / "esc50" / "esc50.csv"
 BACKGROUND_CSV = SHARED / "data" / "background" / "background.csv"
 MAPPING_CSV = ROOT / "configs" / "esc50_audioset.csv"
 GAP_DBFS = -70.0
-AUDIO_SUFFIXES = {".wav", ".flac"}
 
 Floats = npt.NDArray[np.float32]
 Item = tuple[str, str, Floats]
@@ -110,7 +110,8 @@ def in_split(row: dict[str, str], split: str) -> bool:
 
 
 def background_items(source: Path, split: str, rate: int, limit: int | None) -> list[Item]:
-    """Background audio: every WAV/FLAC under a folder, or a CSV's ``filename`` rows of one ``split``."""
+    """Background audio: every audio file under a folder (edge.audio.sources.AUDIO_SUFFIXES), or a CSV's
+    ``filename`` rows of one ``split``."""
     if source.suffix == ".csv":
         with source.open(newline="") as fh:
             paths = [source.parent / row["filename"] for row in csv.DictReader(fh) if in_split(row, split)]

@@ -28,7 +28,10 @@ _LOGGER = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
 POLL_S = 0.2
 """Longest a source waits before looking at the stop flag again."""
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".aiff", ".aif")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au", ".mp3")
+"""The audio files the file source reads: PCM WAV through the stdlib, the rest through soundfile (its wheels
+bundle libsndfile 1.2, which reads FLAC, Ogg Vorbis and Opus, AIFF, AU and MP3); what classify and
+the benchmarks look for in a folder."""
 
 
 class AudioError(RuntimeError):

@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -15,8 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.audio.sources import AUDIO_SUFFIXES, AudioError, FileSource
-from edge.detect.pipeline import Pipeline
+from edge.audio.sources import AUDIO_SUFFIXES, AudioError
 from edge.model.classifier import Classifier
 
 
@@ -47,17 +45,6 @@ def audio_files(paths: list[str]) -> Iterator[Path]:
             yield path
 
 
-def hop_scores(classifier: Classifier, path: Path) -> list[tuple[float, np.ndarray[Any, Any]]]:
-    """``(seconds into the file, scores)`` for every hop, through the streaming pipeline."""
-    hops: list[tuple[float, np.ndarray[Any, Any]]] = []
-    pipeline = Pipeline(classifier, on_scores=lambda t, s: hops.append((t, s.copy())))
-    source = FileSource(path, pipeline.rate_hz, realtime=False)
-    for block in source.blocks(threading.Event()):
-        pipeline.feed(block.samples, block.t_end)
-    pipeline.finish()
-    return hops
-
-
 def _top(labels: tuple[str, ...], scores: np.ndarray[Any, Any], k: int) -> list[list[Any]]:
     order = np.argsort(-scores, kind="stable")[: max(k, 1)]
     return [[labels[i], round(float(scores[i]), 4)] for i in order]
@@ -73,17 +60,20 @@ def _classify(args: argparse.Namespace) -> int:
     classifier = Classifier(load_bundle(config), threads=config.model.threads)
     if args.events:
         return _classify_events(classifier, config, args)
+    from edge.daemon.replay import file_blocks, hop_scores
+
     status, ranked = 0, clip_labels(classifier, config)
     for path in audio_files(args.paths):
         try:
-            hops = hop_scores(classifier, path)
-            if not hops:
+            times, scores = hop_scores(classifier, file_blocks(path, classifier.manifest.features.sample_rate))
+            if not len(times):
                 raise AudioError(f"{path}: no audio")
         except AudioError as exc:
             print(f"auricle: {exc}" if str(path) in str(exc) else f"auricle: {path}: {exc}", file=sys.stderr)
             status = 1
             continue
-        _report(path, [(t, s[ranked]) for t, s in hops], tuple(classifier.labels[i] for i in ranked), args)
+        hops = list(zip(times.tolist(), scores[:, ranked], strict=True))
+        _report(path, hops, tuple(classifier.labels[i] for i in ranked), args)
     return status
 
 
@@ -150,16 +140,15 @@ class _Smoothed:
 
 def file_report(classifier: Classifier, path: Path, config: Any) -> FileReport:
     """Replay ``path`` (AudioError if unreadable), counting its samples and watching each label's scores."""
-    from edge.daemon.replay import BLOCK_SAMPLES, replay_blocks, sounds
+    from edge.daemon.replay import file_blocks, replay_blocks, sounds
 
     rate = classifier.manifest.features.sample_rate
-    source = FileSource(path, rate, realtime=False, block_samples=BLOCK_SAMPLES)
     samples = [0]
 
     def blocks() -> Iterator[np.ndarray[Any, Any]]:
-        for block in source.blocks(threading.Event()):
-            samples[0] += len(block.samples)
-            yield block.samples
+        for block in file_blocks(path, rate):
+            samples[0] += len(block)
+            yield block
 
     smoothed = _Smoothed(config.events)
     found = sounds(replay_blocks(classifier, blocks(), config, smoothed))

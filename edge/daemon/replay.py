@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -20,13 +20,12 @@ import numpy.typing as npt
 from edge.audio.sources import FileSource
 from edge.daemon.config import Config
 from edge.detect.events import Event, EventDetector
-from edge.detect.pipeline import Pipeline
+from edge.detect.pipeline import Pipeline, ScoresHook
 from edge.model.classifier import Classifier
 
 Floats = npt.NDArray[np.float32]
-ScoresHook = Callable[[float, Floats], None]
 BLOCK_SAMPLES = 4000
-"""Replay block size: block sizes do not change results (tests/test_replay.py), big ones are faster."""
+"""Replay block size: block sizes do not change results (tests/daemon/test_replay.py), big ones are faster."""
 
 
 class EventLog:
@@ -90,13 +89,36 @@ def stream_events(
     return replay_blocks(classifier, blocks, config, on_scores)
 
 
+def file_blocks(path: str | os.PathLike[str], rate_hz: int) -> Iterator[Floats]:
+    """An audio file (any rate: resampled like the file source) as replay blocks; AudioError if unreadable."""
+    source = FileSource(path, rate_hz, realtime=False, block_samples=BLOCK_SAMPLES)
+    return (block.samples for block in source.blocks(threading.Event()))
+
+
 def file_events(
     classifier: Classifier, path: str | os.PathLike[str], config: Config, on_scores: ScoresHook | None = None
 ) -> list[Event]:
-    """Events of one audio file (any rate: resampled like the file source); AudioError if unreadable."""
-    source = FileSource(path, classifier.manifest.features.sample_rate, realtime=False, block_samples=BLOCK_SAMPLES)
-    blocks = (block.samples for block in source.blocks(threading.Event()))
+    """Events of one audio file; AudioError if unreadable."""
+    blocks = file_blocks(path, classifier.manifest.features.sample_rate)
     return replay_blocks(classifier, blocks, config, on_scores)
+
+
+def hop_scores(
+    classifier: Classifier, blocks: Iterable[Floats], config: Config | None = None
+) -> tuple[npt.NDArray[np.float64], Floats]:
+    """Offsets (s into the stream, the end of each hop) and scores of every inference the daemon makes on a
+    stream given as blocks: ``(hops,)`` and ``(hops, labels)``.  ``config``: its hop and gate (a gated hop is
+    not inferred); None is the built-in config, the bundle's hop without a gate."""
+    times: list[float] = []
+    rows: list[Floats] = []
+
+    def keep(offset_s: float, scores: Floats) -> None:
+        times.append(offset_s)
+        rows.append(np.array(scores, dtype=np.float32))
+
+    replay_blocks(classifier, blocks, config or Config(), keep)
+    scores = np.stack(rows) if rows else np.zeros((0, len(classifier.labels)), dtype=np.float32)
+    return np.array(times, dtype=np.float64), scores
 
 
 def sounds(events: Iterable[Event]) -> list[Event]:
