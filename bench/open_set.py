@@ -44,7 +44,7 @@ from bench.streams import Floats
 from edge.daemon.config import Config
 from edge.daemon.replay import stream_events
 from edge.detect.events import EventDetector, EventParams
-from edge.model.audioset import Confirm, HeadScorer
+from edge.model.audioset import Confirm, Evidence, HeadScorer
 from edge.model.bundle import Manifest, read_bundle
 from edge.model.classifier import Classifier
 from training.calibrate import replay
@@ -145,16 +145,17 @@ def recordings(clf: Classifier, args: argparse.Namespace) -> dict[str, list[Reco
 
 
 class Rule:
-    """A confirmation threshold (0: none) and a floor under the thresholds, through the device's code."""
+    """A confirmation threshold (0: none) or a fitted evidence, and a floor under the thresholds, through the
+    device's code."""
 
     def __init__(self, manifest: Manifest, mapping: dict[str, list[int]], confirm: float, floor: float,
-                 thresholds: dict[str, float]) -> None:  # fmt: skip
+                 thresholds: dict[str, float], evidence: Evidence | None = None) -> None:  # fmt: skip
         head = manifest.audioset
         assert head is not None
         labels = manifest.event_labels
         classes = {x: tuple(mapping[x]) for x in labels if x in mapping}
-        rule = Confirm(threshold=confirm, classes=classes) if confirm > 0 else None
-        self.scorer = HeadScorer(dataclasses.replace(head, confirm=rule, labels=()), labels)
+        rule = Confirm(threshold=confirm, classes=classes) if confirm > 0 and evidence is None else None
+        self.scorer = HeadScorer(dataclasses.replace(head, confirm=rule, evidence=evidence, labels=()), labels)
         self.labels = labels
         self.thresholds = {x: max(thresholds[x], floor) for x in labels}
 
@@ -196,8 +197,9 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"{'background (' + format(bg_hours, '.2f') + ' h)':>20}  {'fold recall':>11}",
     ]
     for r in rows:
+        rule = "evidence" if r.get("evidence") else f"{r['confirm']:.2f}"
         lines.append(
-            f"{r['confirm']:>8.2f} {r['floor']:>6.2f}  {r['home_recall']:>11.0%}  "
+            f"{rule:>8} {r['floor']:>6.2f}  {r['home_recall']:>11.0%}  "
             f"{r['home_false_per_hour_home']:>8.1f} / {r['home_false_per_hour_all']:<7.1f}  "
             f"{r['background_false_events']:>20d}  {r['fold_recall']:>11.0%}"
         )
@@ -215,6 +217,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--floor", type=float, nargs="+", default=[0.05, 0.2, 0.3, 0.4, 0.5, 0.6])
     p.add_argument("--config", type=Path, default=streams.ROOT / "configs" / "esc50.yaml", help="the backgrounds")
     p.add_argument("--mapping", type=Path, default=streams.MAPPING_CSV, help="ESC-50 label -> AudioSet classes")
+    p.add_argument(
+        "--evidence", type=Path, help="also replay this bundle's audioset.evidence at its own thresholds, floored"
+    )
     p.add_argument("--json-out", type=Path, default=streams.ROOT / "runs" / "bench" / "open_set.json")
     return p.parse_args(argv)
 
@@ -236,6 +241,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         for floor in args.floor:
             rule = Rule(bare, mapping, confirm, floor, thresholds)
             rows.append({"confirm": confirm, "floor": floor} | figures(rule, recs))
+    if args.evidence:
+        fitted = read_bundle(args.evidence).manifest
+        if fitted.audioset is None or fitted.audioset.evidence is None:
+            raise SystemExit(f"{args.evidence}: no audioset.evidence section")
+        if fitted.model_sha256 != bundle.manifest.model_sha256:
+            raise SystemExit(f"{args.evidence}: another network than --model's: its recordings do not apply")
+        for floor in args.floor:
+            rule = Rule(bare, mapping, 0.0, floor, dict(fitted.thresholds), fitted.audioset.evidence)
+            rows.append({"confirm": 0.0, "evidence": True, "floor": floor} | figures(rule, recs))
     streams.publish(table(rows, args), rows, args.json_out)
     return 0
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edge.model.bundle import load_private_key, write_bundle
+from edge.model.bundle import load_private_key, sha256, write_bundle
 from training.data.prepare import Prepared
 from training.evaluate import evaluate, report
 from training.fit import audioset_fit, fit
@@ -65,9 +65,11 @@ def run_export(loaded: LoadedConfig, prepared: Prepared, model: Any | None = Non
     return float_bytes, int8_bytes
 
 
-def _scores(loaded: LoadedConfig, prepared: Prepared, model_bytes: bytes, name: str, clips: Any) -> np.ndarray:
+def _scores(
+    loaded: LoadedConfig, prepared: Prepared, model_bytes: bytes, name: str, clips: Any, rule: evaluate.Rule = "recipe"
+) -> np.ndarray:
     cfg = loaded.config
-    clf = evaluate.classifier(cfg, prepared.labels, model_bytes, name)
+    clf = evaluate.classifier(cfg, prepared.labels, model_bytes, name, rule=rule)
     return evaluate.score_clips(clf, prepared.frames, clips, cfg.window.hop_frames)
 
 
@@ -78,26 +80,90 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
     int8_bytes = (out / export.INT8_FILE).read_bytes()
     targets = np.asarray(prepared.targets)
     test, val = list(prepared.split.test), list(prepared.split.val)
-    scores = {k: _scores(loaded, prepared, b, k, test) for k, b in (("float", float_bytes), ("int8", int8_bytes))}
+    rule, fitted = _evidence(loaded, prepared, int8_bytes)
+    scores = {k: _scores(loaded, prepared, b, k, test, rule) for k, b in (("float", float_bytes), ("int8", int8_bytes))}
     result = evaluate.compare(scores["float"], scores["int8"], targets[test], len(prepared.labels))
-    val_scores = _scores(loaded, prepared, int8_bytes, "int8", val)
+    val_scores = _scores(loaded, prepared, int8_bytes, "int8", val, rule)
     thresholds = evaluate.tune_thresholds(val_scores, targets[val], prepared.labels)
-    calibration = _calibrate(loaded, prepared, int8_bytes)
+    calibration = _calibrate(loaded, prepared, int8_bytes, rule)
     if calibration is not None:
         thresholds = calibration.thresholds()
     full = _assemble(loaded, prepared, result, thresholds, float_bytes, int8_bytes)
+    full |= _against_the_network_alone(loaded, prepared, int8_bytes, scores["int8"], fitted)
     if calibration is not None:
         full |= calibration.to_dict()
-        heldout = _heldout(loaded, prepared, int8_bytes, thresholds)
+        heldout = _heldout(loaded, prepared, int8_bytes, thresholds, rule)
         if heldout is not None:
             full["heldout_background"] = heldout
     _write_reports(loaded, prepared, full, scores)
     confident = val[int(np.argmax(val_scores.max(axis=1)))] if val else test[0]
-    _write_bundle(loaded, prepared, full, int8_bytes, prepared.clips[confident].path)
+    _write_bundle(loaded, prepared, full, int8_bytes, prepared.clips[confident].path, rule)
     return full
 
 
-def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> Any:
+def _evidence(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> tuple[evaluate.Rule, dict[str, Any]]:
+    """The rule on the event labels: the recipe's, or :class:`Evidence` fitted on the validation clips and the
+    backgrounds' train part (training/calibrate/evidence.py), with what the fit saw."""
+    from training.calibrate import evidence
+    from training.data.data import read_audio
+    from training.model.export import audioset_output
+
+    cfg = loaded.config
+    wanted = cfg.audioset.evidence
+    if not wanted.enabled or audioset_output(int8_bytes) is None:
+        return "recipe", {}
+    labels, rate = prepared.labels, cfg.features.sample_rate
+    cached = loaded.output / f"evidence_hops_{sha256(int8_bytes)[:12]}_{wanted.background_minutes:g}.npz"
+    if cached.is_file():
+        hops = evidence.load(cached)
+    else:
+        raw = evaluate.classifier(cfg, labels, int8_bytes, "int8", rule="none")
+        clips = [(read_audio(prepared.clips[c].path, rate), prepared.targets[c]) for c in prepared.split.val]
+        minutes = 60.0 * wanted.background_minutes
+        hops = evidence.collect(raw, clips, evidence.background_streams(prepared.background.train.paths, rate, minutes))
+        evidence.save(hops, cached)
+    classes = evaluate.label_classes(cfg, labels)
+    fitted = evidence.fit(hops, labels, classes, wanted.l2, wanted.keep_at)
+    with_classes = sum(1 for x in fitted.weights if fitted.classes.get(x))
+    _LOGGER.info(
+        "evidence: %d labels fitted on %d hops (%d sounding validation hops, %d background), %d weigh AudioSet",
+        len(fitted.weights), len(hops.label), int(((hops.label >= 0) & hops.sounding).sum()),
+        int((hops.label < 0).sum()), with_classes,
+    )  # fmt: skip
+    seen = {
+        "hops": len(hops.label),
+        "background_hops": int((hops.label < 0).sum()),
+        "weights": {x: list(w) for x, w in fitted.weights.items()},
+        "confirmed_share": evidence.confirmed_share(hops, labels, classes, cfg.audioset.confirm.threshold),
+    }
+    (loaded.output / "evidence.json").write_text(json.dumps(seen, indent=1) + "\n", encoding="utf-8")
+    return fitted, seen
+
+
+def _against_the_network_alone(
+    loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, with_rule: np.ndarray, fitted: dict[str, Any]
+) -> dict[str, Any]:
+    """What the rule costs or gains in clip accuracy on the test clips, beside the network alone (no rule)."""
+    from training.model.export import audioset_output
+
+    if audioset_output(int8_bytes) is None:
+        return {}
+    test = list(prepared.split.test)
+    truth = np.asarray(prepared.targets)[test]
+    alone = _scores(loaded, prepared, int8_bytes, "int8", test, "none")
+    n = len(prepared.labels)
+    found = {
+        "int8_clip_accuracy_with_rule": round(
+            evaluate.classification(truth, with_rule.argmax(axis=1), n)["accuracy"], 4
+        ),
+        "int8_clip_accuracy_network_alone": round(
+            evaluate.classification(truth, alone.argmax(axis=1), n)["accuracy"], 4
+        ),
+    }
+    return {"rule": {"kind": "evidence" if fitted else "recipe"} | found | ({"evidence": fitted} if fitted else {})}
+
+
+def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, rule: evaluate.Rule = "recipe") -> Any:
     """Thresholds from the false-alarm budget on the calibrate background (None without one)."""
     from training.calibrate import replay
 
@@ -105,7 +171,7 @@ def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> A
     if not bg.paths:
         _LOGGER.info("no calibrate background: thresholds by best F1 on the validation clips")
         return None
-    clf = evaluate.classifier(cfg, prepared.labels, int8_bytes, "int8")
+    clf = evaluate.classifier(cfg, prepared.labels, int8_bytes, "int8", rule=rule)
     val = [(prepared.clips[c].path, prepared.frames[c], prepared.targets[c]) for c in prepared.split.val]
     mixture_s = 60.0 * cfg.calibration.mixture_minutes
     return replay.thresholds(
@@ -113,14 +179,16 @@ def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> A
     )
 
 
-def _heldout(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, thresholds: dict[str, float]) -> Any:
+def _heldout(
+    loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, thresholds: dict[str, float], rule: evaluate.Rule
+) -> Any:
     """False alarms per hour on the report part of the background (None without one)."""
     from training.calibrate import replay
 
     paths = prepared.background.report.paths
     if not paths:
         return None
-    clf = evaluate.classifier(loaded.config, prepared.labels, int8_bytes, "int8")
+    clf = evaluate.classifier(loaded.config, prepared.labels, int8_bytes, "int8", rule=rule)
     found = replay.heldout_false_alarms(clf, paths, thresholds, 60.0 * loaded.config.calibration.mixture_minutes)
     if found is not None:
         _LOGGER.info(
@@ -205,7 +273,12 @@ def bundle_path(loaded: LoadedConfig) -> Path:
 
 
 def _write_bundle(
-    loaded: LoadedConfig, prepared: Prepared, full: dict[str, Any], int8_bytes: bytes, selftest_clip: Path
+    loaded: LoadedConfig,
+    prepared: Prepared,
+    full: dict[str, Any],
+    int8_bytes: bytes,
+    selftest_clip: Path,
+    rule: evaluate.Rule = "recipe",
 ) -> Path:
     """The bundle, with a self-test (the last window of ``selftest_clip``, a validation clip the model is
     sure of, and the scores it gives) that devices check before taking the bundle over the air."""
@@ -214,11 +287,12 @@ def _write_bundle(
 
     cfg = loaded.config
     metrics = {k: v for k, v in full["headline"].items() if k not in ("hop_frames",)}
-    metrics |= {k: full[k] for k in ("per_label", "calibration", "heldout_background") if k in full}
+    metrics |= {k: full[k] for k in ("per_label", "calibration", "heldout_background", "rule") if k in full}
     provenance = {"training_config": loaded.text, "trainer": "auricle-train", "labels_from": cfg.data.manifest}
     manifest = evaluate.manifest_for(
-        cfg, prepared.labels, int8_bytes, thresholds=full["thresholds"], metrics=metrics, provenance=provenance
-    )
+        cfg, prepared.labels, int8_bytes, thresholds=full["thresholds"], metrics=metrics, provenance=provenance,
+        rule=rule,
+    )  # fmt: skip
     key = load_private_key(loaded.path(cfg.bundle.signing_key)) if cfg.bundle.signing_key else None
     path = bundle_path(loaded)
     path.parent.mkdir(parents=True, exist_ok=True)

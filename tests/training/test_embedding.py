@@ -1,4 +1,4 @@
-"""The embedding output added to a converted model (training/embedding.py) and read on the device
+"""The embedding output added to a converted model (training/model/embedding.py) and read on the device
 (edge/model/embedding.py, Classifier.embedding): the other outputs stay the same int8 codes."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from edge.features import compute, window_at
 from edge.model.bundle import BundleError, read_bundle, write_bundle
 from edge.model.classifier import Classifier
 from edge.model.embedding import BACKGROUND, NoEmbedding, background_embeddings
-from training.embedding import EmbeddingError, embed_bundle, with_embedding_output
+from training.model.embedding import EmbeddingError, embed_bundle, with_embedding_output
 
 BANDS = 64
 """The two-head test model pools its input over time: its heads read a 64-value vector."""
@@ -35,7 +35,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         writer = csv.DictWriter(fh, fieldnames=["path", "split"])
         writer.writeheader()
         writer.writerows(rows)
-    from training.embedding import background_files
+    from training.model.embedding import background_files
 
     files = background_files([tmp / "bg.csv"])
     assert [f.name for f in files] == ["bg0.wav", "bg1.wav", "bg2.wav"]  # the train part only

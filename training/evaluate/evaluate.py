@@ -12,13 +12,13 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from edge import features
-from edge.model.audioset import AudiosetHead, AudiosetLabel, Confirm, Veto
+from edge.model.audioset import AudiosetHead, AudiosetLabel, Confirm, Evidence, Veto
 from edge.model.bundle import Bundle, Manifest, sha256
 from edge.model.classifier import Classifier
 from edge.model.outputs import OutputSpec
@@ -30,6 +30,9 @@ from training.recipe.config import TrainConfig
 _LOGGER = logging.getLogger(__name__)
 
 Scores = npt.NDArray[np.float32]
+Rule = Literal["recipe", "none"] | Evidence
+"""What the event labels' AudioSet rule is: the recipe's (the confirmation, or none), none at all (the network
+alone), or a fitted :class:`Evidence`."""
 
 
 def manifest_for(
@@ -41,6 +44,7 @@ def manifest_for(
     metrics: dict[str, Any] | None = None,
     provenance: dict[str, Any] | None = None,
     optional_labels: bool = True,
+    rule: Rule = "recipe",
 ) -> Manifest:
     """A manifest for ``model_bytes`` (float32 or int8, read from the file itself).
 
@@ -62,7 +66,7 @@ def manifest_for(
         hop_frames=cfg.window.hop_frames,
         input=spec,
         output=OutputSpec(**output),
-        audioset=audioset_head(cfg, model_bytes, labels, optional_labels),
+        audioset=audioset_head(cfg, model_bytes, labels, optional_labels, rule),
         thresholds={x: t for x, t in (thresholds or dict.fromkeys(labels, 0.5)).items() if x in labels},
         model_sha256=sha256(model_bytes),
         provenance=dict(provenance or {}),
@@ -71,10 +75,11 @@ def manifest_for(
 
 
 def audioset_head(
-    cfg: TrainConfig, model_bytes: bytes, labels: Sequence[str], optional_labels: bool = True
+    cfg: TrainConfig, model_bytes: bytes, labels: Sequence[str], optional_labels: bool = True, rule: Rule = "recipe"
 ) -> AudiosetHead | None:
-    """The bundle's ``audioset`` section for a model with an AudioSet output (None otherwise): the veto and
-    the confirmation of the event ``labels`` always, the optional labels when asked."""
+    """The bundle's ``audioset`` section for a model with an AudioSet output (None otherwise): the veto always,
+    the recipe's rule on the event ``labels`` (the confirmation, or the fitted :class:`Evidence` when ``rule``
+    is one), none for ``rule="none"`` (the network alone), the optional labels when asked."""
     output = audioset_output(model_bytes)
     if output is None:
         return None
@@ -87,13 +92,14 @@ def audioset_head(
     veto = None
     if v.classes:
         veto = Veto(classes=v.classes, class_names=names(v.classes), threshold=v.threshold, exempt=v.exempt)
-    confirm = _confirm(cfg, labels, class_names) if cfg.audioset.confirm.mapping else None
+    confirm = _confirm(cfg, labels, class_names) if cfg.audioset.confirm.mapping and rule == "recipe" else None
+    evidence = rule if isinstance(rule, Evidence) else None
     optional = tuple(
         AudiosetLabel(name=x.name, classes=x.classes, class_names=names(x.classes), threshold=x.threshold,
                       enabled_by_default=x.enabled_by_default)
         for x in (cfg.audioset.labels if optional_labels else ())
     )  # fmt: skip
-    return AudiosetHead(output=output, veto=veto, confirm=confirm, labels=optional)
+    return AudiosetHead(output=output, veto=veto, confirm=confirm, evidence=evidence, labels=optional)
 
 
 def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]) -> Confirm:
@@ -109,6 +115,13 @@ def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]
     return Confirm(threshold=confirm.threshold, classes=classes)
 
 
+def label_classes(cfg: TrainConfig, labels: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """Each event label's AudioSet classes, from the recipe's mapping (``audioset.confirm.mapping``); {} without."""
+    if not cfg.audioset.confirm.mapping:
+        return {}
+    return _confirm(cfg, labels, _class_names(cfg)).classes
+
+
 def _class_names(cfg: TrainConfig) -> list[str]:
     """AudioSet display names in index order from YAMNet's class map: the confirmation's, else the one beside
     the checkout; empty where no map is at hand."""
@@ -119,11 +132,16 @@ def _class_names(cfg: TrainConfig) -> list[str]:
 
 
 def classifier(
-    cfg: TrainConfig, labels: Sequence[str], model_bytes: bytes, name: str, thresholds: dict[str, float] | None = None
+    cfg: TrainConfig,
+    labels: Sequence[str],
+    model_bytes: bytes,
+    name: str,
+    thresholds: dict[str, float] | None = None,
+    rule: Rule = "recipe",
 ) -> Classifier:
     """The device's classifier around an in-memory model (no bundle file needed); scores of ``labels`` only
-    (the veto applied, no optional AudioSet labels: they are not calibrated or scored here)."""
-    m = manifest_for(cfg, labels, model_bytes, thresholds=thresholds, optional_labels=False)
+    (the veto and ``rule`` applied, no optional AudioSet labels: they are not calibrated or scored here)."""
+    m = manifest_for(cfg, labels, model_bytes, thresholds=thresholds, optional_labels=False, rule=rule)
     return Classifier(Bundle(m, model_bytes, m.to_json(), None, name), threads=1)
 
 

@@ -227,6 +227,18 @@ class ConfirmConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class EvidenceConfig:
+    """The AudioSet head as evidence, not a gate (edge/model/audioset.py): per label, a logistic combination of
+    its score and its classes' best score (``confirm.mapping`` names them), fitted on the validation clips and the
+    backgrounds' ``train`` part (training/calibrate/evidence.py).  It replaces the confirmation in the bundle."""
+
+    enabled: bool = False
+    keep_at: float = setting(0.9, lo=0.0, hi=1.0, unit="label head score kept whatever AudioSet says")
+    l2: float = setting(1.0, lo=0.0, hi=1e6, unit="L2 penalty of each label's fit")
+    background_minutes: float = setting(20.0, lo=0.0, hi=600.0, unit="min of the backgrounds' train part")
+
+
+@dataclass(frozen=True, kw_only=True)
 class OptionalLabelConfig:
     """A label scored by the AudioSet head where ESC-50 has none (smoke alarm, doorbell, ...)."""
 
@@ -243,6 +255,7 @@ class AudiosetConfig:
 
     veto: VetoConfig = field(default_factory=VetoConfig)
     confirm: ConfirmConfig = field(default_factory=ConfirmConfig)
+    evidence: EvidenceConfig = field(default_factory=EvidenceConfig)
     labels: tuple[OptionalLabelConfig, ...] = ()
 
 
