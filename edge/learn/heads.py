@@ -65,7 +65,8 @@ class Head:
 def sounding(levels_db: Sequence[float]) -> npt.NDArray[np.bool_]:
     """Which windows of one example sound: within :data:`SOUNDING_DB` of its loudest."""
     levels = np.asarray(levels_db, dtype=np.float64)
-    return levels >= levels.max(initial=-np.inf) - SOUNDING_DB
+    loud: npt.NDArray[np.bool_] = levels >= levels.max(initial=-np.inf) - SOUNDING_DB
+    return loud
 
 
 def fit_head(
