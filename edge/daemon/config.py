@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from edge.audio.mic import MicParams
-from edge.audio.recorder import RecordingParams
+from edge.detect.clips import RecordingParams
 from edge.detect.events import EventParams
 from edge.publish.mqttconfig import MqttConfig
 from edge.schema import ConfigError, build, from_yaml, read_text, setting

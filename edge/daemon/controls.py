@@ -1,4 +1,9 @@
-"""Changes made at runtime (Home Assistant's switches and numbers, ``set``) kept across restarts.
+"""Runtime controls: the ``set`` command (and Home Assistant's switches and numbers, which become one)
+applied to the running model's event detector, and the changes kept across restarts.
+
+The command's format and its checks are edge/detect/set_command.py; here it meets the daemon: the
+detector a model runs with is the config's with the kept changes restored (:meth:`Controls.detector_for`),
+and an accepted command changes that detector and is kept (:meth:`Controls.handle`).
 
 A user who turns "Listen for dog" off or moves a threshold in Home Assistant means it to last: a power
 cut or an update must not quietly undo it.  After every accepted change the labels whose listening or
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge.detect.events import EventDetector, EventParams
-from edge.detect.set_command import ControlChange
+from edge.detect.set_command import ControlChange, ControlResult, handle_control
 from edge.durable import write_durably
 from edge.model.bundle import Manifest
 
@@ -62,8 +67,9 @@ def named(params: EventParams, label: str) -> Named:
     return "disabled" if label in params.disabled else None
 
 
-class SavedControls:
-    """The file, and what it holds now.  Thread-safe: changes arrive on paho's thread, models on the worker's."""
+class Controls:
+    """The controls file, and what it holds now.  Thread-safe: commands arrive on paho's thread, models on the
+    worker's."""
 
     def __init__(
         self, state_dir: str | os.PathLike[str], params: EventParams, announce: tuple[str, ...] | None = None
@@ -75,6 +81,24 @@ class SavedControls:
         self._announce = announce
         self._lock = threading.Lock()
         self._saved = self._load()
+
+    def detector_for(self, manifest: Manifest) -> EventDetector:
+        """The detector a model runs with: the config's (ConfigError when it does not fit the model), then
+        what was changed at runtime and kept."""
+        detector = EventDetector.for_model(manifest, self._params, self._announce)
+        self.restore(detector)
+        return detector
+
+    def handle(self, payload: bytes, detector: EventDetector | None, manifest: Manifest | None) -> ControlResult:
+        """A ``set`` command for the running model's detector (None: no model runs); kept when accepted.
+
+        The publisher updates discovery and the retained states itself when the result is ok."""
+        if detector is None or manifest is None:
+            return ControlResult(ok=False, error="set: no model is running")
+        result = handle_control(payload, detector)
+        if result.ok:
+            self.save(detector, manifest)
+        return result
 
     def restore(self, detector: EventDetector) -> None:
         """Give a fresh detector (config and model only) the saved values that still apply."""

@@ -38,15 +38,18 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.audio.mic import MicSource, input_devices
-from edge.audio.recorder import Recorder
 from edge.audio.sources import AudioError, FileSource, Source, StdinSource
 from edge.daemon.config import AudioConfig, Config
 from edge.daemon.problems import Problems
 from edge.daemon.slot import ModelSlot
+from edge.detect.clips import ClipRecorder
 from edge.detect.pipeline import Pipeline
+from edge.detect.set_command import ControlResult
 from edge.detect.stats import ProcessMeter
 from edge.publish.console import HumanConsole
+from edge.publish.discovery import device_info
 from edge.publish.mqtt import make_publisher
+from edge.publish.payloads import DeviceInfo
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -122,13 +125,38 @@ class Service:
         self._meter = ProcessMeter()
         self._last_block = time.monotonic()
         """When the worker last took a block from the source (the watchdog's sign of progress)."""
-        self.models = ModelSlot(config, sw_version())
+        self._sw_version = sw_version()
+        self.models = ModelSlot(config)
         rate = self.models.rate
         self.publisher = make_publisher(config.mqtt, human=False if json_lines else None)
         self.problems = Problems(self.publisher.publish_status_reason)
         self.source = make_source(config.audio, rate, self.problems.reporter("audio"), stdin)
-        recorder = Recorder(config.recording, rate) if config.recording.enabled else None
-        self.models.attach(self.publisher, recorder, self.source.live, on_problem=self.problems.reporter("model"))
+        recorder = ClipRecorder(config.recording, rate) if config.recording.enabled else None
+        self.models.attach(
+            self.publisher, recorder, self.source.live, on_switch=self._model_switched, on_state=self._model_state
+        )
+
+    def device_info(self) -> DeviceInfo:
+        """What the publisher announces: the model running now and its detector (none: no model)."""
+        model = self.models.model
+        manifest = model.bundle.manifest if model is not None else None
+        configured = self.config.mqtt.announce
+        return device_info(manifest, self._sw_version, detector=self.models.detector, configured=configured)
+
+    def _model_switched(self) -> None:
+        """Worker thread: another model classifies; discovery and the retained states follow it."""
+        self.publisher.set_model(self.device_info())
+
+    def _model_state(self) -> None:
+        """``model/state`` (retained) and the Problem sensor say how the models stand."""
+        self.publisher.publish_model_state(self.models.state())
+        self.problems.set("model", self.models.problem_text())
+
+    def _control(self, payload: bytes) -> ControlResult:
+        """A ``set`` command (paho's thread) for the running model's detector."""
+        model = self.models.model
+        manifest = model.classifier.manifest if model is not None else None
+        return self.models.controls.handle(payload, self.models.detector, manifest)
 
     def health(self) -> dict[str, Any]:
         """The periodic health message's fields."""
@@ -145,10 +173,10 @@ class Service:
     def run(self) -> int:
         """Run until a signal, the end of a file source, or a persistent failure."""
         models = self.models
-        self.publisher.set_control_handler(models.control)
-        self.publisher.set_model_handler(models.on_command)
-        self.publisher.start(models.device_info())
-        models.state_changed()
+        self.publisher.set_control_handler(self._control)
+        self.publisher.set_model_handler(models.updater.receive)
+        self.publisher.start(self.device_info())
+        self._model_state()
         models.updater.start()
         worker = threading.Thread(target=self._work, name="auricle-worker", daemon=True)
         worker.start()

@@ -1,13 +1,17 @@
-"""The daemon's model slot: which model runs, switching it between hops, probation, ``model/state``.
+"""The daemon's model slot: which model runs, switching it between hops, probation and rollback.
 
 The updater thread (edge/update/updater.py) checks and stores bundles and then calls
 :meth:`ModelSlot.activate`, which hands the model to the audio worker and
 waits; the worker calls :meth:`ModelSlot.between_blocks` before every block,
 starts the switch there (edge/detect/pipeline.py ``swap``: no hop lost) and, while a
-new model is on probation (edge/update/active.py), rolls it back on its own when it
-fails.  Everything the worker owns (pipeline, detector, probation) is only
-touched on the worker thread; the one hand-over is the pending switch, under a
+new model is on probation (edge/detect/probation.py, watched by the pipeline), rolls it
+back on its own when it fails.  Everything the worker owns (pipeline, detector, probation)
+is only touched on the worker thread; the one hand-over is the pending switch, under a
 lock.
+
+What the slot does not do: it tells its listeners that the model switched or that its state changed,
+and the service (edge/daemon/service.py) publishes the device and ``model/state``; ``set`` commands are
+the runtime controls' (edge/daemon/controls.py), model commands the updater's.
 """
 
 from __future__ import annotations
@@ -16,27 +20,22 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
-
-import numpy as np
-import numpy.typing as npt
+from typing import Any, Literal
 
 from edge.daemon.config import Config
-from edge.daemon.controls import SavedControls
+from edge.daemon.controls import Controls
 from edge.daemon.startup import load_configured, starting_model
+from edge.detect.clips import ClipRecorder
 from edge.detect.events import EventDetector
-from edge.detect.pipeline import ClipRecorder, Pipeline, Swap
-from edge.detect.set_command import ControlResult, handle_control
+from edge.detect.pipeline import Pipeline, Sink, Swap
+from edge.detect.probation import Probation
 from edge.features import FeatureParams
 from edge.model.bundle import BundleError
 from edge.model.classifier import Classifier
-from edge.publish.discovery import device_info
-from edge.publish.payloads import DeviceInfo, Publisher
 from edge.schema import ConfigError
-from edge.update.active import Probation, state_document
+from edge.update.active import state_document
 from edge.update.checks import Loaded
 from edge.update.modelstore import ModelStore
-from edge.update.request import parse_command
 from edge.update.updater import Updater
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,17 +51,20 @@ class _Switch:
     error: str | None = None
 
 
+def _nothing() -> None:
+    pass
+
+
 class ModelSlot:
     """The model of one running daemon (and the updater's host, see edge.update.updater.Host)."""
 
-    def __init__(self, config: Config, sw_version: str) -> None:
+    def __init__(self, config: Config) -> None:
         """Settle the state directory and choose the model to start with; BundleError when there is none."""
         self.config = config
-        self._sw_version = sw_version
         self.policy = config.model
         self.policy.keys()  # a bad key file stops the start, not the first install
         self.store = ModelStore(config.model.state_dir)
-        self.saved = SavedControls(config.model.state_dir, config.events, config.mqtt.announce)
+        self.controls = Controls(config.model.state_dir, config.events, config.mqtt.announce)
         """Listening and thresholds changed at runtime, kept across restarts (edge/daemon/controls.py)."""
         self.updater = Updater(self.store, self.policy, self)
         self.updater.recover()
@@ -73,46 +75,44 @@ class ModelSlot:
         """The source's sample rate: fixed for the life of the process."""
         self.detector: EventDetector | None = None
         self.pipeline: Pipeline | None = None
-        self.probation: Probation | None = None
+        self._fallback: Loaded | None = None
+        """The model a failed probation goes back to."""
         self.swaps = 0
         self._lock = threading.Lock()
         self._pending: _Switch | None = None
-        self._publisher: Publisher | None = None
+        self._sink: Sink | None = None
         self._recorder: ClipRecorder | None = None
         self._live = False
-        self._on_problem: Callable[[str | None], None] | None = None
+        self._on_switch: Callable[[], None] = _nothing
+        self._on_state: Callable[[], None] = _nothing
 
     def attach(
         self,
-        publisher: Publisher,
+        sink: Sink,
         recorder: ClipRecorder | None,
         live: bool,
-        on_problem: Callable[[str | None], None] | None = None,
+        *,
+        on_switch: Callable[[], None] = _nothing,
+        on_state: Callable[[], None] = _nothing,
     ) -> None:
         """Where results go; builds the pipeline when there is a model.
 
-        ``on_problem`` hears, with every state change, what is wrong with the models (None: nothing)."""
-        self._publisher, self._recorder, self._live = publisher, recorder, live
-        self._on_problem = on_problem
+        ``on_switch`` hears (on the worker thread) that another model classifies now, ``on_state`` that
+        :meth:`state` changed."""
+        self._sink, self._recorder, self._live = sink, recorder, live
+        self._on_switch, self._on_state = on_switch, on_state
         if self.model is not None:
-            self.detector = self._restored_detector(self.model.classifier)
+            self.detector = self.controls.detector_for(self.model.classifier.manifest)
             self.pipeline = self._new_pipeline(self.model, self.detector)
+
+    @property
+    def probation(self) -> Probation | None:
+        """The running model's probation, while it lasts."""
+        return self.pipeline.probation if self.pipeline is not None else None
 
     def load_configured(self) -> Loaded:
         """The configured (or shipped) bundle, loaded (Updater host interface)."""
         return load_configured(self.config)
-
-    def _fallback_origin(self) -> Literal["configured", "shipped"]:
-        return "configured" if self.config.model.path else "shipped"
-
-    def _make_detector(self, classifier: Classifier) -> EventDetector:
-        return EventDetector.for_model(classifier.manifest, self.config.events, self.config.mqtt.announce)
-
-    def _restored_detector(self, classifier: Classifier) -> EventDetector:
-        """The detector a model runs with: the config's, then what was changed at runtime and saved."""
-        detector = self._make_detector(classifier)
-        self.saved.restore(detector)
-        return detector
 
     def _new_pipeline(self, model: Loaded, detector: EventDetector) -> Pipeline:
         cfg = self.config
@@ -121,9 +121,8 @@ class ModelSlot:
             hop_frames=cfg.model.hop_frames,
             gate_dbfs=cfg.audio.gate_dbfs,
             detector=detector,
-            sink=self._pub(),
+            sink=self._sink,
             recorder=self._recorder,
-            on_scores=self._on_scores,
             scores_top_k=cfg.mqtt.scores.top_k if cfg.mqtt.scores.enabled else 0,
             live=self._live,
         )
@@ -138,7 +137,7 @@ class ModelSlot:
         if rate != self.rate:
             raise BundleError(f"{rate} Hz model, but the audio source runs at {self.rate} Hz (needs a restart)")
         try:
-            self._make_detector(classifier)
+            EventDetector.for_model(classifier.manifest, self.config.events, self.config.mqtt.announce)
         except ConfigError as exc:
             raise BundleError(f"does not fit this device's config: {exc}") from None
 
@@ -157,31 +156,28 @@ class ModelSlot:
         return switch.error if switch.done.is_set() else "the audio worker did not finish the switch"
 
     def state_changed(self) -> None:
-        """Publish ``model/state`` (retained) as things stand."""
-        doc = state_document(
+        """Something :meth:`state` reports changed (Updater host interface): the listener hears it."""
+        self._on_state()
+
+    def state(self) -> dict[str, Any]:
+        """The ``model/state`` payload's fields as things stand (docs/ota.md)."""
+        probation = self.probation
+        origin: Literal["configured", "shipped"] = "configured" if self.config.model.path else "shipped"
+        return state_document(
             self.model,
             self.store,
             self.updater.last,
             self.problem,
-            self.probation,
-            self._fallback_origin(),
+            probation.until if probation is not None else None,
+            origin,
             self.config.mqtt.groups,
         )
-        self._pub().publish_model_state(doc)
-        if self._on_problem is not None:
-            self._on_problem(self.problem_text())
 
     def problem_text(self) -> str | None:
         """What is wrong with the models, for the Problem sensor: no model at all, or a fallback."""
         if self.problem is None:
             return None
         return self.problem if self.model is None else f"model fallback: {self.problem}"
-
-    def on_command(self, command: str, payload: bytes, retained: bool) -> None:
-        """A ``model/install`` or ``model/rollback`` message (paho's thread): parse and queue, never block."""
-        request = parse_command(command, payload, retained=retained, max_bytes=self.policy.max_bytes)
-        if request is not None:
-            self.updater.submit(request)
 
     def between_blocks(self) -> None:
         """Worker thread: start a requested switch; end or fail a probation."""
@@ -195,7 +191,7 @@ class ModelSlot:
         if probation.failure is not None:
             self._roll_back(probation)
         elif probation.expired():
-            self.probation = None
+            self._end_probation()
             _LOGGER.info("models: probation over; keeping %s", self.name())
             if self.model is not None:
                 self.updater.probation_passed(self.model.sha256)
@@ -203,19 +199,21 @@ class ModelSlot:
 
     def _start_switch(self, switch: _Switch) -> None:
         model = switch.model
-        detector = self._restored_detector(model.classifier)
+        detector = self.controls.detector_for(model.classifier.manifest)
 
         def on_switch() -> None:
             old = self.model
             self.model, self.detector, self.problem = model, detector, None
             seconds = self.config.model.probation_s
-            self.probation = None
+            self._end_probation()
             if switch.probation and old is not None and seconds > 0:
-                self.probation = Probation(old, seconds, self.policy.latency_budget_ms)
+                assert self.pipeline is not None  # built before the switch
+                self.pipeline.probation = Probation(seconds, self.policy.latency_budget_ms)
+                self._fallback = old
             elif switch.probation:  # nothing to fall back to: trust it now (clears the pointer's trial mark)
                 self.updater.probation_passed(model.sha256)
             self.swaps += 1
-            self._pub().set_model(self.device_info())
+            self._on_switch()
             _LOGGER.info("models: switched to %s", self.name())
             switch.done.set()
 
@@ -229,55 +227,28 @@ class ModelSlot:
             switch.error = str(exc)
             switch.done.set()
 
+    def _end_probation(self) -> None:
+        if self.pipeline is not None:
+            self.pipeline.probation = None
+        self._fallback = None
+
     def _roll_back(self, probation: Probation) -> None:
-        self.probation = None
-        failed, fallback = self.name(), probation.fallback
-        reason = f"probation: {probation.failure} from {failed}"
+        fallback = self._fallback
+        assert fallback is not None and self.pipeline is not None  # a probation follows a switch
+        self._end_probation()
+        reason = f"probation: {probation.failure} from {self.name()}"
         _LOGGER.error("models: %s; rolling back", reason)
-        detector = self._restored_detector(fallback.classifier)
+        detector = self.controls.detector_for(fallback.classifier.manifest)
 
         def on_switch() -> None:
             self.model, self.detector = fallback, detector
             self.swaps += 1
-            self._pub().set_model(self.device_info())
+            self._on_switch()
 
-        assert self.pipeline is not None  # a probation follows a switch
         self.pipeline.swap(Swap(fallback.classifier, detector, self.config.model.hop_frames, on_switch))
         self.updater.rolled_back(fallback, reason)
-
-    def _on_scores(self, _offset_s: float, scores: npt.NDArray[np.float32]) -> None:
-        probation = self.probation
-        if probation is not None and self.pipeline is not None:
-            probation.observe(scores, self.pipeline.last_latency_s)
 
     def name(self) -> str:
         """'name version' of the running model, or 'no model'."""
         m = self.model.bundle.manifest if self.model else None
         return f"{m.name} {m.version}" if m else "no model"
-
-    def _pub(self) -> Publisher:
-        assert self._publisher is not None, "attach() first"
-        return self._publisher
-
-    def control(self, payload: bytes) -> ControlResult:
-        """A ``set`` command for the running model's event detector."""
-        # the publisher updates discovery and states itself when the result is ok
-        detector, model = self.detector, self.model
-        if detector is None or model is None:
-            return ControlResult(ok=False, error="set: no model is running")
-        result = handle_control(payload, detector)
-        if result.ok:
-            self.saved.save(detector, model.classifier.manifest)
-        return result
-
-    def device_info(self) -> DeviceInfo:
-        """What the publisher announces (discovery, health)."""
-        if self.model is None or self.detector is None:
-            return device_info(None, self._sw_version)
-        return device_info(
-            self.model.bundle.manifest,
-            self._sw_version,
-            enabled=self.detector.enabled(),
-            thresholds=self.detector.thresholds(),
-            configured=self.config.mqtt.announce,
-        )

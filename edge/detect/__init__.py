@@ -1,3 +1,4 @@
-"""From spectrogram windows to events: the streaming pipeline, event logic, per-label controls and stats.
+"""From blocks of audio to events: the streaming pipeline, event logic, the set command, the clip recorder,
+probation (a new model's first minutes, watched) and stats.
 
 May import the core and model/; never MQTT, never update/."""

@@ -1,6 +1,7 @@
 """Optional clip recording: one WAV per event, with pre- and post-roll.
 
-The last few seconds of raw samples live in a fixed ring.  When an event
+The pipeline (edge/detect/pipeline.py) feeds it every block before deciding on it and hands it every
+event, which comes back with its clip's path.  The last few seconds of raw samples live in a fixed ring.  When an event
 starts, a clip begins ``pre_roll_s`` before the deciding hop and grows with
 every block until ``post_roll_s`` after the event's end (or ``max_clip_s``).
 The clip is written to ``<name>.wav.part`` and renamed when complete, so the
@@ -76,7 +77,7 @@ class _Clip:
         self.part.replace(self.path)
 
 
-class Recorder:
+class ClipRecorder:
     """Feed every block, hand every event; events come back with their clip path."""
 
     def __init__(self, params: RecordingParams, rate_hz: int) -> None:

@@ -41,6 +41,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from edge.detect.clips import ClipRecorder
+from edge.detect.probation import Probation
 from edge.detect.stats import PipelineStats
 from edge.features import FeatureParams, FrontEnd
 from edge.model.classifier import Classifier
@@ -71,16 +73,6 @@ class Sink(Protocol):
     def publish_scores(self, t: float, offset_s: float, top: Any) -> None: ...
 
     def publish_level(self, t: float, offset_s: float, dbfs: float) -> None: ...
-
-
-class ClipRecorder(Protocol):
-    """edge.audio.recorder.Recorder as the pipeline uses it."""
-
-    def feed(self, samples: Floats) -> None: ...
-
-    def on_event(self, event: Any, sample_index: int) -> Any: ...
-
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -175,6 +167,8 @@ class Pipeline:
         """Inferences whose scores were not all finite (treated as zeros)."""
         self.last_latency_s = 0.0
         """Duration of the latest inference."""
+        self.probation: Probation | None = None
+        """The model deciding now is on probation (set by the daemon's model slot): it sees every inference."""
         self._use(classifier, detector)
         self._win = _Window(classifier, hop_frames)
         self.reset()
@@ -308,6 +302,8 @@ class Pipeline:
         scores = self._classifier.scores(self._win.view())
         self.last_latency_s = time.perf_counter() - began
         self.stats.add_latency(self.last_latency_s)
+        if self.probation is not None:
+            self.probation.observe(scores, self.last_latency_s)
         if self._on_scores is not None:
             self._on_scores(offset, scores)
         if not np.all(np.isfinite(scores)):

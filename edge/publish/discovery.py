@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edge.detect.listening import listened
-from edge.detect.set_command import unknown_label
+from edge.detect.set_command import Controllable, unknown_label
 from edge.model.bundle import Manifest
 from edge.publish.payloads import OFF, OFFLINE, ON, ONLINE, DeviceInfo, Topics, display_name, dumps, slugs
 
@@ -42,11 +42,11 @@ def device_info(
     manifest: Manifest | None,
     sw_version: str,
     *,
-    enabled: tuple[str, ...] | None = None,
-    thresholds: Mapping[str, float] | None = None,
+    detector: Controllable | None = None,
     configured: tuple[str, ...] | None = None,
 ) -> DeviceInfo:
-    """What the publisher announces for a running model (None: no model), its labels announced per the config."""
+    """What the publisher announces for a running model (None: no model) and the event detector it runs with
+    (the labels it listens for and their thresholds), its labels announced per the config (``mqtt.announce``)."""
     if manifest is None:
         return DeviceInfo(model_name="none", model_version="none", labels=(), sw_version=sw_version)
     for name in configured or ():
@@ -57,8 +57,8 @@ def device_info(
         model_version=manifest.version,
         labels=manifest.score_labels,
         sw_version=sw_version,
-        enabled=enabled,
-        thresholds=dict(thresholds or {}),
+        enabled=detector.enabled() if detector is not None else None,
+        thresholds=detector.thresholds() if detector is not None else {},
         announce=listened(manifest, configured),
     )
 

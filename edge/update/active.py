@@ -1,4 +1,4 @@
-"""The running model: which one starts, probation after a switch, and what ``model/state`` says.
+"""The running model: which one starts, and what ``model/state`` says (its probation: edge/detect/probation.py).
 
 Start-up order: the installed active version, then the installed previous one,
 then the configured (or shipped) bundle; each is checked again before use (file
@@ -10,12 +10,8 @@ all, so that it stays reachable and takes the next good bundle it is sent.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
-
-import numpy as np
-import numpy.typing as npt
 
 from edge.model.bundle import BundleError
 from edge.schema import ConfigError
@@ -23,41 +19,6 @@ from edge.update.checks import Loaded
 from edge.update.modelstore import Entry, ModelStore, Pointer, StoreError
 
 _LOGGER = logging.getLogger(__name__)
-
-SLOW_FACTOR = 4.0
-"""An inference this many times over the latency budget counts as slow on probation."""
-SLOW_LIMIT = 5
-"""Slow inferences on probation before the model is rolled back."""
-
-
-class Probation:
-    """Watches a freshly switched model; :attr:`failure` says why it must go (worker thread only)."""
-
-    def __init__(self, fallback: Loaded, seconds: float, budget_ms: float) -> None:
-        self.fallback = fallback
-        self.until = time.time() + seconds
-        self._deadline = time.monotonic() + seconds
-        self._slow_s = SLOW_FACTOR * budget_ms / 1000.0
-        self._slow = 0
-        self.failure: str | None = None
-
-    def observe(self, scores: npt.NDArray[np.floating[Any]], latency_s: float) -> None:
-        """One inference of the model on probation."""
-        if self.failure is None and not np.all(np.isfinite(scores)):
-            self.failure = "non-finite scores"
-        if latency_s > self._slow_s:
-            self._slow += 1
-            if self._slow >= SLOW_LIMIT and self.failure is None:
-                self.failure = f"{SLOW_LIMIT} inferences over {self._slow_s * 1000:g} ms"
-
-    def error(self, exc: BaseException) -> None:
-        """The pipeline raised while this model ran."""
-        if self.failure is None:
-            self.failure = f"error: {type(exc).__name__}: {exc}"[:200]
-
-    def expired(self) -> bool:
-        """True once the model has served its probation."""
-        return time.monotonic() >= self._deadline
 
 
 def choose_startup(
@@ -95,7 +56,7 @@ def state_document(
     store: ModelStore,
     last: dict[str, Any] | None,
     problem: str | None,
-    probation: Probation | None,
+    probation_until: float | None,
     fallback_origin: str,
     groups: tuple[str, ...] = (),
 ) -> dict[str, Any]:
@@ -114,7 +75,7 @@ def state_document(
         "groups": list(groups),
         "active": running.describe() if running is not None else None,
         "previous": previous,
-        "probation_until": round(probation.until, 3) if probation is not None else None,
+        "probation_until": round(probation_until, 3) if probation_until is not None else None,
         "problem": problem,
         "last": last,
     }

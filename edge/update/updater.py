@@ -32,7 +32,7 @@ from edge.schema import ConfigError
 from edge.update.checks import Loaded, Policy, Refused, check_version, verify
 from edge.update.fetch import FetchError, fetch
 from edge.update.modelstore import PENDING, Entry, ModelStore, Pointer, StoreError, after_failed_trial
-from edge.update.request import Request
+from edge.update.request import Request, parse_command
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -95,6 +95,12 @@ class Updater:
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout_s)
+
+    def receive(self, command: str, payload: bytes, retained: bool) -> None:
+        """A ``model/install`` or ``model/rollback`` message (paho's thread): parse and queue, never block."""
+        request = parse_command(command, payload, retained=retained, max_bytes=self.policy.max_bytes)
+        if request is not None:
+            self.submit(request)
 
     def submit(self, request: Request) -> None:
         """Queue a request from the network (never blocks); a full queue answers busy."""

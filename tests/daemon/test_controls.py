@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edge.daemon.controls import FILE, SavedControls, parse
+from edge.daemon.controls import FILE, Controls, parse
 from edge.daemon.startup import default_model_path
 from edge.detect.events import EventDetector, EventParams
-from edge.detect.set_command import handle_control
 from edge.model.bundle import Manifest, read_bundle
 
 SHIPPED = read_bundle(default_model_path()).manifest
@@ -31,21 +30,14 @@ OLD = manifest(("dog", "cat", "siren"))
 NEW = manifest(("dog", "siren", "glass_breaking"))
 
 
-def detector(model: Manifest, params: EventParams, saved: SavedControls) -> EventDetector:
-    made = EventDetector.for_model(model, params)
-    saved.restore(made)
-    return made
-
-
-def change(det: EventDetector, saved: SavedControls, model: Manifest, request: dict[str, object]) -> None:
-    assert handle_control(json.dumps(request).encode(), det).ok
-    saved.save(det, model)
+def change(det: EventDetector, saved: Controls, model: Manifest, request: dict[str, object]) -> None:
+    assert saved.handle(json.dumps(request).encode(), det, model).ok
 
 
 def test_what_was_changed_comes_back_and_only_that(tmp_path: Path) -> None:
     params = EventParams(thresholds={"siren": 0.4})
-    saved = SavedControls(tmp_path, params)
-    det = detector(OLD, params, saved)
+    saved = Controls(tmp_path, params)
+    det = saved.detector_for(OLD)
     change(det, saved, OLD, {"listen": {"dog": False}, "thresholds": {"cat": 0.5}})
     change(det, saved, OLD, {"thresholds": {"siren": 0.4}})  # the config's own value: nothing to keep
     data = json.loads((tmp_path / FILE).read_text())
@@ -54,7 +46,7 @@ def test_what_was_changed_comes_back_and_only_that(tmp_path: Path) -> None:
         "dog": {"listen": False, "config_listen": None},
         "cat": {"threshold": 0.5, "config_threshold": None},
     }
-    again = detector(OLD, params, SavedControls(tmp_path, params))  # a restart
+    again = Controls(tmp_path, params).detector_for(OLD)  # a restart
     assert again.enabled() == ("cat", "siren")
     assert again.thresholds() == {"dog": 0.3, "cat": 0.5, "siren": 0.4}
     change(again, saved, OLD, {"listen": {"dog": True}, "thresholds": {"cat": 0.3}})  # back as configured
@@ -63,22 +55,22 @@ def test_what_was_changed_comes_back_and_only_that(tmp_path: Path) -> None:
 
 def test_a_new_model_keeps_the_labels_it_still_has(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     params = EventParams()
-    saved = SavedControls(tmp_path, params)
-    change(detector(OLD, params, saved), saved, OLD, {"listen": {"dog": False}, "thresholds": {"cat": 0.6}})
+    saved = Controls(tmp_path, params)
+    change(saved.detector_for(OLD), saved, OLD, {"listen": {"dog": False}, "thresholds": {"cat": 0.6}})
     with caplog.at_level(logging.INFO):
-        new = detector(NEW, params, saved)  # an update over the air, or a restart with another model
+        new = saved.detector_for(NEW)  # an update over the air, or a restart with another model
     assert new.enabled() == ("siren", "glass_breaking") and new.thresholds()["dog"] == 0.3
     assert "cat was set at runtime, but this model has no such label: forgotten" in caplog.text
     assert json.loads((tmp_path / FILE).read_text())["labels"] == {"dog": {"listen": False, "config_listen": None}}
 
 
 def test_an_edited_config_wins_over_an_older_runtime_change(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    saved = SavedControls(tmp_path, EventParams())
-    det = detector(OLD, EventParams(), saved)
+    saved = Controls(tmp_path, EventParams())
+    det = saved.detector_for(OLD)
     change(det, saved, OLD, {"listen": {"dog": False, "siren": False}, "thresholds": {"cat": 0.6, "dog": 0.7}})
     edited = EventParams(enabled=("dog", "cat"), thresholds={"cat": 0.45})  # written after the changes
     with caplog.at_level(logging.INFO):
-        det = detector(OLD, edited, SavedControls(tmp_path, edited))
+        det = Controls(tmp_path, edited).detector_for(OLD)
     assert det.enabled() == ("dog", "cat")  # dog: now named in events.enabled; siren: the config still names it not
     assert det.thresholds() == {"dog": 0.7, "cat": 0.45, "siren": 0.3}
     assert "dog is now in events.enabled in the config" in caplog.text
@@ -107,7 +99,7 @@ def test_a_bad_file_is_set_aside_in_one_line(tmp_path: Path, text: str, caplog: 
     raw = text.encode("utf-8", errors="surrogateescape")
     path.write_bytes(raw)
     with caplog.at_level(logging.INFO):
-        det = detector(OLD, EventParams(), SavedControls(tmp_path, EventParams()))
+        det = Controls(tmp_path, EventParams()).detector_for(OLD)
     assert det.enabled() == OLD.labels
     assert len(caplog.records) == 1 and caplog.records[0].levelno == logging.WARNING
     assert f"{path}: " in caplog.text
@@ -118,8 +110,8 @@ def test_a_bad_file_is_set_aside_in_one_line(tmp_path: Path, text: str, caplog: 
 def test_an_unwritable_state_dir_costs_one_line_per_change(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    saved = SavedControls(blocker / "models", EventParams())
-    det = detector(OLD, EventParams(), saved)
+    saved = Controls(blocker / "models", EventParams())
+    det = saved.detector_for(OLD)
     change(det, saved, OLD, {"listen": {"dog": False}})
     assert det.enabled() == ("cat", "siren")  # the change itself holds
     assert "cannot save to" in caplog.text and "runtime changes last until the daemon restarts" in caplog.text
@@ -128,3 +120,9 @@ def test_an_unwritable_state_dir_costs_one_line_per_change(tmp_path: Path, caplo
 def test_parse_reads_what_is_written() -> None:
     text = '{"format": 1, "saved": 1.0, "labels": {"dog": {"listen": true, "config_listen": "disabled"}}}'
     assert parse(text)["dog"].listen is True and parse(text)["dog"].config_listen == "disabled"
+
+
+def test_a_set_command_without_a_model_changes_nothing(tmp_path: Path) -> None:
+    result = Controls(tmp_path, EventParams()).handle(b'{"listen": {"dog": false}}', None, None)
+    assert not result.ok and result.error == "set: no model is running"
+    assert not (tmp_path / FILE).exists()

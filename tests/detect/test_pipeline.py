@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from support.models import tone_bundle
 
-from edge.audio.recorder import Recorder, RecordingParams
+from edge.detect.clips import ClipRecorder, RecordingParams
 from edge.detect.events import EventDetector, EventParams
 from edge.detect.pipeline import Pipeline
 from edge.features import compute, window_at, window_ends
@@ -170,7 +170,7 @@ def _wav_seconds(path: Path) -> float:
 def test_recorder_writes_clip_with_pre_and_post_roll(classifier: Classifier, tmp_path: Path) -> None:
     params = RecordingParams(enabled=True, dir=str(tmp_path / "clips"), pre_roll_s=0.5, post_roll_s=0.5)
     x = signal()
-    _, sink, _ = run(classifier, x, [1600], recorder=Recorder(params, RATE))
+    _, sink, _ = run(classifier, x, [1600], recorder=ClipRecorder(params, RATE))
     tone = [e for e in sink.events if e.label == "tone_1000"]
     assert [e.kind for e in tone] == ["start", "end"]
     assert tone[0].clip == tone[1].clip is not None
@@ -183,7 +183,7 @@ def test_recorder_writes_clip_with_pre_and_post_roll(classifier: Classifier, tmp
 
 def test_recorder_retention_by_count(classifier: Classifier, tmp_path: Path) -> None:
     params = RecordingParams(enabled=True, dir=str(tmp_path), pre_roll_s=0.1, post_roll_s=0.1, max_files=2)
-    recorder = Recorder(params, RATE)
+    recorder = ClipRecorder(params, RATE)
     x = signal()
     for _ in range(2):  # 4 events per pass (tone_1000, tone_3000, quiet twice)
         run(classifier, x, [1600], recorder=recorder)
@@ -192,7 +192,7 @@ def test_recorder_retention_by_count(classifier: Classifier, tmp_path: Path) -> 
 
 def test_recorder_failure_does_not_stop_events(classifier: Classifier, tmp_path: Path) -> None:
     params = RecordingParams(enabled=True, dir=str(tmp_path / "clips"))
-    recorder = Recorder(params, RATE)
+    recorder = ClipRecorder(params, RATE)
     (tmp_path / "clips").chmod(0o500)
     try:
         _, sink, _ = run(classifier, signal(), [1600], recorder=recorder)

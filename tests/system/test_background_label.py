@@ -46,7 +46,7 @@ def test_daemon_never_publishes_the_background_class(bundle: Path, tmp_path: Pat
          "events": {"hold_s": 0.2}},
     )  # fmt: skip
     service = Service(load_config(config))
-    assert service.models.device_info().labels == ("tone_1000", "tone_3000")  # discovery is built from these
+    assert service.device_info().labels == ("tone_1000", "tone_3000")  # discovery is built from these
     done = subprocess.run(
         [sys.executable, "-m", "edge", "run", "--config", str(config), "--json"],
         capture_output=True, text=True, timeout=60,

@@ -31,7 +31,7 @@ from edge.model import bundle, selftest
 from edge.model.bundle import BundleError, read_bundle, semver_key
 from edge.model.classifier import Classifier
 from edge.publish.payloads import Payloads
-from edge.update.active import SLOW_LIMIT, Probation, choose_startup, state_document
+from edge.update.active import choose_startup, state_document
 from edge.update.checks import Loaded, Policy, verify
 from edge.update.fetch import FetchError, fetch
 from edge.update.modelstore import ModelStore, Pointer, StoreError
@@ -316,21 +316,6 @@ def test_fuzz_model_commands_never_raise(payload: bytes) -> None:
         assert request.problem is None or "\n" not in request.problem
     with contextlib.suppress(BundleError):
         verify(payload, "fuzz", Policy(allow_unsigned=True), budget_ms=None)
-
-
-def test_probation_fails_on_nan_and_on_slowness(bundles: dict[str, Path]) -> None:
-    b = read_bundle(bundles["a"])
-    fallback = Loaded(bundle=b, classifier=Classifier(b), sha256="0" * 64, origin="configured")
-    nan = Probation(fallback, 60, budget_ms=10)
-    nan.observe(np.array([0.1, np.nan], np.float32), 0.001)
-    assert nan.failure == "non-finite scores" and not nan.expired()
-    slow = Probation(fallback, 60, budget_ms=10)
-    for _ in range(SLOW_LIMIT - 1):
-        slow.observe(np.zeros(2, np.float32), 0.050)  # 5x the budget
-    assert slow.failure is None
-    slow.observe(np.zeros(2, np.float32), 0.050)
-    assert slow.failure is not None and "over 40 ms" in slow.failure
-    assert Probation(fallback, 0, budget_ms=10).expired()
 
 
 def test_start_up_falls_back_to_the_previous_version(bundles: dict[str, Path], tmp_path: Path) -> None:
