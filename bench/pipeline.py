@@ -15,9 +15,8 @@
 4. Memory: VmRSS sampled every audio minute while looping the WAV at full speed
    for ``--hours`` of audio.  Target <= 100 MB steady, no growth.
 
-The model: ``--model``, else models/esc50.auricle or edge/models/esc50.auricle, else
-a tone test bundle (tests/support/models.py, built in a subprocess so that
-TensorFlow never enters this process's memory).  Figures only, never asserts.
+The model: ``--model``, else models/esc50.auricle or edge/models/esc50.auricle (the shipped one, in
+the package).  Figures only, never asserts.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ import bisect
 import logging
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import threading
@@ -47,7 +45,7 @@ from edge.daemon.replay import hop_scores
 from edge.detect.events import EventParams
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
-from tests.support.broker import Mosquitto
+from kit.broker import Mosquitto
 
 _LOGGER = logging.getLogger("bench.pipeline")
 ROOT = Path(__file__).resolve().parents[1]
@@ -248,21 +246,14 @@ def pcts(x: np.ndarray) -> tuple[float, float, float]:
     return (float(np.percentile(x, 50)), float(np.percentile(x, 95)), float(x.max())) if len(x) else (0.0,) * 3
 
 
-def load_model(arg: Path | None, tmp: Path) -> tuple[Path, str]:
+def load_model(arg: Path | None) -> tuple[Path, str]:
     """The bundle to measure and where it came from."""
     if arg is not None:
         return arg, "--model"
     for path in SHIPPED:
         if path.is_file():
             return path, "shipped"
-    out = tmp / "tones.auricle"
-    code = "import sys, pathlib; from tests.support.models import tone_bundle; tone_bundle(pathlib.Path(sys.argv[1]))"
-    done = subprocess.run(  # our own interpreter and code
-        [sys.executable, "-c", code, str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(f"bench: cannot build the tone test bundle:\n{done.stderr[-2000:]}")
-    return out, "FALLBACK: no shipped model (models/esc50.auricle), tone test bundle from tests/support/models.py"
+    raise SystemExit(f"bench: no model: pass --model BUNDLE (neither of {', '.join(map(str, SHIPPED))} exists)")
 
 
 def report_rtf(rig: Rig, wav: Path, seconds: float, hops: list[int]) -> dict[int, Replay]:
@@ -385,7 +376,7 @@ def main() -> int:
     _LOGGER.setLevel(logging.INFO)
     with tempfile.TemporaryDirectory(prefix="auricle-bench-") as tmp_name, Mosquitto() as mosquitto:
         tmp = Path(tmp_name)
-        model, origin = load_model(args.model, tmp)
+        model, origin = load_model(args.model)
         clf = Classifier(read_bundle(model), threads=1)
         header(model, origin, clf)
         rig = open_rig(clf, mosquitto.port, tmp)

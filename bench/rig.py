@@ -1,7 +1,7 @@
 """The daemon's wiring on a bench: one classifier, one MQTT publisher to a real broker, a subscriber on ``#``.
 
-``bench.pipeline`` replays audio through it; the broker is tests/support's mosquitto fixture
-(``tests.support.broker``, importable from the repository root where ``python -m bench.x`` runs).
+``bench.pipeline`` replays audio through it; the broker is the tests' own (``kit.broker``, the real
+processes tests and benchmarks share).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from edge.model.classifier import Classifier
 from edge.publish.mqtt import MqttPublisher
 from edge.publish.mqttconfig import MqttConfig
 from edge.publish.payloads import DeviceInfo
-from tests.support.broker import new_client
+from kit.broker import new_client
 
 WAIT_S = 10.0
 """Bound on every wait for the broker."""

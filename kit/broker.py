@@ -18,7 +18,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 
-from .process import TempDaemon
+from kit.process import TempDaemon
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ WAV and have the code under test "hear" it through sounddevice -> ALSA `pulse` p
 sounddevice (PortAudio) lists devices once, when it is imported. Test modules are imported
 at collection, before any fixture runs, so the pytest process itself never sees this
 daemon. Run the capturing code in a subprocess with `PulseAudio.subprocess_env()`: the
-daemon under test, or `Recorder` (which runs tests/support/record.py).
+daemon under test, or `Recorder` (which runs kit/record.py).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .broker import SETUP_HINT, find_binary
-from .process import ManagedProcess, TempDaemon
+from kit.broker import SETUP_HINT, find_binary
+from kit.process import ManagedProcess, TempDaemon
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Record a fixed duration through sounddevice; run as a subprocess by support.pulse.Recorder.
+"""Record a fixed duration through sounddevice; run as a subprocess by kit.pulse.Recorder.
 
 Writes READY on stdout once the first block arrives, then <out> (.npy, float32, shape
 (frames, channels)) and <out>.json with timing statistics. Exit status 0 on success.
@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-_LOGGER = logging.getLogger("support.record")
+_LOGGER = logging.getLogger("kit.record")
 
 
 class _Capture:

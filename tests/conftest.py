@@ -6,10 +6,11 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
-from support.broker import Mosquitto, Subscriber
-from support.pulse import PulseAudio
 
-# --- Real mosquitto broker and PulseAudio daemon (tests/support) -------------------------
+from kit.broker import Mosquitto, Subscriber
+from kit.pulse import PulseAudio
+
+# --- Real mosquitto broker and PulseAudio daemon (kit/) ----------------------------------
 # Missing binaries fail rather than skip: CI installs them with deploy/setup.sh.
 
 _T = TypeVar("_T")
@@ -54,4 +55,4 @@ def pulse() -> Iterator[PulseAudio]:
         yield daemon
 
 
-# --- End of tests/support fixtures -------------------------------------------------------
+# --- End of kit/ fixtures ---------------------------------------------------------------

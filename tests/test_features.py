@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.shared import shared_dir
 
 from edge import features, scales
 from edge.features import FeatureParams, FrontEnd, InputSpec, compute
 from tests.data.make_golden import GOLDEN_PARAMS
-from tests.support.shared import shared_dir
 
 DATA = Path(__file__).parent / "data"
 ESC50 = shared_dir() / "data" / "esc50" / "audio"

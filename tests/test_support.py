@@ -1,8 +1,10 @@
-"""The test infrastructure itself, against a real mosquitto and a real PulseAudio."""
+"""The test infrastructure itself, against a real mosquitto and a real PulseAudio; each helper under one name."""
 
 from __future__ import annotations
 
 import queue
+import re
+import sys
 import uuid
 import wave
 from collections.abc import Callable, Iterator
@@ -12,8 +14,10 @@ import numpy as np
 import numpy.typing as npt
 import paho.mqtt.client as mqtt
 import pytest
-from support.broker import Mosquitto, Subscriber, drop_connection, find_binary, new_client, publish
-from support.pulse import PulseAudio, Recorder
+from support.shared import ROOT
+
+from kit.broker import Mosquitto, Subscriber, drop_connection, find_binary, new_client, publish
+from kit.pulse import PulseAudio, Recorder
 
 pytestmark = pytest.mark.integration
 
@@ -42,6 +46,21 @@ def _connect(client: mqtt.Client, events: queue.Queue[str], broker: Mosquitto) -
     client.connect_async(broker.host, broker.port)
     client.loop_start()
     assert events.get(timeout=10) == "connected"
+
+
+def test_each_helper_module_has_one_name() -> None:
+    """``support.*`` (pytest puts tests/ on the path) and ``kit.*``, never ``tests.support.*``: a second name
+    loads a module twice, with two copies of its state; and bench/ and kit/ import nothing of tests/."""
+    pattern = {"tests": r"^\s*(from|import) tests\.support\b", "bench": r"^\s*(from|import) (tests|support)\b"}
+    pattern["kit"] = pattern["bench"]
+    found = [
+        str(path.relative_to(ROOT))
+        for folder, wrong in pattern.items()
+        for path in sorted((ROOT / folder).rglob("*.py"))
+        if re.search(wrong, path.read_text(encoding="utf-8"), re.MULTILINE)
+    ]
+    assert not found, f"imported under another name: {found}"
+    assert not [name for name in sys.modules if name.startswith("tests.support")]
 
 
 def test_missing_binary_names_setup_script() -> None:

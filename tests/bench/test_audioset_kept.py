@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support.shared import ROOT, shared_dir
 
 from bench import audioset_kept, streams
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
-from tests.support.shared import ROOT, shared_dir
 from training.model import yamnet
 
 PEERS = shared_dir() / "peers"

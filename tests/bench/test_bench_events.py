@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+from support.shared import ROOT, shared_dir
 
 from bench import event_scoring as scoring
 from bench import events, streams
 from bench.event_scoring import HOME_LABELS, Detection, Span
 from edge.model.bundle import read_bundle
-from tests.support.shared import ROOT, shared_dir
 from training.model import yamnet
 from training.model.yamnet import read_class_names
 

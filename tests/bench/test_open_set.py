@@ -8,12 +8,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.models import MUSIC, audioset_bundle
 
 from bench import open_set
 from bench.event_scoring import Span
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
-from tests.support.models import MUSIC, audioset_bundle
 
 RATE = 16000
 

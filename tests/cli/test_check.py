@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.broker import Mosquitto, free_port
 from support.models import tone_bundle
 
 from edge.cli import main as cli
 from edge.model import bundle
 from edge.model.bundle import read_bundle
 from edge.update.modelstore import ModelStore, Pointer
+from kit.broker import Mosquitto, free_port
 
 
 def _config(tmp_path: Path, model: Path, **model_keys: str) -> Path:

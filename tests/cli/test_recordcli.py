@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.daemon import tone_wav
-from support.pulse import PulseAudio
 
 from edge.audio.sources import AudioError, Block
 from edge.cli.record import capture, write_wav16
+from kit.pulse import PulseAudio
 
 RATE = 16000
 

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.broker import Message, Mosquitto, Subscriber, free_port
 from support.daemon import Daemon, tone_wav, write_config
 from support.models import tone_bundle
+
+from kit.broker import Message, Mosquitto, Subscriber, free_port
 
 pytestmark = pytest.mark.integration
 CONFIG_ERROR = 2

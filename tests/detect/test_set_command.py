@@ -7,12 +7,12 @@ import json
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from support.broker import Mosquitto, publish
 from support.mqtt_helpers import LABELS, as_json, config, started
 
 from edge.detect.events import EventDetector, EventParams
 from edge.detect.set_command import ControlChange, ControlResult, entity_command, handle_control, parse_control
 from edge.schema import ConfigError
+from kit.broker import Mosquitto, publish
 
 
 def detector() -> EventDetector:

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.models import tone_bundle
 
 from edge.cli.main import main as cli_main
 from edge.features import FeatureParams, compute, window_at
 from edge.model import bundle
 from edge.model.bundle import BundleError, read_bundle, write_bundle
 from edge.model.classifier import Classifier
-from tests.support.models import tone_bundle
 
 
 @pytest.fixture(scope="module")

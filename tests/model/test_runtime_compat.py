@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.models import audioset_bundle, tone_bundle
 from support.shared import ROOT
 
 from edge.features import FeatureParams, compute, to_input, window_at, window_ends
@@ -36,7 +37,6 @@ from edge.model.audioset import AUDIOSET_CLASSES
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
 from edge.model.runtime import runtime_version
-from tests.support.models import audioset_bundle, tone_bundle
 
 COMPAT = ROOT / ".venv-compat" / "bin" / "python"
 OLDEST = "2.1.3"

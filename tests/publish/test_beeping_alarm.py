@@ -11,11 +11,11 @@ import json
 
 import numpy as np
 import pytest
-from support.broker import Mosquitto
 from support.mqtt_helpers import LABELS, config, device_info, started, wait_until
 
 from edge.detect.events import Event, EventDetector, EventParams
 from edge.schema import build
+from kit.broker import Mosquitto
 
 HOP_S = 0.1
 SIREN = LABELS.index("siren")

@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.broker import Mosquitto, Subscriber, find_binary, free_port
 from support.daemon import Daemon, tone_wav, wait_until, write_config
 from support.models import tone_bundle
 
@@ -34,6 +33,7 @@ from edge.publish.mqttclient import ConnectionLog, probe
 from edge.publish.mqttconfig import MqttConfig
 from edge.publish.payloads import DeviceInfo
 from edge.schema import build
+from kit.broker import Mosquitto, Subscriber, find_binary, free_port
 
 pytestmark = pytest.mark.integration
 SAID_WITHIN_S = 10.0

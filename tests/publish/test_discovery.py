@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.broker import Mosquitto, Subscriber, publish
 from support.ha_schema import problems
 from support.mqtt_helpers import LABELS, as_json, config, device_info, started, unique_id, wait_until
 from support.shared import ROOT
@@ -24,6 +23,7 @@ from edge.model.outputs import OutputSpec
 from edge.publish.discovery import SENSORS, Discovery, hardware_model
 from edge.publish.discovery import device_info as device_info_of
 from edge.publish.payloads import DeviceInfo, Topics
+from kit.broker import Mosquitto, Subscriber, publish
 
 ESC50_LIKE = ("airplane", "cow", "crying_baby", "dog", "glass_breaking", "siren", "train")
 

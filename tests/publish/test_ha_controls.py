@@ -6,12 +6,12 @@ import socket
 from collections.abc import Callable, Iterator
 
 import pytest
-from support.broker import Message, Mosquitto, Subscriber, publish
 from support.mqtt_helpers import LABELS, as_json, config, device_info, started, wait_until
 
 from edge.detect.events import EventDetector, EventParams
 from edge.detect.set_command import handle_control
 from edge.publish.mqtt import MqttPublisher
+from kit.broker import Message, Mosquitto, Subscriber, publish
 
 pytestmark = pytest.mark.integration
 

@@ -7,12 +7,12 @@ import json
 import time
 
 import pytest
-from support.broker import Mosquitto, publish
 from support.mqtt_helpers import as_json, config, started, unique_id, wait_until
 
 from edge.publish.mqttconfig import MqttConfig
 from edge.publish.payloads import LevelGate
 from edge.schema import ConfigError, build
+from kit.broker import Mosquitto, publish
 
 HEALTH = {"uptime_s": 60.0, "hops": 600, "dropped_blocks": 0, "rtf": 0.004, "cpu_percent": 3.1}
 

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.broker import Mosquitto
 from support.mqtt_helpers import MODEL_VERSION, as_json, config, device_info, started, unique_id, wait_until
 from support.shared import ROOT
 
@@ -26,6 +25,7 @@ from edge.publish.mqttconfig import MqttConfig
 from edge.publish.payloads import SCHEMA_VERSION, Payloads
 from edge.publish.sinks import ConsoleSink
 from edge.schema import ConfigError, build
+from kit.broker import Mosquitto
 
 pytestmark = pytest.mark.integration
 DOCS = ROOT / "docs" / "mqtt.md"
@@ -334,7 +334,7 @@ def _write_ca_and_server(folder: Path, name: str) -> tuple[Path, Path, Path]:
 @pytest.fixture
 def tls_broker(tmp_path: Path):
     """mosquitto with a TLS listener and a plain one (for the test's subscriber)."""
-    from support.broker import find_binary, free_port
+    from kit.broker import find_binary, free_port
 
     ca, cert, key = _write_ca_and_server(tmp_path, "good")
     tls_port, plain_port = free_port(), free_port()
@@ -369,7 +369,7 @@ def tls_broker(tmp_path: Path):
 
 
 def test_tls_connection_with_a_self_signed_ca(tls_broker) -> None:
-    from support.broker import Subscriber
+    from kit.broker import Subscriber
 
     ports = tls_broker
     tls = {"enabled": True, "ca_file": str(ports["ca"])}

@@ -14,8 +14,7 @@ import numpy as np
 import yaml
 
 from edge.audio.demo import write_wav
-
-from .process import ManagedProcess
+from kit.process import ManagedProcess
 
 
 def tone_wav(path: Path, *, seconds: float = 3.0, tone_s: tuple[float, float] = (1.0, 2.0), hz: float = 1000.0) -> Path:

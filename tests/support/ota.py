@@ -16,9 +16,8 @@ from typing import Any
 
 from edge.model import bundle
 from edge.model.bundle import Ed25519PrivateKey, load_private_key
-
-from .broker import Message, Mosquitto, Subscriber
-from .daemon import write_config
+from kit.broker import Message, Mosquitto, Subscriber
+from support.daemon import write_config
 
 FINAL = ("installed", "unchanged", "refused", "rolled_back", "failed", "interrupted")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.support.shared import shared_dir
+from support.shared import shared_dir
 
 ESC50 = shared_dir() / "data" / "esc50"
 WEIGHTS = shared_dir() / "weights" / "mobilenet_2_5_224_tf_no_top.h5"

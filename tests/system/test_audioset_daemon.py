@@ -11,11 +11,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from support.broker import Message, Mosquitto, Subscriber, publish
 from support.daemon import Daemon, write_config
 from support.models import audioset_bundle
 
 from edge.audio.demo import write_wav
+from kit.broker import Message, Mosquitto, Subscriber, publish
 
 pytestmark = pytest.mark.integration
 RATE = 16000

@@ -12,12 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support.broker import Message, Mosquitto, Subscriber
 from support.daemon import Daemon, tone_wav, wait_until, write_config
 from support.ha_schema import problems
 from support.models import tone_bundle
 
 from edge.audio.demo import write_wav
+from kit.broker import Message, Mosquitto, Subscriber
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from support.broker import Message, Mosquitto, Subscriber, publish
 from support.daemon import Daemon, tone_wav
 from support.models import tone_bundle
 from support.ota import (
@@ -34,6 +33,7 @@ from support.ota import (
 from edge.cli.main import main as cli_main
 from edge.model import bundle
 from edge.update.modelstore import ModelStore, Pointer
+from kit.broker import Message, Mosquitto, Subscriber, publish
 
 pytestmark = pytest.mark.integration
 HOP_S = 0.04  # tone_bundle: 4 frames of 10 ms

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from support.broker import Mosquitto, Subscriber, publish
 from support.daemon import Daemon, tone_wav, write_config
 from support.models import tone_bundle
 from support.ota import daemon_config, keypair, signed_copy, state
 
 from edge.cli.main import main as cli_main
+from kit.broker import Mosquitto, Subscriber, publish
 
 pytestmark = pytest.mark.integration
 GROUP = "kitchen-fleet"

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support.broker import Mosquitto, Subscriber
 from support.daemon import Daemon, tone_wav, write_config
 from support.models import tone_bundle
-from support.pulse import PulseAudio
+
+from kit.broker import Mosquitto, Subscriber
+from kit.pulse import PulseAudio
 
 pytestmark = pytest.mark.integration
 

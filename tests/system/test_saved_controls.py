@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.broker import Mosquitto, Subscriber, publish
 from support.daemon import Daemon, tone_wav, wait_until, write_config
 from support.models import tone_bundle
+
+from kit.broker import Mosquitto, Subscriber, publish
 
 pytestmark = pytest.mark.integration
 

@@ -28,11 +28,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pytest
+from support.shared import ROOT, shared_dir
 
 from edge.features import FeatureParams, compute, filterbank
 from edge.model.runtime import interpreter_class
 from edge.schema import build
-from tests.support.shared import ROOT, shared_dir
 from training.model import audioset, yamnet
 
 PEERS = shared_dir() / "peers"

@@ -8,9 +8,9 @@ import csv
 import numpy as np
 import numpy.typing as npt
 import pytest
+from support.shared import shared_dir
 
 from edge.model.runtime import interpreter_class
-from tests.support.shared import shared_dir
 from training.model import yamnet
 
 PEERS = shared_dir() / "peers"
