@@ -60,7 +60,7 @@ def _not_started(error: Exception, mqtt: MqttConfig | None) -> int:
     """Say why on stderr, then on the broker (``mqtt``, when there is one); exit status 2."""
     print(f"auricle: {error}", file=sys.stderr)
     if mqtt is not None and mqtt.host is not None:
-        from edge.publish.mqttclient import report_not_started
+        from edge.publish.mqttoneshot import report_not_started
 
         failure = report_not_started(mqtt, f"not started: {error}")
         _LOGGER.debug("MQTT: reason for not starting %s", "published" if failure is None else f"not sent: {failure}")
@@ -99,7 +99,7 @@ def _check(config: Any) -> int:
 
 def _broker(mqtt: MqttConfig) -> str:
     """Whether the broker takes a connection now: a warning only, since a broker may come later."""
-    from edge.publish.mqttclient import probe
+    from edge.publish.mqttoneshot import probe
 
     where = f"{mqtt.host}:{mqtt.port}"
     failure = probe(mqtt)

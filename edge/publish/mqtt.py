@@ -5,7 +5,7 @@ Classification never waits on the network: paho's own thread does all I/O
 produced while the broker is away go to a bounded deque (oldest dropped and
 counted) that is flushed on reconnect.  paho reconnects with a backoff capped at
 ``mqtt.reconnect_max_s``; why it cannot connect, or why a connection was lost, is
-logged once per cause and backoff step (edge/publish/mqttclient.py) and, on a
+logged once per cause and backoff step (edge/publish/mqtttrouble.py) and, on a
 terminal, shown on the console as ``not connected: <why>``.  On every (re)connect and on Home
 Assistant's birth message the publisher sends ``online``, discovery, the
 retained states and the latest health and level again, because a broker
@@ -34,16 +34,9 @@ from edge.detect.events import Event
 from edge.detect.set_command import EntityKind, entity_command
 from edge.publish.console import HumanConsole, write_line
 from edge.publish.discovery import Discovery, hardware_model
-from edge.publish.mqttclient import (
-    ConnectionLog,
-    connect_failure,
-    loss,
-    make_client,
-    refusal,
-    socket_error,
-    subscribe_commands,
-)
+from edge.publish.mqttclient import make_client, subscribe_commands
 from edge.publish.mqttconfig import MqttConfig
+from edge.publish.mqtttrouble import Attempt, ConnectionLog, connect_failure
 from edge.publish.payloads import MODEL_COMMANDS, OFFLINE, DeviceInfo, Publisher, group_topic
 from edge.publish.sinks import BaseSink, ConsoleSink
 
@@ -83,10 +76,7 @@ class MqttPublisher(BaseSink):
             config.reconnect_max_s,
             on_change=None if console is None else self._show,
         )
-        self._refused: str | None = None
-        """The broker's refusal (CONNACK) of the attempt under way."""
-        self._socket_error: str | None = None
-        """The socket error paho logged since the last connect."""
+        self._attempt = Attempt()
         self._connected = False
         self._closing = False
         self._started = False
@@ -192,9 +182,9 @@ class MqttPublisher(BaseSink):
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:  # the broker closes the connection next: _on_disconnect says it
-            self._refused = refusal(reason)
+            self._attempt.refuse(reason)
             return
-        self._refused = self._socket_error = None
+        self._attempt.clear()
         commands = [self.topics.set, *self.topics.entity_commands(), *self._model_topics()]
         subscribe_commands(client, self.config, commands)
         client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
@@ -222,18 +212,14 @@ class MqttPublisher(BaseSink):
             was_connected, self._connected = self._connected, False
         if self._closing:
             return
-        from_broker = bool(getattr(flags, "is_disconnect_packet_from_server", False))
-        cause = self._refused or loss(
-            reason, from_broker=from_broker, socket_error=self._socket_error, connected=was_connected
-        )
-        self._refused = self._socket_error = None
+        cause = self._attempt.ended(flags, reason, connected=was_connected)
         if was_connected:
             self._trouble.lost(cause)
         else:
             self._trouble.failed(cause)
 
     def _on_log(self, _client: mqtt.Client, _userdata: Any, level: int, text: str) -> None:
-        self._socket_error = socket_error(level, text) or self._socket_error
+        self._attempt.hear(level, text)
 
     def _show(self, cause: str | None) -> None:
         """The connection's state on the console, for a person at the terminal."""

@@ -29,8 +29,9 @@ from support.daemon import Daemon, tone_wav, wait_until, write_config
 from support.models import tone_bundle
 
 from edge.publish.mqtt import MqttPublisher
-from edge.publish.mqttclient import ConnectionLog, probe
 from edge.publish.mqttconfig import MqttConfig
+from edge.publish.mqttoneshot import probe
+from edge.publish.mqtttrouble import ConnectionLog
 from edge.publish.payloads import DeviceInfo
 from edge.schema import build
 from kit.broker import Mosquitto, Subscriber, find_binary, free_port
@@ -156,7 +157,7 @@ def test_the_console_shows_the_connection_come_and_go(mosquitto: Mosquitto) -> N
 def test_one_line_per_step_then_a_reminder(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
     log = ConnectionLog("h:1", 1, 4, clock=lambda: now[0])
-    caplog.set_level(logging.WARNING, "edge.publish.mqttclient")
+    caplog.set_level(logging.WARNING, "edge.publish.mqtttrouble")
     for _ in range(200):  # 200 attempts, 4 s apart once at the longest wait: 13 minutes
         log.failed("connection refused", opening=True)
         now[0] += 4.0

@@ -413,7 +413,7 @@ def test_tls_trouble_is_said(tls_broker, tls: str, cause: str, caplog: pytest.Lo
         cfg = config("127.0.0.1", tls_broker["tls_port"], tls={"enabled": True, "ca_file": str(other_ca)})
     else:  # a client without TLS at a TLS listener
         cfg = config("127.0.0.1", tls_broker["tls_port"])
-    caplog.set_level(logging.WARNING, "edge.publish.mqttclient")
+    caplog.set_level(logging.WARNING, "edge.publish.mqtttrouble")
     publisher = MqttPublisher(cfg)
     publisher.start(device_info())
     try:
