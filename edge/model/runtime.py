@@ -1,11 +1,14 @@
-"""Find a TFLite interpreter: ai-edge-litert first, then the older packages.
+"""Find a TFLite interpreter: ai-edge-litert, else tflite-runtime.
 
 Why this order: ``ai-edge-litert`` is the maintained successor of
 ``tflite-runtime`` and has wheels for 64-bit Raspberry Pi OS (Bookworm,
 Python 3.11; Trixie, Python 3.13).  ``tflite-runtime`` 2.14 (2023, its last
-release) is the only choice on 32-bit Pi OS and needs numpy 1.x.  Full
-TensorFlow works too but is a 280 MB install, so it comes last; it is only
-here so that a training machine can evaluate without a second runtime.
+release) is the only choice on 32-bit Pi OS and needs numpy 1.x.  Never
+TensorFlow: the device does not have it, and a training machine has
+ai-edge-litert anyway (``auricle[train]`` installs ``auricle[edge]``).
+
+The runtime is imported by name (:data:`CANDIDATES`), which the import contracts cannot see;
+tests/model/test_runtime.py checks that no candidate is a package the device must not import.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ _LOGGER = logging.getLogger(__name__)
 CANDIDATES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter"),
     ("tflite-runtime", "tflite_runtime.interpreter"),
-    ("tensorflow", "tensorflow.lite"),
 )
+"""(package, module) of each runtime, in the order tried."""
 
 
 class RuntimeMissingError(ImportError):
