@@ -138,6 +138,11 @@ class Discovery:
             out.append((self._topic("number", slug), dumps(self._number(label, slug, on))))
         return out + [(self._topic(component, object_id), "") for component, object_id in LEGACY]
 
+    def problem(self) -> tuple[str, str]:
+        """The Problem sensor's config alone: what a device that could not start announces, so that Home
+        Assistant shows why even when it never saw the device run."""
+        return self._topic("binary_sensor", "problem"), dumps(self._problem())
+
     def removals(self, label: str) -> list[str]:
         """The config topics of ``label``'s entities (publish empty retained payloads there to delete them)."""
         slug = slugs(self.info.labels)[label]

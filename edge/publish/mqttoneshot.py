@@ -11,6 +11,7 @@ from typing import Any, Self
 
 import paho.mqtt.client as mqtt
 
+from edge.publish.discovery import Discovery, device_info, hardware_model
 from edge.publish.mqttclient import make_client
 from edge.publish.mqttconfig import MqttConfig
 from edge.publish.mqtttrouble import Attempt, connect_failure, refusal
@@ -110,11 +111,32 @@ def report_not_started(config: MqttConfig, reason: str, timeout_s: float = REPOR
     again."""
     device_id = config.resolved_device_id()
     topics = Topics(f"{config.prefix}/{device_id}")
+    messages = [(topics.reason, Payloads("unknown").reason(reason)), (topics.status, ONLINE)]
+    if config.discovery:  # the Problem sensor, for a Home Assistant that never saw this device run
+        messages.insert(0, _problem_config(config, device_id, topics))
     with OneShot(config, device_id, timeout_s) as attempt:
         if attempt.failure is not None:
             return attempt.failure
-        if attempt.publish(topics.reason, Payloads("unknown").reason(reason), retain=True) and attempt.publish(
-            topics.status, ONLINE, retain=True
-        ):
+        if all(attempt.publish(topic, payload, retain=True) for topic, payload in messages):
             return None
         return "the broker did not confirm the messages in time"
+
+
+def _problem_config(config: MqttConfig, device_id: str, topics: Topics) -> tuple[str, str]:
+    from importlib import metadata
+
+    try:
+        version = metadata.version("auricle")
+    except metadata.PackageNotFoundError:
+        version = "unknown"
+    discovery = Discovery(
+        info=device_info(None, version),
+        device_id=device_id,
+        topics=topics,
+        prefix=config.discovery_prefix,
+        qos=config.qos,
+        suggested_area=config.suggested_area,
+        configuration_url=config.configuration_url,
+        hw_version=hardware_model(),
+    )
+    return discovery.problem()

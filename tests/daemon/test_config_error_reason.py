@@ -69,6 +69,12 @@ def test_a_config_error_is_retained_on_status_reason(
     assert reason["reason"] == "not started: " + stderr.strip().removeprefix("auricle: ")
     assert reason["schema"] == 2
     assert _retained(late, f"auricle/{device}/status").payload == b"online", "Home Assistant shows the Problem sensor"
+    # announced too, so a Home Assistant that never saw the device run shows it: availability on status, ON
+    announced = subscriber_factory(f"homeassistant/binary_sensor/{device}/#")
+    problem = json.loads(_retained(announced, f"homeassistant/binary_sensor/{device}/problem/config").payload)
+    assert problem["state_topic"] == problem["json_attributes_topic"] == f"auricle/{device}/status/reason"
+    assert problem["availability_topic"] == f"auricle/{device}/status" and problem["device_class"] == "problem"
+    assert problem["device"]["identifiers"] == [f"auricle_{device}"]
 
 
 def test_a_bad_bundle_is_retained_on_status_reason(
