@@ -7,8 +7,11 @@ systemd watchdog (pinged while the worker takes audio, or while the source
 reports why it cannot).
 
 Models: the updater thread (edge/update/updater.py) checks and stores new bundles;
-the worker switches to them between hops (edge/detect/pipeline.py ``swap``) and
-watches them on probation (edge/update/active.py), rolling back on its own.
+the worker switches to them between hops (edge/daemon/slot.py, edge/detect/pipeline.py
+``swap``) and watches them on probation (edge/detect/probation.py), rolling back on its own.
+The service publishes what the slot tells it: the device and its detector on every switch,
+``model/state`` and the Problem sensor on every change; ``set`` commands go to the runtime
+controls (edge/daemon/controls.py).
 
 Failure policy: an exception while processing a block is logged, counted in
 health (``errors``) and the pipeline restarts on the next block (fresh front
