@@ -95,7 +95,6 @@ BURSTS = {  # candidates for the detection bursts; edge.audio.demo's are written
     "white noise": lambda n, rate: 0.3 * np.random.default_rng(2).standard_normal(n),
     "demo siren": lambda n, rate: demo.siren(n / demo.RATE_HZ)[:n],
     "demo alarm beeps": lambda n, rate: demo.alarm_beeps(n / demo.RATE_HZ)[:n],
-    "demo bell": lambda n, rate: demo.bell(n / demo.RATE_HZ)[:n],
 }
 
 
@@ -187,7 +186,7 @@ def pick_bursts(rig: Rig) -> tuple[Bursts, str, float, float, float]:
     ev = EventParams()
     on_s = round(window_s + 0.3, 2)
     off_s = round(ev.hold_s + window_s + ev.smoothing_hops * hop_s + 0.3, 2)
-    thr = np.array([m.thresholds.get(x, 0.5) for x in m.labels])
+    thr = np.array([m.score_thresholds.get(x, 0.5) for x in m.score_labels])  # the scores' labels, optional ones too
     best = (-np.inf, "", 0, np.zeros(1), np.zeros(1))
     for kind in BURSTS:
         bursts = Bursts(kind=kind, on_s=on_s, off_s=off_s)
@@ -201,7 +200,7 @@ def pick_bursts(rig: Rig) -> tuple[Bursts, str, float, float, float]:
         if margin[i] > best[0]:
             best = (float(margin[i]), kind, i, hi, lo)
     margin, kind, i, hi, lo = best
-    return Bursts(kind=kind, on_s=on_s, off_s=off_s), m.labels[i], float(hi[i]), float(lo[i]), margin
+    return Bursts(kind=kind, on_s=on_s, off_s=off_s), m.score_labels[i], float(hi[i]), float(lo[i]), margin
 
 
 def detect(rig: Rig, wav: Path, block: int, params: EventParams) -> tuple[np.ndarray, np.ndarray, int]:
