@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from edge.daemon.config import Config
+from edge.daemon.replay import hop_scores
 from edge.detect.events import EventDetector, EventParams
 from edge.model.classifier import Classifier
 from training.calibrate import replay
@@ -62,7 +63,7 @@ def _clips(clf: Classifier, prepared: Any, idx: list[int]) -> list[PositiveClip]
     for c in idx:
         clip = prepared.clips[c]
         start, end = replay.sound_span(prepared.frames[c], p.window_samples, p.hop_samples, p.sample_rate, p.db_floor)
-        scores = replay.hop_scores(clf, read_audio(clip.path, p.sample_rate), Config())
+        scores = hop_scores(clf, [read_audio(clip.path, p.sample_rate)], Config())[1]
         out.append(PositiveClip(scores, prepared.targets[c], start, end))
     return out
 
@@ -75,7 +76,7 @@ def score_streams(run: Path, cfg: Any, mixture_minutes: float) -> tuple[Classifi
     cal = replay.background_streams(clf, bg.calibrate.paths, Config(), 60 * mixture_minutes)
     rate = clf.manifest.features.sample_rate
     report = [
-        BackgroundStream(replay.hop_scores(clf, x, Config()), len(x) / rate)
+        BackgroundStream(hop_scores(clf, [x], Config())[1], len(x) / rate)
         for _, x in replay.part_streams(replay.read_part(bg.report.paths, rate), rate, 60 * mixture_minutes)
     ]
     m = clf.manifest

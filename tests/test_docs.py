@@ -34,7 +34,7 @@ FILE_TYPES = {"md", "py", "yaml", "yml", "csv", "json", "sh", "txt", "toml", "wa
 """A dotted name ending in one of these is a file name (``training.md``), not a module."""
 LOGGER = re.compile(r"getLogger\(\"[^\"]*\"\)")
 EXPERIMENTS = ROOT / "configs" / "experiments"
-NOT_READ = ("training/", "tests/training/")
+NOT_READ = ("tests/training/",)
 
 
 def _tracked(*patterns: str) -> list[Path]:

@@ -9,7 +9,7 @@ from support import training_data as td
 from edge.features import InputSpec
 from training.model import export, qat
 from training.model import model as model_mod
-from training.recipe.config import ModelConfig
+from training.recipe.config import NetworkConfig
 
 pytestmark = [
     pytest.mark.slow,
@@ -27,7 +27,7 @@ def model_and_inputs() -> tuple[object, np.ndarray]:
     import keras
 
     keras.utils.set_random_seed(0)
-    model = model_mod.build(ModelConfig(weights=str(td.WEIGHTS)), SPEC, 4, bn_momentum=0.9)
+    model = model_mod.build(NetworkConfig(weights=str(td.WEIGHTS)), SPEC, 4, bn_momentum=0.9)
     rng = np.random.default_rng(0)
     t = np.linspace(0, 1, SPEC.frames)[:, None]
     f = np.linspace(0, 1, SPEC.bands)[None, :]

@@ -23,7 +23,7 @@ from training.recipe.config import (
     BackgroundSource,
     DataConfig,
     FitConfig,
-    ModelConfig,
+    NetworkConfig,
     TeacherConfig,
     TrainConfig,
     WindowConfig,
@@ -152,7 +152,7 @@ def test_open_set_config_errors(tmp_path: Path, text: str, message: str) -> None
 
 def _cfg(output: str, fraction: float = 0.25, **fit: object) -> TrainConfig:
     return TrainConfig(
-        model=ModelConfig(output=output),  # type: ignore[arg-type]
+        model=NetworkConfig(output=output),  # type: ignore[arg-type]
         augment=AugmentConfig(mixup_alpha=0.0, noise_probability=1.0),
         fit=FitConfig(background_fraction=fraction, batch_size=8, crops_per_clip=3, **fit),  # type: ignore[arg-type]
         data=DataConfig(background=(BackgroundSource(path="bg"),)),
@@ -168,7 +168,7 @@ def test_background_targets_per_output(output: str, background_row: list[float])
     rows, bg = windows.class_targets(_cfg(output), 3)
     assert rows.shape == (3, len(background_row)) and np.array_equal(rows[:, :3], np.eye(3))
     np.testing.assert_allclose(bg, background_row)
-    assert model_mod.output_labels(ModelConfig(output=output), ["a", "b", "c"])[-1] == (  # type: ignore[arg-type]
+    assert model_mod.output_labels(NetworkConfig(output=output), ["a", "b", "c"])[-1] == (  # type: ignore[arg-type]
         "_background" if output == "softmax_background" else "c"
     )
 
@@ -298,10 +298,10 @@ def test_distillation_model_shares_layers_and_exports_the_classifier_only() -> N
 
     from training.fit import fit
 
-    model = model_mod.build(ModelConfig(weights="none", output="sigmoid"), InputSpec(frames=32, bands=32), 3, 0.9)
+    model = model_mod.build(NetworkConfig(weights="none", output="sigmoid"), InputSpec(frames=32, bands=32), 3, 0.9)
     trainer = model_mod.distillation_model(model, 16, 5)
     assert set(trainer.output) == {"scores", "teacher_embedding", "teacher_scores"}
-    cfg = TrainConfig(fit=FitConfig(distill_scores_weight=1.0), model=ModelConfig(output="sigmoid"))
+    cfg = TrainConfig(fit=FitConfig(distill_scores_weight=1.0), model=NetworkConfig(output="sigmoid"))
     fit._compile(trainer, cfg, 1e-2)
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
@@ -319,7 +319,7 @@ def test_distillation_model_shares_layers_and_exports_the_classifier_only() -> N
 def test_quantisation_aware_twin_keeps_a_sigmoid_head() -> None:
     from training.model import qat
 
-    model = model_mod.build(ModelConfig(weights="none", output="sigmoid"), InputSpec(frames=32, bands=32), 3, 0.9)
+    model = model_mod.build(NetworkConfig(weights="none", output="sigmoid"), InputSpec(frames=32, bands=32), 3, 0.9)
     x = np.random.default_rng(0).uniform(-1, 1, (8, 32, 32, 3)).astype(np.float32)
     twin, _ = qat.build(model, qat.activation_ranges(model, x))
     out = np.asarray(twin(x, training=False))
@@ -331,12 +331,12 @@ def test_quantisation_aware_twin_keeps_a_sigmoid_head() -> None:
 
 
 def test_manifest_lists_background_output_without_threshold() -> None:
-    cfg = TrainConfig(model=ModelConfig(output="softmax_background"))
+    cfg = TrainConfig(model=NetworkConfig(output="softmax_background"))
     labels = ["a", "b"]
     assert model_mod.background_labels(cfg.model) == ("_background",)
     out_labels = model_mod.output_labels(cfg.model, labels)
     assert out_labels == ["a", "b", "_background"]
-    assert model_mod.background_labels(ModelConfig(output="sigmoid")) == ()
+    assert model_mod.background_labels(NetworkConfig(output="sigmoid")) == ()
 
 
 def test_sound_span_covers_the_frames_above_the_floor() -> None:

@@ -213,10 +213,10 @@ def test_shipped_config_parses() -> None:
 def test_model_unfreezes_top_blocks_and_counts_macs() -> None:
     from edge.features import InputSpec
     from training.model import model
-    from training.recipe.config import ModelConfig
+    from training.recipe.config import NetworkConfig
 
     spec = InputSpec(frames=32, bands=32)
-    m = model.build(ModelConfig(weights="none"), spec, 5, bn_momentum=0.9)
+    m = model.build(NetworkConfig(weights="none"), spec, 5, bn_momentum=0.9)
     base = m.get_layer(model.BASE_NAME)
     assert not any(layer.trainable for layer in base.layers)
     assert all(layer.momentum == 0.9 for layer in base.layers if "bn" in layer.name)
@@ -283,9 +283,9 @@ def test_frozen_bn_blocks_keep_imagenet_statistics() -> None:
 
     from edge.features import InputSpec
     from training.model import model as model_mod
-    from training.recipe.config import ModelConfig
+    from training.recipe.config import NetworkConfig
 
-    model = model_mod.build(ModelConfig(weights="none"), InputSpec(frames=32, bands=32), 4, 0.9)
+    model = model_mod.build(NetworkConfig(weights="none"), InputSpec(frames=32, bands=32), 4, 0.9)
     model_mod.unfreeze_top(model, 13, frozen_bn_blocks=5)
     base = model.get_layer(model_mod.BASE_NAME)
     blocks = model_mod.block_of_layers(base)

@@ -25,6 +25,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.daemon.config import Config
+from edge.daemon.replay import hop_scores
 from edge.model.classifier import Classifier
 from training.calibrate.result import Calibration, poisson_upper_95
 from training.calibrate.search import DEFAULT_GRID, CalibrationParams, calibrate, floored_grid
@@ -34,15 +35,6 @@ from training.data.data import DataError, read_audio
 _LOGGER = logging.getLogger(__name__)
 
 Floats = npt.NDArray[np.float32]
-
-
-def hop_scores(clf: Classifier, samples: Floats, config: Config) -> Floats:
-    """``(hops, event labels)``: the scores of every inference the daemon makes on ``samples``."""
-    from edge.daemon import replay
-
-    rows: list[Floats] = []
-    replay.stream_events(clf, samples, config, on_scores=lambda _t, s: rows.append(np.array(s, dtype=np.float32)))
-    return np.stack(rows) if rows else np.zeros((0, len(clf.labels)), dtype=np.float32)
 
 
 def read_part(paths: Sequence[Path], rate: int) -> list[Floats]:
@@ -71,7 +63,7 @@ def background_streams(
     """The calibrate files back to back as one stream, plus mixtures of them; empty when there are none."""
     rate = clf.manifest.features.sample_rate
     found = part_streams(read_part(paths, rate), rate, mixture_s)
-    return [BackgroundStream(hop_scores(clf, x, config), len(x) / rate) for _, x in found]
+    return [BackgroundStream(hop_scores(clf, [x], config)[1], len(x) / rate) for _, x in found]
 
 
 def sound_span(frames: Any, window_samples: int, hop_samples: int, rate: int, floor: float) -> tuple[float, float]:
@@ -86,7 +78,7 @@ def positive_clip(clf: Classifier, path: Path, frames: Any, label: int, config: 
     """One labelled clip as a stream, with its sound's span."""
     p = clf.manifest.features
     start, end = sound_span(frames, p.window_samples, p.hop_samples, p.sample_rate, p.db_floor)
-    return PositiveClip(hop_scores(clf, read_audio(path, p.sample_rate), config), label, start, end)
+    return PositiveClip(hop_scores(clf, [read_audio(path, p.sample_rate)], config)[1], label, start, end)
 
 
 def thresholds(

@@ -23,9 +23,10 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge.audio.sources import AUDIO_SUFFIXES
 from training.data import cache
 from training.data.cache import Frames
-from training.data.data import AUDIO_SUFFIXES, Clip, DataError
+from training.data.data import Clip, DataError
 from training.recipe.config import BackgroundSource
 from training.recipe.load import LoadedConfig
 

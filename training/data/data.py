@@ -17,11 +17,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
+from edge.audio.sources import AUDIO_SUFFIXES
 from training.recipe.config import DataConfig
 
 _LOGGER = logging.getLogger(__name__)
-
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".au", ".mp3")
 
 
 class DataError(ValueError):

@@ -19,7 +19,7 @@ from typing import Any
 
 from edge.features import InputSpec
 from training.data.background import LABEL as BACKGROUND_LABEL
-from training.recipe.config import ModelConfig, TrainConfig
+from training.recipe.config import NetworkConfig, TrainConfig
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -37,12 +37,12 @@ def input_spec(cfg: TrainConfig) -> InputSpec:
     return InputSpec(frames=w.window_frames, bands=cfg.features.n_bands, channels=channels, channel_mode=w.channel_mode)
 
 
-def output_labels(cfg: ModelConfig, labels: Sequence[str]) -> list[str]:
+def output_labels(cfg: NetworkConfig, labels: Sequence[str]) -> list[str]:
     """The model's output columns: the labels, then ``_background`` for ``softmax_background``."""
     return [*labels, BACKGROUND_LABEL] if cfg.output == "softmax_background" else list(labels)
 
 
-def background_labels(cfg: ModelConfig) -> tuple[str, ...]:
+def background_labels(cfg: NetworkConfig) -> tuple[str, ...]:
     """Outputs the device scores but never publishes."""
     return (BACKGROUND_LABEL,) if cfg.output == "softmax_background" else ()
 
@@ -69,7 +69,7 @@ def _weights(value: str) -> str | None:
     return str(path)
 
 
-def build(cfg: ModelConfig, spec: InputSpec, n_classes: int, bn_momentum: float) -> Any:
+def build(cfg: NetworkConfig, spec: InputSpec, n_classes: int, bn_momentum: float) -> Any:
     """The Keras model with ``n_classes`` outputs (see :func:`output_labels`); the base is frozen (phase 1)."""
     import keras
 

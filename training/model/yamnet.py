@@ -14,7 +14,7 @@ remains: :mod:`edge.scales` draws the triangles linear in Hz, TensorFlow's
 ``linear_to_mel_weight_matrix`` linear in mel.  Measured on 200 ESC-50 fold-4
 patches: log-mel values differ by at most 0.013 (median ~1e-3), YAMNet's top-1
 class agrees on 95.5% of patches, scores differ by 1e-4 on average and at most
-0.14.  With the same triangles the two agree to 3e-7 (tests/test_yamnet.py).
+0.14.  With the same triangles the two agree to 3e-7 (tests/training/test_yamnet.py).
 :data:`YAMNET_FEATURES` removes that difference (peak-1 triangles linear in mel,
 ``log_offset``: YAMNet's values are its dB times :data:`DB_TO_LN`); :func:`patches`
 and the teacher cache keep :data:`FEATURES` until their tests and caches move.

@@ -89,7 +89,7 @@ class WindowConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ModelConfig:
+class NetworkConfig:
     """The ImageNet CNN and its new head."""
 
     arch: Literal["mobilenet", "mobilenet_v2", "mobilenet_v3_small", "yamnet"] = "mobilenet"
@@ -278,7 +278,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureParams = field(default_factory=FeatureParams)
     window: WindowConfig = field(default_factory=WindowConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: NetworkConfig = field(default_factory=NetworkConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     fit: FitConfig = field(default_factory=FitConfig)
     export: ExportConfig = field(default_factory=ExportConfig)
