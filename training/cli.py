@@ -26,6 +26,8 @@ def _prepare(loaded: LoadedConfig) -> None:
     p = prepare.prepare(loaded)
     params = loaded.config.features
     print(f"prepare: {p.summary(params.hop_samples / params.sample_rate)} ({time.monotonic() - t0:.0f} s)")
+    folds = any(c.fold is not None for c in p.clips)  # folds decide the test clips, not a fraction
+    print("\n".join(p.class_lines(None if folds else loaded.config.data.test_fraction)))
 
 
 def _fit(loaded: LoadedConfig) -> None:

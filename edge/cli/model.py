@@ -177,7 +177,7 @@ def _table(m: bundle.Manifest, per_label: dict[str, Any]) -> list[str]:
         )
     share = summary.get("label_budget_per_hour")
     lines += [
-        f"    target: recall >= {_num(min_recall, 'g')} on the test clips at a threshold whose false alarms on",
+        f"    target: recall >= {_num(min_recall, 'g')} on the validation clips at a threshold whose false alarms on",
         f"    background stay within {_num(share, '.3g')}/h per label (false/h: measured there); "
         f"{missed} of {len(m.event_labels)} labels miss it",
     ]
@@ -185,7 +185,7 @@ def _table(m: bundle.Manifest, per_label: dict[str, Any]) -> list[str]:
 
 
 def _verdict(fig: dict[str, Any], threshold: float, min_recall: Any) -> str:
-    """'met', or why not: no threshold within budget, no test clips, or the recall left too low."""
+    """'met', or why not: no threshold within budget, no validation clips, or the recall left too low."""
     met = fig.get("meets_budget")
     if not isinstance(met, bool):
         return "-"
@@ -195,7 +195,7 @@ def _verdict(fig: dict[str, Any], threshold: float, min_recall: Any) -> str:
     if threshold >= OFF:
         return "off: over budget at every threshold"
     if not isinstance(recall, (int, float)):
-        return "no test clips"
+        return "no validation clips"
     if isinstance(min_recall, (int, float)) and recall < min_recall:
         return f"recall < {min_recall:g}"
     return "not met"

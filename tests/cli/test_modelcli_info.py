@@ -70,7 +70,7 @@ def test_table_of_thresholds_recall_and_false_alarms(calibrated: Path, capsys: p
     assert row(lines, "label") == ["label", "threshold", "recall", "false/h", "95%", "bound/h", "target"]
     assert row(lines, "tone_1000") == ["tone_1000", "0.05", "1.00", "0", "12", "met"]
     assert " ".join(row(lines, "tone_3000")) == "tone_3000 1.00 - 0 12 off: over budget at every threshold"
-    assert "    target: recall >= 0.5 on the test clips at a threshold whose false alarms on" in lines
+    assert "    target: recall >= 0.5 on the validation clips at a threshold whose false alarms on" in lines
     assert "background stay within 1/h per label (false/h: measured there); 1 of 2 labels miss it" in text
     assert "background labels, scored but never published (1): quiet" in text
     assert "calibration: 0.25 h of background, budget 2 false events/h in total; measured 0/h" in text
@@ -105,7 +105,7 @@ def test_why_a_label_misses_the_target() -> None:
 
     assert _verdict({"meets_budget": True, "recall": 0.8}, 0.4, 0.5) == "met"
     assert _verdict({"meets_budget": False, "recall": 0.2, "false_per_hour": 0.0}, 0.34, 0.5) == "recall < 0.5"
-    assert _verdict({"meets_budget": False, "recall": None}, 0.3, 0.5) == "no test clips"
+    assert _verdict({"meets_budget": False, "recall": None}, 0.3, 0.5) == "no validation clips"
     assert _verdict({"meets_budget": False, "recall": 0.0}, 1.0, 0.5) == "off: over budget at every threshold"
     assert _verdict({}, 0.5, 0.5) == "-"
 

@@ -87,6 +87,40 @@ def test_folder_tree(tmp_path: Path) -> None:
         data.read_tree(tmp_path / "nowhere")
 
 
+def test_a_flat_folder_of_prefix_named_files_needs_no_csv(tmp_path: Path) -> None:
+    """The shape a newcomer's dataset often has: gunshot_001.wav, glass_breaking-7.flac, ... in one folder."""
+    tree = td.tone_tree(tmp_path / "tree", per_class=2)
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i, f in enumerate(sorted(tree.rglob("*.wav"))):
+        f.rename(flat / f"{f.parent.name}_{i:03d}.wav")
+    (flat / "README.txt").write_text("not audio")
+    clips = data.read_tree(flat)
+    assert sorted(c.label for c in clips) == sorted(list(td.TONES_HZ) * 2)
+    (flat / "dog-bark-7.wav").write_bytes(b"")
+    assert any(c.label == "dog-bark" for c in data.read_tree(flat))
+    (flat / "untitled.wav").write_bytes(b"")
+    with pytest.raises(data.DataError, match=r"untitled\.wav: a flat folder's files must be named <label>_<number>"):
+        data.read_tree(flat)
+    (flat / "untitled.wav").unlink()
+    (flat / "extra").mkdir()
+    (flat / "extra" / "x.wav").write_bytes(b"")
+    with pytest.raises(data.DataError, match="audio both in class folders and at the top"):
+        data.read_tree(flat)
+
+
+def test_prepare_says_each_class_split_and_warns_far_from_the_asked_share() -> None:
+    from training.data.data import Clip, Split
+    from training.data.prepare import Prepared
+
+    clips = [Clip(path=Path(f"{i}.wav"), label="a" if i < 10 else "b") for i in range(20)]
+    split = Split(train=(*range(8), *range(10, 19)), val=(), test=(8, 9, 19))
+    p = Prepared(clips=clips, frames=[], labels=["a", "b"], split=split, skipped=[], cache_files=[])
+    lines = p.class_lines(0.2)
+    assert lines[1].split() == ["a", "8", "0", "2"] and lines[2].split() == ["b", "9", "0", "1"]  # within 10 points
+    assert "test share 20%, asked 50%" in p.class_lines(0.5)[1] and "<-" not in p.class_lines(None)[1]
+
+
 def test_too_few_clips_in_a_class(tmp_path: Path) -> None:
     clips = data.read_tree(td.tone_tree(tmp_path, per_class=2))
     assert data.check_counts(clips, 2) == sorted(td.TONES_HZ)

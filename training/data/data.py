@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,19 +82,38 @@ def _row_clip(row: dict[str, str], line: int, cfg: DataConfig, manifest: Path, r
     return Clip(path=root / name, label=label, fold=fold, group=group)
 
 
+_PREFIXED = re.compile(r"^(?P<label>[A-Za-z][A-Za-z0-9_-]*?)[_-]\d+$")
+"""A flat folder's file stem: ``<label>_<number>`` (``gunshot_012``, ``glass_breaking-7``)."""
+
+
 def read_tree(root: Path) -> list[Clip]:
-    """``root/<label>/*.wav|flac|ogg...``: one folder per class."""
+    """The two shapes a dataset comes in without a CSV: ``root/<label>/*.wav|flac|ogg...`` (one folder per
+    class), or one flat folder of files named ``<label>_<number>.<ext>``."""
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder does not exist")
+    flat = [f for f in sorted(root.iterdir()) if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file()]
     clips = [
         Clip(path=f, label=d.name)
         for d in sorted(p for p in root.iterdir() if p.is_dir())
         for f in sorted(d.rglob("*"))
         if f.suffix.lower() in AUDIO_SUFFIXES and f.is_file()
     ]
+    if flat and clips:
+        raise DataError(f"{root}: audio both in class folders and at the top ({flat[0].name}): use one shape")
+    if flat:
+        return [Clip(path=f, label=_prefix_label(f)) for f in flat]
     if not clips:
-        raise DataError(f"{root}: no audio files in class folders ({', '.join(AUDIO_SUFFIXES)})")
+        raise DataError(
+            f"{root}: no audio files in class folders or named <label>_<number> ({', '.join(AUDIO_SUFFIXES)})"
+        )
     return clips
+
+
+def _prefix_label(path: Path) -> str:
+    found = _PREFIXED.match(path.stem)
+    if found is None:
+        raise DataError(f"{path}: a flat folder's files must be named <label>_<number>{path.suffix}")
+    return found["label"]
 
 
 def check_counts(clips: list[Clip], min_clips: int) -> list[str]:

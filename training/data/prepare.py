@@ -55,6 +55,20 @@ class Prepared:
         )
         return f"{line}; {bg.summary(frame_s)}" if bg.train.paths or bg.calibrate.paths else line
 
+    def class_lines(self, asked_test: float | None = None) -> list[str]:
+        """Per class: clips in train / validation / test, and a warning where a class's test share is far
+        (more than 10 points or half) from ``asked_test`` (a grouped split can put a whole cluster on one side)."""
+        s = self.split
+        width = max(len(x) for x in self.labels)
+        lines = [f"  {'class':<{width}}  train    val   test"]
+        for i, label in enumerate(self.labels):
+            n = [sum(1 for c in part if self.targets[c] == i) for part in (s.train, s.val, s.test)]
+            share = n[2] / max(1, sum(n))
+            far = asked_test is not None and abs(share - asked_test) > max(0.1, asked_test / 2)
+            warn = f"   <- test share {share:.0%}, asked {asked_test:.0%}" if far else ""
+            lines.append(f"  {label:<{width}}  {n[0]:>5}  {n[1]:>5}  {n[2]:>5}{warn}")
+        return lines
+
 
 def dataset_paths(loaded: LoadedConfig) -> tuple[Path | None, Path]:
     """(manifest or None, audio root) resolved against the config's directory."""
