@@ -91,6 +91,25 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed(args: argparse.Namespace) -> int:
+    """``auricle-train embed``: a bundle with its embedding output declared and a background set."""
+    from training.model.embedding import EmbeddingError, background_files, embed_bundle
+
+    files = background_files([Path(x) for x in args.background])
+    if not files:
+        print(f"auricle-train: embed: no 'train' files in {', '.join(args.background)}", file=sys.stderr)
+        return 2
+    key = Path(args.key) if args.key else None
+    try:
+        m = embed_bundle(Path(args.bundle), Path(args.output), args.version, files, args.windows, key, args.size)
+    except EmbeddingError as exc:
+        print(f"auricle-train: embed: {args.bundle}: {exc}", file=sys.stderr)
+        return 2
+    size = m.embedding.size if m.embedding else 0
+    print(f"embed: wrote {args.output}: {m.name} {m.version}, {size}-value embedding, {args.windows} background rows")
+    return 0
+
+
 STAGES: dict[str, Callable[[LoadedConfig], None]] = {
     "prepare": _prepare,
     "fit": _fit,
@@ -124,6 +143,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label-column", default="category")
     p.add_argument("--filename-column", default="filename")
     p.add_argument("--per-class", type=int, default=12, help="clips per contact sheet")
+    p = sub.add_parser("embed", help="declare a bundle's embedding output (for teaching on the device)")
+    p.add_argument("bundle", help="a bundle whose heads read a 1024-value embedding (esc50 4.0.0)")
+    p.add_argument("--version", required=True, help="the new bundle's version (a minor step: 4.1.0)")
+    p.add_argument("--output", "-o", required=True, help="where to write the new bundle")
+    p.add_argument("--background", nargs="+", required=True, help="background CSVs; their 'train' files are used")
+    p.add_argument("--windows", type=int, default=1500, help="background windows the bundle carries")
+    p.add_argument("--key", help="ed25519 private key (PEM) to sign with")
+    p.add_argument("--size", type=int, default=1024, help="values in the embedding (YAMNet's: 1024)")
     for name, helptext in (
         ("prepare", "load the dataset, cache features, split"),
         ("fit", "train the model (resumable)"),
@@ -147,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "embed":
+            return _embed(args)
         loaded = load(args.config)
         stage = _cv if getattr(args, "cv", False) else STAGES[args.command]
         stage(loaded)

@@ -91,3 +91,15 @@ def test_a_model_without_such_a_tensor_is_refused(made: tuple[Path, Path]) -> No
         with_embedding_output(read_bundle(source).model, 999)
     with pytest.raises(EmbeddingError, match="already an output"):
         with_embedding_output(read_bundle(target).model, BANDS)
+
+
+def test_the_command_line(made: tuple[Path, Path], tmp_path: Path) -> None:
+    from training.cli import main
+
+    source, _ = made
+    csv_path = source.parent / "bg.csv"
+    out = tmp_path / "cli.auricle"
+    args = ["embed", str(source), "--version", "1.2.0", "-o", str(out), "--background", str(csv_path)]
+    assert main([*args, "--size", str(BANDS), "--windows", "5"]) == 0
+    assert read_bundle(out).manifest.version == "1.2.0" and read_bundle(out).background is not None
+    assert main([*args, "--size", "999"]) == 2  # one line: no such tensor
