@@ -44,9 +44,10 @@ from bench.streams import Floats
 from edge.daemon.config import Config
 from edge.daemon.replay import stream_events
 from edge.detect.events import EventDetector, EventParams
-from edge.model.audioset import Confirm, Evidence, HeadScorer
+from edge.model.audioset import Confirm, HeadScorer
 from edge.model.bundle import Manifest, read_bundle
 from edge.model.classifier import Classifier
+from edge.model.evidence import Evidence
 from training.calibrate import replay
 from training.data import background
 from training.model import yamnet

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from edge.model.evidence import Combination, Evidence
 from edge.model.outputs import OutputSpec
 
 F32 = npt.NDArray[np.float32]
@@ -72,19 +73,6 @@ class Confirm:
     classes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     """Event label -> its AudioSet class indices; a label not listed (AudioSet has no class for it) is never
     confirmed or silenced."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class Evidence:
-    """The AudioSet head as evidence: per event label, a learned combination of its score and its classes'."""
-
-    classes: dict[str, tuple[int, ...]] = field(default_factory=dict)
-    """Event label -> its AudioSet class indices (the evidence is the highest of their scores)."""
-    weights: dict[str, tuple[float, ...]] = field(default_factory=dict)
-    """Event label -> ``(w_score, w_evidence, bias)`` of ``sigmoid(w_score * logit(s) + w_evidence * logit(e) +
-    bias)``; ``w_evidence`` is 0 for a label without classes.  A label not listed keeps its score."""
-    keep_at: float = field(default=1.0, metadata=_SCORE)
-    """A label head score at least this is kept whatever AudioSet says (1.0: only a perfect score)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,7 +212,7 @@ class HeadScorer:
         self._confirm_classes = np.array([c for x in confirmed for c in confirm[x]], dtype=np.intp)
         self._confirm_starts = np.cumsum([0] + [len(confirm[x]) for x in confirmed[:-1]], dtype=np.intp)
         self._confirm_at = np.float32(head.confirm.threshold if head.confirm else 0.0)
-        self._evidence = _Combination(head.evidence, event_labels) if head.evidence else None
+        self._evidence = Combination(head.evidence, event_labels) if head.evidence else None
         self._classes = np.array([c for x in head.labels for c in x.classes], dtype=np.intp)
         self._starts = np.cumsum([0] + [len(x.classes) for x in head.labels[:-1]], dtype=np.intp)
 
@@ -254,42 +242,6 @@ class HeadScorer:
             return event_scores
         optional = np.maximum.reduceat(audioset[self._classes], self._starts)
         return np.concatenate((event_scores, optional)).astype(np.float32, copy=False)
-
-
-_EPS = np.float32(1 / 512)
-"""Scores are clipped to [EPS, 1 - EPS] before the logit: half an int8 step of a sigmoid output (scale 1/256)."""
-
-
-def _logit(p: F32) -> F32:
-    q = np.clip(p, _EPS, 1 - _EPS)
-    return np.asarray(np.log(q / (1 - q)), dtype=np.float32)
-
-
-class _Combination:
-    """:class:`Evidence` over one model's event labels, as index arrays made once."""
-
-    def __init__(self, evidence: Evidence, event_labels: Sequence[str]) -> None:
-        listed = [x for x in event_labels if x in evidence.weights]
-        self._at = np.array([event_labels.index(x) for x in listed], dtype=np.intp)
-        w = np.array([evidence.weights[x] for x in listed], dtype=np.float32).reshape(-1, 3)
-        self._w_score, self._w_evidence, self._bias = w[:, 0], w[:, 1], w[:, 2]
-        # labels without classes read class 0 with weight 0: one gather for all
-        per = [evidence.classes.get(x) or (0,) for x in listed]
-        self._classes = np.array([c for classes in per for c in classes], dtype=np.intp)
-        self._starts = np.cumsum([0] + [len(c) for c in per[:-1]], dtype=np.intp)
-        self._keep_at = np.float32(evidence.keep_at)
-
-    def __call__(self, event_scores: F32, audioset: F32) -> F32:
-        if self._at.size == 0:
-            return event_scores
-        s = event_scores[self._at]
-        e = np.maximum.reduceat(audioset[self._classes], self._starts)
-        z = self._w_score * _logit(s) + self._w_evidence * _logit(e) + self._bias
-        p = (1 / (1 + np.exp(-z))).astype(np.float32)
-        p = np.where(s >= self._keep_at, np.maximum(p, s), p)
-        out = event_scores.copy()
-        out[self._at] = p
-        return out
 
 
 def info_lines(head: AudiosetHead) -> list[str]:

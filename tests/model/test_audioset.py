@@ -22,9 +22,10 @@ from edge.daemon.replay import sounds, stream_events
 from edge.daemon.startup import default_model_path
 from edge.features import compute, window_at
 from edge.model import selftest
-from edge.model.audioset import AUDIOSET_CLASSES, Confirm, Evidence, info_lines
+from edge.model.audioset import AUDIOSET_CLASSES, Confirm, info_lines
 from edge.model.bundle import BundleError, read_bundle, write_bundle
 from edge.model.classifier import Classifier
+from edge.model.evidence import Evidence
 from edge.model.outputs import OutputSpec, size_of
 from edge.schema import build
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.model.audioset import AudiosetHead, Evidence, HeadScorer
+from edge.model.audioset import AudiosetHead, HeadScorer
+from edge.model.evidence import Evidence
 from edge.model.outputs import OutputSpec
 from training.calibrate import evidence
 

@@ -27,8 +27,8 @@ import numpy.typing as npt
 from edge.daemon.config import Config
 from edge.daemon.replay import stream_events
 from edge.learn import logistic
-from edge.model.audioset import Evidence
 from edge.model.classifier import Classifier
+from edge.model.evidence import Evidence
 
 _LOGGER = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]

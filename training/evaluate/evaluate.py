@@ -18,9 +18,10 @@ import numpy as np
 import numpy.typing as npt
 
 from edge import features
-from edge.model.audioset import AudiosetHead, AudiosetLabel, Confirm, Evidence, Veto
+from edge.model.audioset import AudiosetHead, AudiosetLabel, Confirm, Veto
 from edge.model.bundle import Bundle, Manifest, sha256
 from edge.model.classifier import Classifier
+from edge.model.evidence import Evidence
 from edge.model.outputs import OutputSpec
 from edge.schema import ConfigError
 from training.model import model as model_mod
