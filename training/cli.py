@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 import time
@@ -85,10 +86,28 @@ def _inspect(args: argparse.Namespace) -> int:
     from training.data import quality
 
     rows, out = quality.inspect_dataset(Path(args.dataset), Path(args.out), args)
-    print(quality.table(rows))
     flagged = sum(1 for r in rows if r.flags)
-    print(f"inspect: {len(rows)} clips, {flagged} flagged, contact sheets in {out}")
+    if args.csv:
+        _write_manifest(quality.records(rows, Path(args.csv).parent), Path(args.csv))
+    if args.json:
+        for record in quality.records(rows, Path(args.dataset) if Path(args.dataset).is_dir() else Path.cwd()):
+            print(json.dumps(record))
+        return 0
+    print(quality.table(rows))
+    groups = len({r.group for r in rows if r.group.startswith("dup-")})
+    print(f"inspect: {len(rows)} clips, {flagged} flagged, {groups} near-duplicate groups, contact sheets in {out}")
     return 0
+
+
+def _write_manifest(rows: list[dict[str, object]], path: Path) -> None:
+    """A CSV manifest with a ``group`` column: ``data.manifest: FILE`` and ``data.group_column: group`` keep
+    near-duplicates on one side of every split."""
+    import csv
+
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["filename", "label", "group"], extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def _embed(args: argparse.Namespace) -> int:
@@ -143,6 +162,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--label-column", default="category")
     p.add_argument("--filename-column", default="filename")
     p.add_argument("--per-class", type=int, default=12, help="clips per contact sheet")
+    p.add_argument("--json", action="store_true", help="one JSON object per clip (file, label, group, flags)")
+    p.add_argument("--csv", metavar="FILE", help="write a manifest with a near-duplicate group column")
     p = sub.add_parser("embed", help="declare a bundle's embedding output (for teaching on the device)")
     p.add_argument("bundle", help="a bundle whose heads read a 1024-value embedding (esc50 4.0.0)")
     p.add_argument("--version", required=True, help="the new bundle's version (a minor step: 4.1.0)")

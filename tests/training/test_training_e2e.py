@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -104,6 +105,16 @@ def test_inspect_flags_bad_clips_and_draws_sheets(tmp_path: Path, capsys: pytest
     assert "low_1.wav" not in lines  # a clean tone is not flagged
     sheets = sorted(p.name for p in (tmp_path / "sheets").glob("*.png"))
     assert sheets == ["high.png", "low.png", "mid.png"]
+    manifest = tmp_path / "groups.csv"
+    assert cli.main(["inspect", str(root), "--out", str(tmp_path / "sheets"), "--json", "--csv", str(manifest)]) == 0
+    rows = {Path(str(r["filename"])).name: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+    assert rows["low_0_copy.wav"]["group"] == rows["low_0.wav"]["group"] == "dup-1"  # usable as group_column
+    assert rows["low_1.wav"]["group"] == "low_1" and rows["low_1.wav"]["flags"] == []
+    assert rows["broken.wav"]["flags"] and rows["low_0.wav"]["label"] == "low"
+    with manifest.open(newline="") as fh:
+        listed = {Path(r["filename"]).name: r for r in csv.DictReader(fh)}
+    assert listed["low_0_copy.wav"]["group"] == "dup-1" and set(listed["mid_0.wav"]) == {"filename", "label", "group"}
+    assert (manifest.parent / listed["mid_0.wav"]["filename"]).is_file()  # names relative to the manifest
 
 
 def test_cross_validation_runs_every_fold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

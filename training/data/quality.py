@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections import defaultdict
+from collections import Counter, defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,8 @@ class ClipStats:
     """Geometric / arithmetic mean of the mean band powers (1 = white)."""
     sha256: str = ""
     spectrum: npt.NDArray[np.float64] | None = None
+    group: str = ""
+    """Near-duplicates share one (``dup-<n>``); any other clip is its own (its file name)."""
     flags: list[str] = field(default_factory=list)
 
 
@@ -96,7 +98,10 @@ def _flag(s: ClipStats) -> None:
 
 
 def flag_duplicates(stats: list[ClipStats]) -> None:
-    """Mark byte-identical files and clips with nearly identical mean spectra."""
+    """Mark byte-identical files and clips with nearly identical mean spectra, and give each clip its group:
+    the clips linked by such pairs share one (``dup-<n>``), any other clip is a group of its own (its name)."""
+    for s in stats:
+        s.group = s.path.stem
     usable = [s for s in stats if s.spectrum is not None]
     if len(usable) < 2:
         return
@@ -104,11 +109,38 @@ def flag_duplicates(stats: list[ClipStats]) -> None:
     sq = (spectra**2).sum(axis=1)
     dist = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2 * spectra @ spectra.T, 0) / spectra.shape[1])
     np.fill_diagonal(dist, np.inf)
+    parent = list(range(len(usable)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
     for i, j in zip(*np.nonzero(np.triu(dist < DUPLICATE_RMS_DB)), strict=True):
         same = usable[i].sha256 == usable[j].sha256
         why = "identical file" if same else f"near-duplicate ({dist[i, j]:.2f} dB RMS)"
         usable[i].flags.append(f"{why} of {usable[j].path.name}")
         usable[j].flags.append(f"{why} of {usable[i].path.name}")
+        parent[root(int(i))] = root(int(j))
+    sizes = Counter(root(i) for i in range(len(usable)))
+    names = {r: f"dup-{n + 1}" for n, r in enumerate(sorted(r for r, k in sizes.items() if k > 1))}
+    for i, s in enumerate(usable):
+        s.group = names.get(root(i), s.group)
+
+
+def records(stats: list[ClipStats], base: Path) -> list[dict[str, object]]:
+    """One machine-readable row per clip (``inspect --json``/``--csv``): file (relative to ``base`` where it
+    can be), label, group (usable as ``data.group_column``), level, peak and flags."""
+    rows: list[dict[str, object]] = []
+    for s in stats:
+        try:
+            name = str(s.path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            name = str(s.path)
+        rows.append({"filename": name, "label": s.label, "group": s.group, "rms_dbfs": round(s.rms_dbfs, 1),
+                     "peak": round(s.peak, 4), "flags": s.flags})  # fmt: skip
+    return rows
 
 
 def _clips(dataset: Path, args: argparse.Namespace) -> list[data.Clip]:
