@@ -103,3 +103,22 @@ def test_the_command_line(made: tuple[Path, Path], tmp_path: Path) -> None:
     assert main([*args, "--size", str(BANDS), "--windows", "5"]) == 0
     assert read_bundle(out).manifest.version == "1.2.0" and read_bundle(out).background is not None
     assert main([*args, "--size", "999"]) == 2  # one line: no such tensor
+
+
+def test_a_run_on_a_machine_without_a_gpu_leaves_out_the_cuda_probe() -> None:
+    """TensorFlow's CUDA probe logs 'failed call to cuInit' as an error on every CPU-only run; auricle-train's
+    start leaves it out (training/cli.py quiet_first_run), and without that start it is there."""
+    import os
+    import subprocess
+    import sys
+
+    if any(Path(p).exists() for p in ("/dev/nvidiactl", "/proc/driver/nvidia")):
+        pytest.skip("an NVIDIA driver is here: TensorFlow's log is left as it is")
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    devices = "import tensorflow as tf; tf.constant(1.0)"
+    for start, probe in (("from training.cli import quiet_first_run; quiet_first_run(); ", False), ("", True)):
+        done = subprocess.run(
+            [sys.executable, "-c", start + devices], capture_output=True, text=True, timeout=300, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        assert ("cuInit" in done.stderr) is probe, done.stderr

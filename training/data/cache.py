@@ -78,7 +78,7 @@ def extract(clips: Sequence[Clip], params: FeatureParams, cache_dir: Path, worke
             [c.codec for c in clips],
             chunksize=8,
         )
-        results.extend(tqdm(jobs, total=len(clips), desc="features", unit="clip", leave=False))
+        results.extend(tqdm(jobs, total=len(clips), desc="features", unit="clip", leave=False, disable=None))
     kept, frames, skipped = [], [], []
     for clip, (status, value) in zip(clips, results, strict=True):
         if status == "ok":

@@ -158,7 +158,7 @@ def inspect_dataset(dataset: Path, out: Path, args: argparse.Namespace) -> tuple
     params = FeatureParams()
     with ProcessPoolExecutor() as pool:
         jobs = pool.map(clip_stats, [c.path for c in clips], [c.label for c in clips], [params] * len(clips))
-        stats = list(tqdm(jobs, total=len(clips), desc="inspect", unit="clip", leave=False))
+        stats = list(tqdm(jobs, total=len(clips), desc="inspect", unit="clip", leave=False, disable=None))
     flag_duplicates(stats)
     out.mkdir(parents=True, exist_ok=True)
     by_label: dict[str, list[ClipStats]] = defaultdict(list)

@@ -159,7 +159,9 @@ def score_clips(clf: Classifier, frames: Sequence[Any], clips: Sequence[int], ho
     """``(len(clips), n_labels)`` clip scores."""
     from tqdm import tqdm
 
-    rows = [clip_scores(clf, frames[c], hop) for c in tqdm(clips, desc="evaluate", unit="clip", leave=False)]
+    rows = [
+        clip_scores(clf, frames[c], hop) for c in tqdm(clips, desc="evaluate", unit="clip", leave=False, disable=None)
+    ]
     return np.stack(rows) if rows else np.zeros((0, len(clf.labels)), dtype=np.float32)
 
 

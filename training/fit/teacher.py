@@ -138,7 +138,7 @@ def extract(jobs: Sequence[Job], model: Path, cache_dir: Path, step: int, rate: 
         with ProcessPoolExecutor(max_workers=n, initializer=_init, initargs=(str(model),)) as pool:
             args = ([j.path for j in todo], [j.sha for j in todo], [folder] * len(todo))
             results = pool.map(_compute, *args, [step] * len(todo), [rate] * len(todo), chunksize=8)
-            for status, value in tqdm(results, total=len(todo), desc="teacher", unit="file", leave=False):
+            for status, value in tqdm(results, total=len(todo), desc="teacher", unit="file", leave=False, disable=None):
                 if status != "ok":
                     raise DataError(value)
         _LOGGER.info("teacher outputs computed for %d files (%d cached)", len(todo), len(jobs) - len(todo))
