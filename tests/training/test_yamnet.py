@@ -4,6 +4,7 @@ reference, and the int8 peer's scores and embedding."""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
@@ -146,3 +147,35 @@ def test_runtime_without_preserve_option_still_scores(
     assert not fallback.preserves_tensors and "cannot preserve" in caplog.text
     assert embedding.shape == (1024,) and np.all(np.isnan(embedding))
     np.testing.assert_array_equal(scores, model.infer(yamnet.patches(_signals()["noise"])[0])[0])
+
+
+def test_the_mapping_reads_either_header_and_names_what_is_wrong(tmp_path: Path) -> None:
+    names = ["Speech", "Dog", "Bark", "Siren"]
+    new = tmp_path / "new.csv"
+    new.write_text("label,audioset_classes\ndog,Dog;Bark\nsiren,Siren\ncasual,\n")
+    old = tmp_path / "old.csv"
+    old.write_text("esc50_label,audioset_classes,note\ndog,Dog;Bark,\nsiren,Siren,\n")
+    assert yamnet.read_mapping(new, names) == yamnet.read_mapping(old, names) == {"dog": [1, 2], "siren": [3]}
+    typo = tmp_path / "typo.csv"
+    typo.write_text("label,audioset_classes\ndog,Dgo\n")
+    with pytest.raises(ValueError, match=r"typo.csv: dog: 'Dgo' is not a YAMNet class \(did you mean 'Dog'\?\)"):
+        yamnet.read_mapping(typo, names)
+    headless = tmp_path / "headless.csv"
+    headless.write_text("name,classes\ndog,Dog\n")
+    with pytest.raises(ValueError, match="expected the columns label,audioset_classes"):
+        yamnet.read_mapping(headless, names)
+
+
+def test_a_misspelt_label_in_the_mapping_is_an_error(tmp_path: Path) -> None:
+    from edge.schema import ConfigError
+    from training.evaluate.evaluate import _confirm
+    from training.recipe.config import AudiosetConfig, ConfirmConfig, TrainConfig
+
+    mapping = tmp_path / "map.csv"
+    mapping.write_text("label,audioset_classes\ngunshot,Gunshot\nexplosoin,Explosion\nairplane,Aircraft\n")
+    cfg = TrainConfig(audioset=AudiosetConfig(confirm=ConfirmConfig(mapping=str(mapping))))
+    names = ["Gunshot", "Explosion", "Aircraft"]
+    with pytest.raises(ConfigError, match=r"'explosoin' is not one of the labels \(did you mean 'explosion'\?\)"):
+        _confirm(cfg, ["gunshot", "explosion", "siren"], names)
+    mapping.write_text("label,audioset_classes\ngunshot,Gunshot\nairplane,Aircraft\n")  # a subset: fine
+    assert _confirm(cfg, ["gunshot", "siren"], names).classes == {"gunshot": (0,)}

@@ -23,6 +23,7 @@ and the teacher cache keep :data:`FEATURES` until their tests and caches move.
 from __future__ import annotations
 
 import csv
+import difflib
 import logging
 import math
 import warnings
@@ -126,18 +127,26 @@ def read_class_names(path: Path) -> list[str]:
 
 
 def read_mapping(path: Path, class_names: Sequence[str]) -> dict[str, list[int]]:
-    """Label -> YAMNet class indices from a CSV ``esc50_label,audioset_classes`` (``;``-separated display names,
-    configs/esc50_audioset.csv); labels with none are left out; a class mapped to two labels is refused."""
+    """Label -> YAMNet class indices from a CSV ``label,audioset_classes`` (``;``-separated display names,
+    configs/esc50_audioset.csv; the older header ``esc50_label`` is read too); labels with none are left out; a
+    class that is not YAMNet's (with the nearest name) or mapped to two labels is refused in one line."""
     index = {name: i for i, name in enumerate(class_names)}
     mapping: dict[str, list[int]] = {}
     with path.open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            names = [n for n in row["audioset_classes"].split(";") if n]
-            unknown = [n for n in names if n not in index]
-            if unknown:
-                raise ValueError(f"{path}: {row['esc50_label']}: not YAMNet classes: {unknown}")
+        reader = csv.DictReader(fh)
+        column = next((c for c in ("label", "esc50_label") if c in (reader.fieldnames or ())), None)
+        if column is None or "audioset_classes" not in (reader.fieldnames or ()):
+            raise ValueError(f"{path}: expected the columns label,audioset_classes, got {reader.fieldnames}")
+        for row in reader:
+            label = row[column]
+            names = [n.strip() for n in (row["audioset_classes"] or "").split(";") if n.strip()]
+            for name in names:
+                if name not in index:
+                    close = difflib.get_close_matches(name, list(index), n=1)
+                    hint = f" (did you mean {close[0]!r}?)" if close else ""
+                    raise ValueError(f"{path}: {label}: {name!r} is not a YAMNet class{hint}")
             if names:
-                mapping[row["esc50_label"]] = [index[n] for n in names]
+                mapping[label] = [index[n] for n in names]
     used = [i for indices in mapping.values() for i in indices]
     if len(used) != len(set(used)):
         raise ValueError(f"{path}: an AudioSet class is mapped to two labels")

@@ -218,8 +218,9 @@ class ConfirmConfig:
     """The second opinion the bundle carries (edge/model/audioset.py): a label counts where its classes agree."""
 
     mapping: str = ""
-    """CSV ``esc50_label,audioset_classes`` (YAMNet display names, ``;``-separated; configs/esc50_audioset.csv),
-    relative to the config file; empty: no confirmation."""
+    """CSV ``label,audioset_classes`` (``esc50_label`` is read too; YAMNet display names, ``;``-separated;
+    configs/esc50_audioset.csv), relative to the config file; empty: no confirmation.  A label in it that is
+    not the dataset's but is close to one is an error (a typo); the dataset's labels it leaves out are logged."""
     threshold: float = setting(0.05, lo=0.0, hi=1.0, unit="score of a label's AudioSet classes that confirms it")
     class_map: str = ""
     """YAMNet's class map (``index,mid,display_name``) that turns the mapping's names into indices, relative to
