@@ -16,7 +16,6 @@ embedding it accepts, that label's score is set to 0 (the model said cat on this
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,7 +61,7 @@ class Head:
         return np.asarray(1 / (1 + np.exp(-np.clip(z, -40, 40))), dtype=np.float32)
 
 
-def sounding(levels_db: Sequence[float]) -> npt.NDArray[np.bool_]:
+def sounding(levels_db: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     """Which windows of one example sound: within :data:`SOUNDING_DB` of its loudest."""
     levels = np.asarray(levels_db, dtype=np.float64)
     loud: npt.NDArray[np.bool_] = levels >= levels.max(initial=-np.inf) - SOUNDING_DB

@@ -3,8 +3,8 @@ score of the label's AudioSet classes, fitted on training-side audio only (edge/
 
 What it is fitted on, through the daemon's own pipeline (every hop, the bundle's hop):
 
-- positives of a label: the *sounding* hops of its validation clips (the window's level within
-  ``SOUNDING_DB`` of the clip's loudest window: the silence a 5 s clip is padded with is no example);
+- positives of a label: the *sounding* hops of its validation clips (edge.learn.heads.sounding: the window's
+  level within 20 dB of the clip's loudest window: the silence a 5 s clip is padded with is no example);
 - negatives: every hop of the other labels' validation clips, and of the backgrounds' ``train`` part.
 
 The validation clips are training folds the network never fitted (early stopping only); the test folds and
@@ -27,15 +27,12 @@ import numpy.typing as npt
 from edge.daemon.config import Config
 from edge.daemon.replay import stream_events
 from edge.learn import logistic
+from edge.learn.heads import sounding
 from edge.model.classifier import Classifier
-from edge.model.evidence import Evidence
+from edge.model.evidence import Evidence, logit
 
 _LOGGER = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
-SOUNDING_DB = 20.0
-"""A positive clip's window counts when its level is within this many dB of the clip's loudest."""
-EPS = 1 / 512
-"""Scores are clipped to [EPS, 1 - EPS] before the logit, as on the device (half an int8 step)."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +84,7 @@ def collect(clf: Classifier, clips: Sequence[tuple[Floats, int]], background: Se
     parts: list[tuple[Recording, int, npt.NDArray[np.bool_]]] = []
     for samples, label in clips:
         rec = record(clf, samples)
-        loud = rec.level_db.max() if len(rec.level_db) else 0.0
-        parts.append((rec, label, rec.level_db >= loud - SOUNDING_DB))
+        parts.append((rec, label, sounding(rec.level_db)))
     for samples in background:
         rec = record(clf, samples)
         parts.append((rec, -1, np.ones(len(rec.level_db), dtype=bool)))
@@ -98,11 +94,6 @@ def collect(clf: Classifier, clips: Sequence[tuple[Floats, int]], background: Se
         np.concatenate([np.full(len(p[0].level_db), p[1], dtype=np.int64) for p in parts]),
         np.concatenate([p[2] for p in parts]),
     )
-
-
-def logit(p: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
-    q = np.clip(np.asarray(p, dtype=np.float64), EPS, 1 - EPS)
-    return np.asarray(np.log(q / (1 - q)))
 
 
 def fit(hops: Hops, labels: Sequence[str], classes: Mapping[str, Sequence[int]], l2: float, keep_at: float) -> Evidence:
@@ -131,21 +122,6 @@ def fit(hops: Hops, labels: Sequence[str], classes: Mapping[str, Sequence[int]],
         weights[label] = tuple(round(float(v), 5) for v in beta)
     kept = {x: c for x, c in used.items() if x in weights and weights[x][1] != 0.0}
     return Evidence(classes=kept, weights=weights, keep_at=keep_at)
-
-
-def combined(evidence: Evidence, labels: Sequence[str], scores: Floats, audioset: Floats) -> Floats:
-    """What the device computes (edge/model/audioset.py), for many hops at once: for reports and tests."""
-    out = scores.astype(np.float32).copy()
-    for i, label in enumerate(labels):
-        if label not in evidence.weights:
-            continue
-        w_s, w_e, b = evidence.weights[label]
-        z = w_s * logit(scores[:, i]) + b
-        if w_e:
-            z += w_e * logit(audioset[:, list(evidence.classes[label])].max(axis=1))
-        p = (1 / (1 + np.exp(-z))).astype(np.float32)
-        out[:, i] = np.where(scores[:, i] >= evidence.keep_at, np.maximum(p, scores[:, i]), p)
-    return out
 
 
 def confirmed_share(
