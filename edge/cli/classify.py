@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="report the events the daemon would raise (its pipeline, event logic and thresholds), with offsets",
     )
     p.add_argument("--config", "-c", metavar="FILE", help="daemon config for --events (events, hop, gate, model)")
+    p.add_argument(
+        "--untaught",
+        action="store_true",
+        help="leave out what this device was taught (model.state_dir/taught): the model as shipped",
+    )
     p.set_defaults(handler=_classify)
 
 
@@ -58,6 +63,8 @@ def _classify(args: argparse.Namespace) -> int:
     if args.model:
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, path=args.model))
     classifier = Classifier(load_bundle(config), threads=config.model.threads)
+    if not args.untaught:  # the heads the daemon would run with, from the same state dir
+        classifier = taught(classifier, config.model.state_dir)
     if args.events:
         return _classify_events(classifier, config, args)
     from edge.daemon.replay import file_blocks, hop_scores
@@ -77,13 +84,34 @@ def _classify(args: argparse.Namespace) -> int:
     return status
 
 
+def taught(classifier: Classifier, state_dir: str) -> Classifier:
+    """``classifier`` with the personal heads taught in ``state_dir`` for its bundle (the model as it is when
+    nothing was taught, or when the heads cannot be had: one line on stderr)."""
+    from pathlib import Path
+
+    from edge.detect import teaching
+    from edge.learn.store import TaughtStore
+    from edge.model import bundle as bundles
+    from edge.model.embedding import NoEmbedding
+
+    store = TaughtStore(state_dir)
+    if not store.examples():
+        return classifier
+    sha = bundles.sha256(Path(classifier.bundle.path).read_bytes())
+    try:
+        return teaching.with_heads(classifier, teaching.current(store, classifier, sha, keep=False))
+    except (NoEmbedding, OSError) as exc:
+        print(f"auricle: the taught labels are left out: {exc}", file=sys.stderr)
+        return classifier
+
+
 def clip_labels(classifier: Classifier, config: Any) -> list[int]:
     """Indices of the scores a clip decision ranks: every label of the model's own (listened for or not: a clip
     label is not an event), and the optional AudioSet labels that are switched on (by default or by the
     config), never one that is off, such as ``speech``."""
     from edge.daemon.replay import detector_for
 
-    own = set(classifier.manifest.event_labels)
+    own = set(classifier.manifest.event_labels) | set(classifier.manifest.taught)
     on = set(detector_for(classifier, config).enabled())
     return [i for i, label in enumerate(classifier.labels) if label in own or label in on]
 

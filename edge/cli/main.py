@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from edge.cli import classify, run
 from edge.cli import model as modelcli
 from edge.cli import record as recordcli
+from edge.cli import teach as teachcli
 from edge.model.bundle import BundleError
 from edge.schema import ConfigError
 
@@ -25,7 +26,7 @@ Register = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], Non
 
 TERMINAL_LOG = "%(asctime)s  %(levelname)s: %(message)s"
 PLAIN_LOG = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-COMMANDS: list[Register] = [run.register, classify.register, modelcli.register, recordcli.register]
+COMMANDS: list[Register] = [run.register, classify.register, modelcli.register, recordcli.register, teachcli.register]
 """Every module that adds sub-commands; each sets ``handler`` via set_defaults."""
 
 

@@ -221,6 +221,7 @@ class Service:
             _LOGGER.error("worker did not stop within %s s", SHUTDOWN_S)
             self.failed = True
         self.models.updater.stop()
+        self.models.learning.save()
         try:
             self.publisher.publish_health(self.health())
         finally:

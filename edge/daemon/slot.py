@@ -16,15 +16,21 @@ the runtime controls' (edge/daemon/controls.py), model commands the updater's.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+import numpy.typing as npt
+
 from edge.daemon.config import Config
 from edge.daemon.controls import Controls
+from edge.daemon.learning import Learning, LearningSink
 from edge.daemon.startup import load_configured, starting_model
+from edge.detect import teaching
 from edge.detect.clips import ClipRecorder
 from edge.detect.events import EventDetector
 from edge.detect.pipeline import Pipeline, Sink, Swap
@@ -32,6 +38,7 @@ from edge.detect.probation import Probation
 from edge.features import FeatureParams
 from edge.model.bundle import BundleError
 from edge.model.classifier import Classifier
+from edge.model.embedding import NoEmbedding
 from edge.schema import ConfigError
 from edge.update.active import state_document
 from edge.update.checks import Loaded
@@ -66,10 +73,12 @@ class ModelSlot:
         self.store = ModelStore(config.model.state_dir)
         self.controls = Controls(config.model.state_dir, config.events, config.mqtt.announce)
         """Listening and thresholds changed at runtime, kept across restarts (edge/daemon/controls.py)."""
+        self.learning = Learning(config.model.state_dir)
+        """The device's own learning: personal heads, its background reservoir, recent events for verdicts."""
         self.updater = Updater(self.store, self.policy, self)
         self.updater.recover()
         startup = starting_model(config, self.store)
-        self.model, self.problem = startup.model, startup.problem
+        self.model, self.problem = self._taught(startup.model), startup.problem
         features = self.model.bundle.manifest.features if self.model else FeatureParams()
         self.rate = features.sample_rate
         """The source's sample rate: fixed for the life of the process."""
@@ -99,8 +108,9 @@ class ModelSlot:
 
         ``on_switch`` hears (on the worker thread) that another model classifies now, ``on_state`` that
         :meth:`state` changed."""
-        self._sink, self._recorder, self._live = sink, recorder, live
+        self._sink, self._recorder, self._live = LearningSink(sink, self.learning), recorder, live
         self._on_switch, self._on_state = on_switch, on_state
+        self.learning.use(self.model)
         if self.model is not None:
             self.detector = self.controls.detector_for(self.model.classifier.manifest)
             self.pipeline = self._new_pipeline(self.model, self.detector)
@@ -125,7 +135,66 @@ class ModelSlot:
             recorder=self._recorder,
             scores_top_k=cfg.mqtt.scores.top_k if cfg.mqtt.scores.enabled else 0,
             live=self._live,
+            on_scores=self._hop,
         )
+
+    def _hop(self, offset: float, scores: npt.NDArray[np.float32]) -> None:
+        """Worker thread, every inferred hop: the learning side keeps what it needs."""
+        pipeline, detector = self.pipeline, self.detector
+        if pipeline is not None:
+            quiet = detector is None or not detector.active()
+            self.learning.hop(offset, scores, pipeline.classifier, quiet)
+
+    def _taught(self, model: Loaded | None) -> Loaded | None:
+        """``model`` with the personal heads fitted for it (refit first when the examples changed); the model
+        as it is when nothing was taught, or when the heads cannot be had (said in the log)."""
+        if model is None:
+            return None
+        base = model.classifier.taught(())
+        try:
+            fitted = teaching.current(self.learning.store, base, model.sha256)
+            classifier = teaching.with_heads(base, fitted)
+        except NoEmbedding as exc:
+            _LOGGER.warning("teaching: the taught labels are not used: %s", exc)
+            classifier = base
+        except (OSError, ValueError) as exc:
+            _LOGGER.error("teaching: the personal heads cannot be loaded: %s", exc)
+            classifier = base
+        self.learning.loaded()
+        return dataclasses.replace(model, classifier=classifier)
+
+    def teach(self, model: Loaded) -> tuple[Loaded, str]:
+        """Refit the personal heads for a model about to be installed (Updater host interface): the model with
+        them, and one line on what was refit and what could not be."""
+        store = self.learning.store
+        if not store.examples():
+            return model, ""
+        taught = self._taught(model)
+        assert taught is not None
+        fitted = store.fitted(model.sha256)
+        if fitted is None or taught.classifier.personal is None:
+            return taught, f"personal heads NOT refit ({len(store.labels())} taught label(s) unused): see the log"
+        heads = ", ".join(f"{h.label}{' (correction)' if h.kind == 'correction' else ''} {h.threshold:.2f}"
+                          for h in fitted.heads)  # fmt: skip
+        left = [x for x in fitted.lines if x.startswith("not fitted") or "left out" in x]
+        return taught, f"personal heads refit: {heads}" + (f"; {'; '.join(left)}" if left else "")
+
+    def reload_heads(self) -> None:
+        """Worker thread: the store changed (a teach, a verdict): the running model takes the new heads between
+        hops; its labels may change, so the detector and discovery follow."""
+        if self.model is None or self.pipeline is None:
+            return
+        model = self._taught(self.model)
+        assert model is not None
+        detector = self.controls.detector_for(model.classifier.manifest)
+
+        def on_switch() -> None:
+            self.model, self.detector = model, detector
+            self.learning.use(model)
+            self._on_switch()
+            _LOGGER.info("teaching: heads reloaded (%d taught label(s))", len(self.learning.store.labels()))
+
+        self.pipeline.swap(Swap(model.classifier, detector, self.config.model.hop_frames, on_switch))
 
     def running(self) -> Loaded | None:
         """The model classifying now (Updater host interface)."""
@@ -143,7 +212,9 @@ class ModelSlot:
 
     def activate(self, model: Loaded, *, probation: bool, timeout_s: float) -> str | None:
         """Have the worker switch to ``model`` between hops; wait for it (Updater host interface)."""
-        switch = _Switch(model, probation)
+        taught = self._taught(model)
+        assert taught is not None
+        switch = _Switch(taught, probation)
         with self._lock:
             self._pending = switch
         if switch.done.wait(timeout_s):
@@ -185,6 +256,8 @@ class ModelSlot:
             switch, self._pending = self._pending, None
         if switch is not None:
             self._start_switch(switch)
+        elif self.learning.changed():
+            self.reload_heads()
         probation = self.probation
         if probation is None:
             return
@@ -204,6 +277,7 @@ class ModelSlot:
         def on_switch() -> None:
             old = self.model
             self.model, self.detector, self.problem = model, detector, None
+            self.learning.use(model)
             seconds = self.config.model.probation_s
             self._end_probation()
             if switch.probation and old is not None and seconds > 0:
@@ -242,6 +316,7 @@ class ModelSlot:
 
         def on_switch() -> None:
             self.model, self.detector = fallback, detector
+            self.learning.use(fallback)
             self.swaps += 1
             self._on_switch()
 

@@ -126,9 +126,12 @@ def _threshold(held: F32, budget_per_hour: float, hops_per_hour: float) -> tuple
     return round(threshold, 4), measured
 
 
-def rescale(p: F32, head_threshold: float, label_threshold: float) -> F32:
+def rescale(p: F32, head_threshold: npt.ArrayLike, label_threshold: npt.ArrayLike) -> F32:
     """Map a head's score so that its threshold lands on the label's: the event detector keeps one threshold per
-    label, and an existing label's head adds its detections as ``max(model score, rescaled head score)``."""
-    lo = p * (label_threshold / head_threshold)
-    hi = label_threshold + (p - head_threshold) * (1 - label_threshold) / max(1e-6, 1 - head_threshold)
-    return np.where(p < head_threshold, lo, hi).astype(np.float32)
+    label, and an existing label's head adds its detections as ``max(model score, rescaled head score)``.
+    Thresholds may be one per score (arrays of ``p``'s shape)."""
+    head = np.asarray(head_threshold, dtype=np.float32)
+    label = np.asarray(label_threshold, dtype=np.float32)
+    lo = p * (label / head)
+    hi = label + (p - head) * (1 - label) / np.maximum(np.float32(1e-6), 1 - head)
+    return np.where(p < head, lo, hi).astype(np.float32)

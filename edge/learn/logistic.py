@@ -2,8 +2,8 @@
 
 Two solvers, one answer: Newton's method for a few features (the AudioSet evidence: a label's score and its
 classes' score), and Nesterov-accelerated gradient descent on standardised features for many (a personal head
-on a 1024-value embedding), where a Newton step's (d+1)^2 Hessian would cost seconds on a Raspberry Pi.  The
-bias is never penalised.
+on a 1024-value embedding), where a Newton step's (d+1)^2 Hessian would cost seconds on a Raspberry Pi; there
+the penalty is on the standardised weights.  The bias is never penalised.
 """
 
 from __future__ import annotations
@@ -58,12 +58,14 @@ def _gradient(x: F64, y: F64, weight: F64, l2: float, iterations: int = 300) -> 
         v = zb.T @ (weight * (zb @ v))
         v /= np.linalg.norm(v) + 1e-12
     lipschitz = 0.25 * float(v @ (zb.T @ (weight * (zb @ v)))) + l2 + 1e-9
-    penalty = np.append(l2 / spread**2, 0.0)  # l2/2 |w|^2 with w = beta / spread, in standardised units
+    # the penalty is on the standardised weights: a feature's scale (a near-silent unit of an embedding has a
+    # spread of 1e-4) does not decide how much it is held back, nor the step size
+    penalty = np.append(np.full(x.shape[1], l2), 0.0)
     beta = np.zeros(zb.shape[1])
     ahead, t = beta.copy(), 1.0
     for _ in range(iterations):
         grad = zb.T @ (weight * (sigmoid(zb @ ahead) - y)) + penalty * ahead
-        nxt = ahead - grad / (lipschitz + penalty.max())
+        nxt = ahead - grad / lipschitz
         t_next = (1 + np.sqrt(1 + 4 * t * t)) / 2
         ahead = nxt + (t - 1) / t_next * (nxt - beta)
         beta, t = nxt, t_next

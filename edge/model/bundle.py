@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from edge.features import FeatureParams, InputSpec
+from edge.learn.personal import TAUGHT_THRESHOLD
 from edge.model.audioset import AudiosetHead
 from edge.model.audioset import problems as audioset_problems
 from edge.model.embedding import BACKGROUND, EmbeddingSpec
@@ -79,6 +80,9 @@ class Manifest:
     a one-output model (the key is left out of the JSON, so bundles without it are byte-identical to before)."""
     embedding: EmbeddingSpec | None = None
     """The embedding output (edge/model/embedding.py); None = none (the key is left out of the JSON)."""
+    taught: tuple[str, ...] = ()
+    """Labels this device learned on the embedding (edge/learn/personal.py): never in a bundle's JSON, set only
+    by :meth:`edge.model.classifier.Classifier.taught` on the device."""
     model_sha256: str
     selftest_sha256: str | None = None
     """sha256 of ``selftest.npz``; None = the bundle has no self-test (and the key is left out of the JSON)."""
@@ -92,13 +96,15 @@ class Manifest:
 
     @property
     def score_labels(self) -> tuple[str, ...]:
-        """The labels of the classifier's scores: the event labels, then the AudioSet head's optional labels."""
-        return self.event_labels + (self.audioset.names if self.audioset else ())
+        """The labels of the classifier's scores: the event labels, the AudioSet head's optional labels, then the
+        labels this device was taught (:attr:`taught`)."""
+        return self.event_labels + (self.audioset.names if self.audioset else ()) + self.taught
 
     @property
     def score_thresholds(self) -> dict[str, float]:
         """Default thresholds of :attr:`score_labels` (the optional labels' from the ``audioset`` section)."""
-        return self.thresholds | (self.audioset.thresholds if self.audioset else {})
+        taught = dict.fromkeys(self.taught, TAUGHT_THRESHOLD)
+        return self.thresholds | (self.audioset.thresholds if self.audioset else {}) | taught
 
     def to_json(self) -> bytes:
         """Canonical manifest bytes (sorted keys, UTF-8); a bundle without a self-test reads as before."""
@@ -114,6 +120,7 @@ class Manifest:
             del data["audioset"]["evidence"]  # bundles without it read and write as before
         if data["embedding"] is None:
             del data["embedding"]
+        del data["taught"]  # the device's, never the bundle's
         return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
@@ -217,6 +224,8 @@ def parse_manifest(data: bytes, name: str) -> Manifest:
         raise BundleError(f"{where}: not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise BundleError(f"{where}: expected a JSON object")
+    if "taught" in obj:
+        raise BundleError(f"{where}: 'taught' is the device's own labels, never a bundle's")
     version = obj.get("schema_version")
     if version != SCHEMA_VERSION:
         raise BundleError(f"{where}: unknown schema_version {version!r} (this auricle reads {SCHEMA_VERSION})")

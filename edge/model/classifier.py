@@ -6,6 +6,8 @@ size (one score per label, 521 AudioSet scores), never by position.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +17,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge import features
+from edge.learn.heads import Head
+from edge.learn.personal import Personal
 from edge.model.audioset import AUDIOSET_CLASSES, HeadScorer
 from edge.model.bundle import Bundle, BundleError, Manifest
 from edge.model.embedding import NoEmbedding
@@ -63,6 +67,30 @@ class Classifier:
         self._embedding = None
         if emb is not None and found.embedding is not None:
             self._embedding = (int(found.embedding["index"]), Dequantiser(emb.output))
+        self._personal: Personal | None = None
+
+    def taught(self, heads: Sequence[Head]) -> Classifier:
+        """This model with the device's personal heads (edge/learn/personal.py) applied to every hop: its labels
+        are the model's score labels, then the new ones.  The returned classifier shares this one's interpreter
+        (one worker uses either, never both); no heads gives the model as shipped."""
+        if heads and self._embedding is None:
+            self.embedding()  # raises NoEmbedding with its one line
+        base = self.bundle.manifest
+        other = copy.copy(self)
+        other._personal = Personal(heads, base.score_labels, base.score_thresholds) if heads else None
+        added = other._personal.added if other._personal else ()
+        other.manifest = dataclasses.replace(base, taught=added)
+        if other._personal is not None and other._personal.size != base.embedding.size:  # type: ignore[union-attr]
+            raise NoEmbedding(
+                f"personal heads read {other._personal.size} values, the model's embedding has "
+                f"{base.embedding.size}: refit them for this model"  # type: ignore[union-attr]
+            )
+        return other
+
+    @property
+    def personal(self) -> Personal | None:
+        """The personal heads applied to every hop (None: the model as shipped)."""
+        return self._personal
 
     def _check_tensors(self) -> None:
         spec, name = self.manifest.input, self.bundle.path
@@ -94,14 +122,16 @@ class Classifier:
     def scores(self, window_db: F32) -> F32:
         """Scores (0..1) of :attr:`labels` for a ``(window_frames, n_bands)`` dB window.
 
-        With an AudioSet head: the event labels' scores after the veto, then the optional labels' scores.
+        With an AudioSet head: the event labels' scores after the veto, then the optional labels' scores.  With
+        personal heads (:meth:`taught`): those, corrected and added to, then the new labels' scores.
         """
         tensor = features.to_input(window_db, self.manifest.features, self.manifest.input)
         kept: F32 = self.invoke(tensor)[self._keep]
         head = self._head
-        if head is None:
-            return kept
-        return head.scorer.combine(kept, self._audioset(head))
+        scores = kept if head is None else head.scorer.combine(kept, self._audioset(head))
+        if self._personal is None:
+            return scores
+        return self._personal.apply(scores, self.embedding())
 
     def audioset_scores(self) -> F32 | None:
         """The 521 AudioSet scores (dequantised) of the latest inference (:meth:`scores`, :meth:`invoke` or

@@ -50,6 +50,7 @@ class Host(Protocol):
     def activate(self, model: Loaded, *, probation: bool, timeout_s: float) -> str | None: ...
     def load_configured(self) -> Loaded: ...
     def state_changed(self) -> None: ...
+    def teach(self, model: Loaded) -> tuple[Loaded, str]: ...
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,10 @@ class Updater:
         check_version(b, running, request.force)
         entry = self.store.put(raw, b.manifest, sha)
         model = Loaded(bundle=b, classifier=classifier, sha256=sha, origin="installed", entry=entry)
+        model, taught = self._host.teach(model)  # the personal heads refit before it goes live
+        if taught:
+            _LOGGER.info("models: %s", taught)
+            note = f"{note}; {taught}"
         old = self.store.pointer()
         previous = running.entry if running is not None else old.previous
         trial = p.probation_s > 0
