@@ -38,8 +38,10 @@ def announced(
 
 def listened(manifest: Manifest, configured: tuple[str, ...] | None) -> tuple[str, ...]:
     """The default listening set of a model: :func:`announced`; its optional AudioSet labels count only when
-    enabled by default (or named in ``configured``, the config's ``mqtt.announce``)."""
+    enabled by default (or named in ``configured``, the config's ``mqtt.announce``); the labels this device was
+    taught (``Manifest.taught``) always: a user who taught a sound wants to hear it."""
+    taught = tuple(x for x in manifest.taught if configured is None or x not in configured)
     if configured is not None:
-        return announced(manifest.score_labels, manifest.alert_labels, configured)
+        return announced(manifest.score_labels, manifest.alert_labels, configured) + taught
     on = manifest.audioset.on_by_default if manifest.audioset else ()
-    return announced(manifest.event_labels, manifest.alert_labels, None) + on
+    return announced(manifest.event_labels, manifest.alert_labels, None) + on + taught

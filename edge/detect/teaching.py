@@ -210,8 +210,15 @@ def describe(head: Head, new: bool) -> str:
     )
 
 
+RESERVED = {"problem": "the device's Problem sensor in Home Assistant"}
+"""Names a taught label cannot take: its entities would be another's."""
+
+
 def check_teachable(label: str, classifier: Classifier) -> None:
-    """StoreError when ``label`` cannot be taught to this model: a clash with its background outputs."""
+    """StoreError when ``label`` cannot be taught to this model: a clash with the device's own entities or the
+    model's background outputs."""
     base = classifier.bundle.manifest
+    if label in RESERVED:
+        raise StoreError(f"label {label!r} clashes with {RESERVED[label]}: choose another name")
     if label in base.background_labels:
         raise StoreError(f"label {label!r} is the model's background output ('none of the labels'): choose a name")
