@@ -91,3 +91,43 @@ def test_a_teach_while_running_is_picked_up(device: tuple[Path, str, Subscriber]
         _event(sub, device_id, "my_rooster", 40)
         assert "heads reloaded" in daemon.stderr
         assert daemon.terminate() == 0, daemon.stderr
+
+
+def test_an_update_refits_the_heads_before_the_new_model_goes_live(
+    device: tuple[Path, str, Subscriber], tmp_path: Path, mosquitto: Mosquitto
+) -> None:
+    import yaml
+    from support.ota import answer, edit_manifest, keypair, members, resign, rezip
+
+    from edge.daemon.startup import default_model_path
+    from edge.model import bundle
+    from kit.broker import publish
+
+    config, device_id, sub = device
+    private, public = keypair(tmp_path, "update")
+    data = yaml.safe_load(config.read_text())
+    data["model"]["public_key"] = str(public)
+    write_config(config, data)
+    _teach(config, "my_rooster", *map(str, _clips("rooster", 1, 5)))
+
+    def version(source: Path, new: str) -> bytes:
+        return rezip(resign(edit_manifest(members(source), lambda m: m.update(version=new)), private))
+
+    newer = version(Path(default_model_path()), "4.1.1")
+    no_embedding = version(Path("tests/data/esc50-3.0.0.auricle").resolve(), "9.0.0")
+    with Daemon(config).start() as daemon:
+        _event(sub, device_id, "my_rooster", 40)
+        publish(mosquitto.host, mosquitto.port, f"auricle/{device_id}/model/install", newer)
+        done = answer(sub, device_id, bundle.sha256(newer), 60)
+        assert done["last"]["result"] == "installed" and done["active"]["version"] == "4.1.1", done["last"]["reason"]
+        assert "personal heads refit: my_rooster" in done["last"]["reason"], done
+        assert (tmp_path / "state" / "taught" / f"heads-{bundle.sha256(newer)[:12]}.json").is_file()
+        sub.clear()
+        _event(sub, device_id, "my_rooster", 40)  # the new model's heads
+
+        publish(mosquitto.host, mosquitto.port, f"auricle/{device_id}/model/install", no_embedding)
+        done = answer(sub, device_id, bundle.sha256(no_embedding), 60)
+        assert done["last"]["result"] == "installed", done
+        assert "personal heads NOT refit" in done["last"]["reason"], done  # said, not silently dropped
+        assert "has no embedding output" in daemon.stderr
+        assert daemon.terminate() == 0, daemon.stderr
