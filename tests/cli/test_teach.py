@@ -128,8 +128,8 @@ def test_bad_input_is_one_line_and_changes_nothing(config: Path, tmp_path: Path)
     for args, code, text in cases:
         _one_line(_run("teach", "-c", str(config), *args), code, text)
     assert _state(config).examples() == []
-    old = write_config(tmp_path / "old.yaml", {"model": {"state_dir": str(tmp_path / "state"),
-                                                        "path": str(Path("tests/data/esc50-3.0.0.auricle").resolve())}})  # fmt: skip
+    without = str(Path("tests/data/esc50-3.0.0.auricle").resolve())  # esc50 3.0.0: no embedding output
+    old = write_config(tmp_path / "old.yaml", {"model": {"state_dir": str(tmp_path / "state"), "path": without}})
     _one_line(_run("teach", "-c", str(old), "my_rooster", *map(str, good)), 2, "has no embedding output")
     _one_line(_run("teach", "-c", str(config), "my_rooster", *map(str, good), limit_bytes=20000), 1, "cannot keep it")
     assert _state(config).examples() == []  # the failed write took its examples with it

@@ -38,11 +38,12 @@ def _teach(config: Path, *args: str) -> None:
 
 
 @pytest.fixture
-def device(tmp_path: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]) -> tuple[Path, str, Subscriber]:  # noqa: E501
+def device(
+    tmp_path: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
+) -> tuple[Path, str, Subscriber]:  # noqa: E501
     """A config for the shipped model whose source loops a withheld rooster recording and 3 s of quiet."""
     samples, rate = soundfile.read(_clips("rooster", 2, 1)[0])
-    audio = write_wav(tmp_path / "rooster.wav", np.concatenate([samples, np.zeros(3 * rate)]), rate)
-    del audio
+    write_wav(tmp_path / "rooster.wav", np.concatenate([samples, np.zeros(3 * rate)]), rate)
     device_id = f"t{uuid.uuid4().hex[:8]}"
     config = write_config(tmp_path / "auricle.yaml", {
         "model": {"state_dir": str(tmp_path / "state")},
