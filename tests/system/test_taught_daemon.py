@@ -40,7 +40,7 @@ def _teach(config: Path, *args: str) -> None:
 @pytest.fixture
 def device(
     tmp_path: Path, mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
-) -> tuple[Path, str, Subscriber]:  # noqa: E501
+) -> tuple[Path, str, Subscriber]:
     """A config for the shipped model whose source loops a withheld rooster recording and 3 s of quiet."""
     samples, rate = soundfile.read(_clips("rooster", 2, 1)[0])
     write_wav(tmp_path / "rooster.wav", np.concatenate([samples, np.zeros(3 * rate)]), rate)
