@@ -84,6 +84,19 @@ def active_bundle(config_path: str | None) -> bundle.Bundle:
     return start.model.bundle
 
 
+def _embedding_line(b: bundle.Bundle) -> str:
+    """What the device can learn with: the embedding output and the bundle's background set, or why not."""
+    spec = b.manifest.embedding
+    if spec is None:
+        return "  embedding: none (auricle teach needs a model with one: esc50 4.1.0 or later)"
+    if b.background is None:
+        return f"  embedding: {spec.size} values (auricle teach); no background set: negatives from this device only"
+    from edge.model.embedding import background_embeddings
+
+    rows = background_embeddings(b.background, spec, b.path)
+    return f"  embedding: {spec.size} values (auricle teach), background set of {len(rows)} windows"
+
+
 def bundle_lines(b: bundle.Bundle) -> list[str]:
     """Human-readable summary of a bundle."""
     m = b.manifest
@@ -99,6 +112,7 @@ def bundle_lines(b: bundle.Bundle) -> list[str]:
         f"window {window_s:.2f} s, hop {m.hop_frames} frames ({hop_ms:.0f} ms)",
         f"  features: {f.sample_rate} Hz, {f.n_bands} {f.scale} bands {f.f_min_hz:g}-{f.f_max_hz:g} Hz, "
         f"window/hop {f.window_samples}/{f.hop_samples} samples, fingerprint {m.fingerprint}",
+        _embedding_line(b),
     ]
     lines += _label_lines(m)
     if m.audioset is not None:

@@ -140,3 +140,18 @@ def test_a_reader_that_goes_away_gets_no_traceback() -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 141, err
     assert "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_info_says_what_the_device_can_learn_with() -> None:
+    """The shipped model's embedding and background set, and an old model's lack of one, in one line each."""
+    import subprocess
+    import sys
+
+    def info(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "edge", "model", "info", *args],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    assert "embedding: 1024 values (auricle teach), background set of 1500 windows" in info()
+    assert "embedding: none (auricle teach needs a model with one" in info("tests/data/esc50-3.0.0.auricle")
