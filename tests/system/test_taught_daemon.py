@@ -132,3 +132,32 @@ def test_an_update_refits_the_heads_before_the_new_model_goes_live(
         assert "personal heads NOT refit" in done["last"]["reason"], done  # said, not silently dropped
         assert "has no embedding output" in daemon.stderr
         assert daemon.terminate() == 0, daemon.stderr
+
+
+def test_a_replay_after_teaching_gives_the_live_daemons_events(tmp_path: Path) -> None:
+    """``auricle classify --events`` with the state dir's heads equals the daemon on the same stream."""
+    parts = [soundfile.read(p)[0] for p in (*_clips("rooster", 2, 2), *_clips("dog", 2, 1), *_clips("cat", 2, 1))]
+    stream = write_wav(tmp_path / "stream.wav", np.concatenate([np.r_[x, np.zeros(16000)] for x in parts]), 16000)
+    del stream
+    config = write_config(tmp_path / "auricle.yaml", {
+        "model": {"state_dir": str(tmp_path / "state")},
+        "audio": {"source": "file", "file": str(tmp_path / "stream.wav"), "realtime": False},
+        "events": {"listening": "all"},
+    })  # fmt: skip
+    _teach(config, "my_rooster", *map(str, _clips("rooster", 1, 5)))
+    _teach(config, "--not", "cat", *map(str, _clips("cat", 1, 3)))
+    live = subprocess.run([sys.executable, "-m", "edge", "run", "--json", "-c", str(config)],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert live.returncode == 0, live.stderr
+    heard = []
+    for line in live.stdout.splitlines():
+        message = json.loads(line)
+        if message["topic"].endswith("/event") and message["payload"]["kind"] == "end":
+            heard.append((message["payload"]["label"], round(message["payload"]["start_offset_s"], 3)))
+    replay = subprocess.run(
+        [sys.executable, "-m", "edge", "classify", "--events", "--json", "-c", str(config), str(tmp_path / "stream.wav")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert replay.returncode == 0, replay.stderr
+    replayed = [(r["label"], r["start_s"]) for r in map(json.loads, replay.stdout.splitlines()) if "label" in r]
+    assert "my_rooster" in {x for x, _ in heard} and sorted(heard) == sorted(replayed), (heard, replayed)
