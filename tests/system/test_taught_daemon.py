@@ -137,8 +137,8 @@ def test_an_update_refits_the_heads_before_the_new_model_goes_live(
 def test_a_replay_after_teaching_gives_the_live_daemons_events(tmp_path: Path) -> None:
     """``auricle classify --events`` with the state dir's heads equals the daemon on the same stream."""
     parts = [soundfile.read(p)[0] for p in (*_clips("rooster", 2, 2), *_clips("dog", 2, 1), *_clips("cat", 2, 1))]
-    stream = write_wav(tmp_path / "stream.wav", np.concatenate([np.r_[x, np.zeros(16000)] for x in parts]), 16000)
-    del stream
+    stream = tmp_path / "stream.wav"
+    write_wav(stream, np.concatenate([np.r_[x, np.zeros(16000)] for x in parts]), 16000)
     config = write_config(tmp_path / "auricle.yaml", {
         "model": {"state_dir": str(tmp_path / "state")},
         "audio": {"source": "file", "file": str(tmp_path / "stream.wav"), "realtime": False},
@@ -155,7 +155,7 @@ def test_a_replay_after_teaching_gives_the_live_daemons_events(tmp_path: Path) -
         if message["topic"].endswith("/event") and message["payload"]["kind"] == "end":
             heard.append((message["payload"]["label"], round(message["payload"]["start_offset_s"], 3)))
     replay = subprocess.run(
-        [sys.executable, "-m", "edge", "classify", "--events", "--json", "-c", str(config), str(tmp_path / "stream.wav")],
+        [sys.executable, "-m", "edge", "classify", "--events", "--json", "-c", str(config), str(stream)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert replay.returncode == 0, replay.stderr
