@@ -164,6 +164,10 @@ class Learning:
             _LOGGER.warning("teaching: cannot save the background reservoir: %s", exc)
 
     # -- verdicts (MQTT) -------------------------------------------------------------------------------
+    def report_to(self, publish_result: Any) -> None:
+        """Where each verdict's outcome goes: ``publish_result(event_id, verdict, ok, line)`` (``feedback/result``)."""
+        self._publish_result = publish_result
+
     def verdict(self, payload: bytes) -> str | None:
         """A ``feedback`` command from the network thread: queue it; the one-line error for a bad one."""
         try:

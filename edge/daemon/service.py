@@ -11,7 +11,8 @@ the worker switches to them between hops (edge/daemon/slot.py, edge/detect/pipel
 ``swap``) and watches them on probation (edge/detect/probation.py), rolling back on its own.
 The service publishes what the slot tells it: the device and its detector on every switch,
 ``model/state`` and the Problem sensor on every change; ``set`` commands go to the runtime
-controls (edge/daemon/controls.py).
+controls (edge/daemon/controls.py), ``feedback`` verdicts to the learning side (edge/daemon/learning.py),
+which answers on ``feedback/result``.
 
 Failure policy: an exception while processing a block is logged, counted in
 health (``errors``) and the pipeline restarts on the next block (fresh front
@@ -178,6 +179,8 @@ class Service:
         models = self.models
         self.publisher.set_control_handler(self._control)
         self.publisher.set_model_handler(models.updater.receive)
+        models.learning.report_to(self.publisher.publish_feedback_result)
+        self.publisher.set_feedback_handler(models.learning.verdict)
         self.publisher.start(self.device_info())
         self._model_state()
         models.updater.start()

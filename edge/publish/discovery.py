@@ -11,9 +11,11 @@ bundle's optional AudioSet labels (edge/model/audioset.py) are labels like
 the others; those enabled by default are announced, the rest never are.
 
 For the device: an ``event`` entity that fires once per sound start (on
-``sound``), and diagnostics (level, model, health figures, a ``problem``
-binary sensor on ``status/reason``).  Every entity is available while
-``status`` is ``online``.
+``sound``, its attributes carry the event's ``id``), a "That wasn't it"
+``button`` that sends ``feedback`` on the latest event while the model can
+take a verdict (it has an embedding; otherwise the button is removed), and
+diagnostics (level, model, health figures, a ``problem`` binary sensor on
+``status/reason``).  Every entity is available while ``status`` is ``online``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,18 @@ from typing import Any
 from edge.detect.listening import listened
 from edge.detect.set_command import Controllable, unknown_label
 from edge.model.bundle import Manifest
-from edge.publish.payloads import OFF, OFFLINE, ON, ONLINE, DeviceInfo, Topics, display_name, dumps, slugs
+from edge.publish.payloads import (
+    FEEDBACK_WRONG_LATEST,
+    OFF,
+    OFFLINE,
+    ON,
+    ONLINE,
+    DeviceInfo,
+    Topics,
+    display_name,
+    dumps,
+    slugs,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +48,8 @@ ORIGIN = "auricle"
 LEGACY = (("sensor", "last_event"),)
 """Entities earlier versions announced: removed on every announce."""
 DEVICE_TREE_MODEL = Path("/proc/device-tree/model")
+WRONG = "that_wasnt_it"
+"""The object id of the "That wasn't it" button."""
 _HEALTH = "health"
 
 
@@ -60,6 +75,7 @@ def device_info(
         enabled=detector.enabled() if detector is not None else None,
         thresholds=detector.thresholds() if detector is not None else {},
         announce=listened(manifest, configured),
+        feedback=manifest.embedding is not None,
     )
 
 
@@ -126,8 +142,10 @@ class Discovery:
     hw_version: str | None = None
 
     def messages(self) -> list[tuple[str, str]]:
-        """Config for every entity of the device, and removal of the ones earlier versions made."""
+        """Config for every entity of the device; removal of the ones earlier versions made, and of the button
+        while the model cannot take a verdict."""
         out = [(self._topic("event", "sound"), dumps(self._sound()))]
+        out.append((self._topic("button", WRONG), dumps(self._wrong()) if self.info.feedback else ""))
         out += [(self._topic("sensor", s.object_id), dumps(self._sensor(s))) for s in SENSORS]
         out.append((self._topic("binary_sensor", "problem"), dumps(self._problem())))
         announce = self.info.labels if self.info.announce is None else self.info.announce
@@ -224,6 +242,14 @@ class Discovery:
             "state_topic": self.topics.sound,
             "event_types": list(self.info.labels),
             "icon": "mdi:ear-hearing",
+        }
+
+    def _wrong(self) -> dict[str, Any]:
+        """The "That wasn't it" button: a "wrong" verdict on the latest event (the device page's Controls)."""
+        return self._common(WRONG, "That wasn't it") | {
+            "command_topic": self.topics.feedback,
+            "payload_press": FEEDBACK_WRONG_LATEST,
+            "icon": "mdi:thumb-down-outline",
         }
 
     def _sensor(self, sensor: Sensor) -> dict[str, Any]:

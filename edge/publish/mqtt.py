@@ -12,7 +12,7 @@ retained states and the latest health and level again, because a broker
 restart without persistence, or a freshly started Home Assistant, has none of them.
 
 Commands (``set``, Home Assistant's ``listen/<label>/set`` and
-``threshold/<label>/set``, ``model/*``) that arrive with the retain flag are
+``threshold/<label>/set``, ``feedback``, ``model/*``) that arrive with the retain flag are
 refused, never carried out (edge/publish/mqttclient.py keeps the flag); an empty one
 is how a retained command is cleared, and is ignored.
 
@@ -185,7 +185,7 @@ class MqttPublisher(BaseSink):
             self._attempt.refuse(reason)
             return
         self._attempt.clear()
-        commands = [self.topics.set, *self.topics.entity_commands(), *self._model_topics()]
+        commands = [self.topics.set, self.topics.feedback, *self.topics.entity_commands(), *self._model_topics()]
         subscribe_commands(client, self.config, commands)
         client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
         with self._lock:
@@ -249,6 +249,8 @@ class MqttPublisher(BaseSink):
             self.handle_model_command(command, payload, retained)
         elif topic == self.topics.set:
             self._on_command(payload, retained, None)
+        elif topic == self.topics.feedback:
+            self.handle_feedback(payload, retained)
         elif topic == f"{self.config.discovery_prefix}/status":
             if payload == b"online":
                 self._on_birth()

@@ -28,6 +28,11 @@ ON, OFF = "ON", "OFF"
 ControlHandler = Callable[[bytes], ControlResult]
 ModelHandler = Callable[[str, bytes, bool], None]
 """Called with ('install' | 'rollback', raw payload, retained flag) for each model command."""
+FeedbackHandler = Callable[[bytes], str | None]
+"""Called with each raw ``feedback`` payload: the one-line error for a bad one, None once it is queued (its
+outcome comes later, through :meth:`Publisher.publish_feedback_result`)."""
+FEEDBACK_WRONG_LATEST = '{"id":"latest","verdict":"wrong"}'
+"""What Home Assistant's "That wasn't it" button sends on ``feedback``."""
 MODEL_COMMANDS = ("install", "rollback")
 LEVEL_FLOOR_DBFS = -120.0
 """The ``level`` payload's lowest ``dbfs``: digital silence (every sample 0) reads this, below any real input
@@ -51,6 +56,8 @@ class DeviceInfo:
     """Thresholds in force per label (for the ``threshold/<label>`` states)."""
     announce: tuple[str, ...] | None = None
     """Labels whose Home Assistant entities are enabled by default; None = all."""
+    feedback: bool = False
+    """The model can take a verdict on an event (it has an embedding): Home Assistant gets "That wasn't it"."""
     device_id: str | None = None
     """Topic level; None = the MqttConfig's (device_id or host name)."""
     name: str | None = None
@@ -70,6 +77,8 @@ class Publisher(Protocol):
     def publish_status_reason(self, reason: str | None) -> None: ...
     def set_control_handler(self, fn: ControlHandler) -> None: ...
     def set_model_handler(self, fn: ModelHandler) -> None: ...
+    def set_feedback_handler(self, fn: FeedbackHandler) -> None: ...
+    def publish_feedback_result(self, event_id: str | None, verdict: str | None, ok: bool, message: str) -> None: ...
     def set_model(self, info: DeviceInfo) -> None: ...
     def publish_model_state(self, state: Mapping[str, Any]) -> None: ...
     def close(self) -> None: ...
@@ -129,6 +138,15 @@ class Topics:
     @property
     def set_result(self) -> str:
         return f"{self.base}/set/result"
+
+    @property
+    def feedback(self) -> str:
+        """A verdict on an event the device heard (subscribed): ``{"id": ..., "verdict": "wrong" | "right"}``."""
+        return f"{self.base}/feedback"
+
+    @property
+    def feedback_result(self) -> str:
+        return f"{self.base}/feedback/result"
 
     @property
     def sound(self) -> str:
@@ -214,6 +232,10 @@ class Payloads:
 
     def set_result(self, result: ControlResult) -> str:
         return dumps(self._head() | result_data(result))
+
+    def feedback_result(self, event_id: str | None, verdict: str | None, ok: bool, message: str) -> str:
+        """What became of one ``feedback`` command: the id and verdict it named (None where it named none)."""
+        return dumps(self._head() | {"id": event_id, "verdict": verdict, "ok": ok, "message": message})
 
     def model_state(self, state: Mapping[str, Any]) -> str:
         return dumps(self._head() | {"t": time.time()} | dict(state))

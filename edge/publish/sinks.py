@@ -25,6 +25,7 @@ from edge.publish.payloads import (
     ONLINE,
     ControlHandler,
     DeviceInfo,
+    FeedbackHandler,
     LevelGate,
     ModelHandler,
     Payloads,
@@ -34,6 +35,12 @@ from edge.publish.payloads import (
 )
 
 _LOGGER = logging.getLogger(__name__)
+MAX_FEEDBACK_BYTES = 512
+"""A ``feedback`` payload is about 60 bytes; a longer one is refused unread (and cannot nest deep enough to
+trouble the JSON parser)."""
+FEEDBACK_RETAINED = (
+    "feedback: retained commands are refused; publish without retain (clear this one with an empty message)"
+)
 
 
 class BaseSink:
@@ -55,6 +62,7 @@ class BaseSink:
         self._reason: str | None = None
         self._handler: ControlHandler | None = None
         self._model_handler: ModelHandler | None = None
+        self._feedback_handler: FeedbackHandler | None = None
         self._model_state: str | None = None
         self._scores_gate = RateLimiter(1.0 / config.scores.max_rate_hz)
         self._level_gate = LevelGate(config.level_interval_s, config.level_change_db, config.level_max_interval_s)
@@ -138,6 +146,39 @@ class BaseSink:
     def set_model_handler(self, fn: ModelHandler) -> None:
         """Called with each ``model/install`` or ``model/rollback`` command (own or group topic)."""
         self._model_handler = fn
+
+    def set_feedback_handler(self, fn: FeedbackHandler) -> None:
+        """Called with each raw ``feedback`` payload (edge.daemon.learning.Learning.verdict)."""
+        self._feedback_handler = fn
+
+    def handle_feedback(self, payload: bytes, retained: bool) -> None:
+        """One ``feedback`` command: handed on when it may be; a refusal or the handler's error goes to
+        ``feedback/result`` at once (the outcome of one handed on follows from the handler).  Never raises."""
+        if not payload:
+            return  # an empty message is how a retained command is cleared, not a request
+        error = self._feedback_refusal(payload, retained)
+        if error is None:
+            try:
+                error = self._feedback_handler(payload) if self._feedback_handler else "feedback: not available here"
+            except Exception:  # network input must never take the daemon down
+                _LOGGER.exception("feedback handler failed")
+                error = "feedback: internal error, nothing kept"
+        if error is not None:
+            _LOGGER.warning("MQTT: %s", error)
+            self.publish_feedback_result(*_feedback_fields(payload), False, error)
+
+    @staticmethod
+    def _feedback_refusal(payload: bytes, retained: bool) -> str | None:
+        if retained:  # it would be carried out again on every reconnect
+            return FEEDBACK_RETAINED
+        if len(payload) > MAX_FEEDBACK_BYTES:
+            return f"feedback: payload too large ({len(payload)} bytes, at most {MAX_FEEDBACK_BYTES})"
+        return None
+
+    def publish_feedback_result(self, event_id: str | None, verdict: str | None, ok: bool, message: str) -> None:
+        """What became of a ``feedback`` command, on ``feedback/result`` (not retained)."""
+        payload = self._payloads.feedback_result(event_id, verdict, ok, message)
+        self._emit(self.topics.feedback_result, payload, False, True)
 
     def set_model(self, info: DeviceInfo) -> None:
         """Another model runs now: new version stamp, labels and states (and discovery, where there is one)."""
@@ -237,6 +278,23 @@ class BaseSink:
 
     def _emit(self, topic: str, payload: str, retain: bool, is_json: bool) -> None:
         raise NotImplementedError
+
+
+def _feedback_fields(payload: bytes) -> tuple[str | None, str | None]:
+    """The ``id`` and ``verdict`` a refused ``feedback`` payload named, where it named them as strings."""
+    if len(payload) > MAX_FEEDBACK_BYTES:
+        return None, None
+    try:
+        data = json.loads(payload)
+    except ValueError:  # not UTF-8, not JSON
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    return _named(data.get("id")), _named(data.get("verdict"))
+
+
+def _named(value: Any) -> str | None:
+    return value[:64] if isinstance(value, str) else None
 
 
 class ConsoleSink(BaseSink):

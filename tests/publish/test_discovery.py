@@ -36,10 +36,12 @@ def discovery(**kwargs: Any) -> dict[str, dict[str, Any] | None]:
 
 
 def test_every_config_follows_home_assistants_schema() -> None:
-    configs = discovery(suggested_area="Kitchen", configuration_url="http://pi.local:8080", hw_version="Pi 5")
+    info = device_info(announce=("dog",), feedback=True)
+    where = {"suggested_area": "Kitchen", "configuration_url": "http://pi.local:8080", "hw_version": "Pi 5"}
+    configs = discovery(info=info, **where)
     components = [topic.split("/")[1] for topic, c in configs.items() if c is not None]
-    assert sorted(set(components)) == ["binary_sensor", "event", "number", "sensor", "switch"]
-    assert len(components) == 1 + len(SENSORS) + 1 + 3 * len(LABELS)  # event, sensors, problem, per label
+    assert sorted(set(components)) == ["binary_sensor", "button", "event", "number", "sensor", "switch"]
+    assert len(components) == 2 + len(SENSORS) + 1 + 3 * len(LABELS)  # event, button, sensors, problem, per label
     for topic, payload in configs.items():
         if payload is not None:
             assert problems(topic.split("/")[1], payload) == [], topic
@@ -122,6 +124,20 @@ def test_the_event_entity_and_the_diagnostics() -> None:
     assert configs["homeassistant/sensor/pi/last_event/config"] is None  # the old "last sound" sensor goes
 
 
+def test_that_wasnt_it_is_there_while_the_model_can_take_a_verdict() -> None:
+    topic = "homeassistant/button/pi/that_wasnt_it/config"
+    button = discovery(info=device_info(feedback=True))[topic]
+    assert button is not None and problems("button", button) == []
+    assert button["name"] == "That wasn't it" and button["command_topic"] == "auricle/pi/feedback"
+    assert json.loads(button["payload_press"]) == {"id": "latest", "verdict": "wrong"}
+    assert "retain" not in button and "entity_category" not in button  # a control, never a retained command
+    assert button["availability_topic"] == "auricle/pi/status"
+    assert discovery(info=device_info(feedback=False))[topic] is None  # no embedding: removed like a label's
+    shipped = read_bundle(default_model_path()).manifest
+    assert device_info_of(shipped, "0.1.0").feedback is True  # it has an embedding output
+    assert device_info_of(dataclasses.replace(shipped, embedding=None), "0.1.0").feedback is False
+
+
 CARDS = {None: "Sensors", "config": "Configuration", "diagnostic": "Diagnostic"}
 """The cards of Home Assistant's device page, by entity category (controls: an event, sensors)."""
 
@@ -132,17 +148,17 @@ def test_a_new_device_shows_what_a_person_wants() -> None:
     shown = [c for c in configs if c.get("enabled_by_default", True)]
     seven = ("Crying baby", "Glass breaking", "Siren", "Dog", "Door wood knock", "Clock alarm", "Smoke alarm")
     assert sorted(c["name"] for c in shown) == sorted(
-        ["Sound", *seven, *(f"Listen for {x.lower()}" for x in seven), *(f"{x} threshold" for x in seven),
-         "Sound level", "Model", "Problem"]
+        ["Sound", "That wasn't it", *seven, *(f"Listen for {x.lower()}" for x in seven),
+         *(f"{x} threshold" for x in seven), "Sound level", "Model", "Problem"]
     )  # fmt: skip
-    assert len(shown) == 25
+    assert len(shown) == 26
     hidden = [c for c in configs if not c.get("enabled_by_default", True)]
     diagnostics = sorted(c["name"] for c in hidden if c.get("entity_category") == "diagnostic")
     assert diagnostics == ["CPU", "Dropped audio blocks", "Inference latency", "Memory", "Real-time factor", "Uptime"]
     per_card = {card: sum(CARDS[c.get("entity_category")] == card for c in hidden) for card in CARDS.values()}
     assert per_card == {"Sensors": 49, "Configuration": 98, "Diagnostic": 6}
     text = " ".join((ROOT / "docs" / "home-assistant.md").read_text().split())
-    assert "25 entities" in text
+    assert "26 entities" in text
     for card, n in per_card.items():
         assert f"*+{n} entities not shown* under *{card}*" in text, card
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import getpass
 import io
 import json
@@ -11,6 +12,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +25,9 @@ from edge.detect.set_command import ControlResult
 from edge.publish.mqtt import MqttPublisher, make_publisher
 from edge.publish.mqttconfig import MqttConfig
 from edge.publish.payloads import SCHEMA_VERSION, Payloads
-from edge.publish.sinks import ConsoleSink
+from edge.publish.sinks import FEEDBACK_RETAINED, ConsoleSink
 from edge.schema import ConfigError, build
-from kit.broker import Mosquitto
+from kit.broker import Mosquitto, Subscriber, publish
 
 pytestmark = pytest.mark.integration
 DOCS = ROOT / "docs" / "mqtt.md"
@@ -242,6 +244,51 @@ def _wait_events(sub, topic: str, n: int) -> list:
     return sub.messages(topic)
 
 
+def test_feedback_is_handed_on_and_refusals_are_answered(
+    mosquitto: Mosquitto, subscriber_factory: Callable[..., Subscriber]
+) -> None:
+    cfg = config(mosquitto.host, mosquitto.port)
+    base = f"auricle/{cfg.device_id}"
+    results = subscriber_factory(f"{base}/feedback/result")
+    handed: list[bytes] = []
+
+    def handler(payload: bytes) -> str | None:
+        handed.append(payload)
+        if payload == b"boom":
+            raise RuntimeError("a bug")
+        return None if payload.startswith(b"{") else "feedback: not JSON: ..."
+
+    publisher = started(cfg)
+    publisher.set_feedback_handler(handler)
+    try:
+        send = functools.partial(publish, mosquitto.host, mosquitto.port, f"{base}/feedback")
+        send(b'{"id": "latest", "verdict": "wrong"}')  # handed on: its outcome is the handler's to publish
+        wait_until(lambda: len(handed) == 1, 5, "handed on")
+        publisher.publish_feedback_result("latest", "wrong", True, "event e1 (dog at 12:00:00) wrong: kept ...")
+        for payload in (b"boom", b"nope", b'{"id": "e1", "verdict": "right"}', b'{"id": "e1"' + b" " * 600, b""):
+            send(payload)
+        send(b'{"id": "e2", "verdict": "wrong"}', retain=True)
+        send(b"", retain=True)  # clears it, and is no request
+        wait_until(lambda: len(results.messages()) == 5, 5, "five answers")
+        answers = [as_json(m.payload) for m in results.messages()]
+        assert [(a["id"], a["verdict"], a["ok"], a["message"]) for a in answers] == [
+            ("latest", "wrong", True, "event e1 (dog at 12:00:00) wrong: kept ..."),
+            (None, None, False, "feedback: internal error, nothing kept"),
+            (None, None, False, "feedback: not JSON: ..."),
+            (None, None, False, "feedback: payload too large (611 bytes, at most 512)"),
+            ("e2", "wrong", False, FEEDBACK_RETAINED),
+        ]
+        assert all(not m.retain for m in results.messages())
+        assert handed == [
+            b'{"id": "latest", "verdict": "wrong"}',
+            b"boom",
+            b"nope",
+            b'{"id": "e1", "verdict": "right"}',
+        ]
+    finally:
+        publisher.close()
+
+
 def test_close_is_bounded_when_the_broker_is_gone(mosquitto: Mosquitto) -> None:
     cfg = config(mosquitto.host, 1)  # nothing listens on port 1
     publisher = MqttPublisher(cfg)
@@ -270,6 +317,7 @@ def _published() -> dict[str, dict[str, object]]:
         "status_reason": json.loads(payloads.reason("microphone lost: stream stopped")),
         "sound": json.loads(payloads.sound(event())),
         "set_result": json.loads(payloads.set_result(result)),
+        "feedback_result": json.loads(payloads.feedback_result("e1", "wrong", True, "event e1 (dog at 12:00:00) ...")),
     }
 
 

@@ -1,7 +1,7 @@
 """Home Assistant's MQTT discovery schema, to check auricle's configs against.
 
 Encoded from Home Assistant's docs for MQTT discovery and the MQTT Binary
-sensor, Sensor, Event, Number and Switch platforms, cross-checked with the
+sensor, Sensor, Event, Number, Switch and Button platforms, cross-checked with the
 voluptuous schemas of the MQTT integration (full key names; auricle does not
 use the abbreviations).  Only the keys these platforms accept are listed; a
 key outside them is a typo that Home Assistant would drop or reject.  Value
@@ -81,13 +81,16 @@ PLATFORM = {
         "unit_of_measurement": str,
     },
     "switch": WRITE | {"device_class": str, "payload_off": str, "payload_on": str, "state_off": str, "state_on": str},
-}
+    "button": ENTITY | {"command_topic": str, "command_template": str, "device_class": str, "payload_press": str,
+                        "retain": bool},
+}  # fmt: skip
 REQUIRED = {
     "binary_sensor": {"state_topic"},
     "sensor": {"state_topic"},
     "event": {"state_topic", "event_types"},
     "number": {"command_topic"},
     "switch": {"command_topic"},
+    "button": {"command_topic"},
 }
 DEVICE = {
     "configuration_url": str,
@@ -123,6 +126,7 @@ DEVICE_CLASSES = {
     "sensor": set(SENSOR_UNITS),
     "event": {"button", "doorbell", "motion"},
     "switch": {"outlet", "switch"},
+    "button": {"identify", "restart", "update"},
 }
 STATE_CLASSES = {"measurement", "measurement_angle", "total", "total_increasing"}
 ENTITY_CATEGORIES = {"config", "diagnostic"}

@@ -34,7 +34,10 @@ def documented_configs(doc: str) -> list[str]:
     for match in _FENCE.finditer((ROOT / doc).read_text(encoding="utf-8")):
         indent = len(match.group("indent"))
         text = "".join(line[indent:] for line in match.group("body").splitlines(keepends=True))
-        data = yaml.safe_load(text)
+        try:
+            data = yaml.safe_load(text)
+        except yaml.constructor.ConstructorError:  # Home Assistant's own tags (a blueprint's !input): not ours
+            continue
         if isinstance(data, dict) and data and set(data) <= SECTIONS:
             blocks.append(text)
     return blocks
