@@ -143,7 +143,7 @@ class Service:
     def device_info(self) -> DeviceInfo:
         """What the publisher announces: the model running now and its detector (none: no model)."""
         model = self.models.model
-        manifest = model.bundle.manifest if model is not None else None
+        manifest = model.classifier.manifest if model is not None else None  # with the taught labels
         configured = self.config.mqtt.announce
         return device_info(manifest, self._sw_version, detector=self.models.detector, configured=configured)
 
