@@ -16,11 +16,20 @@ from pathlib import Path
 from edge.model.bundle import BundleError
 from edge.schema import ConfigError
 from training.data.data import DataError
+from training.recipe import stages
 from training.recipe.load import LoadedConfig, load
 
 _LOGGER = logging.getLogger(__name__)
 
 _EXPECTED = (ConfigError, DataError, BundleError, FileNotFoundError)
+RUN_LOG = "run.log"
+"""The run folder's log: one line per stage with its time (``--log`` names another file)."""
+
+
+def _say(line: str) -> None:
+    """A stage's summary: on the terminal, and in the run's log."""
+    print(line)
+    stages.printed(line)
 
 
 def _prepare(loaded: LoadedConfig) -> None:
@@ -29,7 +38,7 @@ def _prepare(loaded: LoadedConfig) -> None:
     t0 = time.monotonic()
     p = prepare.prepare(loaded)
     params = loaded.config.features
-    print(f"prepare: {p.summary(params.hop_samples / params.sample_rate)} ({time.monotonic() - t0:.0f} s)")
+    _say(f"prepare: {p.summary(params.hop_samples / params.sample_rate)} ({time.monotonic() - t0:.0f} s)")
     folds = any(c.fold is not None for c in p.clips)  # folds decide the test clips, not a fraction
     print("\n".join(p.class_lines(None if folds else loaded.config.data.test_fraction)))
 
@@ -40,21 +49,24 @@ def _fit(loaded: LoadedConfig) -> None:
 
     t0 = time.monotonic()
     model = pipeline.run_fit(loaded, prepare.load(loaded.output))
-    print(f"fit: {model.count_params()} parameters, model in {loaded.output} ({time.monotonic() - t0:.0f} s)")
+    _say(f"fit: {model.count_params()} parameters, model in {loaded.output} ({time.monotonic() - t0:.0f} s)")
 
 
 def _export(loaded: LoadedConfig) -> None:
     from training import pipeline
     from training.data import prepare
 
+    t0 = time.monotonic()
     f, q = pipeline.run_export(loaded, prepare.load(loaded.output))
-    print(f"export: float32 {len(f) / 1024:.0f} KiB, int8 {len(q) / 1024:.0f} KiB (loads in the device runtime)")
+    sizes = f"float32 {len(f) / 1024:.0f} KiB, int8 {len(q) / 1024:.0f} KiB"
+    _say(f"export: {sizes} (loads in the device runtime) ({time.monotonic() - t0:.0f} s)")
 
 
 def _evaluate(loaded: LoadedConfig) -> None:
     from training import pipeline
     from training.data import prepare
 
+    t0 = time.monotonic()
     full = pipeline.run_evaluate(loaded, prepare.load(loaded.output))
     h, cal = full["headline"], full.get("calibration")
     budget = (
@@ -64,10 +76,11 @@ def _evaluate(loaded: LoadedConfig) -> None:
         if cal
         else ""
     )
-    print(
+    _say(
         f"evaluate: {h['test']} clip accuracy float {h['float_clip_accuracy']:.3f} int8 {h['int8_clip_accuracy']:.3f} "
         f"(drop {h['int8_drop_points']:.1f} points, agreement {h['top1_agreement']:.3f}), "
-        f"int8 {h['int8_latency_ms']:.2f} ms/window{budget}; bundle {pipeline.bundle_path(loaded)}"
+        f"int8 {h['int8_latency_ms']:.2f} ms/window{budget}; bundle {pipeline.bundle_path(loaded)} "
+        f"({time.monotonic() - t0:.0f} s)"
     )
 
 
@@ -75,14 +88,14 @@ def _run(loaded: LoadedConfig) -> None:
     t0 = time.monotonic()
     for stage in (_prepare, _fit, _export, _evaluate):
         stage(loaded)
-    print(f"run: done in {time.monotonic() - t0:.0f} s")
+    _say(f"run: done in {time.monotonic() - t0:.0f} s")
 
 
 def _cv(loaded: LoadedConfig) -> None:
     from training import crossval
 
     summary = crossval.run(loaded)
-    print(f"cv: {summary}")
+    _say(f"cv: {summary}")
 
 
 def _inspect(args: argparse.Namespace) -> int:
@@ -132,6 +145,42 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _suggest(args: argparse.Namespace) -> int:
+    """``auricle-train audioset-suggest``: the AudioSet classes that fire on each label's training clips."""
+    from training.model import audioset_map
+
+    found = audioset_map.suggest(load(args.config), args.top, args.threshold, args.min_share)
+    print("\n".join(audioset_map.lines(found)))
+    if args.output:
+        audioset_map.write_mapping(Path(args.output), found)
+        unmapped = sum(1 for s in found.suggestions if not s.proposed)
+        print(
+            f"audioset-suggest: wrote {args.output} ({unmapped} labels unmapped): edit it, then name it as "
+            "audioset.confirm.mapping"
+        )
+    return 0
+
+
+def _screen(args: argparse.Namespace) -> int:
+    """``auricle-train screen``: background files that sound like the labels, as an exclude list."""
+    from training.model import screening
+
+    found = screening.screen(load(args.config), Path(args.mapping) if args.mapping else None, args.threshold)
+    print("\n".join(screening.lines(found, args.show)))
+    if args.output:
+        screening.write_exclude(Path(args.output), found)
+        print(f"screen: wrote {args.output}: name it as exclude_from in each data.background source to leave them out")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "inspect": _inspect,
+    "embed": _embed,
+    "audioset-suggest": _suggest,
+    "screen": _screen,
+}
+"""The commands that do not run a stage."""
+
 STAGES: dict[str, Callable[[LoadedConfig], None]] = {
     "prepare": _prepare,
     "fit": _fit,
@@ -139,6 +188,17 @@ STAGES: dict[str, Callable[[LoadedConfig], None]] = {
     "evaluate": _evaluate,
     "run": _run,
 }
+
+
+def _unit(text: str) -> float:
+    """A score or share in [0, 1], for argparse."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text}")
+    return value
 
 
 def raise_open_files_limit(wanted: int = 65536) -> None:
@@ -175,6 +235,20 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", type=int, default=1500, help="background windows the bundle carries")
     p.add_argument("--key", help="ed25519 private key (PEM) to sign with")
     p.add_argument("--size", type=int, default=1024, help="values in the embedding (YAMNet's: 1024)")
+    p = sub.add_parser("audioset-suggest", help="propose AudioSet classes for each label from its training clips")
+    p.add_argument("--config", required=True, help="training YAML (its dataset, YAMNet file and mapping)")
+    p.add_argument("--top", type=int, default=3, metavar="N", help="classes shown and proposed per label (3)")
+    p.add_argument("--threshold", type=_unit, help="a class fires at this score (default audioset.confirm.threshold)")
+    p.add_argument("--min-share", type=_unit, default=0.5, help="propose a class firing on this share of windows")
+    p.add_argument("--output", "-o", metavar="CSV", help="write the proposals as a label,audioset_classes mapping")
+    p = sub.add_parser("screen", help="list background files that sound like the labels; write an exclude list")
+    p.add_argument("--config", required=True, help="training YAML (its background sources, YAMNet file, mapping)")
+    p.add_argument("--mapping", metavar="CSV", help="label,audioset_classes (default audioset.confirm.mapping)")
+    p.add_argument(
+        "--threshold", type=_unit, default=0.3, help="a window scoring this on a label's class lists its file"
+    )
+    p.add_argument("--show", type=int, default=5, metavar="N", help="files shown per label (all go to --output)")
+    p.add_argument("--output", "-o", metavar="FILE", help="write the list for data.background's exclude_from")
     for name, helptext in (
         ("prepare", "load the dataset, cache features, split"),
         ("fit", "train the model (resumable)"),
@@ -184,6 +258,7 @@ def parser() -> argparse.ArgumentParser:
     ):
         s = sub.add_parser(name, help=helptext)
         s.add_argument("--config", required=True, help="training YAML")
+        s.add_argument("--log", metavar="FILE", help=f"one line per stage with its time (default <output>/{RUN_LOG})")
         if name == "run":
             s.add_argument("--cv", action="store_true", help="k-fold cross-validation over the dataset's folds")
     return ap
@@ -212,15 +287,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(name)s: %(message)s"
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(stages.not_file_only)
     raise_open_files_limit()
     try:
-        if args.command == "inspect":
-            return _inspect(args)
-        if args.command == "embed":
-            return _embed(args)
+        if args.command in COMMANDS:
+            return COMMANDS[args.command](args)
         loaded = load(args.config)
         stage = _cv if getattr(args, "cv", False) else STAGES[args.command]
-        stage(loaded)
+        with stages.to_file(Path(args.log) if args.log else loaded.output / RUN_LOG):
+            stages.printed(f"auricle-train {args.command} --config {args.config}")
+            stage(loaded)
     except _EXPECTED as exc:
         print(f"auricle-train: {exc}", file=sys.stderr)
         return 2

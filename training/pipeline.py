@@ -22,6 +22,7 @@ from training.fit import audioset_fit, fit
 from training.fit.windows import batch_inputs
 from training.model import export
 from training.model import model as model_mod
+from training.recipe import stages
 from training.recipe.load import LoadedConfig, replace
 
 _LOGGER = logging.getLogger(__name__)
@@ -81,23 +82,38 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
     targets = np.asarray(prepared.targets)
     test, val = list(prepared.split.test), list(prepared.split.val)
     rule, fitted = _evidence(loaded, prepared, int8_bytes)
-    scores = {k: _scores(loaded, prepared, b, k, test, rule) for k, b in (("float", float_bytes), ("int8", int8_bytes))}
-    result = evaluate.compare(scores["float"], scores["int8"], targets[test], len(prepared.labels))
-    val_scores = _scores(loaded, prepared, int8_bytes, "int8", val, rule)
+    with stages.timed("evaluate clips", f"{len(test)} test clips (float32 and int8), {len(val)} validation clips"):
+        pair = (("float", float_bytes), ("int8", int8_bytes))
+        scores = {k: _scores(loaded, prepared, b, k, test, rule) for k, b in pair}
+        result = evaluate.compare(scores["float"], scores["int8"], targets[test], len(prepared.labels))
+        val_scores = _scores(loaded, prepared, int8_bytes, "int8", val, rule)
     thresholds = evaluate.tune_thresholds(val_scores, targets[val], prepared.labels)
-    calibration = _calibrate(loaded, prepared, int8_bytes, rule)
+    with stages.timed("calibrate") as stage:
+        calibration = _calibrate(loaded, prepared, int8_bytes, rule)
+        stage.detail = (
+            "no calibrate background: thresholds by best F1 on the validation clips"
+            if calibration is None
+            else f"thresholds for {calibration.budget_per_hour:g} false events/h on "
+            f"{calibration.background_hours * 60:.1f} min of calibrate background, {len(calibration.failing())} "
+            "labels failing"
+        )
     if calibration is not None:
         thresholds = calibration.thresholds()
     full = _assemble(loaded, prepared, result, thresholds, float_bytes, int8_bytes)
     full |= _against_the_network_alone(loaded, prepared, int8_bytes, scores["int8"], fitted)
     if calibration is not None:
         full |= calibration.to_dict()
-        heldout = _heldout(loaded, prepared, int8_bytes, thresholds, rule)
+        with stages.timed("held-out background") as stage:
+            heldout = _heldout(loaded, prepared, int8_bytes, thresholds, rule)
+            stage.detail = (
+                "" if heldout is None else f"{heldout['false_events']} false events in {heldout['hours']:.2f} h"
+            )
         if heldout is not None:
             full["heldout_background"] = heldout
     _write_reports(loaded, prepared, full, scores)
     confident = val[int(np.argmax(val_scores.max(axis=1)))] if val else test[0]
-    _write_bundle(loaded, prepared, full, int8_bytes, prepared.clips[confident].path, rule)
+    with stages.timed("bundle") as stage:
+        stage.detail = str(_write_bundle(loaded, prepared, full, int8_bytes, prepared.clips[confident].path, rule))
     return full
 
 

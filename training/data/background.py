@@ -78,12 +78,25 @@ class Background:
 
 
 def list_files(source: BackgroundSource, path: Path) -> dict[str, list[Path]]:
-    """The files of one source by part ('train', 'calibrate'); files of other splits are left out."""
+    """The files of one source by part ('train', 'calibrate'); files of other splits are left out, and so are the
+    files its ``exclude`` globs match or its ``exclude_from`` list names."""
+    listed = read_exclude_list(Path(source.exclude_from)) if source.exclude_from else frozenset()
     if path.suffix.lower() == ".csv":
-        return _from_manifest(source, path)
+        return _from_manifest(source, path, listed)
     if path.is_dir():
-        return _from_folder(source, path)
+        return _from_folder(source, path, listed)
     raise DataError(f"{path}: data.background source is neither a folder nor a .csv manifest")
+
+
+def read_exclude_list(path: Path) -> frozenset[Path]:
+    """The files an ``exclude_from`` list names: a path a line, relative to the list's folder or absolute;
+    blank lines and lines starting with '#' say nothing."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read the exclude_from list: {exc}") from None
+    lines = (line.strip() for line in text.splitlines())
+    return frozenset((path.parent / Path(x).expanduser()).resolve() for x in lines if x and not x.startswith("#"))
 
 
 def excluded(source: BackgroundSource, relative: str) -> bool:
@@ -91,11 +104,13 @@ def excluded(source: BackgroundSource, relative: str) -> bool:
     return any(fnmatch.fnmatchcase(relative, pattern) for pattern in source.exclude)
 
 
-def _log_excluded(source: BackgroundSource, names: list[str]) -> None:
+def _log_excluded(source: BackgroundSource, names: list[str], by_list: int = 0) -> None:
     if names:
         more = f" and {len(names) - 3} more" if len(names) > 3 else ""
         _LOGGER.info("background %s: left out %d file(s) by exclude: %s%s", source.path, len(names),
                      ", ".join(names[:3]), more)  # fmt: skip
+    if source.exclude_from:
+        _LOGGER.info("background %s: left out %d file(s) listed in %s", source.path, by_list, source.exclude_from)
     unused = [p for p in source.exclude if not any(fnmatch.fnmatchcase(n, p) for n in names)]
     if unused:
         _LOGGER.warning("background %s: exclude pattern(s) matched no file: %s", source.path, ", ".join(unused))
@@ -107,15 +122,19 @@ def _part_of(source: BackgroundSource, split: str | None) -> str | None:
     return {source.train_split: "train", source.calibrate_split: "calibrate"}.get(split)
 
 
-def _from_folder(source: BackgroundSource, root: Path) -> dict[str, list[Path]]:
+def _from_folder(source: BackgroundSource, root: Path, listed: frozenset[Path]) -> dict[str, list[Path]]:
     """Every audio file under ``root``; a top-level subfolder named like a split decides its part."""
     out: dict[str, list[Path]] = {p: [] for p in PARTS}
     left_out: list[str] = []
+    by_list = 0
     for f in sorted(root.rglob("*")):
         if f.suffix.lower() not in AUDIO_SUFFIXES or not f.is_file():
             continue
         if excluded(source, f.relative_to(root).as_posix()):
             left_out.append(f.relative_to(root).as_posix())
+            continue
+        if listed and f.resolve() in listed:
+            by_list += 1
             continue
         rel = f.relative_to(root).parts
         named = rel[0] if len(rel) > 1 and rel[0] in (source.train_split, source.calibrate_split) else None
@@ -124,13 +143,13 @@ def _from_folder(source: BackgroundSource, root: Path) -> dict[str, list[Path]]:
             part = "report"
         if part is not None:
             out[part].append(f)
-    _log_excluded(source, left_out)
+    _log_excluded(source, left_out, by_list)
     if not any(out.values()):
         raise DataError(f"{root}: no audio files in data.background source ({', '.join(AUDIO_SUFFIXES)})")
     return out
 
 
-def _from_manifest(source: BackgroundSource, manifest: Path) -> dict[str, list[Path]]:
+def _from_manifest(source: BackgroundSource, manifest: Path, listed: frozenset[Path]) -> dict[str, list[Path]]:
     try:
         with manifest.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
@@ -144,9 +163,13 @@ def _from_manifest(source: BackgroundSource, manifest: Path) -> dict[str, list[P
     has_group = source.group_column in columns
     out: dict[str, list[Path]] = {p: [] for p in PARTS}
     left_out: list[str] = []
+    by_list = 0
     for row in rows:
         if excluded(source, row[source.filename_column].strip()):
             left_out.append(row[source.filename_column].strip())
+            continue
+        if listed and (root / row[source.filename_column].strip()).resolve() in listed:
+            by_list += 1
             continue
         part = _part_of(source, (row[source.split_column] or "").strip() if has_split else None)
         group = (row[source.group_column] or "").strip() if has_group else ""
@@ -154,12 +177,25 @@ def _from_manifest(source: BackgroundSource, manifest: Path) -> dict[str, list[P
             part = "report"
         if part is not None:
             out[part].append(root / row[source.filename_column].strip())
-    _log_excluded(source, left_out)
+    _log_excluded(source, left_out, by_list)
     missing = [p for paths in out.values() for p in paths if not p.is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DataError(f"{missing[0]}: background file listed in {manifest.name} does not exist{more}")
     return out
+
+
+def with_parts(b: Background, extra: dict[str, Part]) -> Background:
+    """``b`` with more files in its parts ('train', 'calibrate', 'report'): a dataset's own "other" clips."""
+
+    def plus(part: Part, name: str) -> Part:
+        more = extra.get(name)
+        if more is None:
+            return part
+        return Part(part.paths + more.paths, part.frames + more.frames, part.cache_files + more.cache_files)
+
+    return Background(plus(b.train, "train"), plus(b.calibrate, "calibrate"), b.skipped, b.noise,
+                      plus(b.report, "report"))  # fmt: skip
 
 
 def to_json(b: Background) -> dict[str, object]:

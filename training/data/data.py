@@ -7,6 +7,7 @@ mono and resampled with a polyphase filter to the front end's rate.
 from __future__ import annotations
 
 import csv
+import difflib
 import logging
 import math
 import re
@@ -124,6 +125,19 @@ def check_counts(clips: list[Clip], min_clips: int) -> list[str]:
         n, label = small[0]
         raise DataError(f"class {label!r} has {n} usable clip(s), fewer than data.min_clips_per_class={min_clips}")
     return sorted(counts)
+
+
+def check_other_labels(others: tuple[str, ...], labels: list[str]) -> frozenset[str]:
+    """``data.other_labels``: each one of the dataset's labels (a typo is an error naming the nearest), and at least
+    one label left to listen for."""
+    for name in others:
+        if name not in labels:
+            close = difflib.get_close_matches(name, labels, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f" (labels: {', '.join(labels)})"
+            raise DataError(f"data.other_labels: {name!r} is not one of the dataset's labels{hint}")
+    if set(labels) <= set(others):
+        raise DataError("data.other_labels: every label of the dataset is an 'other' label: none is left to listen for")
+    return frozenset(others)
 
 
 OPUS_LEVEL = 0.97

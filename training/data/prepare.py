@@ -19,6 +19,7 @@ from training.data import cache, data
 from training.data.background import Background
 from training.data.cache import Frames
 from training.data.data import Clip, Split
+from training.recipe import stages
 from training.recipe.load import LoadedConfig
 
 _LOGGER = logging.getLogger(__name__)
@@ -79,22 +80,57 @@ def dataset_paths(loaded: LoadedConfig) -> tuple[Path | None, Path]:
 
 
 def prepare(loaded: LoadedConfig, test_folds: tuple[int, ...] | None = None) -> Prepared:
-    """Load, extract (cached), check class sizes, split; write ``prepared.json``."""
+    """Load, extract (cached), check class sizes, split; set the "other" labels' clips apart as background; write
+    ``prepared.json``."""
     cfg = loaded.config.data
     manifest, root = dataset_paths(loaded)
     clips = data.load_clips(cfg, manifest, root)
-    extracted = cache.extract(clips, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
+    with stages.timed("features") as stage:
+        extracted = cache.extract(clips, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
+        stage.detail = f"{len(extracted.clips)} clips, {len(extracted.skipped)} unreadable"
     labels = data.check_counts(extracted.clips, cfg.min_clips_per_class)
     if background_mod.LABEL in labels:
         raise data.DataError(f"label {background_mod.LABEL!r} is reserved for background audio (data.background)")
+    others = data.check_other_labels(cfg.other_labels, labels)
     split = data.make_split(extracted.clips, cfg, test_folds)
+    extracted, split, other_parts = others_apart(extracted, split, others)
+    labels = [x for x in labels if x not in others]
     extracted, split = codec_copies(extracted, split, loaded)
     files = [str(f.filename) for f in extracted.frames]  # type: ignore[attr-defined]
-    bg = background_mod.load(loaded)
+    with stages.timed("background") as stage:
+        bg = background_mod.with_parts(background_mod.load(loaded), other_parts)
+        stage.detail = bg.summary(loaded.config.features.hop_samples / loaded.config.features.sample_rate)
+        stage.detail = stage.detail.removeprefix("background ")
     prepared = Prepared(extracted.clips, extracted.frames, labels, split, extracted.skipped, files, bg)
     save(prepared, loaded.output / PREPARED)
     record_config(loaded)
     return prepared
+
+
+def others_apart(
+    ex: cache.Extracted, split: Split, others: frozenset[str]
+) -> tuple[cache.Extracted, Split, dict[str, background_mod.Part]]:
+    """The clips of ``data.other_labels`` taken out of the labelled set, as background that keeps their split:
+    training clips for the 'train' part, validation clips for 'calibrate', test clips for 'report'."""
+    if not others:
+        return ex, split, {}
+    parts = {}
+    for part, indices in (("train", split.train), ("calibrate", split.val), ("report", split.test)):
+        mine = [i for i in indices if ex.clips[i].label in others]
+        files = [str(ex.frames[i].filename) for i in mine]  # type: ignore[attr-defined]
+        parts[part] = background_mod.Part([ex.clips[i].path for i in mine], [ex.frames[i] for i in mine], files)
+    _LOGGER.info(
+        "%s: %d clips trained as background (train %d, calibrate %d, report %d)", ", ".join(sorted(others)),
+        sum(len(p.paths) for p in parts.values()), *(len(parts[x].paths) for x in ("train", "calibrate", "report")),
+    )  # fmt: skip
+    keep = [i for i, c in enumerate(ex.clips) if c.label not in others]
+    index = {old: new for new, old in enumerate(keep)}
+
+    def kept(indices: tuple[int, ...]) -> tuple[int, ...]:
+        return tuple(index[i] for i in indices if i in index)
+
+    labelled = cache.Extracted([ex.clips[i] for i in keep], [ex.frames[i] for i in keep], ex.skipped)
+    return labelled, Split(train=kept(split.train), val=kept(split.val), test=kept(split.test)), parts
 
 
 def record_config(loaded: LoadedConfig) -> None:

@@ -40,6 +40,7 @@ from training.fit.windows import TrainWindows
 from training.model import audioset
 from training.model import model as model_mod
 from training.model.yamnet import DB_TO_LN
+from training.recipe import stages
 from training.recipe.config import TrainConfig
 from training.recipe.load import LoadedConfig
 
@@ -193,7 +194,9 @@ def _phase(upper: Any, data: Any, epochs: int, out: Path, name: str, callbacks: 
     if epochs <= 0:
         return
     log = keras.callbacks.CSVLogger(str(out / f"history_{name}.csv"), append=True)
-    upper.fit(data, epochs=epochs, callbacks=[*callbacks, log], verbose=2)
+    with stages.timed(f"fit {name}") as stage:
+        history = upper.fit(data, epochs=epochs, callbacks=[*callbacks, log], verbose=2)
+        stage.detail = f"{len(history.epoch)} of {epochs} epochs"
 
 
 def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
@@ -208,10 +211,11 @@ def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
         net, taps = build_tapped(loaded, len(prepared.labels))
         lower, upper = split(net, taps, cfg)
     augmenter = augment.Augmenter(cfg.augment, cfg.features, cfg.window.window_frames, noise_frames(cfg, prepared))
-    data = cache_training(TrainWindows(cfg, prepared, augmenter), lower, upper, out, cfg.fit.cache_copies)
-    val = cache_validation(cfg, prepared, lower, upper, out)
+    with stages.timed("fit cache") as stage:
+        data = cache_training(TrainWindows(cfg, prepared, augmenter), lower, upper, out, cfg.fit.cache_copies)
+        val = cache_validation(cfg, prepared, lower, upper, out)
+        stage.detail = f"{len(data.acts)} training windows through the frozen blocks, {len(val.acts)} validation"
     truth = np.array([prepared.targets[c] for c in prepared.split.val], dtype=np.int64)
-    _LOGGER.info("%d cached training windows, %d validation windows", len(data.acts), len(val.acts))
     _run_phases(upper, batches(data, cfg.fit.batch_size, cfg.fit.seed), cfg, out, (val, truth), distribution)
     net.save(str(out / MODEL_FILE))
     return net

@@ -26,6 +26,7 @@ from training.fit import teacher as teacher_mod
 from training.fit import windows
 from training.fit.windows import TrainWindows, batch_inputs
 from training.model import model as model_mod
+from training.recipe import stages
 from training.recipe.config import TrainConfig
 from training.recipe.load import LoadedConfig
 
@@ -169,7 +170,9 @@ def _phase(
         make_validation(cfg, prepared, from_start),
         keras.callbacks.CSVLogger(str(out / f"history_{name}.csv"), append=True),
     ]
-    model.fit(ds, epochs=epochs, callbacks=callbacks, verbose=2)
+    with stages.timed(f"fit {name}") as stage:
+        history = model.fit(ds, epochs=epochs, callbacks=callbacks, verbose=2)
+        stage.detail = f"{len(history.epoch)} of {epochs} epochs"
 
 
 def noise_frames(cfg: TrainConfig, prepared: Prepared) -> list[Any]:

@@ -42,6 +42,10 @@ class BackgroundSource:
     """Glob patterns (``fnmatch``, on the path relative to the folder or the manifest's ``audio_root``) of
     files left out of every part: recordings of a label's own sound are not background (ESC-50: a car
     engine is ``engine``, a vacuum cleaner ``vacuum_cleaner``), neither as negatives nor as false alarms."""
+    exclude_from: str = ""
+    """A list of files left out of every part, one path a line, relative to the list's folder (or absolute); a line
+    starting with ``#`` is a comment.  ``auricle-train screen -o`` writes one: background that sounds like a label.
+    A listed file of another source is not this source's concern, so every source can name the same list."""
     report_fraction: float = setting(REPORT_FRACTION, lo=0.0, hi=0.9, unit="of the calibrate part's groups")
     """Held out from threshold choice (part ``report``): the false alarms per hour the report gives are
     measured there, on audio the thresholds never saw. Groups are assigned by a stable hash of their name."""
@@ -77,6 +81,10 @@ class DataConfig:
     cannot learn "coded means background" (training/data/data.py ``through_codec``)."""
     background: tuple[BackgroundSource, ...] = ()
     """Sources of background audio: negatives, mixing material, and (their calibrate part) thresholds."""
+    other_labels: tuple[str, ...] = ()
+    """The dataset's own none-of-these classes (``casual``): trained as negatives, as background is, never an output
+    and never an event.  Their clips keep their split: training clips join the backgrounds' ``train`` part,
+    validation clips the ``calibrate`` part (thresholds), test clips the ``report`` part (held-out false alarms)."""
 
 
 @dataclass(frozen=True, kw_only=True)

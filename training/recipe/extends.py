@@ -23,6 +23,7 @@ PATH_KEYS = (
     ("data", "manifest"),
     ("data", "cache_dir"),
     ("data", "background", "*", "path"),
+    ("data", "background", "*", "exclude_from"),
     ("augment", "noise_dir"),
     ("model", "weights"),
     ("teacher", "path"),

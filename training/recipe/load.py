@@ -68,10 +68,11 @@ def _check_yamnet(config: TrainConfig, source: str) -> None:
 
 
 def _check_open_set(config: TrainConfig, source: str) -> None:
-    """Background, output and teacher settings that only make sense together."""
-    has_background = bool(config.data.background)
+    """Background, output and teacher settings that only make sense together (a dataset's own "other" labels are
+    background too)."""
+    has_background = bool(config.data.background or config.data.other_labels)
     if config.fit.background_fraction > 0 and not has_background:
-        raise ConfigError(f"{source}: fit.background_fraction: needs data.background sources")
+        raise ConfigError(f"{source}: fit.background_fraction: needs data.background sources or data.other_labels")
     if config.model.output == "softmax_background" and not (has_background and config.fit.background_fraction > 0):
         raise ConfigError(
             f"{source}: model.output: softmax_background needs data.background and fit.background_fraction > 0"
@@ -88,7 +89,20 @@ def load(path: str | Path) -> LoadedConfig:
     if extends(text):
         text = merged_text(p)
     loaded = LoadedConfig(parse(text, p.name), p.resolve().parent, text)
-    return _with_confirm_paths(loaded, p.name)
+    return _with_exclude_lists(_with_confirm_paths(loaded, p.name))
+
+
+def _with_exclude_lists(loaded: LoadedConfig) -> LoadedConfig:
+    """Each background source's ``exclude_from`` as an absolute path: the list is read where the sources are listed,
+    far from the config file (training.data.background), and may not exist yet (``auricle-train screen`` writes it)."""
+    data = loaded.config.data
+    if not any(s.exclude_from for s in data.background):
+        return loaded
+    sources = tuple(
+        dataclasses.replace(s, exclude_from=str(loaded.path(s.exclude_from))) if s.exclude_from else s
+        for s in data.background
+    )
+    return replace(loaded, data=dataclasses.replace(data, background=sources))
 
 
 def _with_confirm_paths(loaded: LoadedConfig, source: str) -> LoadedConfig:
