@@ -185,7 +185,7 @@ class Learning:
             self._verdicts.put_nowait((event_id, said))
         except queue.Full:
             return f"feedback: busy ({VERDICTS} verdicts waiting): try again"
-        if self._teacher is None or not self._teacher.is_alive():
+        if self._teacher is None:  # one thread for the life of the daemon, waiting on the queue
             self._teacher = threading.Thread(target=self._teach, name="auricle-teacher", daemon=True)
             self._teacher.start()
         return None
@@ -193,10 +193,7 @@ class Learning:
     def _teach(self) -> None:
         own: tuple[str, Classifier] | None = None
         while True:
-            try:
-                event_id, said = self._verdicts.get(timeout=5.0)
-            except queue.Empty:
-                return
+            event_id, said = self._verdicts.get()
             model = self._model
             try:
                 if model is None:

@@ -145,14 +145,15 @@ class ModelSlot:
             quiet = detector is None or not detector.active()
             self.learning.hop(offset, scores, pipeline.classifier, quiet)
 
-    def _taught(self, model: Loaded | None) -> Loaded | None:
-        """``model`` with the personal heads fitted for it (refit first when the examples changed); the model
-        as it is when nothing was taught, or when the heads cannot be had (said in the log)."""
+    def _taught(self, model: Loaded | None, *, fit: bool = True) -> Loaded | None:
+        """``model`` with the personal heads fitted for it (refit first when the examples changed, unless ``fit``
+        is False: the worker never fits); the model as it is when nothing was taught, or when the heads cannot be
+        had (said in the log)."""
         if model is None:
             return None
         base = model.classifier.taught(())
         try:
-            fitted = teaching.current(self.learning.store, base, model.sha256)
+            fitted = teaching.current(self.learning.store, base, model.sha256, fit=fit)
             classifier = teaching.with_heads(base, fitted)
         except NoEmbedding as exc:
             _LOGGER.warning("teaching: the taught labels are not used: %s", exc)
@@ -184,7 +185,7 @@ class ModelSlot:
         hops; its labels may change, so the detector and discovery follow."""
         if self.model is None or self.pipeline is None:
             return
-        model = self._taught(self.model)
+        model = self._taught(self.model, fit=False)  # the writer fits and saves; the worker only loads
         assert model is not None
         detector = self.controls.detector_for(model.classifier.manifest)
 

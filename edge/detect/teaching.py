@@ -165,35 +165,45 @@ def fit_all(store: TaughtStore, classifier: Classifier, sha256: str) -> Fitted:
         except TeachError as exc:
             lines.append(f"not fitted: {exc}")
     lines.append(f"fitted {len(heads)} head(s) in {time.monotonic() - began:.1f} s")
-    names = tuple(f"{ex.label}/{ex.name}" for ex in examples)
-    return Fitted(sha256, tuple(heads), tuple(lines), _now(), names)
+    return Fitted(sha256, tuple(heads), tuple(lines), _now(), tuple(f"{ex.label}/{ex.name}" for ex in examples))
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def current(store: TaughtStore, classifier: Classifier, sha256: str, *, keep: bool = True) -> Fitted | None:
+def current(
+    store: TaughtStore, classifier: Classifier, sha256: str, *, keep: bool = True, fit: bool = True
+) -> Fitted | None:
     """The heads for this model, refit when there are none yet or the examples changed since (and kept, unless
-    ``keep`` is False or the store cannot be written); None when nothing was taught.  Raises NoEmbedding when
-    there is something taught and the model has no embedding."""
+    ``keep`` is False or the store cannot be written); None when nothing was taught.  ``fit=False`` never fits
+    (the audio worker: it takes the saved heads, or the ones for fewer examples while a writer is still fitting,
+    whose save moves the generation again).  Raises NoEmbedding when there is something taught and the model has
+    no embedding."""
     if not store.examples():
         return None
     fitted = store.fitted(sha256)
-    names = tuple(f"{ex.label}/{ex.name}" for ex in store.examples())
-    if fitted is not None and fitted.examples == names:
+    if fitted is not None and fitted.examples == _names(store):
+        return fitted
+    if not fit:
         return fitted
     if not keep:
         return fit_all(store, classifier, sha256)
     try:
         with store.lock():
-            fitted = fit_all(store, classifier, sha256)
-            store.save(fitted)
+            fitted = store.fitted(sha256)  # another writer may have fitted while this one waited
+            if fitted is None or fitted.examples != _names(store):
+                fitted = fit_all(store, classifier, sha256)
+                store.save(fitted)
     except PermissionError:  # a reader of someone else's state dir: fitted for this run only
         fitted = fit_all(store, classifier, sha256)
     for line in fitted.lines:
         _LOGGER.info("taught: %s", line)
     return fitted
+
+
+def _names(store: TaughtStore) -> tuple[str, ...]:
+    return tuple(f"{ex.label}/{ex.name}" for ex in store.examples())
 
 
 def with_heads(classifier: Classifier, fitted: Fitted | None) -> Classifier:
