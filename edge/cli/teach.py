@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from edge.audio.sources import AudioError
@@ -63,7 +64,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _teach(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     store = TaughtStore(config.model.state_dir)
-    try:
+
+    def teach() -> int:
         if args.list:
             return _list(store, config)
         if args.forget:
@@ -72,11 +74,19 @@ def _teach(args: argparse.Namespace) -> int:
             raise StoreError("teach: give LABEL and at least one FILE (or --list, or --forget LABEL)")
         verdict: Verdict = "not" if args.negative else "yes"
         return _add(store, config, check_label(args.label), verdict, args.files)
-    except (StoreError, NoEmbedding, AudioError) as exc:
-        print(f"auricle teach: {exc}", file=sys.stderr)
+
+    return _said("teach", store, teach)
+
+
+def _said(command: str, store: TaughtStore, work: Callable[[], int]) -> int:
+    """Run ``work``; what the user got wrong is one line and 2, a store that cannot be written one line and 1."""
+    try:
+        return work()
+    except (StoreError, NoEmbedding, AudioError, ValueError) as exc:  # FeedbackError is a ValueError
+        print(f"auricle {command}: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"auricle teach: cannot keep it in {store.root}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"auricle {command}: cannot keep it in {store.root}: {exc.strerror or exc}", file=sys.stderr)
         return 1
 
 
@@ -170,17 +180,14 @@ def _forget(store: TaughtStore, config: Config, label: str) -> int:
 
 
 def _feedback(args: argparse.Namespace) -> int:
-    from edge.detect.feedback import FeedbackError, give
+    from edge.detect.feedback import give
 
     config = load_config(args.config)
     store = TaughtStore(config.model.state_dir)
-    try:
+
+    def feedback() -> int:
         model = _model(config)
         print(give(store, model.classifier, model.sha256, args.event_id, args.verdict))
-    except (FeedbackError, StoreError, NoEmbedding) as exc:
-        print(f"auricle feedback: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"auricle feedback: cannot keep it in {store.root}: {exc.strerror or exc}", file=sys.stderr)
-        return 1
-    return 0
+        return 0
+
+    return _said("feedback", store, feedback)

@@ -165,3 +165,27 @@ def test_a_kill_during_a_teach_leaves_a_store_that_works(config: Path) -> None:
     store = _state(config)
     n = len(store.examples("my_rooster"))
     assert n >= 5 and f"{n:>8}" in _run("teach", "-c", str(config), "--list").stdout
+
+
+def test_feedback_on_an_event_the_daemon_heard(config: Path) -> None:
+    """What the daemon keeps of an event (its hops' embeddings, recording off) becomes a 'not' example."""
+    from edge.daemon.startup import default_model_path
+    from edge.detect.teaching import clip_windows, read_clip
+    from edge.learn.store import Heard
+    from edge.model import bundle
+    from edge.model.bundle import read_bundle
+    from edge.model.classifier import Classifier
+
+    path = default_model_path()
+    clf = Classifier(read_bundle(path))
+    rows = clip_windows(clf, read_clip(_clips("crying_baby", 1, 1)[0], 16000)).rows
+    heard = Heard(id="c0ffee" * 5 + "00", label="cat", start=1e9, model_sha256=bundle.sha256(Path(path).read_bytes()),
+                  rows=rows)  # fmt: skip
+    _state(config).keep_event(heard)
+    done = _run("feedback", heard.id, "wrong", "-c", str(config))
+    assert done.returncode == 0, done.stderr
+    assert "(cat at" in done.stdout and "kept its embeddings (no clip: recording is off)" in done.stdout
+    assert "correction threshold" in done.stdout
+    assert [e.path.name for e in _state(config).examples("cat")] == ["not-001.emb.npz"]
+    _one_line(_run("feedback", heard.id, "wrong", "-c", str(config)), 2, "not among the last 64 events")  # used
+    _one_line(_run("feedback", "nope", "right", "-c", str(config)), 2, "event 'nope': not among the last 64")
