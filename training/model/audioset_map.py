@@ -70,7 +70,8 @@ class Suggested:
 
 def yamnet_files(loaded: LoadedConfig) -> tuple[Path, Path]:
     """(YAMNet TFLite file, its class map) named by the config: ``model.weights`` of ``model.arch: yamnet``, else
-    ``teacher.path``; the class map is ``audioset.confirm.class_map`` or the one beside the model."""
+    ``teacher.path``; the class map is ``audioset.confirm.class_map`` where that file exists (reading a config puts
+    it beside ``model.weights``, not a teacher), else the one beside the model."""
     cfg = loaded.config
     if cfg.model.arch == "yamnet":
         key, model = "model.weights", loaded.path(cfg.model.weights)
@@ -78,11 +79,12 @@ def yamnet_files(loaded: LoadedConfig) -> tuple[Path, Path]:
         key, model = "teacher.path", loaded.path(cfg.teacher.path)
     else:
         raise DataError("no YAMNet in the config: model.arch yamnet with model.weights, or teacher.path, names it")
-    named = cfg.audioset.confirm.class_map
-    class_map = loaded.path(named) if named else model.with_name("yamnet_class_map.csv")
-    for what, path in ((key, model), ("the class map", class_map)):
-        if not path.is_file():
-            raise DataError(f"{what}: {path}: no such file")
+    if not model.is_file():
+        raise DataError(f"{key}: {model}: no such file")
+    named = loaded.path(cfg.audioset.confirm.class_map) if cfg.audioset.confirm.class_map else None
+    class_map = named if named and named.is_file() else model.with_name("yamnet_class_map.csv")
+    if not class_map.is_file():
+        raise DataError(f"YAMNet's class map: {named or class_map}: no such file (audioset.confirm.class_map)")
     return model, class_map
 
 
@@ -209,6 +211,9 @@ def _note(s: Suggestion, found: Suggested) -> str:
     names = found.class_names
     if not s.windows:
         return "no sounding window in its training clips: unmapped"
+    taken = [f"{names[f.index]} {f.share:.0%}" for f in s.top if f.share >= found.min_share]
+    if not s.proposed and taken:
+        return f"{', '.join(taken)} of its {s.windows} sounding windows, but more of another label's: unmapped"
     if not s.proposed:
         best = f"best {names[s.top[0].index]} {s.top[0].share:.0%}" if s.top else "none"
         return f"no class fires on {found.min_share:.0%} of its {s.windows} sounding windows ({best}): unmapped"

@@ -1,8 +1,8 @@
 """The run's log: one line per stage with its time (``auricle-train run --log FILE``, by default ``run.log`` in the
 run folder), while progress bars and Keras' epoch lines stay on the terminal.
 
-A stage says what it did with :func:`timed`; the line goes to the ``training.stages`` logger, so it is on the
-terminal among the other log lines too, and :func:`to_file` adds the file for the length of a command.
+A stage says what it did with :func:`timed`; the line goes to this module's logger, so it is on the terminal among
+the other log lines too, and :func:`to_file` adds the file for the length of a command.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-LOGGER = logging.getLogger("training.stages")
+LOGGER = logging.getLogger(__name__)
 FILE_ONLY = "file_only"
 """A record with this attribute set goes to the log file alone (a line the command already printed)."""
 
