@@ -141,7 +141,7 @@ def test_a_newcomer_trains_the_shipped_recipe_on_a_flat_folder_and_classify_gets
         str(tmp_path / "exclude.txt"),
     ]
     assert cli.main(screen) == 0
-    assert "screen: 1 files sound like the labels" in capsys.readouterr().out
+    assert "screen: 1 file sounds like the labels" in capsys.readouterr().out
     listed = [x for x in (tmp_path / "exclude.txt").read_text().splitlines() if x and not x.startswith("#")]
     assert listed == ["room/train/kitchen.wav"]
 

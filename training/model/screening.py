@@ -104,8 +104,12 @@ def _flag(s: FileScores, part: str, classes: dict[str, list[int]], threshold: fl
     return best
 
 
+def _files(n: int) -> str:
+    return f"{n} file" if n == 1 else f"{n} files"
+
+
 def _minutes(flagged: Sequence[Flagged]) -> str:
-    return f"{len(flagged)} files, {sum(f.seconds for f in flagged) / 60:.1f} min"
+    return f"{_files(len(flagged))}, {sum(f.seconds for f in flagged) / 60:.1f} min"
 
 
 def lines(found: Screened, show: int = 5) -> list[str]:
@@ -114,7 +118,7 @@ def lines(found: Screened, show: int = 5) -> list[str]:
     parts = ", ".join(f"{p} {found.files[p]} ({found.seconds[p] / 60:.1f} min)" for p in found.files if found.files[p])
     out = [
         f"screen: {sum(found.files.values())} background files, {total / 60:.1f} min ({parts}), through YAMNet's "
-        f"AudioSet head: {len(found.labels)} labels have classes in {found.mapping.name}; a file is listed where "
+        f"AudioSet head, the classes {found.mapping.name} gives {len(found.labels)} labels; a file is listed where "
         f"a window scores >= {found.threshold:g} on one of them"
         + (f"; {len(found.skipped)} unreadable" if found.skipped else "")
     ]
@@ -129,8 +133,9 @@ def lines(found: Screened, show: int = 5) -> list[str]:
     gone = sum(f.seconds for f in found.flagged)
     by_part = [f"{p} {_minutes([f for f in found.flagged if f.part == p])}" for p in found.files]
     already = sum(1 for f in found.flagged if f.path.resolve() in found.listed)
+    sound = "sounds" if len(found.flagged) == 1 else "sound"
     out.append(
-        f"screen: {len(found.flagged)} files sound like the labels, {gone / 60:.1f} of {total / 60:.1f} min "
+        f"screen: {_files(len(found.flagged))} {sound} like the labels, {gone / 60:.1f} of {total / 60:.1f} min "
         f"({gone / max(total, 1e-9):.1%}): {'; '.join(by_part)}"
         + (f"; {already} of them in an exclude_from list already" if found.listed else "")
     )
