@@ -201,6 +201,13 @@ def _unit(text: str) -> float:
     return value
 
 
+def _count(text: str) -> int:
+    """A whole number from 1, for argparse."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number from 1, got {text!r}")
+    return int(text)
+
+
 def raise_open_files_limit(wanted: int = 65536) -> None:
     """Every cached file (clips, background, teacher outputs) stays memory-mapped, each holding a descriptor:
     thousands of them pass the common soft limit of 1024, so lift it toward the hard limit."""
@@ -237,7 +244,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, default=1024, help="values in the embedding (YAMNet's: 1024)")
     p = sub.add_parser("audioset-suggest", help="propose AudioSet classes for each label from its training clips")
     p.add_argument("--config", required=True, help="training YAML (its dataset, YAMNet file and mapping)")
-    p.add_argument("--top", type=int, default=3, metavar="N", help="classes shown and proposed per label (3)")
+    p.add_argument("--top", type=_count, default=3, metavar="N", help="classes shown and proposed per label (3)")
     p.add_argument("--threshold", type=_unit, help="a class fires at this score (default audioset.confirm.threshold)")
     p.add_argument("--min-share", type=_unit, default=0.5, help="propose a class firing on this share of windows")
     p.add_argument("--output", "-o", metavar="CSV", help="write the proposals as a label,audioset_classes mapping")
@@ -247,7 +254,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--threshold", type=_unit, default=0.3, help="a window scoring this on a label's class lists its file"
     )
-    p.add_argument("--show", type=int, default=5, metavar="N", help="files shown per label (all go to --output)")
+    p.add_argument("--show", type=_count, default=5, metavar="N", help="files shown per label (all go to --output)")
     p.add_argument("--output", "-o", metavar="FILE", help="write the list for data.background's exclude_from")
     for name, helptext in (
         ("prepare", "load the dataset, cache features, split"),

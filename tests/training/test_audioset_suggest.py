@@ -109,7 +109,14 @@ def test_other_bad_inputs_are_one_line(config: Path, tmp_path: Path, capsys: pyt
     good = _mapping(tmp_path / "good.csv", ("low", "Sine wave"))
     assert cli.main(["screen", "--config", str(quiet), "--mapping", str(good)]) == 2
     assert capsys.readouterr().err == "auricle-train: screen: the config's data.background sources have no files\n"
-    with pytest.raises(SystemExit) as exit_:
-        cli.main(["screen", "--config", str(config), "--threshold", "1.5"])
-    assert exit_.value.code == 2
-    assert "argument --threshold: expected a number in [0, 1], got 1.5" in capsys.readouterr().err
+    for flag, value, said in (
+        ("--threshold", "1.5", "expected a number in [0, 1], got 1.5"),
+        ("--show", "0", "expected a whole number from 1, got '0'"),
+    ):
+        with pytest.raises(SystemExit) as exit_:
+            cli.main(["screen", "--config", str(config), flag, value])
+        assert exit_.value.code == 2
+        assert f"argument {flag}: {said}" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["audioset-suggest", "--config", str(config), "--top", "-1"])
+    assert "argument --top: expected a whole number from 1, got '-1'" in capsys.readouterr().err

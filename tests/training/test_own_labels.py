@@ -162,3 +162,12 @@ def test_a_stage_writes_one_line_per_stage_to_the_run_log(tmp_path: Path, capsys
     assert cli.main(["prepare", "--config", str(cfg), "--log", str(elsewhere)]) == 0
     assert len(elsewhere.read_text().splitlines()) == 4
     assert len((tmp_path / "run" / cli.RUN_LOG).read_text().splitlines()) == 4, "not in the run folder's log then"
+
+
+def test_a_log_that_cannot_be_written_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    _dataset(tmp_path / "sounds", per_class=2)
+    cfg = _config(tmp_path, "min_clips_per_class: 2")
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert cli.main(["prepare", "--config", str(cfg), "--log", str(tmp_path / "taken" / "run.log")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"auricle-train: the run's log: {tmp_path / 'taken' / 'run.log'}: ") and err.count("\n") == 1

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.schema import ConfigError
+
 LOGGER = logging.getLogger(__name__)
 FILE_ONLY = "file_only"
 """A record with this attribute set goes to the log file alone (a line the command already printed)."""
@@ -49,8 +51,11 @@ def not_file_only(entry: logging.LogRecord) -> bool:
 @contextmanager
 def to_file(path: Path) -> Iterator[None]:
     """Stage lines appended to ``path`` (its folder made) while the block runs."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(path, encoding="utf-8")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"the run's log: {path}: {exc.strerror or exc}") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     handler.setLevel(logging.INFO)
     LOGGER.addHandler(handler)
