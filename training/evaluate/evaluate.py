@@ -8,7 +8,6 @@ figure.
 from __future__ import annotations
 
 import datetime
-import difflib
 import logging
 import time
 from collections.abc import Sequence
@@ -107,23 +106,17 @@ def audioset_head(
 def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]) -> Confirm:
     """The confirmation: the classes the mapping CSV (an absolute path: training.recipe.load) gives the event
     labels, named by YAMNet's class map."""
-    from training.model.yamnet import read_mapping
+    from training.data.data import DataError
+    from training.model.audioset_map import checked_mapping
 
     confirm = cfg.audioset.confirm
     if not class_names:
         raise ConfigError(f"audioset.confirm.class_map: no such file: {confirm.class_map}")
-    try:
-        mapping = read_mapping(Path(confirm.mapping), class_names)
-    except ValueError as exc:
+    try:  # one check for training, suggest and here: a class not YAMNet's or a misspelt label is an error
+        mapping = checked_mapping(Path(confirm.mapping), class_names, labels)
+    except DataError as exc:
         raise ConfigError(f"audioset.confirm.mapping: {exc}") from None
     unmapped = [x for x in labels if x not in mapping]
-    for name in (x for x in mapping if x not in labels):  # a recipe may use a mapping's subset; a typo is an error
-        close = difflib.get_close_matches(name, unmapped, n=1, cutoff=0.8)
-        if close:
-            raise ConfigError(
-                f"audioset.confirm.mapping: {confirm.mapping}: {name!r} is not one of the labels "
-                f"(did you mean {close[0]!r}?)"
-            )
     if unmapped:
         _LOGGER.info("AudioSet classes: none mapped for %s (their own score alone counts)", ", ".join(unmapped))
     classes = {x: tuple(mapping[x]) for x in labels if x in mapping}
