@@ -16,11 +16,13 @@ the runtime controls' (edge/daemon/controls.py), model commands the updater's.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -29,7 +31,7 @@ import numpy.typing as npt
 from edge.daemon.config import Config
 from edge.daemon.controls import Controls
 from edge.daemon.learning import Learning, LearningSink
-from edge.daemon.startup import load_configured, starting_model
+from edge.daemon.startup import default_model_path, load_configured, starting_model
 from edge.detect import teaching
 from edge.detect.clips import ClipRecorder
 from edge.detect.events import EventDetector
@@ -172,6 +174,7 @@ class ModelSlot:
             return model, ""
         taught = self._taught(model)
         assert taught is not None
+        self._prune_taught(model)
         fitted = store.fitted(model.sha256)
         if fitted is None or taught.classifier.personal is None:
             return taught, f"personal heads NOT refit ({len(store.labels())} taught label(s) unused): see the log"
@@ -179,6 +182,20 @@ class ModelSlot:
                           for h in fitted.heads)  # fmt: skip
         left = [x for x in fitted.lines if x.startswith("not fitted") or "left out" in x]
         return taught, f"personal heads refit: {heads}" + (f"; {'; '.join(left)}" if left else "")
+
+    def _prune_taught(self, incoming: Loaded) -> None:
+        """Heads, reservoirs and caches are kept for the models still on the device (installed, running, coming
+        in, configured); the others' go.  Examples are never pruned: they are the truth every refit starts from."""
+        from edge.model import bundle as bundles
+
+        keep = {incoming.sha256} | ({self.model.sha256} if self.model else set())
+        for path in self.store.versions.glob("*.auricle"):
+            with contextlib.suppress(OSError):
+                keep.add(bundles.sha256(path.read_bytes()))
+        with contextlib.suppress(OSError):
+            keep.add(bundles.sha256(Path(self.config.model.path or default_model_path()).read_bytes()))
+        with self.learning.store.lock():
+            self.learning.store.prune(keep)
 
     def reload_heads(self) -> None:
         """Worker thread: the store changed (a teach, a verdict): the running model takes the new heads between

@@ -76,7 +76,7 @@ def test_a_taught_sound_is_announced_raises_events_and_survives_a_restart(
     _teach(config, "my_rooster", *map(str, _clips("rooster", 1, 5)))
     for _run in range(2):
         sub.clear()
-        with Daemon(config).start() as daemon:
+        with Daemon(config) as daemon:
             entity = _announced(sub, device_id, "my_rooster", 30)
             assert entity.get("enabled_by_default", True) is not False  # a taught sound is listened for
             _event(sub, device_id, "my_rooster", 40)
@@ -85,7 +85,7 @@ def test_a_taught_sound_is_announced_raises_events_and_survives_a_restart(
 
 def test_a_teach_while_running_is_picked_up(device: tuple[Path, str, Subscriber]) -> None:
     config, device_id, sub = device
-    with Daemon(config).start() as daemon:
+    with Daemon(config) as daemon:
         sub.wait_for(lambda m: m.topic == f"auricle/{device_id}/status" and m.payload == b"online", 30, "online")
         _teach(config, "my_rooster", *map(str, _clips("rooster", 1, 5)))
         _announced(sub, device_id, "my_rooster", 20)
@@ -116,13 +116,14 @@ def test_an_update_refits_the_heads_before_the_new_model_goes_live(
 
     newer = version(Path(default_model_path()), "4.1.1")
     no_embedding = version(Path("tests/data/esc50-3.0.0.auricle").resolve(), "9.0.0")
-    with Daemon(config).start() as daemon:
+    with Daemon(config) as daemon:
         _event(sub, device_id, "my_rooster", 40)
         publish(mosquitto.host, mosquitto.port, f"auricle/{device_id}/model/install", newer)
         done = answer(sub, device_id, bundle.sha256(newer), 60)
         assert done["last"]["result"] == "installed" and done["active"]["version"] == "4.1.1", done["last"]["reason"]
         assert "personal heads refit: my_rooster" in done["last"]["reason"], done
-        assert (tmp_path / "state" / "taught" / f"heads-{bundle.sha256(newer)[:12]}.json").is_file()
+        taught = tmp_path / "state" / "taught"
+        assert (taught / f"heads-{bundle.sha256(newer)[:12]}.json").is_file()
         sub.clear()
         _event(sub, device_id, "my_rooster", 40)  # the new model's heads
 
@@ -130,6 +131,9 @@ def test_an_update_refits_the_heads_before_the_new_model_goes_live(
         done = answer(sub, device_id, bundle.sha256(no_embedding), 60)
         assert done["last"]["result"] == "installed", done
         assert "personal heads NOT refit" in done["last"]["reason"], done  # said, not silently dropped
+        kept = sorted(p.name for p in taught.glob("heads-*.json"))  # the models still on the device keep theirs
+        shipped = bundle.sha256(Path(default_model_path()).read_bytes())
+        assert kept == sorted(f"heads-{sha[:12]}.json" for sha in (shipped, bundle.sha256(newer))), kept
         assert "has no embedding output" in daemon.stderr
         assert daemon.terminate() == 0, daemon.stderr
 
