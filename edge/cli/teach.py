@@ -157,7 +157,9 @@ def _list(store: TaughtStore, config: Config) -> int:
     for label, n in sorted(counts.items()):
         kind = "model label" if label in own else "new label"
         mine = [h for h in heads if h.label == label]
-        thresholds = ", ".join(f"{h.threshold:.2f}" + (" (correction)" if h.kind == "correction" else "") for h in mine)
+        thresholds = ", ".join(
+            teaching.threshold_text(h.threshold) + (" (correction)" if h.kind == "correction" else "") for h in mine
+        )
         print(f"  {label:<24} {kind:<11} {n['yes']:>8} {n['not']:>4}  {thresholds or 'not fitted'}")
     for line in fitted.lines if fitted else ():
         if not line.startswith("fitted "):

@@ -178,8 +178,8 @@ class ModelSlot:
         fitted = store.fitted(model.sha256)
         if fitted is None or taught.classifier.personal is None:
             return taught, f"personal heads NOT refit ({len(store.labels())} taught label(s) unused): see the log"
-        heads = ", ".join(f"{h.label}{' (correction)' if h.kind == 'correction' else ''} {h.threshold:.2f}"
-                          for h in fitted.heads)  # fmt: skip
+        kind = {"label": "", "correction": " (correction)"}
+        heads = ", ".join(f"{h.label}{kind[h.kind]} {teaching.threshold_text(h.threshold)}" for h in fitted.heads)
         left = [x for x in fitted.lines if x.startswith("not fitted") or "left out" in x]
         return taught, f"personal heads refit: {heads}" + (f"; {'; '.join(left)}" if left else "")
 

@@ -68,4 +68,4 @@ def _head_line(fitted: Fitted, label: str) -> str:
     heads = [h for h in fitted.heads if h.label == label]
     if not heads:
         return "no head fitted yet"
-    return ", ".join(f"{h.kind} threshold {h.threshold:.2f}" for h in heads)
+    return ", ".join(f"{h.kind} threshold {teaching.threshold_text(h.threshold)}" for h in heads)

@@ -211,11 +211,16 @@ def with_heads(classifier: Classifier, fitted: Fitted | None) -> Classifier:
     return classifier.taught(fitted.heads) if fitted is not None and fitted.heads else classifier.taught(())
 
 
+def threshold_text(threshold: float) -> str:
+    """A head's threshold as a person reads it: two decimals, or as many as it takes to not read 1.00."""
+    return f"{threshold:.2f}" if threshold < 0.99 else f"{threshold:.4f}".rstrip("0")
+
+
 def describe(head: Head, new: bool) -> str:
     """One line on a fitted head."""
     what = {"label": "new label" if new else "adds to the model's label", "correction": "correction"}[head.kind]
     return (
-        f"{head.label} ({what}): {head.examples} example windows, threshold {head.threshold:.2f}, "
+        f"{head.label} ({what}): {head.examples} example windows, threshold {threshold_text(head.threshold)}, "
         f"{head.recall:.0%} of its example windows pass; {head.measured}"
     )
 
