@@ -34,7 +34,8 @@ import dataclasses
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ from bench import teach_record as tr
 from bench.event_scoring import Detection, Span, in_window
 from edge.daemon.learning import LEAD_S
 from edge.detect.events import EventDetector, EventParams
+from edge.learn.heads import Head
 from edge.learn.personal import TAUGHT_THRESHOLD, Personal
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
@@ -76,12 +78,13 @@ PLANS = {
         draws=1,
         home_minutes=1.5,
         per_label=3,
-        files=12,
+        files=8,
         other=False,
-        bundle_windows=120,
-        reservoir_rows=60,
-        train_files=60,
-        feedback_minutes=1.0,
+        bundle_windows=40,
+        reservoir_rows=20,
+        reservoir_minutes=2.0,
+        train_files=40,
+        feedback_minutes=1.5,
         feedback_clips=2,
         repeats=2,
     ),
@@ -118,9 +121,42 @@ def score(spans: Sequence[Span], found: Sequence[Detection], labels: Sequence[st
     return {"per_label": per, "false": len(false), "false_labels": [d.label for d in false]}
 
 
-def fewshot(plan: tm.Plan, base: tr.YamnetBase, peer: yamnet.Yamnet) -> dict[str, Any]:
-    """Recall and false events of heads taught from K examples, per K, pooled over the draws; YAMNet beside."""
-    rate, spec = base.manifest.features.sample_rate, tr.codes_of(base)
+@dataclass(frozen=True)
+class FewShot:
+    """What every few-shot fit and replay of one plan shares: the example clips, the negatives, both streams."""
+
+    plan: tm.Plan
+    base: tr.YamnetBase
+    clips: dict[str, tr.Clip]
+    names: dict[str, list[str]]
+    bundle: F32
+    reservoir: F32
+    home: tr.Hops
+    background: tr.Hops
+    clean: tr.Hops
+    """The withheld clips alone, 3 s of -70 dBFS noise between them (as bench/events.py plays a fold)."""
+    home_stream: tuple[str, Callable[[], tuple[F32, list[Span]]]]
+    clean_stream: tuple[str, Callable[[], tuple[F32, list[Span]]]]
+
+    def examples(self, draw: dict[str, list[str]], k: int) -> dict[str, F32]:
+        """The sounding windows of each label's first ``k`` examples of a draw."""
+        spec = tr.codes_of(self.base)
+        return {x: np.concatenate([self.clips[n].sounding(spec) for n in draw[x][:k]]) for x in draw}
+
+    def run(self, heads: Sequence[Head]) -> dict[str, Any]:
+        """One set of heads replayed over both streams, scored."""
+        personal = Personal(heads, (), {})
+        on_home = [d for d, _ in tm.replay(self.home, personal, taught_detector(personal))]
+        on_bg = [d for d, _ in tm.replay(self.background, personal, taught_detector(personal))]
+        on_clean = [d for d, _ in tm.replay(self.clean, personal, taught_detector(personal))]
+        clean = score(self.clean.spans, on_clean, self.plan.labels)["per_label"]
+        scored = score(self.home.spans, on_home, self.plan.labels)
+        heard = [sum(v[k] for v in clean.values()) for k in ("heard", "sounds")]
+        return scored | {"background_false": len(on_bg), "thresholds": [h.threshold for h in heads], "clean": heard}
+
+
+def setup(plan: tm.Plan, base: tr.YamnetBase) -> FewShot:
+    rate = base.manifest.features.sample_rate
     items = tm.example_items(plan, plan.labels)
     clips = tr.clips(base, items, f"examples-{plan.example_folds}")
     names: dict[str, list[str]] = {}
@@ -136,51 +172,53 @@ def fewshot(plan: tm.Plan, base: tr.YamnetBase, peer: yamnet.Yamnet) -> dict[str
 
     home = tr.cached_hops(base, home_key, make_home)
     bg = tr.cached_hops(base, f"background|{plan.split}|{plan.files}|{plan.seed}", lambda: tm.background(plan, rate))
+
+    def make_clean() -> tuple[F32, list[Span]]:
+        return streams.build_stream(tm.withheld(plan, plan.labels, rate, plan.per_label), 3.0, rate, plan.seed)
+
+    clean = tr.cached_hops(base, "clean" + home_key[4:], make_clean)
+    streams_ = (home_key, make_home), ("clean" + home_key[4:], make_clean)
+    return FewShot(plan, base, clips, names, bundle, reservoir, home, bg, clean, *streams_)
+
+
+def fewshot(plan: tm.Plan, base: tr.YamnetBase, peer: yamnet.Yamnet) -> dict[str, Any]:
+    """Recall and false events of heads taught from K examples, per K, pooled over the draws; YAMNet beside."""
+    fs = setup(plan, base)
     rows = []
     for k in plan.ks:
-        for scenario, common in (("bundle+reservoir", np.concatenate([bundle, reservoir])), ("bundle", bundle)):
+        for scenario, common in (
+            ("bundle+reservoir", np.concatenate([fs.bundle, fs.reservoir])),
+            ("bundle", fs.bundle),
+        ):
             if scenario == "bundle" and k != 5:
                 continue
-            rows.append({"k": k, "negatives": scenario, "runs": [
-                _one_draw(base, {x: np.concatenate([clips[n].sounding(spec) for n in d[x][:k]]) for x in d},
-                          common, home, bg, plan.labels)
-                for d in draws(names, plan)
-            ]})  # fmt: skip
+            runs = [fs.run(tm.fit_cached(base, fs.examples(d, k), {}, common)) for d in draws(fs.names, plan)]
+            rows.append({"k": k, "negatives": scenario, "runs": runs})
     return {
         "labels": list(plan.labels),
-        "negatives": {"bundle": len(bundle), "reservoir": len(reservoir)},
-        "home": {"minutes": round(home.seconds / 60, 2), "sounds": len(home.spans)},
-        "background_hours": round(tm.audio_hours(bg), 4),
-        "rows": [_pooled(r, home, bg) for r in rows],
-        "yamnet": _yamnet(plan, base, peer, (home_key, make_home), bg),
+        "negatives": {"bundle": len(fs.bundle), "reservoir": len(fs.reservoir)},
+        "home": {"minutes": round(fs.home.seconds / 60, 2), "sounds": len(fs.home.spans)},
+        "background_hours": round(tm.audio_hours(fs.background), 4),
+        "rows": [pooled(r, fs.home, fs.background) for r in rows],
+        "yamnet": _yamnet(plan, base, peer, fs),
     }
 
 
-def _one_draw(
-    base: tr.YamnetBase, yes: dict[str, F32], common: F32, home: tr.Hops, bg: tr.Hops, labels: Sequence[str]
-) -> dict[str, Any]:
-    heads = tm.fit_cached(base, yes, {}, common)
-    personal = Personal(heads, (), {})
-    on_home = [d for d, _ in tm.replay(home, personal, taught_detector(personal))]
-    on_bg = [d for d, _ in tm.replay(bg, personal, taught_detector(personal))]
-    scored = score(home.spans, on_home, labels)
-    thresholds = [h.threshold for h in heads]
-    return scored | {"background_false": len(on_bg), "thresholds": thresholds}
-
-
-def _pooled(row: dict[str, Any], home: tr.Hops, bg: tr.Hops) -> dict[str, Any]:
+def pooled(row: dict[str, Any], home: tr.Hops, bg: tr.Hops) -> dict[str, Any]:
     runs = row["runs"]
     labels = list(runs[0]["per_label"])
     counts = {x: [sum(r["per_label"][x][k] for r in runs) for k in ("heard", "sounds")] for x in labels}
     heard = sum(r["per_label"][x]["heard"] for r in runs for x in labels)
     sounds = sum(r["per_label"][x]["sounds"] for r in runs for x in labels)
     thr = [t for r in runs for t in r["thresholds"]]
+    clean = [sum(r["clean"][i] for r in runs) for i in (0, 1)]
     n, home_h, bg_h = len(runs), home.seconds / 3600, tm.audio_hours(bg)
     return {
         "k": row["k"], "negatives": row["negatives"], "draws": n,
         "recall": round(heard / max(1, sounds), 4), "heard": heard, "sounds": sounds,
         "per_label": {x: round(h / max(1, n), 3) for x, (h, n) in counts.items()},
         "per_label_counts": counts,
+        "clean_recall": round(clean[0] / max(1, clean[1]), 4),
         "home_false": sum(r["false"] for r in runs),
         "home_false_per_h": round(sum(r["false"] for r in runs) / (n * home_h), 2),
         "background_false": sum(r["background_false"] for r in runs),
@@ -189,16 +227,18 @@ def _pooled(row: dict[str, Any], home: tr.Hops, bg: tr.Hops) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _yamnet(
-    plan: tm.Plan, base: tr.YamnetBase, peer: yamnet.Yamnet, home: tuple[str, Any], bg: tr.Hops
-) -> dict[str, Any]:
-    """YAMNet's AudioSet classes of the labels at 0.8, Frigate's way, on the same two streams."""
+def _yamnet(plan: tm.Plan, base: tr.YamnetBase, peer: yamnet.Yamnet, fs: FewShot) -> dict[str, Any]:
+    """YAMNet's AudioSet classes of the labels at 0.8, Frigate's way, on the same three streams."""
     mapping = {x: v for x, v in yamnet.read_mapping(streams.MAPPING_CSV, peer.class_names).items() if x in plan.labels}
-    rate = base.manifest.features.sample_rate
-    key, make_home = home
+    rate, bg = base.manifest.features.sample_rate, fs.background
+    key, make_home = fs.home_stream
     on_home, home_spans, home_s = tr.cached_detections(
         base, "frigate|" + key, make_home, peer, mapping, YAMNET_THRESHOLD
     )
+    on_clean, clean_spans, _ = tr.cached_detections(
+        base, "frigate|" + fs.clean_stream[0], fs.clean_stream[1], peer, mapping, YAMNET_THRESHOLD
+    )
+    clean = score(clean_spans, on_clean, list(mapping))["per_label"].values()
     on_bg, _, _ = tr.cached_detections(
         base, f"frigate|background|{plan.split}|{plan.files}|{plan.seed}", lambda: tm.background(plan, rate),
         peer, mapping, YAMNET_THRESHOLD,
@@ -209,6 +249,7 @@ def _yamnet(
     return {
         "threshold": YAMNET_THRESHOLD, "labels": list(mapping), "unnamed": [x for x in plan.labels if x not in mapping],
         "recall": round(heard / max(1, sounds), 4), "heard": heard, "sounds": sounds,
+        "clean_recall": round(sum(v["heard"] for v in clean) / max(1, sum(v["sounds"] for v in clean)), 4),
         "per_label": {x: round(v["heard"] / max(1, v["sounds"]), 3) for x, v in scored["per_label"].items()},
         "home_false_per_h": round(scored["false"] / (home_s / 3600), 2),
         "background_false_per_h": round(len(on_bg) / tm.audio_hours(bg), 2) if tm.audio_hours(bg) else None,
@@ -218,16 +259,20 @@ def _yamnet(
 # --- feedback -------------------------------------------------------------------------------------------
 
 
-def feedback_stream(plan: tm.Plan, clf: Classifier, seed: int) -> tuple[tr.Hops, tr.Hops]:
-    """(first half, second half) of a held-out home stream: the confused sound's withheld clips split between
-    the halves, each placed ``plan.repeats`` times; the label's own withheld clips (twice each) in the second."""
+def feedback_stream(plan: tm.Plan, clf: Classifier, seed: int, disjoint: bool) -> tuple[tr.Hops, tr.Hops]:
+    """(first half, second half) of a held-out home stream with the confused sound's withheld clips, each placed
+    ``plan.repeats`` times per half (other places and levels, another bed): all of them in both halves (the same
+    sources recurring, as a home's one dishwasher does), or with ``disjoint`` half of them in each (other
+    recordings of the sound); the label's own withheld clips (twice each) in the second half."""
     rate, (sound, label), minutes = clf.manifest.features.sample_rate, CONFUSION, plan.feedback_minutes
-    key = f"feedback|{plan}|{seed}|{CONFUSION}"
+    key = f"feedback|{plan}|{seed}|{CONFUSION}|{disjoint}"
 
     def make() -> tuple[F32, list[Span]]:
         mine = tm.withheld(plan, [sound], rate, plan.feedback_clips)
         order = np.random.default_rng([plan.seed, seed]).permutation(len(mine))
         first, second = [mine[i] for i in order[: len(mine) // 2]], [mine[i] for i in order[len(mine) // 2 :]]
+        if not disjoint:
+            first = second = mine
         theirs = tm.withheld(plan, [label], rate, plan.feedback_clips)
         a, spans_a = tm.home(plan, first * plan.repeats, rate, minutes, 100 * plan.seed + 2 * seed)
         b, spans_b = tm.home(plan, second * plan.repeats + theirs * 2, rate, minutes, 100 * plan.seed + 2 * seed + 1)
@@ -260,7 +305,7 @@ def verdict_rows(hops: tr.Hops, wrong: Sequence[tuple[Detection, float]]) -> F32
     return np.concatenate([rows[(hops.t >= d.start_s - LEAD_S) & (hops.t <= end)] for d, end in wrong])
 
 
-def feedback(plan: tm.Plan, clf: Classifier) -> dict[str, Any]:
+def feedback(plan: tm.Plan, clf: Classifier, disjoint: bool = False) -> dict[str, Any]:
     """Confusions and the label's recall in the second half after N "wrong" verdicts from the first."""
     sound, label = CONFUSION
     bundle, reservoir = tm.negatives(clf, plan)
@@ -271,7 +316,7 @@ def feedback(plan: tm.Plan, clf: Classifier) -> dict[str, Any]:
         n: dict.fromkeys(("confusions", "heard", "sounds", "instances", "verdicts", "other_false"), 0) for n in NS
     }
     for seed in range(plan.draws):
-        first, second = feedback_stream(plan, clf, seed)
+        first, second = feedback_stream(plan, clf, seed, disjoint)
         wrong = confusions(tm.replay(first, plain, model_detector(clf, plain)), first.spans)
         for n in NS:
             personal = plain
@@ -295,7 +340,7 @@ def feedback(plan: tm.Plan, clf: Classifier) -> dict[str, Any]:
         loss = 100 * (none["heard"] - t["heard"]) / max(1, t["sounds"])
         rows.append(t | {"n": n, "recall": round(t["heard"] / max(1, t["sounds"]), 4),
                          "fall": None if fall is None else round(fall, 4), "loss_points": round(loss, 2)})  # fmt: skip
-    return {"sound": sound, "label": label, "draws": plan.draws, "repeats": plan.repeats,
+    return {"sound": sound, "label": label, "draws": plan.draws, "repeats": plan.repeats, "disjoint": disjoint,
             "minutes_per_half": plan.feedback_minutes, "rows": rows}  # fmt: skip
 
 
@@ -311,9 +356,9 @@ def table(report: dict[str, Any]) -> str:
     fs = report.get("fewshot")
     if fs:
         lines += _fewshot_lines(fs, report["split"])
-    fb = report.get("feedback")
-    if fb:
-        lines += _feedback_lines(fb, report["split"])
+    for part in ("feedback", "feedback_other"):
+        if report.get(part):
+            lines += _feedback_lines(report[part], report["split"])
     if report.get("cost"):
         lines += cost.lines(report["cost"])
     return "\n".join(lines + targets(report))
@@ -326,20 +371,22 @@ def _fewshot_lines(fs: dict[str, Any], split: str) -> list[str]:
         f"{fs['home']['sounds']} withheld sounds in a {fs['home']['minutes']:.0f} min home stream, "
         f"{fs['background_hours']:.2f} h of background; negatives: bundle set {fs['negatives']['bundle']}, "
         f"reservoir {fs['negatives']['reservoir']}",
-        f"{'K':>3} {'negatives':>17} {'draws':>5} {'recall':>14} {'YAMNet-named':>12} {'false/h home':>12} "
-        f"{'false/h background':>18} {'threshold min/med/max':>24}",
+        f"{'K':>3} {'negatives':>17} {'draws':>5} {'recall':>14} {'YAMNet-named':>12} {'clean clips':>11} "
+        f"{'false/h home':>12} {'false/h background':>18} {'threshold min/med/max':>24}",
     ]
     for r in fs["rows"]:
         named = _named_recall(r, y["labels"])
         thr = "/".join(f"{v:.4g}" for v in r["threshold_min_median_max"])
         lines.append(
             f"{r['k']:>3} {r['negatives']:>17} {r['draws']:>5} {r['recall']:>6.0%} ({r['heard']}/{r['sounds']})"
-            f"{named:>12.0%} {r['home_false_per_h']:>12.2f} {r['background_false_per_h']:>18.2f} {thr:>24}"
+            f"{named:>12.0%} {r['clean_recall']:>11.0%} {r['home_false_per_h']:>12.2f} "
+            f"{r['background_false_per_h']:>18.2f} {thr:>24}"
         )
     lines.append(
         f"YAMNet AudioSet class at {y['threshold']} (Frigate's way), the {len(y['labels'])} labels it names: recall "
-        f"{y['recall']:.0%} ({y['heard']}/{y['sounds']}), false/h home {y['home_false_per_h']:.2f}, background "
-        f"{y['background_false_per_h']:.2f}; cannot name {', '.join(y['unnamed']) or '-'}"
+        f"{y['recall']:.0%} ({y['heard']}/{y['sounds']}), clean clips {y['clean_recall']:.0%}, false/h home "
+        f"{y['home_false_per_h']:.2f}, background {y['background_false_per_h']:.2f}; "
+        f"cannot name {', '.join(y['unnamed']) or '-'}"
     )
     five = next((r for r in fs["rows"] if r["k"] == 5 and r["negatives"] == "bundle+reservoir"), None)
     if five:
@@ -358,7 +405,12 @@ def _named_recall(row: dict[str, Any], named: Sequence[str]) -> float:
 def _feedback_lines(fb: dict[str, Any], split: str) -> list[str]:
     lines = [
         f"FEEDBACK on the shipped model ({split} split): {fb['sound']} taken for {fb['label']}; {fb['draws']} "
-        f"stream(s) of 2 x {fb['minutes_per_half']:g} min, each withheld {fb['sound']} clip {fb['repeats']}x per half",
+        f"stream(s) of 2 x {fb['minutes_per_half']:g} min, each withheld {fb['sound']} clip {fb['repeats']}x per half, "
+        + (
+            "half of the clips in each half (other recordings)"
+            if fb["disjoint"]
+            else "all of them in both halves (the same sources recurring)"
+        ),
         f"{'N':>3} {'verdicts':>8} {'confusions (2nd half)':>22} {'fall':>6} {fb['label'] + ' recall':>22} "
         f"{'loss (points)':>13} {'other false':>11}",
     ]
@@ -391,7 +443,8 @@ def targets(report: dict[str, Any]) -> list[str]:
         fall = "-" if r5["fall"] is None else f"{r5['fall']:.0%}"
         out.append(
             f"- 5 'wrong' verdicts: confusions fall >= 80% at <= 5 points of recall: {_met(ok)} (fall {fall}, "
-            f"{r5['loss_points']:.1f} points, {r5['verdicts']} verdicts over {fb['draws']} stream(s))"
+            f"{r5['loss_points']:.1f} points, {r5['verdicts']} verdicts over {fb['draws']} stream(s); the same "
+            "sources recurring)"
         )
     if c:
         out += cost.targets(c, _met)
@@ -438,6 +491,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         report["fewshot"] = fewshot(plan, tr.YamnetBase(peer, clf.manifest), peer)
     if "feedback" in args.part:
         report["feedback"] = feedback(plan, clf)
+        report["feedback_other"] = feedback(plan, clf, disjoint=True)
     if "cost" in args.part:
         report["cost"] = cost.measure(clf, args.model, tiny=args.tiny)
     report["seconds"] = round(time.monotonic() - began, 1)

@@ -31,7 +31,7 @@ from bench import teach_record as tr
 from bench.event_scoring import Detection, Span
 from edge.detect.events import EventDetector
 from edge.detect.teaching import BUDGET_PER_HOUR
-from edge.learn.heads import L2, Head, ThresholdRule, fit_head
+from edge.learn.heads import L2, SPREAD_FLOOR, Head, ThresholdRule, fit_head
 from edge.learn.personal import Personal
 from training.model.embedding import background_files
 
@@ -40,6 +40,8 @@ MORE_CSV = streams.SHARED / "data" / "background_more" / "background_more.csv"
 OTHER_CSV = streams.SHARED / "data" / "labelled_other" / "labelled_other.csv"
 EXCERPT_S, EXCERPT_AT_S = 5.0, 10.0
 GAP_S = 0.5
+TRAIN_BED_FILES = 600
+"""Speech files (of the train parts' 2,674) the reservoir's home is made of, with every music and noise file."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class Plan:
     """Also labelled_other's recordings of the labels as withheld sounds."""
     bundle_windows: int = 1500
     reservoir_rows: int = 2000
+    reservoir_minutes: float = 30.0
+    """The reservoir's home is built this many minutes at a time."""
     train_files: int | None = None
     """Train files the bundle set and reservoir are drawn from (None: all)."""
     seed: int = 25
@@ -139,10 +143,27 @@ def audio_hours(hops: tr.Hops) -> float:
 
 
 def negatives(base: tr.Base, plan: Plan) -> tuple[F32, F32]:
-    """(bundle set, reservoir) under ``base``, both from the train parts of the two background corpora."""
+    """(bundle set, reservoir) under ``base``, both of the two background corpora's ``train`` parts: the set as
+    ``auricle-train embed`` drew it, the reservoir as a device fills it listening to a home made of them."""
     paths = background_files([streams.BACKGROUND_CSV, MORE_CSV], "train")
     few = paths if plan.train_files is None else paths[:: max(1, len(paths) // plan.train_files)]
-    return tr.bundle_set(base, few, plan.bundle_windows), tr.reservoir(base, few, plan.reservoir_rows)
+    rate = base.manifest.features.sample_rate
+    items = []
+    for path in (streams.BACKGROUND_CSV, MORE_CSV):
+        with path.open(newline="") as fh:
+            items += [(path.parent / r["filename"], r["kind"]) for r in csv.DictReader(fh) if r["split"] == "train"]
+    step = max(1, len(items) // (plan.train_files or TRAIN_BED_FILES))
+    others = [i for i in items if i[1] != "speech"][: None if plan.train_files is None else 2]
+    chosen = [(p, kind) for p, kind in items[::step] if kind == "speech"] + others
+    key = f"train-home|{len(items)}|{step}|{plan.train_files}"
+
+    def material() -> tuple[list[streams.Item], list[streams.Item]]:
+        read = [(str(p), kind, streams.read_mono(p, rate)) for p, kind in chosen]
+        read = [r for r in read if np.abs(r[2]).max(initial=0) > home_hour.SILENCE]
+        return [r for r in read if r[1] == "speech"], [r for r in read if r[1] != "speech"]
+
+    found = tr.reservoir(base, material, plan.reservoir_rows, key, chunk_min=plan.reservoir_minutes)
+    return tr.bundle_set(base, few, plan.bundle_windows), found
 
 
 # --- the device's fit and event logic ---------------------------------------------------------------
@@ -155,6 +176,7 @@ def fit_like_device(
     model_labels: Collection[str] = (),
     *,
     l2: float = L2,
+    spread_floor: float = SPREAD_FLOOR,
     rule: ThresholdRule | None = None,
 ) -> list[Head]:
     """The heads ``edge.detect.teaching.fit_all`` fits from these example windows ("yes" and "not" per label)
@@ -168,7 +190,7 @@ def fit_like_device(
         mine, nots = yes.get(label, empty), no.get(label, empty)
         others = [yes.get(x, empty) for x in labels if x != label]
         negs = np.concatenate([common, *others]) if others else common
-        kw = {"budget_per_hour": BUDGET_PER_HOUR, "l2": l2, "rule": rule}
+        kw = {"budget_per_hour": BUDGET_PER_HOUR, "l2": l2, "spread_floor": spread_floor, "rule": rule}
         if len(mine):
             heads.append(fit_head(label, mine, negs, nots, **kw))  # type: ignore[arg-type]
         if len(nots) and label in model_labels:
@@ -184,9 +206,10 @@ def fit_cached(
     model_labels: Collection[str] = (),
     *,
     l2: float = L2,
+    spread_floor: float = SPREAD_FLOOR,
 ) -> list[Head]:
     """:func:`fit_like_device` at the device's threshold rule, kept in the cache by what it was fitted on."""
-    digest = hashlib.sha256(f"{l2}|{ThresholdRule()}|{sorted(model_labels)}".encode())
+    digest = hashlib.sha256(f"{l2}|{spread_floor}|{ThresholdRule()}|{sorted(model_labels)}".encode())
     for part in (yes, no):
         for label in sorted(part):
             digest.update(label.encode() + np.ascontiguousarray(part[label]).tobytes())
@@ -194,7 +217,7 @@ def fit_cached(
     path = tr.CACHE / tr.tag_of(base) / "heads" / f"{digest.hexdigest()[:16]}.json"
     if path.is_file():
         return [Head(**h | {"weights": tuple(h["weights"])}) for h in json.loads(path.read_text())]
-    heads = fit_like_device(yes, no, common, model_labels, l2=l2)
+    heads = fit_like_device(yes, no, common, model_labels, l2=l2, spread_floor=spread_floor)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps([asdict(h) for h in heads]))
     return heads

@@ -30,8 +30,9 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from bench import streams
+from bench import home_hour, streams
 from bench.event_scoring import Detection, Span
+from bench.streams import Item
 from edge import features
 from edge.audio.resample import Resampler
 from edge.daemon.learning import QUIET_SCORE, SPACING_S
@@ -284,32 +285,45 @@ def bundle_set(base: Base, paths: Sequence[Path], windows: int, seed: int = 0) -
     return Dequantiser(codes_of(base))(codes)
 
 
-def reservoir(base: Base, paths: Sequence[Path], rows: int, seed: int = 0) -> F32:
-    """What a device's reservoir holds after it listened to ``paths`` (edge/daemon/learning.py): an ordinary
-    hop (every label score below QUIET_SCORE) at most once per SPACING_S of audio, the files back to back in
-    a seeded order; at most ``rows`` (fewer were offered, so the uniform sample keeps them all)."""
-    path = _path(base, "reservoir", f"{rows}|{seed}|" + "|".join(map(str, paths)))
+def reservoir(
+    base: Base,
+    material: Callable[[], tuple[list[Item], list[Item]]],
+    rows: int,
+    key: str,
+    seed: int = 0,
+    chunk_min: float = 30.0,
+) -> F32:
+    """What a device's reservoir holds after it listened to a home (edge/daemon/learning.py): an ordinary hop
+    (every label score below QUIET_SCORE) at most once per SPACING_S, until ``rows`` were offered (the daemon
+    keeps a uniform sample of RESERVOIR_ROWS; fewer offered are all kept).  The home is bench/home_hour.py's bed
+    (speech runs, pauses, music and noise now and then, pink room noise at -62 dBFS throughout) built from
+    ``material()``'s speech and other audio, ``chunk_min`` minutes at a time (seeded); only the offered hops are
+    computed."""
+    path = _path(base, "reservoir", f"{key}|{rows}|{seed}|{chunk_min}")
     if path.is_file():
         with np.load(path) as z:
             return Dequantiser(codes_of(base))(z["codes"])
     m, rate = base.manifest, base.manifest.features.sample_rate
-    clock, due, kept = 0.0, 0.0, list[F32]()
-    for file in np.random.default_rng(seed).permutation(np.array(paths, dtype=object)):
-        samples = _read(file, rate)
-        frames = features.compute(samples, m.features)
+    speech, other = material()
+    kept: list[F32] = []
+    for chunk in range(1000):
+        n = round(chunk_min * 60 * rate)
+        bed, _, _ = home_hour.build_bed(speech, other, n, rate, np.random.default_rng([seed, chunk]))
+        frames, due = features.compute(bed, m.features), 0.0
         for end in _hop_ends(len(frames), m):
-            t = clock + ((end - 1) * m.features.hop_samples + m.features.window_samples) / rate
+            t = ((end - 1) * m.features.hop_samples + m.features.window_samples) / rate
             if t < due:
                 continue
             row, scores = _window(base, frames, end)
             if scores.max(initial=0.0) < QUIET_SCORE:
                 kept.append(row)
                 due = t + SPACING_S
-        clock += len(samples) / rate
         if len(kept) >= rows:
             break
     codes = quantise(np.stack(kept[:rows]), codes_of(base))
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, codes=codes)
-    _LOGGER.info("reservoir: %d rows from %.0f min of audio", len(codes), clock / 60)
+    _LOGGER.info(
+        "reservoir: %d rows from %.1f h of a home of training-side audio", len(codes), (chunk + 1) * chunk_min / 60
+    )
     return Dequantiser(codes_of(base))(codes)

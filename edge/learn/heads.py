@@ -30,7 +30,34 @@ HARD_WEIGHT = 5.0
 """A "not this" window weighs as much as this many background windows."""
 HELD_OUT = 3
 """One negative in this many is held out of the fit to set the threshold."""
+L2 = 10.0
+"""The fit's penalty on the standardised weights (edge/learn/logistic.py).  Chosen with SPREAD_FLOOR and MARGIN on
+calibrate material only (bench/tune_teach.py, bench/README.md): the most recall of 5-example heads with at most 1
+false event per hour per taught label; at 1 they gave 1.5-1.8x as many false events for 4 points more recall."""
+SPREAD_FLOOR = 0.03
+"""An embedding value whose spread (standard deviation) over the fit's windows is below this gets no weight.
+The solver penalises standardised weights, so a value that hardly moves in the fit (a sparse unit, 0 in all
+but a few windows) can take a weight of 100 and more; audio unlike any fitted window that moves it (music)
+then lies far beyond every window the threshold was chosen on.  0.03 is about one int8 step of the shipped
+model's and YAMNet's embedding (6/255, 0.023); with none, false events on calibrate background were 26x as many."""
 MIN_THRESHOLD = 0.5
+"""No head's threshold is lower, whatever the held-out negatives allow."""
+MARGIN = 2.0
+"""Logits between the held-out negative the budget allows and the threshold: those negatives are the fit's kind
+of audio, a home's is not (at 0, heads taught from 5 clips gave 2-3x as many false events on calibrate audio)."""
+MAX_THRESHOLD = 1.0 - 2.0**-20
+"""The highest threshold: a float32 sigmoid reaches 1.0 near a logit of 17, so a threshold must stay below 1 to
+be passable at all; this one (a logit of 13.9) still lies 16 float32 steps below 1."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ThresholdRule:
+    """How the held-out negatives' scores become a head's threshold (the defaults are the device's)."""
+
+    floor: float = MIN_THRESHOLD
+    margin: float = MARGIN
+    """Logits above the highest held-out negative the budget does not allow."""
+    cap: float = MAX_THRESHOLD
 
 
 class TeachError(ValueError):
@@ -56,9 +83,14 @@ class Head:
     """Share of the example windows at or above the threshold."""
 
     def scores(self, embeddings: F32) -> F32:
-        """``p`` for each row of ``embeddings`` (or for one embedding)."""
+        """``p`` for each row of ``embeddings`` (or for one embedding), as the device computes it (float32)."""
         z = np.asarray(embeddings, dtype=np.float32) @ np.asarray(self.weights, dtype=np.float32) + self.bias
         return np.asarray(1 / (1 + np.exp(-np.clip(z, -40, 40))), dtype=np.float32)
+
+    def logits(self, embeddings: F32) -> npt.NDArray[np.float64]:
+        """``w . e + b`` for each row (float64): what the threshold is chosen on, where ``p`` has saturated."""
+        z: npt.NDArray[np.float64] = np.asarray(embeddings, dtype=np.float64) @ np.asarray(self.weights) + self.bias
+        return z
 
 
 def sounding(levels_db: npt.ArrayLike) -> npt.NDArray[np.bool_]:
@@ -66,6 +98,12 @@ def sounding(levels_db: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     levels = np.asarray(levels_db, dtype=np.float64)
     loud: npt.NDArray[np.bool_] = levels >= levels.max(initial=-np.inf) - SOUNDING_DB
     return loud
+
+
+def split_negatives(negatives: F32, seed: int = 0) -> tuple[F32, F32]:
+    """(fitted on, held out): one negative in :data:`HELD_OUT`, drawn with ``seed``, sets the threshold."""
+    order = np.random.default_rng(seed).permutation(len(negatives))
+    return negatives[np.setdiff1d(order, order[::HELD_OUT])], negatives[order[::HELD_OUT]]
 
 
 def fit_head(
@@ -77,53 +115,79 @@ def fit_head(
     kind: str = "label",
     budget_per_hour: float = 1.0,
     hops_per_hour: float = 18000.0,
-    l2: float = 1.0,
+    l2: float = L2,
+    spread_floor: float = SPREAD_FLOOR,
     seed: int = 0,
+    rule: ThresholdRule | None = None,
 ) -> Head:
     """A head for ``label`` from example windows against negatives (``hard``: the user's "not this" windows)."""
     if len(positives) == 0:
         raise TeachError(f"{label}: no sounding window in the examples")
     if len(negatives) < 2 * HELD_OUT:
         raise TeachError(f"{label}: too few negatives ({len(negatives)}) to fit and to set a threshold")
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(negatives))
-    held = negatives[order[::HELD_OUT]]
-    fit_on = negatives[np.setdiff1d(order, order[::HELD_OUT])]
+    fit_on, held = split_negatives(negatives, seed)
     hard = np.zeros((0, positives.shape[1]), np.float32) if hard is None else hard
     x = np.concatenate([positives, fit_on, hard]).astype(np.float64)
     y = np.concatenate([np.ones(len(positives)), np.zeros(len(fit_on) + len(hard))])
     # the few positives weigh as much as all the negatives together; each hard negative as HARD_WEIGHT others
     pos_w = (len(fit_on) + HARD_WEIGHT * len(hard)) / len(positives)
     weight = np.concatenate([np.full(len(positives), pos_w), np.ones(len(fit_on)), np.full(len(hard), HARD_WEIGHT)])
-    beta = logistic.fit(x, y, weight / weight.mean(), l2=l2)
+    used = x.std(axis=0) >= spread_floor if spread_floor > 0 else np.ones(x.shape[1], dtype=bool)
+    beta = logistic.fit(x[:, used], y, weight / weight.mean(), l2=l2)
+    w = np.zeros(x.shape[1])
+    w[used] = beta[:-1]
     head = Head(
-        label=label, kind=kind, weights=tuple(float(v) for v in beta[:-1]), bias=float(beta[-1]), threshold=1.0,
+        label=label, kind=kind, weights=tuple(float(v) for v in w), bias=float(beta[-1]), threshold=1.0,
         examples=len(positives), negatives=len(fit_on) + len(hard),
     )  # fmt: skip
-    threshold, measured = _threshold(head.scores(held), budget_per_hour, hops_per_hour)
+    return with_threshold(head, positives, held, budget_per_hour, hops_per_hour, rule or ThresholdRule())
+
+
+def with_threshold(
+    head: Head, positives: F32, held: F32, budget_per_hour: float, hops_per_hour: float, rule: ThresholdRule
+) -> Head:
+    """``head`` with its threshold chosen on the held-out negatives ``held`` by ``rule``, and its recall on the
+    example windows ``positives``."""
+    threshold, measured = _threshold(head, held, budget_per_hour, hops_per_hour, rule)
     recall = float((head.scores(positives) >= threshold).mean())
     return dataclasses.replace(head, threshold=threshold, measured=measured, recall=round(recall, 3))
 
 
-def _threshold(held: F32, budget_per_hour: float, hops_per_hour: float) -> tuple[float, str]:
-    """The lowest threshold (at least :data:`MIN_THRESHOLD`) whose share of held-out windows above it is within the
-    budget's share of an hour of hops, and one line on what ``len(held)`` windows can show."""
+def _threshold(
+    head: Head, held: F32, budget_per_hour: float, hops_per_hour: float, rule: ThresholdRule
+) -> tuple[float, str]:
+    """The lowest threshold (at least ``rule.floor``, at most ``rule.cap``) whose share of held-out windows above
+    it is within the budget's share of an hour of hops, ``rule.margin`` logits above the highest window the
+    budget does not allow; and one line on what ``len(held)`` windows can show.  Chosen on the logits: near 1 a
+    float32 ``p`` has no room left for a margin."""
     allowed = budget_per_hour / hops_per_hour
-    ranked = np.sort(held)[::-1]
+    ranked = np.sort(head.logits(held))[::-1]
     can_show = 1.0 / len(held)
     k = int(np.floor(allowed * len(held)))  # windows allowed above the threshold
-    top = float(ranked[k]) if k < len(ranked) else 0.0
-    threshold = float(min(0.99, max(MIN_THRESHOLD, np.nextafter(np.float32(top), np.float32(1)) + 0.02)))
-    above = int((held >= threshold).sum())
+    z = max(_logit(rule.floor), float(ranked[k]) + rule.margin) if k < len(ranked) else _logit(rule.floor)
+    p = head.scores(held)
+    # and above the float32 score the device computes for that window (the logits may tie it there)
+    top = np.nextafter(np.sort(p)[::-1][k], np.float32(1)) if k < len(p) else np.float32(0)
+    threshold = float(min(np.float32(rule.cap), max(np.float32(1.0 / (1.0 + np.exp(-z))), top)))
+    above = int((p >= threshold).sum())
+    if above > k:
+        return threshold, (
+            f"{above} of {len(held)} held-out background windows score {threshold:.6g} or more, the highest "
+            "threshold: the head cannot tell them from its examples"
+        )
     if can_show > allowed:
         measured = (
-            f"{above} of {len(held)} held-out background windows score {threshold:.2f} or more: that shows at most "
+            f"{above} of {len(held)} held-out background windows score {threshold:.6g} or more: that shows at most "
             f"1 window in {len(held)} ({can_show * hops_per_hour:.0f} per hour of hops), not the budget of "
             f"{budget_per_hour:g} per hour; its real rate is unmeasured"
         )
     else:
-        measured = f"{above} of {len(held)} held-out background windows score {threshold:.2f} or more (within budget)"
-    return round(threshold, 4), measured
+        measured = f"{above} of {len(held)} held-out background windows score {threshold:.6g} or more (within budget)"
+    return threshold, measured
+
+
+def _logit(p: float) -> float:
+    return float(np.log(p / (1.0 - p)))
 
 
 def rescale(p: F32, head_threshold: npt.ArrayLike, label_threshold: npt.ArrayLike) -> F32:
