@@ -8,6 +8,7 @@ so the Pi figure is an estimate, :data:`PI_SLOWER` times the wall time here, and
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import re
 import subprocess
@@ -22,9 +23,13 @@ import numpy as np
 import yaml
 
 from bench import streams
+from edge.daemon.learning import RESERVOIR_ROWS
 from edge.learn.heads import Head
 from edge.learn.personal import Personal
+from edge.learn.store import TaughtStore
+from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
+from edge.model.embedding import background_embeddings
 
 PI_SLOWER = 10.0
 """Assumed: a Raspberry Pi 4 core (Cortex-A72, 1.5 GHz, NEON) against one core of this x86 machine, for int8
@@ -59,8 +64,9 @@ def per_hop(clf: Classifier, rounds: int = 7, calls: int = 300) -> dict[str, Any
     return {"inference_ms": round(i * 1e3, 4), "heads_ms": round(a * 1e3, 4), "heads": HEADS, "share": round(a / i, 4)}
 
 
-def teach_wall(model: Path) -> dict[str, Any]:
-    """``auricle teach`` of 5 ESC-50 clips into an empty state dir, in a process of its own: wall time, and the
+def teach_wall(model: Path, reservoir: int = 0) -> dict[str, Any]:
+    """``auricle teach`` of 5 ESC-50 clips into a state dir holding nothing or a reservoir of ``reservoir`` rows
+    (a device that has listened: more negatives to fit against), in a process of its own: wall time, and the
     command's own account of it (embedding the clips, all of its work)."""
     with streams.ESC50_CSV.open(newline="") as fh:
         rows = [r for r in csv.DictReader(fh) if r["category"] == TEACH_LABEL and r["fold"] == "1"][:TEACH_CLIPS]
@@ -68,6 +74,14 @@ def teach_wall(model: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         config = Path(tmp) / "auricle.yaml"
         config.write_text(yaml.safe_dump({"model": {"path": str(model), "state_dir": str(Path(tmp) / "state")}}))
+        if reservoir:
+            bundle = read_bundle(model)
+            spec = bundle.manifest.embedding
+            assert spec is not None and bundle.background
+            shipped = background_embeddings(bundle.background, spec, str(model))
+            full = shipped[np.random.default_rng(0).integers(len(shipped), size=reservoir)] * 0.9
+            sha = hashlib.sha256(model.read_bytes()).hexdigest()  # the store keys a model by its bundle file
+            TaughtStore(Path(tmp) / "state").save_reservoir(sha, full, reservoir)
         began = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "edge", "teach", "-c", str(config), "my_knock", *files],
@@ -75,43 +89,47 @@ def teach_wall(model: Path) -> dict[str, Any]:
         )  # fmt: skip
         wall = time.monotonic() - began
     said = re.search(r"embedded in ([\d.]+) s, ([\d.]+) s in all", done.stdout)
-    if done.returncode != 0 or said is None:
+    heard = re.search(r"(\d+) heard on this device", done.stdout)
+    if done.returncode != 0 or said is None or heard is None or int(heard.group(1)) != reservoir:
         return {"error": (done.stderr or done.stdout).strip()[-300:]}
-    work = float(said.group(2))
     return {
-        "clips": len(files), "wall_s": round(wall, 2), "embedded_s": float(said.group(1)), "work_s": work,
-        "pi_estimate_s": round(PI_SLOWER * wall, 1), "pi_slower": PI_SLOWER, "load": round(os.getloadavg()[0], 2),
+        "clips": len(files), "reservoir": reservoir, "wall_s": round(wall, 2), "embedded_s": float(said.group(1)),
+        "work_s": float(said.group(2)), "pi_estimate_s": round(PI_SLOWER * wall, 1), "pi_slower": PI_SLOWER,
+        "load": round(os.getloadavg()[0], 2),
     }  # fmt: skip
 
 
 def measure(clf: Classifier, model: Path, *, tiny: bool = False) -> dict[str, Any]:
     hop = per_hop(clf, rounds=3 if tiny else 7, calls=30 if tiny else 300)
-    return {"per_hop": hop, "teach": None if tiny else teach_wall(model)}
+    return {"per_hop": hop, "teach": None if tiny else [teach_wall(model), teach_wall(model, RESERVOIR_ROWS)]}
 
 
 def lines(c: dict[str, Any]) -> list[str]:
-    h, t = c["per_hop"], c["teach"]
+    h = c["per_hop"]
     out = [
         f"COST: one inference (Classifier.scores) {h['inference_ms']:.3f} ms; {h['heads']} heads add "
         f"{h['heads_ms']:.4f} ms (embedding read + Personal.apply) = {h['share']:.1%} of it"
     ]
-    if t and "error" not in t:
+    for t in c["teach"] or ():
+        if "error" in t:
+            out.append(f"auricle teach failed: {t['error']}")
+            continue
         out.append(
-            f"auricle teach, {t['clips']} clips of {TEACH_LABEL}: {t['wall_s']:.1f} s wall here (the command: "
-            f"{t['work_s']:.1f} s, of it {t['embedded_s']:.1f} s embedding the clips; load {t['load']}); on a Pi 4 "
-            f"about {t['pi_estimate_s']:.0f} s, estimated as {t['pi_slower']:g}x (not measured)"
+            f"auricle teach, {t['clips']} clips of {TEACH_LABEL}, reservoir of {t['reservoir']} rows: "
+            f"{t['wall_s']:.1f} s wall here (the command: {t['work_s']:.1f} s, of it {t['embedded_s']:.1f} s "
+            "embedding the clips; load "
+            f"{t['load']}); on a Pi 4 about {t['pi_estimate_s']:.0f} s, estimated as {t['pi_slower']:g}x (not measured)"
         )
-    elif t:
-        out.append(f"auricle teach failed: {t['error']}")
     return out
 
 
 def targets(c: dict[str, Any], met: Callable[[bool | None], str]) -> list[str]:
-    h, t = c["per_hop"], c["teach"]
+    h, t = c["per_hop"], max(c["teach"] or [{}], key=lambda x: x.get("wall_s", 0))
     out = [f"- per-hop cost of {h['heads']} heads <= 5% of one inference: {met(h['share'] <= 0.05)} ({h['share']:.1%})"]
     if t and "error" not in t:
         out.append(
             f"- teaching 5 examples on a Pi 4 <= 10 s: {met(t['pi_estimate_s'] <= 10)} (estimated "
-            f"{t['pi_estimate_s']:.0f} s = {t['pi_slower']:g} x {t['wall_s']:.1f} s here; not measured on a Pi)"
+            f"{t['pi_estimate_s']:.0f} s = {t['pi_slower']:g} x {t['wall_s']:.1f} s here with a reservoir of "
+            f"{t['reservoir']} rows, the slower case; not measured on a Pi)"
         )
     return out
