@@ -24,7 +24,7 @@
 
 Every figure is printed with the targets of issue 25 in the same run.  Embeddings and fitted heads are
 cached under ``runs/bench/teach`` (``--cache``); ``--tiny`` is a seconds-long case for CI
-(tests/bench/test_teach.py).
+(tests/bench/test_bench_teach.py).
 """
 
 from __future__ import annotations
