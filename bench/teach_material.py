@@ -33,7 +33,7 @@ from edge.detect.events import EventDetector
 from edge.detect.teaching import BUDGET_PER_HOUR
 from edge.learn.heads import L2, SPREAD_FLOOR, Head, ThresholdRule, fit_head
 from edge.learn.personal import Personal
-from training.model.embedding import background_files
+from training.model.embedding import background_files, background_kinds
 
 F32 = npt.NDArray[np.float32]
 MORE_CSV = streams.SHARED / "data" / "background_more" / "background_more.csv"
@@ -63,7 +63,7 @@ class Plan:
     """Files per corpus of the background stream and the bed (None: all)."""
     other: bool = True
     """Also labelled_other's recordings of the labels as withheld sounds."""
-    bundle_windows: int = 1500
+    bundle_windows: int = 3000
     reservoir_rows: int = 2000
     reservoir_minutes: float = 30.0
     """The reservoir's home is built this many minutes at a time."""
@@ -163,7 +163,8 @@ def negatives(base: tr.Base, plan: Plan) -> tuple[F32, F32]:
         return [r for r in read if r[1] == "speech"], [r for r in read if r[1] != "speech"]
 
     found = tr.reservoir(base, material, plan.reservoir_rows, key, chunk_min=plan.reservoir_minutes)
-    return tr.bundle_set(base, few, plan.bundle_windows), found
+    kinds = background_kinds([streams.BACKGROUND_CSV, MORE_CSV], "train")
+    return tr.bundle_set(base, few, plan.bundle_windows, kinds=kinds), found
 
 
 # --- the device's fit and event logic ---------------------------------------------------------------

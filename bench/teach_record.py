@@ -21,7 +21,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -260,26 +260,28 @@ def _hop_ends(n_frames: int, m: Manifest) -> list[int]:
     return features.window_ends(n_frames, m.window_frames, m.hop_frames)
 
 
-def bundle_set(base: Base, paths: Sequence[Path], windows: int, seed: int = 0) -> F32:
+def bundle_set(
+    base: Base, paths: Sequence[Path], windows: int, seed: int = 0, kinds: Mapping[Path, str] | None = None
+) -> F32:
     """The shipped bundle's background set, drawn again under ``base``: ``auricle-train embed``'s draw
-    (training/model/embedding.py background_codes: files in a seeded order, one seeded hop of each, until
-    ``windows`` rows), only the drawn hop computed.  Under the shipped model it is the bundle's own set."""
+    (training/model/embedding.py draw_background: an equal share per kind of audio, given ``kinds``).  Under the
+    shipped model it is the bundle's own set."""
+    from training.model.embedding import draw_background
+
     if isinstance(base, Classifier) and base.bundle.background and base.manifest.embedding:
         return background_embeddings(base.bundle.background, base.manifest.embedding, str(base.bundle.path))
-    path = _path(base, "bundleset", f"{windows}|{seed}|" + "|".join(map(str, paths)))
+    key = f"{windows}|{seed}|{sorted(set(kinds.values())) if kinds else ''}|" + "|".join(map(str, paths))
+    path = _path(base, "bundleset", key)
     if path.is_file():
         with np.load(path) as z:
             return Dequantiser(codes_of(base))(z["codes"])
     m, rate = base.manifest, base.manifest.features.sample_rate
-    rng, rows = np.random.default_rng(seed), list[F32]()
-    per_file = max(1, windows // max(1, len(paths)) + 1)
-    for file in rng.permutation(np.array(paths, dtype=object)):
+
+    def hops_of(file: Path) -> list[F32]:
         frames = features.compute(_read(file, rate), m.features)
-        ends = _hop_ends(len(frames), m)
-        rows += [_window(base, frames, ends[i])[0] for i in rng.permutation(len(ends))[:per_file]]
-        if len(rows) >= windows:
-            break
-    codes = quantise(np.stack(rows[:windows]), codes_of(base))
+        return [_window(base, frames, end)[0] for end in _hop_ends(len(frames), m)]
+
+    codes = quantise(np.stack(draw_background(paths, windows, hops_of, seed, kinds)), codes_of(base))
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, codes=codes)
     return Dequantiser(codes_of(base))(codes)

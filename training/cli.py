@@ -128,20 +128,29 @@ def _write_manifest(rows: list[dict[str, object]], path: Path) -> None:
 
 def _embed(args: argparse.Namespace) -> int:
     """``auricle-train embed``: a bundle with its embedding output declared and a background set."""
-    from training.model.embedding import EmbeddingError, background_files, embed_bundle
+    from training.model.embedding import EmbeddingError, background_files, background_kinds, embed_bundle
 
-    files = background_files([Path(x) for x in args.background])
+    csvs = [Path(x) for x in args.background]
+    files = background_files(csvs)
     if not files:
         print(f"auricle-train: embed: no 'train' files in {', '.join(args.background)}", file=sys.stderr)
         return 2
     key = Path(args.key) if args.key else None
     try:
-        m = embed_bundle(Path(args.bundle), Path(args.output), args.version, files, args.windows, key, args.size)
+        m = embed_bundle(
+            Path(args.bundle), Path(args.output), args.version, files, args.windows, key, args.size,
+            kinds=background_kinds(csvs),
+        )  # fmt: skip
     except EmbeddingError as exc:
         print(f"auricle-train: embed: {args.bundle}: {exc}", file=sys.stderr)
         return 2
+    from edge.model.bundle import read_bundle
+    from edge.model.embedding import background_embeddings
+
+    b = read_bundle(args.output)
+    rows = len(background_embeddings(b.background, m.embedding, args.output)) if b.background and m.embedding else 0
     size = m.embedding.size if m.embedding else 0
-    print(f"embed: wrote {args.output}: {m.name} {m.version}, {size}-value embedding, {args.windows} background rows")
+    print(f"embed: wrote {args.output}: {m.name} {m.version}, {size}-value embedding, {rows} background rows")
     return 0
 
 

@@ -153,5 +153,5 @@ def test_info_says_what_the_device_can_learn_with() -> None:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    assert "embedding: 1024 values (auricle teach), background set of 1500 windows" in info()
+    assert "embedding: 1024 values (auricle teach), background set of 3000 windows" in info()
     assert "embedding: none (auricle teach needs a model with one" in info("tests/data/esc50-3.0.0.auricle")

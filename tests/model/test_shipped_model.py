@@ -25,8 +25,8 @@ from edge.model.embedding import background_embeddings
 
 EMBEDDING = 1024
 """YAMNet's pooled features: the input of both heads."""
-BACKGROUND_WINDOWS = 1500
-"""Rows of the shipped background set (models/MODEL_CARD.md, 4.1.0)."""
+BACKGROUND_WINDOWS = 3000
+"""Rows of the shipped background set: a third each of speech, music and noise (models/MODEL_CARD.md, 4.1.0)."""
 RELU6 = 6.0
 """The embedding is the mean of ReLU6 activations: every value lies in 0..6."""
 

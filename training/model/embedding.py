@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -91,32 +91,78 @@ def background_files(csvs: Sequence[Path], split: str = "train") -> list[Path]:
     return paths
 
 
-def background_codes(clf: Classifier, paths: Sequence[Path], windows: int, seed: int = 0) -> npt.NDArray[np.int8]:
+def background_kinds(csvs: Sequence[Path], split: str = "train") -> dict[Path, str]:
+    """The ``kind`` column (speech, music, noise ...) of each file of one split; "background" where none."""
+    kinds = {}
+    for manifest in csvs:
+        with manifest.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                name = row.get("path") or row.get("filename") or ""
+                if row.get("split") == split and name:
+                    kinds[manifest.parent / name] = row.get("kind") or "background"
+    return kinds
+
+
+def background_codes(
+    clf: Classifier, paths: Sequence[Path], windows: int, seed: int = 0, kinds: Mapping[Path, str] | None = None
+) -> npt.NDArray[np.int8]:
     """``windows`` embeddings (int8 codes, as the model outputs them) of hops of ``paths`` through the daemon's
-    pipeline, drawn evenly over the files (seeded)."""
+    pipeline, drawn by :func:`draw_background`."""
+    spec = clf.manifest.embedding
+    assert spec is not None
+    rate = clf.manifest.features.sample_rate
+    floats = np.stack(
+        draw_background(paths, windows, lambda path: _embeddings(clf, read_mono(path, rate)), seed, kinds)
+    )
+    out = spec.output
+    codes = np.rint(floats / out.scale + out.zero_point) if out.dtype == "int8" else floats
+    return np.asarray(codes, dtype=np.int8 if out.dtype == "int8" else np.float32)
+
+
+def draw_background(
+    paths: Sequence[Path],
+    windows: int,
+    hops_of: Callable[[Path], Sequence[npt.NDArray[np.float32]]],
+    seed: int = 0,
+    kinds: Mapping[Path, str] | None = None,
+) -> list[npt.NDArray[np.float32]]:
+    """``windows`` hop embeddings (``hops_of(path)``: every hop of a file), seeded.  With ``kinds``, each kind gets
+    an equal share of the windows, spread over its files: the corpora hold a thousand short speech files for each
+    noise recording, and a set drawn per file is all speech, so a new device's taught heads would never have seen
+    a quiet room (bench/teach.py measured it).  The kinds of fewest files come first; what they fall short of (a
+    short recording has few hops) goes to the later ones.  Without ``kinds``, the windows are spread over the
+    files.  ``auricle-train embed`` draws the bundle's set with it, and bench/teach.py the same set under YAMNet."""
+    groups: dict[str, list[Path]] = {}
+    for path in paths:
+        groups.setdefault(kinds.get(path, "background") if kinds else "all", []).append(path)
+    rng = np.random.default_rng(seed)
+    rows: list[npt.NDArray[np.float32]] = []
+    names = sorted(groups, key=lambda k: (len(groups[k]), k))
+    for i, kind in enumerate(names):
+        quota = (windows - len(rows)) // (len(names) - i)
+        per_file = max(1, -(-quota // len(groups[kind])))
+        drawn: list[npt.NDArray[np.float32]] = []
+        for path in rng.permutation(np.array(groups[kind], dtype=object)):
+            hops = hops_of(path)
+            drawn += [hops[j] for j in rng.permutation(len(hops))[:per_file]]
+            if len(drawn) >= quota:
+                break
+        rows += drawn[:quota]
+        _LOGGER.info(
+            "embed: %d background windows of %s from %d files", min(quota, len(drawn)), kind, len(groups[kind])
+        )
+    return rows
+
+
+def read_mono(path: Path, rate: int) -> npt.NDArray[np.float32]:
+    """A background file as mono float32 at ``rate``."""
     import soundfile as sf
 
     from edge.audio.resample import Resampler
 
-    spec = clf.manifest.embedding
-    assert spec is not None
-    rate = clf.manifest.features.sample_rate
-    rows: list[npt.NDArray[np.float32]] = []
-    rng = np.random.default_rng(seed)
-    per_file = max(1, windows // max(1, len(paths)) + 1)
-    for path in rng.permutation(np.array(paths, dtype=object)):
-        data, file_rate = sf.read(path, dtype="float32", always_2d=True)
-        mono = data.mean(axis=1).astype(np.float32)
-        mono = mono if file_rate == rate else Resampler(file_rate, rate).process(mono)
-        hops = _embeddings(clf, mono)
-        for i in rng.permutation(len(hops))[:per_file]:
-            rows.append(hops[i])
-        if len(rows) >= windows:
-            break
-    floats = np.stack(rows[:windows])
-    out = spec.output
-    codes = np.rint(floats / out.scale + out.zero_point) if out.dtype == "int8" else floats
-    return np.asarray(codes, dtype=np.int8 if out.dtype == "int8" else np.float32)
+    data, file_rate = sf.read(path, dtype="float32", always_2d=True)
+    mono = data.mean(axis=1).astype(np.float32)
+    return mono if file_rate == rate else Resampler(file_rate, rate).process(mono)
 
 
 def _embeddings(clf: Classifier, samples: npt.NDArray[np.float32]) -> list[npt.NDArray[np.float32]]:
@@ -145,9 +191,10 @@ def embed_bundle(
     windows: int,
     key: Path | None = None,
     size: int = 1024,
+    kinds: Mapping[Path, str] | None = None,
 ) -> Manifest:
     """Write ``target``: ``source`` as ``version`` with its ``size``-value embedding declared and a background
-    set of ``windows`` rows."""
+    set of ``windows`` rows (an equal share per kind of background, given ``kinds``)."""
     from edge.features import compute, to_input, window_at, window_ends
     from edge.model.bundle import load_private_key
 
@@ -165,8 +212,7 @@ def embed_bundle(
     ends = window_ends(len(frames), m.window_frames, max(1, m.hop_frames))
     probes = np.stack([to_input(window_at(frames, e, m.window_frames, m.features), m.features, m.input) for e in ends])
     same_outputs(old, new, probes)
-    codes = background_codes(Classifier(new), background, windows)
-    _LOGGER.info("embed: %d background windows from %d files", len(codes), len(background))
+    codes = background_codes(Classifier(new), background, windows, kinds=kinds)
     private = load_private_key(key) if key else None
     write_bundle(target, manifest, tflite, private_key=private, selftest=old.selftest, background=background_npz(codes))
     draft.unlink(missing_ok=True)
