@@ -40,6 +40,12 @@ def test_a_new_label_is_appended_and_its_threshold_lands_on_the_default() -> Non
     assert at_threshold.apply(np.zeros(1, np.float32), _e(0))[1] == pytest.approx(TAUGHT_THRESHOLD, abs=1e-6)
 
 
+def test_no_heads_change_nothing() -> None:
+    personal = Personal([], ("dog",), {})
+    assert personal.labels == ("dog",) and personal.size == 0
+    assert personal.apply(np.array([0.3], np.float32), _e(0)).tolist() == pytest.approx([0.3])
+
+
 def test_a_model_label_head_adds_and_a_correction_silences() -> None:
     heads = [_head("dog", 1), _head("cat", 2, kind="correction")]
     personal = Personal(heads, ("dog", "cat"), {"dog": 0.4, "cat": 0.8})

@@ -48,7 +48,8 @@ class Personal:
         if unknown:
             raise ValueError(f"corrections of labels the model does not have: {', '.join(unknown)}")
         self._base = len(labels)
-        self._weights = np.array([h.weights for h in self.heads], dtype=np.float32).reshape(len(self.heads), -1)
+        size = len(self.heads[0].weights) if self.heads else 0
+        self._weights = np.array([h.weights for h in self.heads], dtype=np.float32).reshape(len(self.heads), size)
         self._bias = np.array([h.bias for h in self.heads], dtype=np.float32)
         label_thr = [thresholds.get(h.label, TAUGHT_THRESHOLD) for h in self.heads]
         self._head_thr = np.array([h.threshold for h in self.heads], dtype=np.float32)
