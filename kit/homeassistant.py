@@ -19,8 +19,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
+
+from kit.process import Lifecycle
 
 START_TIMEOUT_S = 240
 """start.sh's own bound (HA_START_TIMEOUT), on a busy machine; it takes 5-30 s."""
@@ -33,7 +34,7 @@ def ha_venv() -> Path:
     return Path(os.environ.get("AURICLE_TMP") or tempfile.gettempdir()) / "ha-venv"
 
 
-class HomeAssistant:
+class HomeAssistant(Lifecycle):
     """One Home Assistant, started by ``with`` (or :meth:`start`) and stopped on leaving it."""
 
     def __init__(self, tools: Path, broker_port: int) -> None:
@@ -129,19 +130,3 @@ class HomeAssistant:
             self.stop()
         finally:
             shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

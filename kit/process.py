@@ -27,7 +27,34 @@ def terminate(proc: subprocess.Popen[Any] | None, name: str, timeout_s: float) -
     _LOGGER.info("%s pid %d stopped (rc %s)", name, proc.pid, proc.returncode)
 
 
-class ManagedProcess:
+class Lifecycle:
+    """A thing tests start and close: as a context manager it starts, and closes on the way out, even when the
+    start fails (ManagedProcess; kit.homeassistant.HomeAssistant, which runs through scripts)."""
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class ManagedProcess(Lifecycle):
     """One child process whose output goes to ``log_path``: the life cycle every fixture shares.
 
     ``stop()`` sends SIGTERM, falls back to SIGKILL and always reaps; ``kill()`` is SIGKILL and reap;
@@ -67,22 +94,6 @@ class ManagedProcess:
     def close(self) -> None:
         """What leaving the ``with`` block does."""
         self.stop()
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class TempDaemon(ManagedProcess):
