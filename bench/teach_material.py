@@ -31,7 +31,7 @@ from bench import teach_record as tr
 from bench.event_scoring import Detection, Span
 from edge.detect.events import EventDetector
 from edge.detect.teaching import BUDGET_PER_HOUR
-from edge.learn.heads import L2, SPREAD_FLOOR, Head, ThresholdRule, fit_head
+from edge.learn.heads import L2, SPREAD_FLOOR, Head, ThresholdRule, fit_labels
 from edge.learn.personal import Personal
 from training.model.embedding import background_files, background_kinds
 
@@ -184,19 +184,8 @@ def fit_like_device(
     against ``common`` (bundle set, then reservoir): each label's negatives are ``common`` and the other
     labels' "yes" windows; its "not" windows are hard negatives, and a model label's "not" windows also fit a
     correction."""
-    labels, size = sorted(set(yes) | set(no)), common.shape[1]
-    empty = np.zeros((0, size), np.float32)
-    heads = []
-    for label in labels:
-        mine, nots = yes.get(label, empty), no.get(label, empty)
-        others = [yes.get(x, empty) for x in labels if x != label]
-        negs = np.concatenate([common, *others]) if others else common
-        kw = {"budget_per_hour": BUDGET_PER_HOUR, "l2": l2, "spread_floor": spread_floor, "rule": rule}
-        if len(mine):
-            heads.append(fit_head(label, mine, negs, nots, **kw))  # type: ignore[arg-type]
-        if len(nots) and label in model_labels:
-            heads.append(fit_head(label, nots, negs, mine, kind="correction", **kw))  # type: ignore[arg-type]
-    return heads
+    kw = {"budget_per_hour": BUDGET_PER_HOUR, "l2": l2, "spread_floor": spread_floor, "rule": rule}
+    return fit_labels(yes, no, common, model_labels, **kw)[0]
 
 
 def fit_cached(

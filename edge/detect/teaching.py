@@ -26,7 +26,7 @@ import numpy.typing as npt
 
 from edge import features
 from edge.audio.sources import FileSource
-from edge.learn.heads import Head, TeachError, fit_head, sounding
+from edge.learn.heads import Head, fit_labels, sounding
 from edge.learn.store import Example, Fitted, StoreError, TaughtStore
 from edge.model.classifier import Classifier
 from edge.model.embedding import NoEmbedding, background_embeddings
@@ -144,26 +144,10 @@ def fit_all(store: TaughtStore, classifier: Classifier, sha256: str) -> Fitted:
         return Fitted(sha256, (), (), _now(), ())
     common, said = background(classifier, store, sha256)
     lines.append(said)
-    size = common.shape[1]
-
-    def rows_of(label: str, verdict: str) -> F32:
-        parts = windows.get((label, verdict), [])
-        return np.concatenate(parts).astype(np.float32) if parts else np.zeros((0, size), np.float32)
-
-    heads: list[Head] = []
-    for label in sorted({ex.label for ex in examples}):
-        yes, no = rows_of(label, "yes"), rows_of(label, "not")
-        others = [rows_of(x, "yes") for x in sorted({e.label for e in examples}) if x != label]
-        negatives = np.concatenate([common, *others]) if others else common
-        try:
-            if len(yes):
-                heads.append(fit_head(label, yes, negatives, no, budget_per_hour=BUDGET_PER_HOUR))
-            if len(no) and label in model_labels:
-                heads.append(fit_head(label, no, negatives, yes, kind="correction", budget_per_hour=BUDGET_PER_HOUR))
-            elif len(no) and not len(yes):
-                lines.append(f"{label}: only 'not' examples and not a model label: nothing to listen for yet")
-        except TeachError as exc:
-            lines.append(f"not fitted: {exc}")
+    yes = {label: np.concatenate(parts) for (label, verdict), parts in windows.items() if verdict == "yes"}
+    no = {label: np.concatenate(parts) for (label, verdict), parts in windows.items() if verdict == "not"}
+    heads, said_labels = fit_labels(yes, no, common, model_labels, budget_per_hour=BUDGET_PER_HOUR)
+    lines += said_labels
     lines.append(f"fitted {len(heads)} head(s) in {time.monotonic() - began:.1f} s")
     return Fitted(sha256, tuple(heads), tuple(lines), _now(), tuple(f"{ex.label}/{ex.name}" for ex in examples))
 

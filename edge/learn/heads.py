@@ -16,7 +16,9 @@ embedding it accepts, that label's score is set to 0 (the model said cat on this
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -199,3 +201,33 @@ def rescale(p: F32, head_threshold: npt.ArrayLike, label_threshold: npt.ArrayLik
     lo = p * (label / head)
     hi = label + (p - head) * (1 - label) / np.maximum(np.float32(1e-6), 1 - head)
     return np.where(p < head, lo, hi).astype(np.float32)
+
+
+def fit_labels(
+    yes: Mapping[str, F32],
+    no: Mapping[str, F32],
+    common: F32,
+    model_labels: Collection[str] = (),
+    **fit: Any,
+) -> tuple[list[Head], list[str]]:
+    """Every taught label's heads, and a line for each label that could not be fitted: a label's negatives are
+    ``common`` and the other labels' "yes" windows, its "not" windows hard negatives; a model label's "not"
+    windows also fit a correction.  ``fit``: :func:`fit_head`'s keywords (budget, l2, threshold rule)."""
+    labels, size = sorted(set(yes) | set(no)), common.shape[1]
+    empty = np.zeros((0, size), np.float32)
+    heads: list[Head] = []
+    lines: list[str] = []
+    for label in labels:
+        mine, nots = yes.get(label, empty), no.get(label, empty)
+        others = [yes.get(x, empty) for x in labels if x != label]
+        negatives = np.concatenate([common, *others]) if others else common
+        try:
+            if len(mine):
+                heads.append(fit_head(label, mine, negatives, nots, **fit))
+            if len(nots) and label in model_labels:
+                heads.append(fit_head(label, nots, negatives, mine, kind="correction", **fit))
+            elif len(nots) and not len(mine):
+                lines.append(f"{label}: only 'not' examples and not a model label: nothing to listen for yet")
+        except TeachError as exc:
+            lines.append(f"not fitted: {exc}")
+    return heads, lines
