@@ -2,14 +2,16 @@
 false events, chosen on audio the held-out figures never use.
 
     .venv/bin/python -m bench.open_set --model RUN/esc50.auricle [--split calibrate] [--fold 1] [--seed 7]
-        [--confirm 0 0.05 0.1 0.15] [--floor 0.05 0.2 0.3 0.4 0.5 0.6] [--thresholds-from BUNDLE]
+        [--confirm 0 0.05 0.1 0.15] [--slope 0 2] [--keep-at 1 0.98] [--floor 0.05 0.2 0.3 0.4 0.5 0.6]
+        [--thresholds-from BUNDLE]
         [--config configs/esc50.yaml] [--json-out FILE]
 
 ``--model`` is a two-output bundle: the per-hop scores of its event labels and its 521 AudioSet scores are
 recorded once per stream through the daemon's pipeline (``edge.daemon.replay``; the default config
 infers every hop) and cached in ``runs/bench/open_set``.  The bundle's own rule is left out of the
 recording.  Each rule is then replayed through the device's own code: ``edge.model.audioset.HeadScorer``
-with a ``Confirm`` of the mapping's classes (``configs/esc50_audioset.csv``; confirmation 0 = none), and
+with a ``Confirm`` of the mapping's classes (``configs/esc50_audioset.csv``; confirmation 0 = none; slope 0 the
+hard gate, above 0 the soft confirmation, with ``--keep-at`` the label head scores it never weighs), and
 the ``EventDetector`` at the thresholds of ``--thresholds-from`` (default: the model's own) raised to the
 floor.  Three streams, all from one ``--split`` of the backgrounds:
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import itertools
 import logging
 import sys
 from collections.abc import Sequence
@@ -150,12 +153,14 @@ class Rule:
     device's code."""
 
     def __init__(self, manifest: Manifest, mapping: dict[str, list[int]], confirm: float, floor: float,
-                 thresholds: dict[str, float], evidence: Evidence | None = None) -> None:  # fmt: skip
+                 thresholds: dict[str, float], evidence: Evidence | None = None,
+                 slope: float = 0.0, keep_at: float = 1.0) -> None:  # fmt: skip
         head = manifest.audioset
         assert head is not None
         labels = manifest.event_labels
         classes = {x: tuple(mapping[x]) for x in labels if x in mapping}
-        rule = Confirm(threshold=confirm, classes=classes) if confirm > 0 and evidence is None else None
+        soft = {"slope": slope, "keep_at": keep_at}
+        rule = Confirm(threshold=confirm, classes=classes, **soft) if confirm > 0 and evidence is None else None
         self.scorer = HeadScorer(dataclasses.replace(head, confirm=rule, evidence=evidence, labels=()), labels)
         self.labels = labels
         self.thresholds = {x: max(thresholds[x], floor) for x in labels}
@@ -194,13 +199,14 @@ def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     bg_hours = rows[0]["background_hours"] if rows else 0
     lines = [
         f"split {args.split}, fold {args.fold}, seed {args.seed}; thresholds of {args.thresholds_from or args.model}",
-        f"{'confirm':>8} {'floor':>6}  {'home recall':>11}  {'false/h home / all':>18}  "
+        f"{'confirm':>8} {'slope':>5} {'keep':>5} {'floor':>6}  {'home recall':>11}  {'false/h home / all':>18}  "
         f"{'background (' + format(bg_hours, '.2f') + ' h)':>20}  {'fold recall':>11}",
     ]
     for r in rows:
         rule = "evidence" if r.get("evidence") else f"{r['confirm']:.2f}"
         lines.append(
-            f"{rule:>8} {r['floor']:>6.2f}  {r['home_recall']:>11.0%}  "
+            f"{rule:>8} {r.get('slope', 0):>5g} {r.get('keep_at', 1):>5g} {r['floor']:>6.2f}  "
+            f"{r['home_recall']:>11.0%}  "
             f"{r['home_false_per_hour_home']:>8.1f} / {r['home_false_per_hour_all']:<7.1f}  "
             f"{r['background_false_events']:>20d}  {r['fold_recall']:>11.0%}"
         )
@@ -216,6 +222,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--confirm", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15])
     p.add_argument("--floor", type=float, nargs="+", default=[0.05, 0.2, 0.3, 0.4, 0.5, 0.6])
+    p.add_argument("--slope", type=float, nargs="+", default=[0.0], help="0: the hard gate; else the soft one")
+    p.add_argument("--keep-at", type=float, nargs="+", default=[1.0], help="label head scores kept whatever")
     p.add_argument("--config", type=Path, default=streams.ROOT / "configs" / "esc50.yaml", help="the backgrounds")
     p.add_argument("--mapping", type=Path, default=streams.MAPPING_CSV, help="ESC-50 label -> AudioSet classes")
     p.add_argument(
@@ -238,10 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     mapping = yamnet.read_mapping(args.mapping, class_names)
     recs = recordings(clf, args)
     rows = []
-    for confirm in args.confirm:
-        for floor in args.floor:
-            rule = Rule(bare, mapping, confirm, floor, thresholds)
-            rows.append({"confirm": confirm, "floor": floor} | figures(rule, recs))
+    for confirm, slope, keep_at, floor in itertools.product(args.confirm, args.slope, args.keep_at, args.floor):
+        rule = Rule(bare, mapping, confirm, floor, thresholds, slope=slope, keep_at=keep_at)
+        rows.append({"confirm": confirm, "slope": slope, "keep_at": keep_at, "floor": floor} | figures(rule, recs))
     if args.evidence:
         fitted = read_bundle(args.evidence).manifest
         if fitted.audioset is None or fitted.audioset.evidence is None:

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from edge.model.evidence import Combination, Evidence
+from edge.model.evidence import Combination, Evidence, logit
 from edge.model.outputs import OutputSpec
 
 F32 = npt.NDArray[np.float32]
@@ -69,10 +69,18 @@ class Confirm:
     """The second opinion: an event label's score counts only on hops where its AudioSet classes agree."""
 
     threshold: float = field(metadata=_SCORE)
-    """A label's score stands on a hop where the highest score of its classes is at least this; else it is 0."""
+    """With ``slope`` 0: a label's score stands on a hop where the highest score of its classes is at least this,
+    else it is 0.  With a slope: the evidence at which the label keeps half its score."""
     classes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     """Event label -> its AudioSet class indices; a label not listed (AudioSet has no class for it) is never
     confirmed or silenced."""
+    slope: float = field(default=0.0, metadata={"lo": 0.0, "hi": 100.0, "unit": "per logit of evidence"})
+    """0: the hard gate (esc50 4.0.0).  Above 0, the soft confirmation (esc50 5.0.0): the label's score times
+    ``sigmoid(slope * (logit(e) - logit(threshold)))``, ``e`` the best of its classes' scores: continuous in
+    both scores, so a quantisation step moves it a little and never from 0 to the whole score."""
+    keep_at: float = field(default=1.0, metadata=_SCORE)
+    """A label head score at least this is kept whatever AudioSet says (1.0: only a perfect score, which an
+    int8 sigmoid never gives): where the network is sure, AudioSet not knowing the sound does not silence it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -212,6 +220,8 @@ class HeadScorer:
         self._confirm_classes = np.array([c for x in confirmed for c in confirm[x]], dtype=np.intp)
         self._confirm_starts = np.cumsum([0] + [len(confirm[x]) for x in confirmed[:-1]], dtype=np.intp)
         self._confirm_at = np.float32(head.confirm.threshold if head.confirm else 0.0)
+        self._slope = np.float32(head.confirm.slope if head.confirm else 0.0)
+        self._keep_at = np.float32(head.confirm.keep_at if head.confirm else 1.0)
         self._evidence = Combination(head.evidence, event_labels) if head.evidence else None
         self._classes = np.array([c for x in head.labels for c in x.classes], dtype=np.intp)
         self._starts = np.cumsum([0] + [len(x.classes) for x in head.labels[:-1]], dtype=np.intp)
@@ -221,21 +231,39 @@ class HeadScorer:
         return self._veto.size > 0 and bool(audioset[self._veto].max() >= self._veto_at)
 
     def unconfirmed(self, audioset: F32) -> npt.NDArray[np.intp]:
-        """Indices of the event labels whose AudioSet classes all score below the confirmation threshold."""
+        """Indices of the event labels whose AudioSet classes all score below the confirmation threshold (the
+        hard gate; none under the soft confirmation, which :meth:`confirmed` weighs instead)."""
+        if self._confirmed.size == 0 or self._slope > 0:
+            return self._confirmed[:0]
+        return self._confirmed[self._best(audioset) < self._confirm_at]
+
+    def _best(self, audioset: F32) -> F32:
+        return np.maximum.reduceat(audioset[self._confirm_classes], self._confirm_starts)
+
+    def confirmed(self, event_scores: F32, audioset: F32) -> F32:
+        """The event labels' scores under the confirmation: gated (slope 0) or weighed by the evidence."""
         if self._confirmed.size == 0:
-            return self._confirmed
-        best = np.maximum.reduceat(audioset[self._confirm_classes], self._confirm_starts)
-        return self._confirmed[best < self._confirm_at]
+            return event_scores
+        if self._slope == 0:
+            denied = self.unconfirmed(audioset)
+            if not denied.size:
+                return event_scores
+            out = event_scores.copy()
+            out[denied] = 0.0
+            return out
+        s = event_scores[self._confirmed]
+        z = self._slope * (logit(self._best(audioset)) - logit(self._confirm_at))
+        weight = 1 / (1 + np.exp(-z))
+        out = event_scores.copy()
+        out[self._confirmed] = np.where(s >= self._keep_at, s, s * weight).astype(np.float32)
+        return out
 
     def combine(self, event_scores: F32, audioset: F32) -> F32:
         """The event labels' scores (0 unless exempt when vetoed, 0 when unconfirmed), then the optional
         labels' scores."""
         if self.vetoed(audioset):
             event_scores = event_scores * self._kept_when_vetoed
-        denied = self.unconfirmed(audioset)
-        if denied.size:
-            event_scores = event_scores.copy()
-            event_scores[denied] = 0.0
+        event_scores = self.confirmed(event_scores, audioset)
         if self._evidence is not None:
             event_scores = self._evidence(event_scores, audioset)
         if self._classes.size == 0:
@@ -254,9 +282,17 @@ def info_lines(head: AudiosetHead) -> list[str]:
     if veto is not None:
         exempt = ", ".join(veto.exempt) or "none"
         lines.append(f"veto: {_classes(veto.classes, veto.class_names)} >= {veto.threshold:g}; exempt: {exempt}")
-    if head.confirm is not None:
-        n = sum(bool(c) for c in head.confirm.classes.values())
-        lines.append(f"confirm: {n} labels count only where their AudioSet classes reach {head.confirm.threshold:g}")
+    confirm = head.confirm
+    if confirm is not None and confirm.slope == 0:
+        n = sum(bool(c) for c in confirm.classes.values())
+        lines.append(f"confirm: {n} labels count only where their AudioSet classes reach {confirm.threshold:g}")
+    elif confirm is not None:
+        n = sum(bool(c) for c in confirm.classes.values())
+        keep = f"; a label head score >= {confirm.keep_at:g} is kept" if confirm.keep_at < 1 else ""
+        lines.append(
+            f"confirm: {n} labels weighed by their AudioSet classes (half the score at {confirm.threshold:g}, "
+            f"slope {confirm.slope:g}){keep}"
+        )
     if head.evidence is not None:
         ev = head.evidence
         with_classes = sum(bool(ev.classes.get(x)) for x in ev.weights)

@@ -116,8 +116,12 @@ class Manifest:
             del data["alert_labels"]
         if data["audioset"] is None:
             del data["audioset"]
-        elif data["audioset"]["evidence"] is None:
-            del data["audioset"]["evidence"]  # bundles without it read and write as before
+        else:
+            if data["audioset"]["evidence"] is None:
+                del data["audioset"]["evidence"]  # bundles without it read and write as before
+            confirm = data["audioset"]["confirm"]
+            if confirm is not None and confirm["slope"] == 0 and confirm["keep_at"] == 1:
+                del confirm["slope"], confirm["keep_at"]  # the hard gate reads and writes as before
         if data["embedding"] is None:
             del data["embedding"]
         del data["taught"]  # the device's, never the bundle's

@@ -105,6 +105,57 @@ def test_the_confirmation_keeps_a_label_only_where_its_classes_agree(confirmed: 
     )
 
 
+@pytest.fixture(scope="module")
+def soft(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rule = Confirm(threshold=0.1, classes={"tone_1000": (MUSIC,)}, slope=2.0, keep_at=0.999)
+    head = dataclasses.replace(HEAD, veto=None, confirm=rule)
+    return audioset_bundle(tmp_path_factory.mktemp("soft") / "soft.auricle", head=head)
+
+
+def test_the_soft_confirmation_weighs_a_score_by_its_evidence(soft: Path) -> None:
+    b = read_bundle(soft)
+    assert b.manifest.to_json() == b.manifest_bytes
+    confirm = json.loads(b.manifest_bytes)["audioset"]["confirm"]
+    assert (confirm["slope"], confirm["keep_at"]) == (2.0, 0.999)  # the bundle states the rule
+    clf = Classifier(b)
+    assert scores_of(clf, tones(1000, 5000))["tone_1000"] == 1.0  # Music heard: the score stands
+    alone = scores_of(clf, tones(1000))["tone_1000"]  # Music silent: weighed down, not zeroed to a cliff
+    assert alone < 0.05
+    assert scores_of(clf, tones(3000))["coughing"] == 0.99  # no AudioSet class: untouched
+    assert info_lines(clf.manifest.audioset)[1] == (  # type: ignore[arg-type]
+        "confirm: 1 labels weighed by their AudioSet classes (half the score at 0.1, slope 2); "
+        "a label head score >= 0.999 is kept"
+    )
+
+
+def test_the_soft_confirmation_is_continuous_and_keeps_a_sure_score() -> None:
+    from edge.model.audioset import HeadScorer
+
+    rule = Confirm(threshold=0.1, classes={"tone_1000": (MUSIC,)}, slope=2.0, keep_at=0.95)
+    scorer = HeadScorer(dataclasses.replace(HEAD, veto=None, confirm=rule, labels=()), ("tone_1000", "coughing"))
+    audioset = np.zeros(AUDIOSET_CLASSES, dtype=np.float32)
+
+    def at(score: float, evidence: float) -> float:
+        audioset[MUSIC] = evidence
+        return float(scorer.combine(np.array([score, 0.5], dtype=np.float32), audioset)[0])
+
+    assert at(0.8, 0.1) == pytest.approx(0.4)  # half the score at the threshold
+    steps = [at(0.8, e) for e in np.arange(0.05, 0.15, 1 / 256)]  # one int8 step of evidence at a time
+    assert np.all(np.diff(steps) > 0) and np.max(np.diff(steps)) < 0.05  # no cliff anywhere near the threshold
+    assert at(0.8, 0.01) < 0.01 and at(0.8, 0.9) > 0.79
+    assert at(0.96, 0.0) == pytest.approx(0.96)  # the label head is sure: kept whatever AudioSet says
+    hard = HeadScorer(dataclasses.replace(HEAD, veto=None, confirm=dataclasses.replace(rule, slope=0.0), labels=()),
+                      ("tone_1000", "coughing"))  # fmt: skip
+    audioset[MUSIC] = 0.099
+    assert hard.combine(np.array([0.8, 0.5], dtype=np.float32), audioset)[0] == 0.0  # slope 0: the old gate
+
+
+def test_a_hard_gate_writes_its_confirm_as_before(tmp_path: Path) -> None:
+    head = dataclasses.replace(HEAD, veto=None, confirm=Confirm(threshold=0.5, classes={"tone_1000": (MUSIC,)}))
+    b = read_bundle(audioset_bundle(tmp_path / "hard.auricle", head=head))
+    assert set(json.loads(b.manifest_bytes)["audioset"]["confirm"]) == {"threshold", "classes"}
+
+
 def test_outputs_are_found_by_size_in_either_order(clf: Classifier, tmp_path: Path) -> None:
     other = Classifier(read_bundle(audioset_bundle(tmp_path / "first.auricle", audioset_first=True, selftest=False)))
     orders = {tuple(size_of(d) for d in c._interp.get_output_details()) for c in (clf, other)}

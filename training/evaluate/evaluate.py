@@ -120,7 +120,7 @@ def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]
     if unmapped:
         _LOGGER.info("AudioSet classes: none mapped for %s (their own score alone counts)", ", ".join(unmapped))
     classes = {x: tuple(mapping[x]) for x in labels if x in mapping}
-    return Confirm(threshold=confirm.threshold, classes=classes)
+    return Confirm(threshold=confirm.threshold, classes=classes, slope=confirm.slope, keep_at=confirm.keep_at)
 
 
 def label_classes(cfg: TrainConfig, labels: Sequence[str]) -> dict[str, tuple[int, ...]]:

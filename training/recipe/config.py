@@ -230,6 +230,10 @@ class ConfirmConfig:
     configs/esc50_audioset.csv), relative to the config file; empty: no confirmation.  A label in it that is
     not the dataset's but is close to one is an error (a typo); the dataset's labels it leaves out are logged."""
     threshold: float = setting(0.05, lo=0.0, hi=1.0, unit="score of a label's AudioSet classes that confirms it")
+    slope: float = setting(0.0, lo=0.0, hi=100.0, unit="0: a hard gate at threshold; else the soft confirmation")
+    """Above 0, a label's score is weighed by ``sigmoid(slope * (logit(e) - logit(threshold)))`` (``e`` the best of
+    its classes' scores) instead of zeroed below the threshold: half the score at the threshold."""
+    keep_at: float = setting(1.0, lo=0.0, hi=1.0, unit="label head score kept whatever AudioSet says")
     class_map: str = ""
     """YAMNet's class map (``index,mid,display_name``) that turns the mapping's names into indices, relative to
     the config file; empty: ``yamnet_class_map.csv`` beside ``model.weights`` (the YAMNet file)."""
