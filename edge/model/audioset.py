@@ -222,6 +222,7 @@ class HeadScorer:
         self._confirm_at = np.float32(head.confirm.threshold if head.confirm else 0.0)
         self._slope = np.float32(head.confirm.slope if head.confirm else 0.0)
         self._keep_at = np.float32(head.confirm.keep_at if head.confirm else 1.0)
+        self._half_at = logit(np.array([self._confirm_at], dtype=np.float32))[0]
         self._evidence = Combination(head.evidence, event_labels) if head.evidence else None
         self._classes = np.array([c for x in head.labels for c in x.classes], dtype=np.intp)
         self._starts = np.cumsum([0] + [len(x.classes) for x in head.labels[:-1]], dtype=np.intp)
@@ -252,7 +253,7 @@ class HeadScorer:
             out[denied] = 0.0
             return out
         s = event_scores[self._confirmed]
-        z = self._slope * (logit(self._best(audioset)) - logit(self._confirm_at))
+        z = self._slope * (logit(self._best(audioset)) - self._half_at)
         weight = 1 / (1 + np.exp(-z))
         out = event_scores.copy()
         out[self._confirmed] = np.where(s >= self._keep_at, s, s * weight).astype(np.float32)
