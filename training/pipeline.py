@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.model.bundle import load_private_key, sha256, write_bundle
 from training.data.prepare import Prepared
-from training.evaluate import evaluate, report
+from training.evaluate import evaluate, report, rule_report
 from training.fit import audioset_fit, fit
 from training.fit.windows import batch_inputs
 from training.model import export
@@ -101,6 +101,7 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
         thresholds = calibration.thresholds()
     full = _assemble(loaded, prepared, result, thresholds, float_bytes, int8_bytes)
     full |= _against_the_network_alone(loaded, prepared, int8_bytes, scores["int8"], fitted)
+    heldout = None
     if calibration is not None:
         full |= calibration.to_dict()
         with stages.timed("held-out background") as stage:
@@ -110,6 +111,10 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
             )
         if heldout is not None:
             full["heldout_background"] = heldout
+    if "rule" in full and rule == "recipe" and loaded.config.audioset.confirm.mapping:
+        with stages.timed("the rule beside the network alone") as stage:
+            full["rule"] |= _confirmation_report(loaded, prepared, int8_bytes, calibration, heldout)
+            stage.detail = rule_report.verdict(full["rule"])
     _write_reports(loaded, prepared, full, scores)
     confident = val[int(np.argmax(val_scores.max(axis=1)))] if val else test[0]
     with stages.timed("bundle") as stage:
@@ -177,6 +182,35 @@ def _against_the_network_alone(
         ),
     }
     return {"rule": {"kind": "evidence" if fitted else "recipe"} | found | ({"evidence": fitted} if fitted else {})}
+
+
+def _confirmation_report(
+    loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, calibration: Any, heldout: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The recipe's confirmation beside the network alone (training/evaluate/rule_report.py): how often each
+    label's validation clips are confirmed, and the events of both at thresholds from the same budget."""
+    from training.calibrate import evidence
+    from training.data.data import read_audio
+
+    cfg, labels, rate = loaded.config, prepared.labels, loaded.config.features.sample_rate
+    raw = evaluate.classifier(cfg, labels, int8_bytes, "int8", rule="none")
+    clips = [(read_audio(prepared.clips[c].path, rate), prepared.targets[c]) for c in prepared.split.val]
+    hops = evidence.collect(raw, clips, [])
+    confirm = evaluate.recipe_confirm(cfg, labels)
+    found: dict[str, Any] = {
+        "description": rule_report.describe(confirm),
+        "confirmation": rule_report.confirmation(hops, labels, confirm.classes, confirm),
+    }
+    if calibration is None:
+        return found
+    alone = _calibrate(loaded, prepared, int8_bytes, "none")
+    found |= {"recall": calibration.recall, "failing": len(calibration.failing())}
+    found["network_alone"] = {"recall": alone.recall, "failing": len(alone.failing())}
+    if heldout is not None:
+        alone_heldout = _heldout(loaded, prepared, int8_bytes, alone.thresholds(), "none")
+        found["heldout_false_events"] = heldout["false_events"]
+        found["network_alone"]["heldout_false_events"] = alone_heldout["false_events"] if alone_heldout else None
+    return found
 
 
 def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, rule: evaluate.Rule = "recipe") -> Any:

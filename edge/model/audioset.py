@@ -79,8 +79,8 @@ class Confirm:
     ``sigmoid(slope * (logit(e) - logit(threshold)))``, ``e`` the best of its classes' scores: continuous in
     both scores, so a quantisation step moves it a little and never from 0 to the whole score."""
     keep_at: float = field(default=1.0, metadata=_SCORE)
-    """A label head score at least this is kept whatever AudioSet says (1.0: only a perfect score, which an
-    int8 sigmoid never gives): where the network is sure, AudioSet not knowing the sound does not silence it."""
+    """A label head score at least this is kept whatever AudioSet says, under the gate or the soft confirmation
+    (1.0: none): where the network is sure, AudioSet not knowing the sound does not silence it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -219,10 +219,7 @@ class HeadScorer:
         self._confirmed = np.array([i for i, x in enumerate(event_labels) if confirm.get(x)], dtype=np.intp)
         self._confirm_classes = np.array([c for x in confirmed for c in confirm[x]], dtype=np.intp)
         self._confirm_starts = np.cumsum([0] + [len(confirm[x]) for x in confirmed[:-1]], dtype=np.intp)
-        self._confirm_at = np.float32(head.confirm.threshold if head.confirm else 0.0)
-        self._slope = np.float32(head.confirm.slope if head.confirm else 0.0)
-        self._keep_at = np.float32(head.confirm.keep_at if head.confirm else 1.0)
-        self._half_at = logit(np.array([self._confirm_at], dtype=np.float32))[0]
+        self._confirm = head.confirm
         self._evidence = Combination(head.evidence, event_labels) if head.evidence else None
         self._classes = np.array([c for x in head.labels for c in x.classes], dtype=np.intp)
         self._starts = np.cumsum([0] + [len(x.classes) for x in head.labels[:-1]], dtype=np.intp)
@@ -231,32 +228,16 @@ class HeadScorer:
         """True when a veto class reaches the veto threshold in these 521 scores."""
         return self._veto.size > 0 and bool(audioset[self._veto].max() >= self._veto_at)
 
-    def unconfirmed(self, audioset: F32) -> npt.NDArray[np.intp]:
-        """Indices of the event labels whose AudioSet classes all score below the confirmation threshold (the
-        hard gate; none under the soft confirmation, which :meth:`confirmed` weighs instead)."""
-        if self._confirmed.size == 0 or self._slope > 0:
-            return self._confirmed[:0]
-        return self._confirmed[self._best(audioset) < self._confirm_at]
-
     def _best(self, audioset: F32) -> F32:
         return np.maximum.reduceat(audioset[self._confirm_classes], self._confirm_starts)
 
     def confirmed(self, event_scores: F32, audioset: F32) -> F32:
-        """The event labels' scores under the confirmation: gated (slope 0) or weighed by the evidence."""
-        if self._confirmed.size == 0:
+        """The event labels' scores under the confirmation (:func:`confirm_weight`)."""
+        if self._confirm is None or self._confirmed.size == 0:
             return event_scores
-        if self._slope == 0:
-            denied = self.unconfirmed(audioset)
-            if not denied.size:
-                return event_scores
-            out = event_scores.copy()
-            out[denied] = 0.0
-            return out
         s = event_scores[self._confirmed]
-        z = self._slope * (logit(self._best(audioset)) - self._half_at)
-        weight = 1 / (1 + np.exp(-z))
         out = event_scores.copy()
-        out[self._confirmed] = np.where(s >= self._keep_at, s, s * weight).astype(np.float32)
+        out[self._confirmed] = s * confirm_weight(self._confirm, s, self._best(audioset))
         return out
 
     def combine(self, event_scores: F32, audioset: F32) -> F32:
@@ -271,6 +252,20 @@ class HeadScorer:
             return event_scores
         optional = np.maximum.reduceat(audioset[self._classes], self._starts)
         return np.concatenate((event_scores, optional)).astype(np.float32, copy=False)
+
+
+def confirm_weight(confirm: Confirm, scores: F32, evidence: F32) -> F32:
+    """What the confirmation multiplies label scores ``scores`` by where the best scores of their classes are
+    ``evidence`` (same shape): 0 or 1 under the gate (slope 0), ``sigmoid(slope * (logit(e) - logit(threshold)))``
+    under the soft confirmation, and 1 where a score is at least ``keep_at`` (below 1)."""
+    if confirm.slope == 0:
+        weight = (evidence >= np.float32(confirm.threshold)).astype(np.float32)
+    else:
+        half = logit(np.array([confirm.threshold], dtype=np.float32))
+        weight = (1 / (1 + np.exp(-confirm.slope * (logit(evidence) - half)))).astype(np.float32)
+    if confirm.keep_at < 1:
+        weight = np.where(scores >= np.float32(confirm.keep_at), np.float32(1), weight)
+    return weight
 
 
 def info_lines(head: AudiosetHead) -> list[str]:

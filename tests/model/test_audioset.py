@@ -148,6 +148,10 @@ def test_the_soft_confirmation_is_continuous_and_keeps_a_sure_score() -> None:
                       ("tone_1000", "coughing"))  # fmt: skip
     audioset[MUSIC] = 0.099
     assert hard.combine(np.array([0.8, 0.5], dtype=np.float32), audioset)[0] == 0.0  # slope 0: the old gate
+    assert hard.combine(np.array([0.96, 0.5], dtype=np.float32), audioset)[0] == np.float32(0.96)  # kept there too
+    gate = HeadScorer(dataclasses.replace(HEAD, veto=None, confirm=Confirm(threshold=0.1, classes=rule.classes),
+                                          labels=()), ("tone_1000", "coughing"))  # fmt: skip
+    assert gate.combine(np.array([1.0, 0.5], dtype=np.float32), audioset)[0] == 0.0  # keep_at 1: nothing kept
 
 
 def test_a_hard_gate_writes_its_confirm_as_before(tmp_path: Path) -> None:
@@ -369,14 +373,15 @@ def test_old_bundles_read_and_write_as_before() -> None:
     assert Classifier(old).audioset_scores() is None
 
 
-def test_the_shipped_model_confirms_its_labels_with_the_audioset_head() -> None:
+def test_the_shipped_model_weighs_its_labels_by_the_audioset_head() -> None:
     shipped = read_bundle(default_model_path()).manifest
     head = shipped.audioset
-    assert head is not None and head.confirm is not None and head.veto is None
-    assert head.confirm.threshold == 0.1 and head.on_by_default == ("smoke_alarm",)
+    assert head is not None and head.confirm is not None and head.veto is None and head.evidence is None
+    assert (head.confirm.threshold, head.confirm.slope, head.confirm.keep_at) == (0.1, 2.0, 0.97)  # soft, 5.0.0
+    assert head.on_by_default == ("smoke_alarm",)
     unconfirmed = sorted(set(shipped.event_labels) - set(head.confirm.classes))
     assert unconfirmed == ["can_opening", "drinking_sipping", "washing_machine"]  # AudioSet has no class for them
-    assert min(shipped.thresholds.values()) >= 0.4  # calibration.min_threshold
+    assert min(shipped.thresholds.values()) >= 0.6  # calibration.min_threshold
 
 
 def test_model_info_shows_the_audioset_head(two: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -23,6 +23,8 @@ from kit.broker import Mosquitto, Subscriber
 
 pytestmark = pytest.mark.integration
 ESC50 = shared_dir() / "data" / "esc50"
+OLD_MODEL = Path(__file__).resolve().parents[1] / "data" / "esc50-4.1.0.auricle"
+"""The shipped model before 5.0.0 (the same blob as git's history holds): what devices in the field run."""
 
 
 def _clips(category: str, fold: int, n: int) -> list[Path]:
@@ -106,21 +108,25 @@ def test_an_update_refits_the_heads_before_the_new_model_goes_live(
 
     config, device_id, sub = device
     private, public = keypair(tmp_path, "update")
+    first_model = tmp_path / "esc50-4.1.0.auricle"  # a device taught on 4.1.0 ...
+    first_model.write_bytes(rezip(resign(members(OLD_MODEL), private)))
     data = yaml.safe_load(config.read_text())
-    data["model"]["public_key"] = str(public)
+    data["model"] |= {"public_key": str(public), "path": str(first_model)}
     write_config(config, data)
     _teach(config, "my_rooster", *map(str, _clips("rooster", 1, 5)))
 
     def version(source: Path, new: str) -> bytes:
         return rezip(resign(edit_manifest(members(source), lambda m: m.update(version=new)), private))
 
-    newer = version(Path(default_model_path()), "4.1.1")
+    shipped_version = bundle.read_bundle(default_model_path()).manifest.version
+    newer = version(Path(default_model_path()), shipped_version)  # ... takes the shipped model (5.0.0) over the air
     no_embedding = version(Path("tests/data/esc50-3.0.0.auricle").resolve(), "9.0.0")
     with Daemon(config) as daemon:
         _event(sub, device_id, "my_rooster", 40)
         publish(mosquitto.host, mosquitto.port, f"auricle/{device_id}/model/install", newer)
         done = answer(sub, device_id, bundle.sha256(newer), 60)
-        assert done["last"]["result"] == "installed" and done["active"]["version"] == "4.1.1", done["last"]["reason"]
+        assert done["last"]["result"] == "installed", done["last"]["reason"]
+        assert done["active"]["version"] == shipped_version, done
         assert "personal heads refit: my_rooster" in done["last"]["reason"], done
         taught = tmp_path / "state" / "taught"
         assert (taught / f"heads-{bundle.sha256(newer)[:12]}.json").is_file()
@@ -132,8 +138,8 @@ def test_an_update_refits_the_heads_before_the_new_model_goes_live(
         assert done["last"]["result"] == "installed", done
         assert "personal heads NOT refit" in done["last"]["reason"], done  # said, not silently dropped
         kept = sorted(p.name for p in taught.glob("heads-*.json"))  # the models still on the device keep theirs
-        shipped = bundle.sha256(Path(default_model_path()).read_bytes())
-        assert kept == sorted(f"heads-{sha[:12]}.json" for sha in (shipped, bundle.sha256(newer))), kept
+        first = bundle.sha256(first_model.read_bytes())
+        assert kept == sorted(f"heads-{sha[:12]}.json" for sha in (first, bundle.sha256(newer))), kept
         assert "has no embedding output" in daemon.stderr
         assert daemon.terminate() == 0, daemon.stderr
 

@@ -4,6 +4,7 @@ two outputs, thresholds through the device code - real audio, real Keras, real L
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,14 @@ def test_yamnet_backbone_trains_exports_two_heads_and_resumes(
     assert head is not None and head.confirm is not None
     mapping = yamnet.read_mapping(MAPPING, yamnet.read_class_names(YAMNET.parent / "yamnet_class_map.csv"))
     assert head.confirm.classes == {x: tuple(mapping[x]) for x in ("church_bells", "dog", "rain")}
+    rule = json.loads((run / "report.json").read_text())["rule"]  # the rule beside the network alone
+    assert set(rule["confirmation"]) == {"church_bells", "dog", "rain"}
+    for figures in rule["confirmation"].values():
+        assert figures["hops"] > 0 and 0 <= figures["confirmed"] <= 1 and 0 <= figures["weight"] <= 1
+    assert rule["description"].startswith("a hard gate: 3 labels count only where")
+    assert {"recall", "failing"} <= set(rule["network_alone"]) and "heldout_false_events" in rule
+    text = (run / "report.md").read_text()
+    assert "## The AudioSet rule beside the network alone" in text and "points of test clip accuracy" in text
 
     stamps = {p.name: p.stat().st_mtime_ns for p in (run / lwf_cache.CACHE_DIR).iterdir()}
     assert cli.main(["fit", "--config", str(cfg)]) == 0  # a rerun reads the cache and the finished phases back

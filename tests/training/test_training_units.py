@@ -182,7 +182,7 @@ def test_shipped_config_parses() -> None:
     configs = ROOT / "configs"
     loaded = load(configs / "esc50.yaml")
     c = loaded.config
-    assert c.data.test_folds == (4,) and c.model.arch == "yamnet" and c.bundle.version == "4.0.0"
+    assert c.data.test_folds == (4,) and c.model.arch == "yamnet" and c.bundle.version == "5.0.0"
     assert c.model.weights.endswith("yamnet_spectra_in.tflite") and c.window.window_frames == 96
     assert c.model.output == "sigmoid" and c.fit.background_fraction > 0 and len(c.data.background) == 2
     assert c.fit.lwf_weight > 0 and not c.teacher.path  # the kept AudioSet head is the teacher

@@ -123,6 +123,11 @@ def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]
     return Confirm(threshold=confirm.threshold, classes=classes, slope=confirm.slope, keep_at=confirm.keep_at)
 
 
+def recipe_confirm(cfg: TrainConfig, labels: Sequence[str]) -> Confirm:
+    """The recipe's confirmation as the bundle carries it (``audioset.confirm.mapping`` must be set)."""
+    return _confirm(cfg, labels, _class_names(cfg))
+
+
 def label_classes(cfg: TrainConfig, labels: Sequence[str]) -> dict[str, tuple[int, ...]]:
     """Each event label's AudioSet classes, from the recipe's mapping (``audioset.confirm.mapping``); {} without."""
     if not cfg.audioset.confirm.mapping:

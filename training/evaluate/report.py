@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from training.evaluate import rule_report
+
 _LOGGER = logging.getLogger(__name__)
 
 CONFUSION_PNG, EMBEDDING_PNG, CURVES_PNG = "confusion.png", "embedding.png", "curves.png"
@@ -147,6 +149,7 @@ def markdown(report: dict[str, Any], labels: Sequence[str]) -> str:
             f"{q['support'][k]} | {report['thresholds'][label]:.2f} |"
         )
     lines += calibration_markdown(report)
+    lines += rule_report.markdown(report.get("rule"))
     lines += ["", "## Plots", "", f"![confusion]({CONFUSION_PNG})", "", f"![embedding]({EMBEDDING_PNG})", ""]
     lines += [f"![curves]({CURVES_PNG})", ""]
     return "\n".join(lines)
