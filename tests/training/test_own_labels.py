@@ -171,3 +171,43 @@ def test_a_log_that_cannot_be_written_is_one_line(tmp_path: Path, capsys: pytest
     assert cli.main(["prepare", "--config", str(cfg), "--log", str(tmp_path / "taken" / "run.log")]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"auricle-train: the run's log: {tmp_path / 'taken' / 'run.log'}: ") and err.count("\n") == 1
+
+
+def _extra(tmp_path: Path, rows: str) -> Path:
+    """Two long recordings from elsewhere (3 s tones), listed as ../shared/data/labelled_other lists its own."""
+    folder = tmp_path / "elsewhere"
+    for i, hz in enumerate((td.TONES_HZ["low"], td.TONES_HZ["high"])):
+        td.write(folder / f"rec_{i}.flac", td.tone_clip(hz, 3.0, RATE, 900 + i), RATE)
+    (folder / "elsewhere.csv").write_text("filename,label,source\n" + rows, encoding="utf-8")
+    return folder / "elsewhere.csv"
+
+
+def test_extra_recordings_only_ever_train(tmp_path: Path) -> None:
+    _dataset(tmp_path / "sounds")
+    _extra(tmp_path, "rec_0.flac,low,x\nrec_1.flac,high,y\n")
+    cfg = _config(tmp_path, "other_labels: [chatter], extra: [{manifest: elsewhere/elsewhere.csv}]")
+    p = prepare.prepare(load(cfg))
+    extra = [i for i, c in enumerate(p.clips) if c.path.parent.name == "elsewhere"]
+    assert [(p.clips[i].path.name, p.clips[i].label) for i in extra] == [("rec_0.flac", "low"), ("rec_1.flac", "high")]
+    assert set(extra) <= set(p.split.train) and not set(extra) & set(p.split.val + p.split.test)
+    assert p.frames[extra[0]].shape[0] > 250  # the whole 3 s recording, through the feature cache
+    again = prepare.load(tmp_path / "run")
+    assert set(extra) <= set(again.split.train) and again.clips[extra[1]].path.name == "rec_1.flac"
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("rec_0.flac,lwo,x\n", r"elsewhere\.csv: rec_0\.flac: label 'lwo' is not one of the dataset's \(did you mean"),
+        ("rec_9.flac,low,x\n", r"rec_9\.flac: audio file listed in elsewhere\.csv does not exist"),
+    ],
+)
+def test_a_bad_extra_recording_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], rows: str, message: str
+) -> None:
+    _dataset(tmp_path / "sounds", per_class=2)
+    _extra(tmp_path, rows)
+    cfg = _config(tmp_path, "min_clips_per_class: 2, extra: [{manifest: elsewhere/elsewhere.csv}]")
+    assert cli.main(["prepare", "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err

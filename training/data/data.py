@@ -12,6 +12,7 @@ import logging
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.audio.sources import AUDIO_SUFFIXES
-from training.recipe.config import DataConfig
+from training.recipe.config import DataConfig, ExtraSource
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -115,6 +116,20 @@ def _prefix_label(path: Path) -> str:
     if found is None:
         raise DataError(f"{path}: a flat folder's files must be named <label>_<number>{path.suffix}")
     return found["label"]
+
+
+def read_extra(source: ExtraSource, manifest: Path, labels: Sequence[str]) -> list[Clip]:
+    """``data.extra``: one clip per listed recording, grouped by file, each label one of the dataset's."""
+    cfg = DataConfig(filename_column=source.filename_column, label_column=source.label_column, fold_column="")
+    clips = read_manifest(cfg, manifest, manifest.parent)
+    for clip in clips:
+        if clip.label not in labels:
+            close = difflib.get_close_matches(clip.label, labels, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise DataError(f"{manifest}: {clip.path.name}: label {clip.label!r} is not one of the dataset's{hint}")
+        if not clip.path.is_file():
+            raise DataError(f"{clip.path}: audio file listed in {manifest.name} does not exist")
+    return [Clip(path=c.path, label=c.label, group=f"extra:{c.path.name}") for c in clips]
 
 
 def check_counts(clips: list[Clip], min_clips: int) -> list[str]:

@@ -96,6 +96,7 @@ def prepare(loaded: LoadedConfig, test_folds: tuple[int, ...] | None = None) -> 
     extracted, split, other_parts = others_apart(extracted, split, others)
     labels = [x for x in labels if x not in others]
     extracted, split = codec_copies(extracted, split, loaded)
+    extracted, split = extra_clips(extracted, split, loaded, labels)
     files = [str(f.filename) for f in extracted.frames]  # type: ignore[attr-defined]
     with stages.timed("background") as stage:
         bg = background_mod.with_parts(background_mod.load(loaded), other_parts)
@@ -150,6 +151,26 @@ def codec_copies(ex: cache.Extracted, split: Split, loaded: LoadedConfig) -> tup
     got = cache.extract(copies, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
     start = len(ex.clips)
     added = tuple(range(start, start + len(got.clips)))
+    merged = cache.Extracted(ex.clips + got.clips, ex.frames + got.frames, ex.skipped + got.skipped)
+    return merged, Split(train=split.train + added, val=split.val, test=split.test)
+
+
+def extra_clips(
+    ex: cache.Extracted, split: Split, loaded: LoadedConfig, labels: list[str]
+) -> tuple[cache.Extracted, Split]:
+    """``data.extra``: recordings from other sources, added to the training split only."""
+    cfg = loaded.config.data
+    clips = [c for s in cfg.extra for c in data.read_extra(s, loaded.path(s.manifest), labels)]
+    if not clips:
+        return ex, split
+    got = cache.extract(clips, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
+    start = len(ex.clips)
+    added = tuple(range(start, start + len(got.clips)))
+    minutes = sum(len(f) for f in got.frames) * loaded.config.features.hop_samples / loaded.config.features.sample_rate
+    _LOGGER.info(
+        "data.extra: %d recordings (%.1f min) of %d labels added to the training clips%s", len(got.clips),
+        minutes / 60, len({c.label for c in got.clips}), f", {len(got.skipped)} unreadable" if got.skipped else "",
+    )  # fmt: skip
     merged = cache.Extracted(ex.clips + got.clips, ex.frames + got.frames, ex.skipped + got.skipped)
     return merged, Split(train=split.train + added, val=split.val, test=split.test)
 

@@ -19,6 +19,19 @@ REPORT_FRACTION = 0.5
 
 
 @dataclass(frozen=True, kw_only=True)
+class ExtraSource:
+    """Labelled recordings from elsewhere (other microphones and rooms) that only ever train: never validation or
+    test clips, so no figure rests on them (``data.extra``; ../shared/data/labelled_other)."""
+
+    manifest: str
+    """CSV of the recordings, relative to the config file."""
+    filename_column: str = "filename"
+    """Column of file names, relative to the manifest's folder."""
+    label_column: str = "label"
+    """Column of labels: each one of the dataset's own (a typo is an error naming the nearest)."""
+
+
+@dataclass(frozen=True, kw_only=True)
 class BackgroundSource:
     """Audio in which none of the labels occurs: a folder of audio files or a CSV manifest."""
 
@@ -81,6 +94,8 @@ class DataConfig:
     cannot learn "coded means background" (training/data/data.py ``through_codec``)."""
     background: tuple[BackgroundSource, ...] = ()
     """Sources of background audio: negatives, mixing material, and (their calibrate part) thresholds."""
+    extra: tuple[ExtraSource, ...] = ()
+    """Labelled recordings from other sources added to the training clips only (each recording one clip)."""
     other_labels: tuple[str, ...] = ()
     """The dataset's own none-of-these classes (``casual``): trained as negatives, as background is, never an output
     and never an event.  Their clips keep their split: training clips join the backgrounds' ``train`` part,

@@ -24,6 +24,7 @@ PATH_KEYS = (
     ("data", "cache_dir"),
     ("data", "background", "*", "path"),
     ("data", "background", "*", "exclude_from"),
+    ("data", "extra", "*", "manifest"),
     ("augment", "noise_dir"),
     ("model", "weights"),
     ("teacher", "path"),
