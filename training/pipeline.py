@@ -82,6 +82,7 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
     targets = np.asarray(prepared.targets)
     test, val = list(prepared.split.test), list(prepared.split.val)
     rule, fitted = _evidence(loaded, prepared, int8_bytes)
+    loaded, hops = _learn_unconfirmed(loaded, prepared, int8_bytes)
     with stages.timed("evaluate clips", f"{len(test)} test clips (float32 and int8), {len(val)} validation clips"):
         pair = (("float", float_bytes), ("int8", int8_bytes))
         scores = {k: _scores(loaded, prepared, b, k, test, rule) for k, b in pair}
@@ -113,7 +114,7 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
             full["heldout_background"] = heldout
     if "rule" in full and rule == "recipe" and loaded.config.audioset.confirm.mapping:
         with stages.timed("the rule beside the network alone") as stage:
-            full["rule"] |= _confirmation_report(loaded, prepared, int8_bytes, calibration, heldout)
+            full["rule"] |= _confirmation_report(loaded, prepared, int8_bytes, calibration, heldout, hops)
             stage.detail = rule_report.verdict(full["rule"])
     _write_reports(loaded, prepared, full, scores)
     confident = val[int(np.argmax(val_scores.max(axis=1)))] if val else test[0]
@@ -184,22 +185,54 @@ def _against_the_network_alone(
     return {"rule": {"kind": "evidence" if fitted else "recipe"} | found | ({"evidence": fitted} if fitted else {})}
 
 
-def _confirmation_report(
-    loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, calibration: Any, heldout: dict[str, Any] | None
-) -> dict[str, Any]:
-    """The recipe's confirmation beside the network alone (training/evaluate/rule_report.py): how often each
-    label's validation clips are confirmed, and the events of both at thresholds from the same budget."""
+def _validation_hops(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> Any:
+    """Every hop of the validation clips through the daemon's pipeline, with no rule (scores, AudioSet, level)."""
     from training.calibrate import evidence
     from training.data.data import read_audio
 
-    cfg, labels, rate = loaded.config, prepared.labels, loaded.config.features.sample_rate
-    raw = evaluate.classifier(cfg, labels, int8_bytes, "int8", rule="none")
+    cfg, rate = loaded.config, loaded.config.features.sample_rate
+    raw = evaluate.classifier(cfg, prepared.labels, int8_bytes, "int8", rule="none")
     clips = [(read_audio(prepared.clips[c].path, rate), prepared.targets[c]) for c in prepared.split.val]
-    hops = evidence.collect(raw, clips, [])
+    return evidence.collect(raw, clips, [])
+
+
+def _learn_unconfirmed(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> tuple[LoadedConfig, Any]:
+    """``audioset.confirm.min_confirmed``: the labels whose own validation hops their AudioSet classes seldom hear
+    are left unconfirmed (added to ``unconfirmed``); the validation hops, when recorded, for the report."""
+    from training.model.export import audioset_output
+
+    confirm = loaded.config.audioset.confirm
+    if not confirm.mapping or confirm.min_confirmed <= 0 or audioset_output(int8_bytes) is None:
+        return loaded, None
+    hops = _validation_hops(loaded, prepared, int8_bytes)
+    rule = evaluate.recipe_confirm(loaded.config, prepared.labels)
+    shares = rule_report.confirmation(hops, prepared.labels, rule.classes, rule)
+    dropped = rule_report.seldom_confirmed(shares, confirm.min_confirmed)
+    _LOGGER.info(
+        "AudioSet confirmation: %s left unconfirmed (own validation hops confirmed under %g)",
+        ", ".join(dropped) or "no label", confirm.min_confirmed,
+    )  # fmt: skip
+    kept = dataclasses.replace(confirm, unconfirmed=tuple(sorted({*confirm.unconfirmed, *dropped})))
+    audioset = dataclasses.replace(loaded.config.audioset, confirm=kept)
+    return replace(loaded, audioset=audioset), hops
+
+
+def _confirmation_report(
+    loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, calibration: Any, heldout: dict[str, Any] | None,
+    hops: Any = None,
+) -> dict[str, Any]:  # fmt: skip
+    """The recipe's confirmation beside the network alone (training/evaluate/rule_report.py): how often each
+    label's validation clips are confirmed, and the events of both at thresholds from the same budget."""
+    cfg, labels = loaded.config, prepared.labels
+    hops = _validation_hops(loaded, prepared, int8_bytes) if hops is None else hops
     confirm = evaluate.recipe_confirm(cfg, labels)
+    every = dataclasses.replace(cfg.audioset.confirm, unconfirmed=())
+    mapped = evaluate.recipe_confirm(replace(loaded, audioset=dataclasses.replace(cfg.audioset, confirm=every)).config,
+                                     labels)  # fmt: skip
     found: dict[str, Any] = {
         "description": rule_report.describe(confirm),
-        "confirmation": rule_report.confirmation(hops, labels, confirm.classes, confirm),
+        "confirmation": rule_report.confirmation(hops, labels, mapped.classes, confirm),
+        "unconfirmed": sorted(set(mapped.classes) - set(confirm.classes)),
     }
     if calibration is None:
         return found

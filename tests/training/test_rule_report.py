@@ -61,3 +61,11 @@ def test_the_section_shows_both_columns_and_the_least_confirmed_first() -> None:
     assert "Rule: the soft confirmation: 1 labels' scores weighed by their AudioSet classes (half at 0.1, " in text
     assert "| dog | 4 | 50% |" in text
     assert rule_report.markdown({"int8_clip_accuracy_with_rule": 0.8}) == []  # no comparison made: no section
+
+
+def test_seldom_confirmed_labels_are_those_under_the_share() -> None:
+    shares = {"dog": {"confirmed": 0.95}, "wind": {"confirmed": 0.04}, "airplane": {"confirmed": 0.12}}
+    assert rule_report.seldom_confirmed(shares, 0.2) == ("airplane", "wind")
+    assert rule_report.seldom_confirmed(shares, 0.0) == ()
+    text = "\n".join(rule_report.markdown(_rule(0.8, 0.8, 1, 1) | {"unconfirmed": ["dog"]}))
+    assert "| dog | 4 | 50% | 1 (left unconfirmed) |" in text

@@ -119,7 +119,7 @@ def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]
     unmapped = [x for x in labels if x not in mapping]
     if unmapped:
         _LOGGER.info("AudioSet classes: none mapped for %s (their own score alone counts)", ", ".join(unmapped))
-    classes = {x: tuple(mapping[x]) for x in labels if x in mapping}
+    classes = {x: tuple(mapping[x]) for x in labels if x in mapping and x not in confirm.unconfirmed}
     return Confirm(threshold=confirm.threshold, classes=classes, slope=confirm.slope, keep_at=confirm.keep_at)
 
 

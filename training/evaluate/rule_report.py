@@ -35,6 +35,11 @@ def confirmation(
     return found
 
 
+def seldom_confirmed(shares: Mapping[str, Mapping[str, float]], min_confirmed: float) -> tuple[str, ...]:
+    """The labels whose own validation hops are confirmed less often than ``min_confirmed``, sorted."""
+    return tuple(sorted(x for x, f in shares.items() if f["confirmed"] < min_confirmed))
+
+
 def verdict(rule: Mapping[str, Any]) -> str:
     """One line: what the rule costs in accuracy and recall and what it saves in held-out false events."""
     cost = 100 * (rule["int8_clip_accuracy_network_alone"] - rule["int8_clip_accuracy_with_rule"])
@@ -64,7 +69,11 @@ def markdown(rule: Mapping[str, Any] | None) -> list[str]:
     alone = rule["network_alone"]
 
     def cell(value: Any, pct: bool = False) -> str:
-        return "-" if value is None else (f"{100 * value:.2f}%" if pct else str(value))
+        if value is None:
+            return "-"
+        if pct:
+            return f"{100 * value:.2f}%"
+        return f"{value:.3f}" if isinstance(value, float) else str(value)
 
     lines = [
         "",
@@ -94,8 +103,10 @@ def markdown(rule: Mapping[str, Any] | None) -> list[str]:
             "| label | hops | confirmed | mean weight |",
             "|---|---|---|---|",
         ]
+        left = set(rule.get("unconfirmed") or ())
         for label, f in sorted(confirmed.items(), key=lambda kv: kv[1]["confirmed"]):
-            lines.append(f"| {label} | {f['hops']} | {f['confirmed']:.0%} | {f['weight']:.2f} |")
+            weight = "1 (left unconfirmed)" if label in left else f"{f['weight']:.2f}"
+            lines.append(f"| {label} | {f['hops']} | {f['confirmed']:.0%} | {weight} |")
     return lines
 
 

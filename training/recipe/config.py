@@ -249,6 +249,12 @@ class ConfirmConfig:
     """Above 0, a label's score is weighed by ``sigmoid(slope * (logit(e) - logit(threshold)))`` (``e`` the best of
     its classes' scores) instead of zeroed below the threshold: half the score at the threshold."""
     keep_at: float = setting(1.0, lo=0.0, hi=1.0, unit="label head score kept whatever AudioSet says")
+    min_confirmed: float = setting(0.0, lo=0.0, hi=1.0, unit="share of a label's own validation hops confirmed")
+    """Learned per label on your own data: a label whose sounding validation hops reach ``threshold`` on its
+    AudioSet classes less often than this is left unconfirmed (its own score counts, calibrated on equal terms
+    with the rest): its classes do not hear it.  0: every mapped label is confirmed."""
+    unconfirmed: tuple[str, ...] = ()
+    """Mapped labels left unconfirmed anyway (the evaluate stage adds those ``min_confirmed`` drops)."""
     class_map: str = ""
     """YAMNet's class map (``index,mid,display_name``) that turns the mapping's names into indices, relative to
     the config file; empty: ``yamnet_class_map.csv`` beside ``model.weights`` (the YAMNet file)."""
