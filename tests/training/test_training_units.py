@@ -187,7 +187,8 @@ def test_shipped_config_parses() -> None:
     assert c.model.output == "sigmoid" and c.fit.background_fraction > 0 and len(c.data.background) == 2
     assert c.fit.lwf_weight > 0 and not c.teacher.path  # the kept AudioSet head is the teacher
     assert c.audioset.confirm.mapping == str(configs / "esc50_audioset.csv") and c.audioset.confirm.threshold == 0.1
-    assert c.calibration.min_threshold == 0.4 and c.audioset.veto.classes == ()
+    assert (c.audioset.confirm.slope, c.audioset.confirm.keep_at) == (2.0, 0.97)  # the soft confirmation, 5.0.0
+    assert c.calibration.min_threshold == 0.6 and c.audioset.veto.classes == ()
     assert [x.name for x in c.audioset.labels if x.enabled_by_default] == ["smoke_alarm"]
     experiments = configs / "experiments"
     v3 = load(experiments / "esc50_v3.yaml").config  # the 3.0.0 recipe, the ImageNet experiments' base
