@@ -204,9 +204,11 @@ def _learn_unconfirmed(loaded: LoadedConfig, prepared: Prepared, int8_bytes: byt
     confirm = loaded.config.audioset.confirm
     if not confirm.mapping or confirm.min_confirmed <= 0 or audioset_output(int8_bytes) is None:
         return loaded, None
+    cfg, labels = loaded.config, prepared.labels
     hops = _validation_hops(loaded, prepared, int8_bytes)
-    rule = evaluate.recipe_confirm(loaded.config, prepared.labels)
-    shares = rule_report.confirmation(hops, prepared.labels, rule.classes, rule)
+    shares = rule_report.confirmation(
+        hops, labels, evaluate.label_classes(cfg, labels), evaluate.recipe_confirm(cfg, labels)
+    )
     dropped = rule_report.seldom_confirmed(shares, confirm.min_confirmed)
     _LOGGER.info(
         "AudioSet confirmation: %s left unconfirmed (own validation hops confirmed under %g)",
@@ -226,13 +228,11 @@ def _confirmation_report(
     cfg, labels = loaded.config, prepared.labels
     hops = _validation_hops(loaded, prepared, int8_bytes) if hops is None else hops
     confirm = evaluate.recipe_confirm(cfg, labels)
-    every = dataclasses.replace(cfg.audioset.confirm, unconfirmed=())
-    mapped = evaluate.recipe_confirm(replace(loaded, audioset=dataclasses.replace(cfg.audioset, confirm=every)).config,
-                                     labels)  # fmt: skip
+    mapped = evaluate.label_classes(cfg, labels)
     found: dict[str, Any] = {
         "description": rule_report.describe(confirm),
-        "confirmation": rule_report.confirmation(hops, labels, mapped.classes, confirm),
-        "unconfirmed": sorted(set(mapped.classes) - set(confirm.classes)),
+        "confirmation": rule_report.confirmation(hops, labels, mapped, confirm),
+        "unconfirmed": sorted(set(mapped) - set(confirm.classes)),
     }
     if calibration is None:
         return found

@@ -268,6 +268,17 @@ def confirm_weight(confirm: Confirm, scores: F32, evidence: F32) -> F32:
     return weight
 
 
+def confirm_text(confirm: Confirm) -> str:
+    """The confirmation in words (``auricle model info``, the training report)."""
+    n = sum(bool(c) for c in confirm.classes.values())
+    if confirm.slope == 0:
+        text = f"{n} labels count only where their AudioSet classes reach {confirm.threshold:g}"
+    else:
+        text = f"{n} labels weighed by their AudioSet classes (half the score at {confirm.threshold:g}, slope "
+        text += f"{confirm.slope:g})"
+    return text + (f"; a label head score >= {confirm.keep_at:g} is kept" if confirm.keep_at < 1 else "")
+
+
 def info_lines(head: AudiosetHead) -> list[str]:
     """What ``auricle model info`` shows of the section: the output, the veto, the confirmation, the optional
     labels."""
@@ -278,17 +289,8 @@ def info_lines(head: AudiosetHead) -> list[str]:
     if veto is not None:
         exempt = ", ".join(veto.exempt) or "none"
         lines.append(f"veto: {_classes(veto.classes, veto.class_names)} >= {veto.threshold:g}; exempt: {exempt}")
-    confirm = head.confirm
-    if confirm is not None and confirm.slope == 0:
-        n = sum(bool(c) for c in confirm.classes.values())
-        lines.append(f"confirm: {n} labels count only where their AudioSet classes reach {confirm.threshold:g}")
-    elif confirm is not None:
-        n = sum(bool(c) for c in confirm.classes.values())
-        keep = f"; a label head score >= {confirm.keep_at:g} is kept" if confirm.keep_at < 1 else ""
-        lines.append(
-            f"confirm: {n} labels weighed by their AudioSet classes (half the score at {confirm.threshold:g}, "
-            f"slope {confirm.slope:g}){keep}"
-        )
+    if head.confirm is not None:
+        lines.append(f"confirm: {confirm_text(head.confirm)}")
     if head.evidence is not None:
         ev = head.evidence
         with_classes = sum(bool(ev.classes.get(x)) for x in ev.weights)

@@ -86,7 +86,7 @@ def test_yamnet_backbone_trains_exports_two_heads_and_resumes(
     seldom = sorted(x for x, f in rule["confirmation"].items() if f["confirmed"] < 0.5)
     assert rule["unconfirmed"] == seldom
     assert head.confirm.classes == {x: tuple(mapping[x]) for x in ("church_bells", "dog", "rain") if x not in seldom}
-    assert rule["description"].startswith(f"the soft confirmation: {3 - len(seldom)} labels' scores weighed")
+    assert rule["description"].startswith(f"the soft confirmation: {3 - len(seldom)} labels weighed by their")
     assert {"recall", "failing"} <= set(rule["network_alone"]) and "heldout_false_events" in rule
     text = (run / "report.md").read_text()
     assert "## The AudioSet rule beside the network alone" in text and "points of test clip accuracy" in text

@@ -78,7 +78,11 @@ def test_a_bad_other_label_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], others: str, message: str
 ) -> None:
     _dataset(tmp_path / "sounds", per_class=2)
-    cfg = _config(tmp_path, f"other_labels: {others}")
+    _refused(_config(tmp_path, f"other_labels: {others}"), capsys, message)
+
+
+def _refused(cfg: Path, capsys: pytest.CaptureFixture[str], message: str) -> None:
+    """``prepare`` exits 2 with one line on stderr that matches ``message``."""
     assert cli.main(["prepare", "--config", str(cfg)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and err.startswith("auricle-train: ")
@@ -207,7 +211,4 @@ def test_a_bad_extra_recording_is_one_line(
 ) -> None:
     _dataset(tmp_path / "sounds", per_class=2)
     _extra(tmp_path, rows)
-    cfg = _config(tmp_path, "min_clips_per_class: 2, extra: [{manifest: elsewhere/elsewhere.csv}]")
-    assert cli.main(["prepare", "--config", str(cfg)]) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and re.search(message, err), err
+    _refused(_config(tmp_path, "min_clips_per_class: 2, extra: [{manifest: elsewhere/elsewhere.csv}]"), capsys, message)

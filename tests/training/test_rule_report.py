@@ -58,7 +58,7 @@ def test_the_section_shows_both_columns_and_the_least_confirmed_first() -> None:
     text = "\n".join(rule_report.markdown(_rule(0.8475, 0.8575, 1, 9)))
     assert "| test clip accuracy, int8 | 84.75% | 85.75% |" in text
     assert "| held-out false events | 1 | 9 |" in text
-    assert "Rule: the soft confirmation: 1 labels' scores weighed by their AudioSet classes (half at 0.1, " in text
+    assert "Rule: the soft confirmation: 1 labels weighed by their AudioSet classes (half the score at 0.1, " in text
     assert "| dog | 4 | 50% |" in text
     assert rule_report.markdown({"int8_clip_accuracy_with_rule": 0.8}) == []  # no comparison made: no section
 

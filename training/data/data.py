@@ -119,7 +119,7 @@ def _prefix_label(path: Path) -> str:
 
 
 def read_extra(source: ExtraSource, manifest: Path, labels: Sequence[str]) -> list[Clip]:
-    """``data.extra``: one clip per listed recording, grouped by file, each label one of the dataset's."""
+    """``data.extra``: one clip per listed recording, each label one of the dataset's."""
     cfg = DataConfig(filename_column=source.filename_column, label_column=source.label_column, fold_column="")
     clips = read_manifest(cfg, manifest, manifest.parent)
     for clip in clips:
@@ -129,7 +129,7 @@ def read_extra(source: ExtraSource, manifest: Path, labels: Sequence[str]) -> li
             raise DataError(f"{manifest}: {clip.path.name}: label {clip.label!r} is not one of the dataset's{hint}")
         if not clip.path.is_file():
             raise DataError(f"{clip.path}: audio file listed in {manifest.name} does not exist")
-    return [Clip(path=c.path, label=c.label, group=f"extra:{c.path.name}") for c in clips]
+    return clips
 
 
 def check_counts(clips: list[Clip], min_clips: int) -> list[str]:

@@ -147,12 +147,8 @@ def codec_copies(ex: cache.Extracted, split: Split, loaded: LoadedConfig) -> tup
     if n == 0:
         return ex, split
     chosen = sorted(np.random.default_rng(cfg.seed).choice(split.train, n, replace=False))
-    copies = [dataclasses.replace(ex.clips[i], codec="opus") for i in chosen]
-    got = cache.extract(copies, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
-    start = len(ex.clips)
-    added = tuple(range(start, start + len(got.clips)))
-    merged = cache.Extracted(ex.clips + got.clips, ex.frames + got.frames, ex.skipped + got.skipped)
-    return merged, Split(train=split.train + added, val=split.val, test=split.test)
+    merged, split, _ = _train_on(ex, split, [dataclasses.replace(ex.clips[i], codec="opus") for i in chosen], loaded)
+    return merged, split
 
 
 def extra_clips(
@@ -163,16 +159,26 @@ def extra_clips(
     clips = [c for s in cfg.extra for c in data.read_extra(s, loaded.path(s.manifest), labels)]
     if not clips:
         return ex, split
-    got = cache.extract(clips, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
-    start = len(ex.clips)
-    added = tuple(range(start, start + len(got.clips)))
-    minutes = sum(len(f) for f in got.frames) * loaded.config.features.hop_samples / loaded.config.features.sample_rate
+    merged, split, got = _train_on(ex, split, clips, loaded)
+    features = loaded.config.features
+    seconds = sum(len(f) for f in got.frames) * features.hop_samples / features.sample_rate
     _LOGGER.info(
         "data.extra: %d recordings (%.1f min) of %d labels added to the training clips%s", len(got.clips),
-        minutes / 60, len({c.label for c in got.clips}), f", {len(got.skipped)} unreadable" if got.skipped else "",
+        seconds / 60, len({c.label for c in got.clips}), f", {len(got.skipped)} unreadable" if got.skipped else "",
     )  # fmt: skip
+    return merged, split
+
+
+def _train_on(
+    ex: cache.Extracted, split: Split, clips: list[data.Clip], loaded: LoadedConfig
+) -> tuple[cache.Extracted, Split, cache.Extracted]:
+    """``clips`` through the feature cache, appended to ``ex`` and to the training split only; also what was
+    extracted of them."""
+    cfg = loaded.config.data
+    got = cache.extract(clips, loaded.config.features, loaded.path(cfg.cache_dir), cfg.workers)
+    added = tuple(range(len(ex.clips), len(ex.clips) + len(got.clips)))
     merged = cache.Extracted(ex.clips + got.clips, ex.frames + got.frames, ex.skipped + got.skipped)
-    return merged, Split(train=split.train + added, val=split.val, test=split.test)
+    return merged, Split(train=split.train + added, val=split.val, test=split.test), got
 
 
 def save(p: Prepared, path: Path) -> None:

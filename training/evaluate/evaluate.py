@@ -104,8 +104,16 @@ def audioset_head(
 
 
 def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]) -> Confirm:
-    """The confirmation: the classes the mapping CSV (an absolute path: training.recipe.load) gives the event
-    labels, named by YAMNet's class map."""
+    """The confirmation: the mapped labels' classes, less the labels left unconfirmed."""
+    confirm = cfg.audioset.confirm
+    mapped = _mapped(cfg, labels, class_names)
+    classes = {x: c for x, c in mapped.items() if x not in confirm.unconfirmed}
+    return Confirm(threshold=confirm.threshold, classes=classes, slope=confirm.slope, keep_at=confirm.keep_at)
+
+
+def _mapped(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]) -> dict[str, tuple[int, ...]]:
+    """The classes the mapping CSV (an absolute path: training.recipe.load) gives the event labels, named by
+    YAMNet's class map."""
     from training.data.data import DataError
     from training.model.audioset_map import checked_mapping
 
@@ -119,8 +127,7 @@ def _confirm(cfg: TrainConfig, labels: Sequence[str], class_names: Sequence[str]
     unmapped = [x for x in labels if x not in mapping]
     if unmapped:
         _LOGGER.info("AudioSet classes: none mapped for %s (their own score alone counts)", ", ".join(unmapped))
-    classes = {x: tuple(mapping[x]) for x in labels if x in mapping and x not in confirm.unconfirmed}
-    return Confirm(threshold=confirm.threshold, classes=classes, slope=confirm.slope, keep_at=confirm.keep_at)
+    return {x: tuple(mapping[x]) for x in labels if x in mapping}
 
 
 def recipe_confirm(cfg: TrainConfig, labels: Sequence[str]) -> Confirm:
@@ -129,10 +136,11 @@ def recipe_confirm(cfg: TrainConfig, labels: Sequence[str]) -> Confirm:
 
 
 def label_classes(cfg: TrainConfig, labels: Sequence[str]) -> dict[str, tuple[int, ...]]:
-    """Each event label's AudioSet classes, from the recipe's mapping (``audioset.confirm.mapping``); {} without."""
+    """Each event label's AudioSet classes, from the recipe's mapping (``audioset.confirm.mapping``, labels left
+    unconfirmed included); {} without."""
     if not cfg.audioset.confirm.mapping:
         return {}
-    return _confirm(cfg, labels, _class_names(cfg)).classes
+    return _mapped(cfg, labels, _class_names(cfg))
 
 
 def _class_names(cfg: TrainConfig) -> list[str]:

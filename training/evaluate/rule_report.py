@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from edge.model.audioset import Confirm, confirm_weight
+from edge.model.audioset import Confirm, confirm_text, confirm_weight
 
 
 def confirmation(
@@ -48,18 +48,14 @@ def verdict(rule: Mapping[str, Any]) -> str:
     if alone.get("recall") is not None and rule.get("recall") is not None:
         drop = 100 * (alone["recall"] - rule["recall"])
         parts.append(f"{'costs' if drop > 0 else 'gains'} {abs(drop):.1f} points of validation event recall")
+    saved = None
     if alone.get("heldout_false_events") is not None and rule.get("heldout_false_events") is not None:
         saved = alone["heldout_false_events"] - rule["heldout_false_events"]
         parts.append(f"{'saves' if saved >= 0 else 'adds'} {abs(saved)} held-out false events")
     line = ", ".join(parts)
-    if cost > 2 and rule.get("heldout_false_events") is not None and saved_nothing(rule):
+    if cost > 2 and saved is not None and saved <= 0:
         line += ": it does not pay here; consider `audioset.confirm.mapping: ''` (docs/training.md)"
     return line[0].upper() + line[1:]
-
-
-def saved_nothing(rule: Mapping[str, Any]) -> bool:
-    alone = rule.get("network_alone", {})
-    return bool(alone.get("heldout_false_events", 0) <= rule.get("heldout_false_events", 0))
 
 
 def markdown(rule: Mapping[str, Any] | None) -> list[str]:
@@ -111,13 +107,5 @@ def markdown(rule: Mapping[str, Any] | None) -> list[str]:
 
 
 def describe(confirm: Confirm) -> str:
-    """The rule in words."""
-    n = sum(bool(c) for c in confirm.classes.values())
-    if confirm.slope == 0:
-        how = f"a hard gate: {n} labels count only where their AudioSet classes reach {confirm.threshold:g}"
-    else:
-        how = (
-            f"the soft confirmation: {n} labels' scores weighed by their AudioSet classes (half at "
-            f"{confirm.threshold:g}, slope {confirm.slope:g})"
-        )
-    return how + (f", a label head score >= {confirm.keep_at:g} kept" if confirm.keep_at < 1 else "")
+    """The rule in words: its kind, then what ``auricle model info`` says of it."""
+    return ("a hard gate: " if confirm.slope == 0 else "the soft confirmation: ") + confirm_text(confirm)
