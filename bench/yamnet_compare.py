@@ -2,12 +2,13 @@
 inference of YAMNet int8 (the model family Frigate ships), and the CPU share per
 second of audio of each at its default cadence.
 
-    .venv/bin/python -m bench.yamnet_compare [--model BUNDLE] [--hop FRAMES] [--runs 2000]
+    .venv/bin/python -m bench.yamnet_compare [--model BUNDLE] [--hop FRAMES] [--runs 2000] [--kernels builtin]
 
 YAMNet: ../shared/peers/yamnet_spectra_in.tflite, a 96x64 log-mel patch (0.96 s)
 per call; Frigate calls it once per 0.975 s. Ours: every `hop` frames (default:
 the bundle's hop_frames). Both need a front end; it is counted once per 10 ms
 frame for both (YAMNet's is the same FFT -> 64-band mel -> log as ours).
+``--kernels``: both models on the same int8 kernels (config ``model.kernels``; Frigate runs XNNPACK).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from edge.features import FeatureParams, FrontEnd, to_input
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
-from edge.model.runtime import interpreter_class
+from edge.model.runtime import KERNELS, interpreter_class
 
 _LOGGER = logging.getLogger("bench.yamnet")
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,8 +53,8 @@ def time_ours(clf: Classifier, runs: int) -> tuple[list[float], list[float]]:
     return invoke, full
 
 
-def time_yamnet(runs: int) -> list[float]:
-    cls, _ = interpreter_class()
+def time_yamnet(runs: int, kernels: str = "xnnpack") -> list[float]:
+    cls, _ = interpreter_class(kernels)
     interp = cls(model_path=str(YAMNET), num_threads=1)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
@@ -83,21 +84,22 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--hop", type=int, default=None, help="inference hop in frames (default: the bundle's)")
     parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--kernels", choices=KERNELS, default="xnnpack", help="int8 kernels of both models")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    clf = Classifier(read_bundle(args.model), threads=1)
+    clf = Classifier(read_bundle(args.model), threads=1, kernels=args.kernels)
     m = clf.manifest
     hop = args.hop or m.hop_frames
     for _ in range(50):  # warm-up both
-        time_ours(clf, 1), time_yamnet(1)
+        time_ours(clf, 1), time_yamnet(1, args.kernels)
     invoke, full = time_ours(clf, args.runs)
-    yam = time_yamnet(args.runs)
+    yam = time_yamnet(args.runs, args.kernels)
     (o_med, o_p95), (f_med, f_p95), (y_med, y_p95) = percentiles(invoke), percentiles(full), percentiles(yam)
     frame_s = m.features.hop_samples / m.features.sample_rate
     fe_ms = frontend_ms_per_frame(m.features)
     ours_per_s = (1 / frame_s) * fe_ms + f_med / (hop * frame_s)
     yam_per_s = (1 / frame_s) * fe_ms + y_med / FRIGATE_PERIOD_S
-    _LOGGER.info("one inference, 1 thread (%d runs)        median    p95", args.runs)
+    _LOGGER.info("one inference, 1 thread, %s kernels (%d runs)  median    p95", args.kernels, args.runs)
     _LOGGER.info("  ours %s %s invoke      %6.3f ms %6.3f ms", m.name, list(m.input.shape), o_med, o_p95)
     _LOGGER.info("  ours window->tensor->invoke->scores %6.3f ms %6.3f ms  (target p95 <= 5 ms)", f_med, f_p95)
     _LOGGER.info("  YAMNet int8 [1, 96, 64] invoke      %6.3f ms %6.3f ms", y_med, y_p95)

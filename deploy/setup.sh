@@ -7,8 +7,9 @@
 # edge  - what the device needs: the daemon, its runtime and audio/MQTT libs
 # train - edge + TensorFlow and the training tools (desktop)
 # dev   - train + test tools, mosquitto and PulseAudio for the integration
-#         tests, a venv with the oldest supported LiteRT runtime (.venv-compat)
-#         and an edge-only venv (.venv-edge)
+#         tests, venvs with the oldest LiteRT runtime that gives the newest's events
+#         on its default kernels (.venv-compat) and the oldest supported one, which
+#         does on model.kernels: builtin (.venv-oldest), and an edge-only venv (.venv-edge)
 #
 # Missing system packages are installed with apt-get (sudo when not root); a package lock held by
 # another apt (unattended-upgrades on a Pi's first boot) is waited for, one line says so, up to
@@ -22,7 +23,8 @@ case "$extras" in edge|train|dev) ;; *) echo "usage: $0 [edge|train|dev]" >&2; e
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${AURICLE_VENV:-$root/.venv}"
 python="${PYTHON:-python3}"
-oldest_litert="2.1.3"   # keep in step with README "Supported platforms"
+oldest_litert="2.1.3"   # keep in step with README "Supported platforms": the newest's events on XNNPACK
+oldest_builtin_litert="1.4.0"   # ... and on the builtin kernels (the oldest supported)
 
 log() { printf 'setup: %s\n' "$*" >&2; }
 # apt_install: the missing ones only, waiting for a held package lock (AURICLE_APT_LOCK_TIMEOUT, 600 s)
@@ -98,23 +100,25 @@ edge_env() {
 }
 
 compat_env() {
-  # The oldest runtime we claim to support, with the device code on it (editable auricle[edge]), so the
-  # tests can check shipped models' scores and the daemon's events there against the newest runtime.
-  local compat="$root/.venv-compat" stamp="$root/.venv-compat/.auricle-compat" want
-  want="$(stamp_of edge | tr -d '\n') ai-edge-litert==$oldest_litert"
+  # An older runtime we claim (venv $1, ai-edge-litert $2), with the device code on it (editable
+  # auricle[edge]), so the tests can check shipped models' scores and the daemon's events there against
+  # the newest runtime.
+  local compat="$root/$1" version="$2" stamp="$root/$1/.auricle-compat" want
+  want="$(stamp_of edge | tr -d '\n') ai-edge-litert==$version"
   if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && "$compat/bin/python" -c "import ai_edge_litert, edge" 2>/dev/null; then
     return 0
   fi
   [ -x "$compat/bin/python" ] || { log "creating $compat"; "$python" -m venv "$compat"; }
-  log "installing auricle[edge] with ai-edge-litert==$oldest_litert into $compat"
-  "$compat/bin/python" -m pip install -q --disable-pip-version-check "ai-edge-litert==$oldest_litert" -e "${root}[edge]"
+  log "installing auricle[edge] with ai-edge-litert==$version into $compat"
+  "$compat/bin/python" -m pip install -q --disable-pip-version-check "ai-edge-litert==$version" -e "${root}[edge]"
   printf '%s' "$want" >"$stamp"
 }
 
 system_packages
 python_env
 if [ "$extras" = dev ]; then
-  compat_env
+  compat_env .venv-compat "$oldest_litert"
+  compat_env .venv-oldest "$oldest_builtin_litert"
   edge_env
 fi
 log "ready: $venv ($extras)"

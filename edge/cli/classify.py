@@ -62,7 +62,7 @@ def _classify(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.model:
         config = dataclasses.replace(config, model=dataclasses.replace(config.model, path=args.model))
-    classifier = Classifier(load_bundle(config), threads=config.model.threads)
+    classifier = Classifier(load_bundle(config), threads=config.model.threads, kernels=config.model.kernels)
     if not args.untaught:  # the heads the daemon would run with, from the same state dir
         classifier = taught(classifier, config.model.state_dir)
     if args.events:

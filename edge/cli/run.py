@@ -72,7 +72,7 @@ def _check(config: Any) -> int:
     from edge.update.modelstore import ModelStore
 
     bundle = load_bundle(config)
-    Classifier(bundle, threads=config.model.threads)
+    Classifier(bundle, threads=config.model.threads, kernels=config.model.kernels)
     keys = config.model.keys()  # a bad update key is a config error here, not at the first install
     start = starting_model(config, ModelStore(config.model.state_dir))
     m = bundle.manifest

@@ -53,7 +53,7 @@ def load_configured(config: Config) -> Loaded:
     path = config.model.path or default_model_path()
     b = load_bundle(config)
     sha = bundles.sha256(Path(path).read_bytes())
-    classifier = Classifier(b, threads=config.model.threads)
+    classifier = Classifier(b, threads=config.model.threads, kernels=config.model.kernels)
     origin: Literal["configured", "shipped"] = "configured" if config.model.path else "shipped"
     return Loaded(bundle=b, classifier=classifier, sha256=sha, origin=origin)
 

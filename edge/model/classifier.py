@@ -42,8 +42,9 @@ class _Head:
 class Classifier:
     """Scores for one window of dB frames, through the bundle's TFLite model."""
 
-    def __init__(self, bundle: Bundle, threads: int = 1) -> None:
-        cls, self.runtime = interpreter_class()
+    def __init__(self, bundle: Bundle, threads: int = 1, kernels: str = "xnnpack") -> None:
+        """``kernels``: edge/model/runtime.py :data:`KERNELS`."""
+        cls, self.runtime = interpreter_class(kernels)
         self.bundle = bundle
         self.manifest = bundle.manifest
         try:

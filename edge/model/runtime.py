@@ -27,6 +27,16 @@ from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
 
+KERNELS = ("xnnpack", "builtin")
+"""Which int8 kernels run the model (config ``model.kernels``).
+
+``xnnpack``: the runtime's default, with its XNNPACK delegate (the fastest on x86 and ARM).  Its int8
+results differ by a few output steps between releases (ai-edge-litert 1.4.0 against 2.3.0: up to 10 of
+256 on esc50 5.0.0's label outputs, 2% of them), so a decision at a threshold can move by a hop.
+``builtin``: TFLite's own kernels without the default delegates; their int8 results were the same bit for
+bit on 1.4.0, 2.1.3 and 2.3.0 (tests/model/test_runtime_events.py), at about 3x the cost per inference.
+"""
+
 CANDIDATES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter"),
     ("tflite-runtime", "tflite_runtime.interpreter"),
@@ -38,8 +48,9 @@ class RuntimeMissingError(ImportError):
     """No TFLite interpreter package is installed."""
 
 
-def interpreter_class() -> tuple[Any, str]:
-    """Return ``(Interpreter class, package name)`` of the first runtime found.
+def interpreter_class(kernels: str = "xnnpack") -> tuple[Any, str]:
+    """Return ``(Interpreter class, package name)`` of the first runtime found, running ``kernels``
+    (:data:`KERNELS`).
 
     The class is the runtime's own with its start-up chatter quiet: the C++ runtime writes
     ``INFO: Created TensorFlow Lite XNNPACK delegate for CPU.`` straight to file descriptor 2 when
@@ -48,13 +59,16 @@ def interpreter_class() -> tuple[Any, str]:
     ``INFO:`` lines go to this module's debug log (``auricle -v`` shows them) and everything else
     (its warnings and errors, and whatever another thread wrote meanwhile) goes on to stderr.
     """
+    if kernels not in KERNELS:
+        raise ValueError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
     for package, module in CANDIDATES:
         try:
             mod = importlib.import_module(module)
         except ImportError:
             continue
-        _LOGGER.debug("using TFLite runtime %s", package)
-        return _quiet(mod.Interpreter), package
+        _LOGGER.debug("using TFLite runtime %s, %s kernels", package, kernels)
+        resolver = None if kernels == "xnnpack" else mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        return _quiet(mod.Interpreter, resolver), package
     names = ", ".join(p for p, _ in CANDIDATES)
     raise RuntimeMissingError(f"no TFLite runtime installed: install one of {names} (pip install 'auricle[edge]')")
 
@@ -66,11 +80,14 @@ _HOLD = threading.RLock()
 
 
 @functools.cache
-def _quiet(base: type) -> type:
-    """``base`` with :func:`_chatter_to_debug_log` around its construction and ``allocate_tensors``."""
+def _quiet(base: type, resolver: Any = None) -> type:
+    """``base`` with :func:`_chatter_to_debug_log` around its construction and ``allocate_tensors``; built with
+    op resolver ``resolver`` unless that is None (the runtime's default)."""
 
     class Quiet(base):  # type: ignore[misc]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
+            if resolver is not None:
+                kwargs["experimental_op_resolver_type"] = resolver
             with _chatter_to_debug_log():
                 super().__init__(*args, **kwargs)
 

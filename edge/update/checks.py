@@ -59,6 +59,10 @@ class Policy:
     allow_unsigned: bool = setting(False, doc="install unsigned bundles (testing only)")
     require_selftest: bool = setting(True, doc="refuse to install bundles without a self-test")
     threads: int = setting(1, lo=1, hi=16, unit="interpreter threads")
+    kernels: Literal["xnnpack", "builtin"] = setting(
+        "xnnpack",
+        doc="int8 kernels: xnnpack (fastest) or builtin (about 3x the cost; the same scores on every runtime)",
+    )
     latency_budget_ms: float = setting(100.0, lo=0.1, hi=60000.0, unit="ms per inference in the smoke test")
     probation_s: float = setting(
         300.0, lo=0.0, hi=86400.0, unit="s after a switch in which failures roll back on their own"
@@ -87,7 +91,7 @@ def verify(raw: bytes, name: str, policy: Policy, *, budget_ms: float | None) ->
     keys, signature = policy.keys(), found.get(bundles.SIGNATURE)
     bundles.check_signature(found[bundles.MANIFEST], signature, keys, name, allow_unsigned=policy.allow_unsigned)
     b = bundles.bundle_of(found, name)
-    classifier = Classifier(b, threads=policy.threads)
+    classifier = Classifier(b, threads=policy.threads, kernels=policy.kernels)
     if b.selftest is None and policy.require_selftest:
         raise BundleError(f"{name}: no self-test in the bundle (selftest.npz); it cannot be smoke-tested")
     test = None if b.selftest is None else parse_selftest(b.selftest, b.manifest, name)

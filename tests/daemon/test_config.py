@@ -46,6 +46,7 @@ def test_full_file_is_read(tmp_path: Path) -> None:
     [
         ("audio: {gate_dbfs: 3}", "cfg.yaml: audio.gate_dbfs: expected a number -200..0"),
         ("model: {threads: 'many'}", "cfg.yaml: model.threads: expected an integer 1..16"),
+        ("model: {kernels: gpu}", "cfg.yaml: model.kernels: expected one of 'xnnpack', 'builtin', got 'gpu'"),
         ("audoi: {}", "cfg.yaml: audoi: unknown key (did you mean 'audio'?)"),
         ("audio: {source: file}", "cfg.yaml: audio: source 'file' needs audio.file"),
         ("audio: {device: [1, 2]}", "cfg.yaml: audio: device: expected a name or an index"),

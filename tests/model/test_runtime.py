@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import tomllib
 
+import pytest
 from support.shared import ROOT
 
 from edge.model import runtime
@@ -39,3 +40,8 @@ def test_no_other_module_of_edge_imports_by_name() -> None:
                 if called in ("import_module", "__import__"):
                     by_name.append(str(path.relative_to(ROOT)))
     assert by_name == ["edge/model/runtime.py"]
+
+
+def test_unknown_kernels_are_refused_naming_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"kernels must be one of xnnpack, builtin, got 'gpu'"):
+        runtime.interpreter_class("gpu")

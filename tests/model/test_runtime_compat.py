@@ -18,7 +18,11 @@ codes (0.43 against 0.50), measured on 0.6% of the chirp's outputs and 0.03% of 
 self-test clip differs by one code at most.  So on that output a difference beyond three codes must
 be one logit step (at most 0.35 in logit), never more.
 
-deploy/setup.sh dev builds that runtime's venv in .venv-compat (no network in tests).
+On TFLite's builtin kernels (config ``model.kernels: builtin``, no XNNPACK) every output is the same bit for
+bit, on the oldest runtime that gives the newest's events on XNNPACK (2.1.3) and on the oldest supported
+(1.4.0, which differs by up to 10 codes on XNNPACK).
+
+deploy/setup.sh dev builds those runtimes' venvs in .venv-compat and .venv-oldest (no network in tests).
 """
 
 from __future__ import annotations
@@ -40,6 +44,10 @@ from edge.model.runtime import runtime_version
 
 COMPAT = ROOT / ".venv-compat" / "bin" / "python"
 OLDEST = "2.1.3"
+"""The oldest runtime whose XNNPACK kernels give the newest's events (tests/model/test_runtime_events.py)."""
+OLDEST_VENV = ROOT / ".venv-oldest" / "bin" / "python"
+OLDEST_SUPPORTED = "1.4.0"
+"""The oldest supported runtime: the newest's scores on the builtin kernels."""
 
 
 def _shipped() -> list[Path]:
@@ -72,27 +80,64 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def test_oldest_runtime_gives_identical_scores(models: list[Path], tmp_path: Path) -> None:
-    if not COMPAT.exists():
-        pytest.fail(f"{COMPAT} missing: run deploy/setup.sh dev (it installs ai-edge-litert=={OLDEST} there)")
-    version = subprocess.run(
-        [str(COMPAT), "-c", "from importlib.metadata import version; print(version('ai-edge-litert'))"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout.strip()  # fmt: skip
-    assert version == OLDEST
-    assert runtime_version("ai-edge-litert") != OLDEST, "the main venv must have the newest runtime"
+    _check_venv(COMPAT, OLDEST)
     for path in models:
         b = read_bundle(path)
         inputs = _inputs(path)
-        (tmp_path / "m.tflite").write_bytes(b.model)
-        np.save(tmp_path / "in.npy", inputs)
-        subprocess.run(
-            [str(COMPAT), str(ROOT / "tests/support/old_runtime.py"), str(tmp_path / "m.tflite"),
-             str(tmp_path / "in.npy"), str(tmp_path / "out.npz")],
-            check=True, timeout=120, capture_output=True,
-        )  # fmt: skip
-        oldest = np.load(tmp_path / "out.npz")
+        oldest = _oldest(COMPAT, b.model, inputs, tmp_path, "xnnpack")
         for size, newest in _newest(Classifier(b), inputs).items():
             _same(oldest[f"size_{size}"], newest, f"{path.name} ({size} outputs)", size == AUDIOSET_CLASSES)
+
+
+@pytest.mark.parametrize(("venv", "version"), [(COMPAT, OLDEST), (OLDEST_VENV, OLDEST_SUPPORTED)])
+def test_builtin_kernels_give_every_runtime_the_same_outputs(
+    models: list[Path], tmp_path: Path, venv: Path, version: str
+) -> None:
+    _check_venv(venv, version)
+    for path in models:
+        b = read_bundle(path)
+        inputs = _inputs(path)
+        oldest = _oldest(venv, b.model, inputs, tmp_path, "builtin")
+        for size, newest in _newest(Classifier(b, kernels="builtin"), inputs).items():
+            got = oldest[f"size_{size}"].reshape(newest.shape)
+            differ = int(np.count_nonzero(got != newest))
+            assert differ == 0, f"{path.name} ({size} outputs): {differ} of {newest.size} differ on {version}"
+
+
+def test_the_kernels_are_a_choice_with_their_own_results(tmp_path: Path) -> None:
+    """The two kernel sets really are different code: without this the test above could pass by running
+    XNNPACK twice."""
+    path = _shipped()[0] if _shipped() else audioset_bundle(tmp_path / "two_heads.auricle", selftest=False)
+    b = read_bundle(path)
+    inputs = _inputs(path)
+    fast, builtin = Classifier(b), Classifier(b, kernels="builtin")
+    outputs = [np.stack([clf.raw(x).copy() for x in inputs]) for clf in (fast, builtin)]
+    assert not np.array_equal(*outputs), "the builtin kernels gave XNNPACK's outputs bit for bit"
+    assert np.array_equal(outputs[0].argmax(axis=1), outputs[1].argmax(axis=1))
+
+
+def _check_venv(venv: Path, version: str) -> None:
+    if not venv.exists():
+        pytest.fail(f"{venv} missing: run deploy/setup.sh dev (it installs ai-edge-litert=={version} there)")
+    found = subprocess.run(
+        [str(venv), "-c", "from importlib.metadata import version; print(version('ai-edge-litert'))"],
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert found == version
+    assert runtime_version("ai-edge-litert") != version, "the main venv must have the newest runtime"
+
+
+def _oldest(venv: Path, model: bytes, inputs: np.ndarray, tmp_path: Path, kernels: str) -> dict[str, np.ndarray]:
+    """Every output of every input, as ``size_<values>``, on the runtime of ``venv``."""
+    (tmp_path / "m.tflite").write_bytes(model)
+    np.save(tmp_path / "in.npy", inputs)
+    subprocess.run(
+        [str(venv), str(ROOT / "tests/support/old_runtime.py"), str(tmp_path / "m.tflite"),
+         str(tmp_path / "in.npy"), str(tmp_path / "out.npz"), kernels],
+        check=True, timeout=120, capture_output=True,
+    )  # fmt: skip
+    with np.load(tmp_path / "out.npz") as found:
+        return {k: found[k] for k in found.files}
 
 
 def _newest(clf: Classifier, inputs: np.ndarray) -> dict[int, np.ndarray]:

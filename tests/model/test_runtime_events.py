@@ -9,6 +9,12 @@ not (the same 42 of 47 events each: four moved by one hop or more, one more).  S
 oldest that gives the newest's events, and this test holds every shipped model to it: the same labels,
 starts and ends, through ``auricle classify --events`` (the daemon's pipeline and event logic) run by the
 oldest runtime's venv (``.venv-compat``, deploy/setup.sh dev) and by this one.
+
+The differences are XNNPACK's: on TFLite's builtin kernels (``model.kernels: builtin``) 1.4.0, 2.1.3 and 2.3.0
+give every output bit for bit (tests/model/test_runtime_compat.py), so there the oldest supported runtime,
+1.4.0 (``.venv-oldest``), must raise the newest's events too: 5.0.0 gave 42 of 43 on XNNPACK (one end a hop
+later), and hysteresis does not mend that, it moves the tie (a release at 0.9 or 0.8 of the threshold moved
+another end by a hop each).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from support.shared import ROOT, shared_dir
 from edge.model.runtime import runtime_version
 
 COMPAT = ROOT / ".venv-compat" / "bin" / "python"
+OLDEST = ROOT / ".venv-oldest" / "bin" / "python"
 STREAM_CLIPS = 55
 """ESC-50 fold-4 clips, drawn with seed 0: 5 minutes with the gaps."""
 GAP_S = 0.5
@@ -72,22 +79,25 @@ def _events(python: Path | str, model: Path, audio: Path, config: Path) -> list[
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(("venv", "kernels"), [(COMPAT, "xnnpack"), (OLDEST, "builtin")], ids=["2.1.3", "1.4.0"])
 @pytest.mark.parametrize("model", _models(), ids=lambda p: p.name)
-def test_the_oldest_runtime_raises_the_same_events(model: Path, stream: Path, tmp_path: Path) -> None:
-    if not COMPAT.exists():
-        pytest.fail(f"{COMPAT} missing: run deploy/setup.sh dev")
-    assert runtime_version("ai-edge-litert") != _compat_version(), "the main venv must have the newest runtime"
+def test_the_oldest_runtime_raises_the_same_events(
+    model: Path, stream: Path, tmp_path: Path, venv: Path, kernels: str
+) -> None:
+    if not venv.exists():
+        pytest.fail(f"{venv} missing: run deploy/setup.sh dev")
+    assert runtime_version("ai-edge-litert") != _version(venv), "the main venv must have the newest runtime"
     config = tmp_path / "every_label.yaml"
-    config.write_text("events:\n  listening: all\n")  # every label: the strictest comparison
+    config.write_text(f"model:\n  kernels: {kernels}\nevents:\n  listening: all\n")  # every label: the strictest
     newest = _events(sys.executable, model, stream, config)
-    oldest = _events(COMPAT, model, stream, config)
+    oldest = _events(venv, model, stream, config)
     assert len(newest) >= 30, newest  # the stream raises events: the comparison means something
     differ = {"only newest": sorted(set(newest) - set(oldest)), "only oldest": sorted(set(oldest) - set(newest))}
     assert oldest == newest, differ
 
 
-def _compat_version() -> str:
+def _version(venv: Path) -> str:
     return subprocess.run(
-        [str(COMPAT), "-c", "from importlib.metadata import version; print(version('ai-edge-litert'))"],
+        [str(venv), "-c", "from importlib.metadata import version; print(version('ai-edge-litert'))"],
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout.strip()  # fmt: skip
