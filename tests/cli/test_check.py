@@ -10,6 +10,7 @@ from support.models import tone_bundle
 from edge.cli import main as cli
 from edge.model import bundle
 from edge.model.bundle import read_bundle
+from edge.model.runtime import runtime_version
 from edge.update.modelstore import ModelStore, Pointer
 from kit.broker import Mosquitto, free_port
 
@@ -117,3 +118,14 @@ def test_check_tries_the_broker_and_only_warns(
         assert rc == 0, err
         assert out.startswith("config OK: model tones 0.1.0") and f"output MQTT 127.0.0.1:{port}" in out
         assert out.splitlines()[-1].startswith(line), out
+
+
+def test_check_names_the_runtime_and_its_kernels(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fleet on mixed LiteRT releases needs the same kernels everywhere (README "Supported platforms"):
+    --check says which runtime, release and kernels this device would run."""
+    model = tone_bundle(tmp_path / "a.auricle")
+    rc, out, err = _check(_config(tmp_path, model, allow_unsigned="true", kernels="builtin", threads="2"), capsys)
+    version = runtime_version("ai-edge-litert")
+    assert rc == 0 and f"runtime: ai-edge-litert {version}, builtin kernels, 2 threads\n" in out, err
+    rc, out, err = _check(_config(tmp_path, model, allow_unsigned="true"), capsys)
+    assert rc == 0 and f"runtime: ai-edge-litert {version}, xnnpack kernels, 1 thread\n" in out, err
