@@ -16,7 +16,6 @@ from typing import Any
 from edge.audio.sources import AudioError
 from edge.model.bundle import BundleError
 from edge.model.classifier import Classifier
-from edge.model.runtime import runtime_version
 from edge.publish.mqttconfig import MqttConfig
 from edge.schema import ConfigError
 
@@ -73,7 +72,7 @@ def _check(config: Any) -> int:
     from edge.update.modelstore import ModelStore
 
     bundle = load_bundle(config)
-    runtime = Classifier(bundle, threads=config.model.threads, kernels=config.model.kernels).runtime
+    runtime = Classifier(bundle, threads=config.model.threads, kernels=config.model.kernels).runtime_text
     keys = config.model.keys()  # a bad update key is a config error here, not at the first install
     start = starting_model(config, ModelStore(config.model.state_dir))
     m = bundle.manifest
@@ -93,10 +92,7 @@ def _check(config: Any) -> int:
         accepted = "refused, no key configured (model.public_key, model.update_keys)"
     print(f"updates: {accepted}; {_installed(config.model.state_dir)}")
     print(f"starts with: {_describe(start.model)}" + (f" ({start.problem})" if start.problem else ""))
-    print(
-        f"runtime: {runtime} {runtime_version(runtime)}, {config.model.kernels} kernels, "
-        f"{config.model.threads} thread{'s' if config.model.threads > 1 else ''}"
-    )
+    print(f"runtime: {runtime}, {config.model.threads} thread{'s' if config.model.threads > 1 else ''}")
     if config.mqtt.host:
         print(_broker(config.mqtt), flush=True)
     return 0

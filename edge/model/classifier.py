@@ -23,7 +23,7 @@ from edge.model.audioset import AUDIOSET_CLASSES, HeadScorer
 from edge.model.bundle import Bundle, BundleError, Manifest
 from edge.model.embedding import NoEmbedding
 from edge.model.outputs import Dequantiser, Detail, by_size, describe, matches, size_of
-from edge.model.runtime import interpreter_class
+from edge.model.runtime import interpreter_class, runtime_version
 
 _LOGGER = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
@@ -45,6 +45,7 @@ class Classifier:
     def __init__(self, bundle: Bundle, threads: int = 1, kernels: str = "xnnpack") -> None:
         """``kernels``: edge/model/runtime.py :data:`KERNELS`."""
         cls, self.runtime = interpreter_class(kernels)
+        self.kernels = kernels
         self.bundle = bundle
         self.manifest = bundle.manifest
         try:
@@ -113,6 +114,12 @@ class Classifier:
             )
         if np.dtype(self._output["dtype"]).name != self.manifest.output.dtype:
             raise BundleError(f"{name}: model output dtype != manifest {self.manifest.output.dtype}")
+
+    @property
+    def runtime_text(self) -> str:
+        """The runtime, its release and the kernels, as ``auricle run --check`` and ``model/state`` say them
+        (a fleet on mixed releases gets the same events only on the same kernels: README)."""
+        return f"{self.runtime} {runtime_version(self.runtime)}, {self.kernels} kernels"
 
     @property
     def labels(self) -> tuple[str, ...]:

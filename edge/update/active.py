@@ -74,6 +74,7 @@ def state_document(
     return {
         "groups": list(groups),
         "active": running.describe() if running is not None else None,
+        "runtime": running.classifier.runtime_text if running is not None else None,
         "previous": previous,
         "probation_until": round(probation_until, 3) if probation_until is not None else None,
         "problem": problem,
