@@ -88,7 +88,7 @@ class _Answers:
             if self.published and not msg.retain and isinstance(last, dict) and last.get("id") == self.request_id:
                 self.expected.add(device)
                 if last.get("result") in FINAL_RESULTS:
-                    self.answers[device] = last | {"active": state.get("active")}
+                    self.answers[device] = last | {"active": state.get("active"), "runtime": state.get("runtime")}
             self.cond.notify_all()
 
     def done(self) -> bool:
@@ -179,16 +179,23 @@ def _report(answers: _Answers, pushed: str) -> int:
     widths = [max(len(r[i]) for r in [*rows, _HEADER]) for i in range(len(_HEADER) - 1)]
     for row in [_HEADER, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    mixed = sorted({r[4] for r in rows if r[4].endswith(", xnnpack")})
+    if len(mixed) > 1:
+        print(
+            f"note: XNNPACK on {len(mixed)} runtime releases ({'; '.join(mixed)}): their events may differ by a hop; "
+            "model.kernels: builtin on every device gives the same (README, Supported platforms)"
+        )
     bad = [r for r in rows if r[1] not in OK_RESULTS]
     return 1 if bad else 0
 
 
-_HEADER = ("device", "result", "version", "running", "reason")
+_HEADER = ("device", "result", "version", "running", "runtime", "reason")
 
 
-def _row(device: str, last: dict[str, Any] | None, pushed: str) -> tuple[str, str, str, str, str]:
+def _row(device: str, last: dict[str, Any] | None, pushed: str) -> tuple[str, str, str, str, str, str]:
     if last is None:
-        return (device, "no answer", pushed, "-", "timed out")
+        return (device, "no answer", pushed, "-", "-", "timed out")
     active = last.get("active") or {}
     running = str(active.get("version") or "none")
-    return (device, str(last.get("result")), pushed, running, str(last.get("reason") or ""))
+    runtime = str(last.get("runtime") or "-").removesuffix(" kernels")
+    return (device, str(last.get("result")), pushed, running, runtime, str(last.get("reason") or ""))

@@ -90,6 +90,7 @@ def test_push_to_a_group_through_a_bridged_broker(
         table = capsys.readouterr().out
         rows = {line.split()[0]: line.split()[1:3] for line in table.splitlines() if line.startswith(tuple(devices))}
         assert rows == {devices[0]: ["installed", "0.2.0"], devices[1]: ["installed", "0.2.0"]}, table
+        assert table.count(", xnnpack  ") == 2 and "note:" not in table, "one runtime release: nothing to note"
 
         outsider = [state(m) for m in states.messages(f"auricle/{devices[2]}/model/state")]
         assert outsider[-1]["active"]["version"] == "0.1.0" and outsider[-1]["last"] is None, "not in the group"
