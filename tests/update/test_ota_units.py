@@ -398,3 +398,16 @@ def test_a_restart_during_probation_never_leaves_the_failed_model_previous(
     store.switch(Pointer(active=entries["b"], previous=None, trial=True, prior=None))
     store.recover()
     assert store.pointer() == Pointer()
+
+
+@pytest.mark.parametrize("name", ["esc50.auricle", "esc50-4.1.0.auricle", "esc50-3.0.0.auricle"])
+def test_builtin_kernels_pass_the_self_test_that_xnnpack_stored(name: str) -> None:
+    """The self-test's scores come from XNNPACK at training; a device on ``model.kernels: builtin`` runs it on
+    other kernels and must still take the bundle (README "Supported platforms")."""
+    path = ROOT / "edge" / "models" / name if name == "esc50.auricle" else ROOT / "tests" / "data" / name
+    _b, classifier, note = verify(
+        path.read_bytes(), name, Policy(allow_unsigned=True, kernels="builtin"), budget_ms=None
+    )
+    assert classifier.kernels == "builtin" and classifier.runtime_text.endswith(", builtin kernels")
+    steps = float(re.search(r"scores within (\S+) steps", note).group(1))  # type: ignore[union-attr]
+    assert steps <= selftest.INT8_TOLERANCE_STEPS, note
