@@ -18,6 +18,7 @@ import base64
 import json
 import logging
 import os
+import re
 import ssl
 import sys
 import threading
@@ -179,17 +180,29 @@ def _report(answers: _Answers, pushed: str) -> int:
     widths = [max(len(r[i]) for r in [*rows, _HEADER]) for i in range(len(_HEADER) - 1)]
     for row in [_HEADER, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
-    mixed = sorted({r[4] for r in rows if r[4].endswith(", xnnpack")})
-    if len(mixed) > 1:
+    groups = sorted({g for g in (_same_events(r[4]) for r in rows) if g is not None})
+    if len(groups) > 1:
         print(
-            f"note: XNNPACK on {len(mixed)} runtime releases ({'; '.join(mixed)}): their events may differ by a hop; "
-            "model.kernels: builtin on every device gives the same (README, Supported platforms)"
+            f"note: the devices' events may differ by a hop: they run {len(groups)} kinds of int8 arithmetic "
+            f"({'; '.join(groups)}); builtin kernels on one machine type give the same (README, Supported platforms)"
         )
     bad = [r for r in rows if r[1] not in OK_RESULTS]
     return 1 if bad else 0
 
 
 _HEADER = ("device", "result", "version", "running", "runtime", "reason")
+_RUNTIME = re.compile(r"(?P<package>\S+) (?P<release>\S+) on (?P<machine>\S+), (?P<kernels>\w+)")
+
+
+def _same_events(runtime: str) -> str | None:
+    """Devices with the same key compute the same int8 outputs: the builtin kernels on one machine type, XNNPACK
+    on one release and machine type (README "Supported platforms"); None for a runtime not stated."""
+    found = _RUNTIME.fullmatch(runtime)
+    if found is None:
+        return None
+    if found["kernels"] == "builtin":
+        return f"builtin on {found['machine']}"
+    return f"{found['package']} {found['release']} xnnpack on {found['machine']}"
 
 
 def _row(device: str, last: dict[str, Any] | None, pushed: str) -> tuple[str, str, str, str, str, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -117,9 +118,9 @@ class Classifier:
 
     @property
     def runtime_text(self) -> str:
-        """The runtime, its release and the kernels, as ``auricle run --check`` and ``model/state`` say them
-        (a fleet on mixed releases gets the same events only on the same kernels: README)."""
-        return f"{self.runtime} {runtime_version(self.runtime)}, {self.kernels} kernels"
+        """The runtime, its release, the machine and the kernels, as ``auricle run --check``, ``model/state`` and
+        ``auricle model push`` say them (which devices raise the same events: README "Supported platforms")."""
+        return f"{self.runtime} {runtime_version(self.runtime)} on {platform.machine()}, {self.kernels} kernels"
 
     @property
     def labels(self) -> tuple[str, ...]:

@@ -32,9 +32,12 @@ KERNELS = ("xnnpack", "builtin")
 
 ``xnnpack``: the runtime's default, with its XNNPACK delegate (the fastest on x86 and ARM).  Its int8
 results differ by a few output steps between releases (ai-edge-litert 1.4.0 against 2.3.0: up to 10 of
-256 on esc50 5.0.0's label outputs, 2% of them), so a decision at a threshold can move by a hop.
+256 on esc50 5.0.0's label outputs, 2% of them), so a decision at a threshold can move by a hop; between
+x86_64 and aarch64 on one release by one step on 0.05% of them.
 ``builtin``: TFLite's own kernels without the default delegates; their int8 results were the same bit for
-bit on 1.4.0, 2.1.3 and 2.3.0 (tests/model/test_runtime_events.py), at about 3x the cost per inference.
+bit on 1.4.0, 2.1.3 and 2.3.0 (tests/model/test_runtime_events.py; on aarch64, emulated as a Pi 4's and a
+Pi 5's cores, 1.4.0 and 2.3.0 too), at about 3x the cost per inference, but differ between x86_64 and
+aarch64 by up to 10 steps.
 """
 
 CANDIDATES = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import pytest
@@ -125,7 +126,7 @@ def test_check_names_the_runtime_and_its_kernels(tmp_path: Path, capsys: pytest.
     --check says which runtime, release and kernels this device would run."""
     model = tone_bundle(tmp_path / "a.auricle")
     rc, out, err = _check(_config(tmp_path, model, allow_unsigned="true", kernels="builtin", threads="2"), capsys)
-    version = runtime_version("ai-edge-litert")
-    assert rc == 0 and f"runtime: ai-edge-litert {version}, builtin kernels, 2 threads\n" in out, err
+    here = f"ai-edge-litert {runtime_version('ai-edge-litert')} on {platform.machine()}"
+    assert rc == 0 and f"runtime: {here}, builtin kernels, 2 threads\n" in out, err
     rc, out, err = _check(_config(tmp_path, model, allow_unsigned="true"), capsys)
-    assert rc == 0 and f"runtime: ai-edge-litert {version}, xnnpack kernels, 1 thread\n" in out, err
+    assert rc == 0 and f"runtime: {here}, xnnpack kernels, 1 thread\n" in out, err

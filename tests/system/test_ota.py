@@ -116,7 +116,7 @@ def test_install_switches_between_hops_then_rollback_then_automatic_rollback(
     with Daemon(config) as daemon:
         first = state(sub.wait_for_topic(f"auricle/{device}/model/state", 30))
         assert first["active"]["version"] == "0.1.0" and first["active"]["origin"] == "configured"
-        assert re.fullmatch(r"ai-edge-litert \d+\.\d+\.\d+, xnnpack kernels", first["runtime"]), first["runtime"]
+        assert re.fullmatch(r"ai-edge-litert \d+\.\d+\.\d+ on \w+, xnnpack kernels", first["runtime"]), first["runtime"]
         sub.wait_for(lambda m: m.topic.endswith("/event") and b'"tone_1000"' in m.payload, 15, "a tone_1000 event")
 
         v2 = _install(mosquitto, device, models["v2"].read_bytes())
