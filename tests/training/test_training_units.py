@@ -182,13 +182,17 @@ def test_shipped_config_parses() -> None:
     configs = ROOT / "configs"
     loaded = load(configs / "esc50.yaml")
     c = loaded.config
-    assert c.data.test_folds == (4,) and c.model.arch == "yamnet" and c.bundle.version == "5.0.0"
+    assert c.data.test_folds == (4,) and c.model.arch == "yamnet" and c.bundle.version == "5.1.0"
     assert c.model.weights.endswith("yamnet_spectra_in.tflite") and c.window.window_frames == 96
     assert c.model.output == "sigmoid" and c.fit.background_fraction > 0 and len(c.data.background) == 2
     assert c.fit.lwf_weight > 0 and not c.teacher.path  # the kept AudioSet head is the teacher
     assert c.audioset.confirm.mapping == str(configs / "esc50_audioset.csv") and c.audioset.confirm.threshold == 0.1
     assert (c.audioset.confirm.slope, c.audioset.confirm.keep_at) == (2.0, 0.97)  # the soft confirmation, 5.0.0
-    assert c.calibration.min_threshold == 0.6 and c.audioset.veto.classes == ()
+    assert c.calibration.min_threshold == 0.8 and c.audioset.veto.classes == ()  # 5.1.0's floor
+    assert (c.augment.mixup_alpha, c.augment.time_masks, c.augment.gain_db) == (0.0, 0, 0.0)  # 5.1.0: none
+    assert c.augment.noise_from_background  # the open world's background under labelled windows stays
+    five = load(configs / "experiments" / "esc50_5.0.0.yaml").config  # what the older AudioSet experiments extend
+    assert five.bundle.version == "5.0.0" and five.augment.mixup_alpha == 0.2 and five.calibration.min_threshold == 0.6
     assert [x.name for x in c.audioset.labels if x.enabled_by_default] == ["smoke_alarm"]
     experiments = configs / "experiments"
     v3 = load(experiments / "esc50_v3.yaml").config  # the 3.0.0 recipe, the ImageNet experiments' base
