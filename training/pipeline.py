@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.model.bundle import load_private_key, sha256, write_bundle
+from edge.model.bundle import load_private_key, write_bundle
+from training import measure
+from training import rule as audioset_rule
 from training.data.prepare import Prepared
 from training.evaluate import evaluate, report, rule_report
 from training.fit import audioset_fit, fit
@@ -66,14 +68,6 @@ def run_export(loaded: LoadedConfig, prepared: Prepared, model: Any | None = Non
     return float_bytes, int8_bytes
 
 
-def _scores(
-    loaded: LoadedConfig, prepared: Prepared, model_bytes: bytes, name: str, clips: Any, rule: evaluate.Rule = "recipe"
-) -> np.ndarray:
-    cfg = loaded.config
-    clf = evaluate.classifier(cfg, prepared.labels, model_bytes, name, rule=rule)
-    return evaluate.score_clips(clf, prepared.frames, clips, cfg.window.hop_frames)
-
-
 def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
     """Evaluate both TFLite files through edge; write report files and the bundle."""
     out = loaded.output
@@ -81,16 +75,16 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
     int8_bytes = (out / export.INT8_FILE).read_bytes()
     targets = np.asarray(prepared.targets)
     test, val = list(prepared.split.test), list(prepared.split.val)
-    rule, fitted = _evidence(loaded, prepared, int8_bytes)
-    loaded, hops = _learn_unconfirmed(loaded, prepared, int8_bytes)
+    rule, fitted = audioset_rule.evidence_rule(loaded, prepared, int8_bytes)
+    loaded, hops = audioset_rule.learn_unconfirmed(loaded, prepared, int8_bytes)
     with stages.timed("evaluate clips", f"{len(test)} test clips (float32 and int8), {len(val)} validation clips"):
         pair = (("float", float_bytes), ("int8", int8_bytes))
-        scores = {k: _scores(loaded, prepared, b, k, test, rule) for k, b in pair}
+        scores = {k: measure.scores(loaded, prepared, b, k, test, rule) for k, b in pair}
         result = evaluate.compare(scores["float"], scores["int8"], targets[test], len(prepared.labels))
-        val_scores = _scores(loaded, prepared, int8_bytes, "int8", val, rule)
+        val_scores = measure.scores(loaded, prepared, int8_bytes, "int8", val, rule)
     thresholds = evaluate.tune_thresholds(val_scores, targets[val], prepared.labels)
     with stages.timed("calibrate") as stage:
-        calibration = _calibrate(loaded, prepared, int8_bytes, rule)
+        calibration = measure.calibrate(loaded, prepared, int8_bytes, rule)
         stage.detail = (
             "no calibrate background: thresholds by best F1 on the validation clips"
             if calibration is None
@@ -101,12 +95,12 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
     if calibration is not None:
         thresholds = calibration.thresholds()
     full = _assemble(loaded, prepared, result, thresholds, float_bytes, int8_bytes)
-    full |= _against_the_network_alone(loaded, prepared, int8_bytes, scores["int8"], fitted)
+    full |= audioset_rule.against_the_network_alone(loaded, prepared, int8_bytes, scores["int8"], fitted)
     heldout = None
     if calibration is not None:
         full |= calibration.to_dict()
         with stages.timed("held-out background") as stage:
-            heldout = _heldout(loaded, prepared, int8_bytes, thresholds, rule)
+            heldout = measure.heldout(loaded, prepared, int8_bytes, thresholds, rule)
             stage.detail = (
                 "" if heldout is None else f"{heldout['false_events']} false events in {heldout['hours']:.2f} h"
             )
@@ -114,171 +108,13 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
             full["heldout_background"] = heldout
     if "rule" in full and rule == "recipe" and loaded.config.audioset.confirm.mapping:
         with stages.timed("the rule beside the network alone") as stage:
-            full["rule"] |= _confirmation_report(loaded, prepared, int8_bytes, calibration, heldout, hops)
+            full["rule"] |= audioset_rule.confirmation_report(loaded, prepared, int8_bytes, calibration, heldout, hops)
             stage.detail = rule_report.verdict(full["rule"])
     _write_reports(loaded, prepared, full, scores)
     confident = val[int(np.argmax(val_scores.max(axis=1)))] if val else test[0]
     with stages.timed("bundle") as stage:
         stage.detail = str(_write_bundle(loaded, prepared, full, int8_bytes, prepared.clips[confident].path, rule))
     return full
-
-
-def _evidence(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> tuple[evaluate.Rule, dict[str, Any]]:
-    """The rule on the event labels: the recipe's, or :class:`Evidence` fitted on the validation clips and the
-    backgrounds' train part (training/calibrate/evidence.py), with what the fit saw."""
-    from training.calibrate import evidence
-    from training.data.data import read_audio
-    from training.model.export import audioset_output
-
-    cfg = loaded.config
-    wanted = cfg.audioset.evidence
-    if not wanted.enabled or audioset_output(int8_bytes) is None:
-        return "recipe", {}
-    labels, rate = prepared.labels, cfg.features.sample_rate
-    cached = loaded.output / f"evidence_hops_{sha256(int8_bytes)[:12]}_{wanted.background_minutes:g}.npz"
-    if cached.is_file():
-        hops = evidence.load(cached)
-    else:
-        raw = evaluate.classifier(cfg, labels, int8_bytes, "int8", rule="none")
-        clips = [(read_audio(prepared.clips[c].path, rate), prepared.targets[c]) for c in prepared.split.val]
-        minutes = 60.0 * wanted.background_minutes
-        hops = evidence.collect(raw, clips, evidence.background_streams(prepared.background.train.paths, rate, minutes))
-        evidence.save(hops, cached)
-    classes = evaluate.label_classes(cfg, labels)
-    fitted = evidence.fit(hops, labels, classes, wanted.l2, wanted.keep_at)
-    with_classes = sum(1 for x in fitted.weights if fitted.classes.get(x))
-    _LOGGER.info(
-        "evidence: %d labels fitted on %d hops (%d sounding validation hops, %d background), %d weigh AudioSet",
-        len(fitted.weights), len(hops.label), int(((hops.label >= 0) & hops.sounding).sum()),
-        int((hops.label < 0).sum()), with_classes,
-    )  # fmt: skip
-    seen = {
-        "hops": len(hops.label),
-        "background_hops": int((hops.label < 0).sum()),
-        "weights": {x: list(w) for x, w in fitted.weights.items()},
-        "confirmed_share": evidence.confirmed_share(hops, labels, classes, cfg.audioset.confirm.threshold),
-    }
-    (loaded.output / "evidence.json").write_text(json.dumps(seen, indent=1) + "\n", encoding="utf-8")
-    return fitted, seen
-
-
-def _against_the_network_alone(
-    loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, with_rule: np.ndarray, fitted: dict[str, Any]
-) -> dict[str, Any]:
-    """What the rule costs or gains in clip accuracy on the test clips, beside the network alone (no rule)."""
-    from training.model.export import audioset_output
-
-    if audioset_output(int8_bytes) is None:
-        return {}
-    test = list(prepared.split.test)
-    truth = np.asarray(prepared.targets)[test]
-    alone = _scores(loaded, prepared, int8_bytes, "int8", test, "none")
-    n = len(prepared.labels)
-    found = {
-        "int8_clip_accuracy_with_rule": round(
-            evaluate.classification(truth, with_rule.argmax(axis=1), n)["accuracy"], 4
-        ),
-        "int8_clip_accuracy_network_alone": round(
-            evaluate.classification(truth, alone.argmax(axis=1), n)["accuracy"], 4
-        ),
-    }
-    return {"rule": {"kind": "evidence" if fitted else "recipe"} | found | ({"evidence": fitted} if fitted else {})}
-
-
-def _validation_hops(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> Any:
-    """Every hop of the validation clips through the daemon's pipeline, with no rule (scores, AudioSet, level)."""
-    from training.calibrate import evidence
-    from training.data.data import read_audio
-
-    cfg, rate = loaded.config, loaded.config.features.sample_rate
-    raw = evaluate.classifier(cfg, prepared.labels, int8_bytes, "int8", rule="none")
-    clips = [(read_audio(prepared.clips[c].path, rate), prepared.targets[c]) for c in prepared.split.val]
-    return evidence.collect(raw, clips, [])
-
-
-def _learn_unconfirmed(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> tuple[LoadedConfig, Any]:
-    """``audioset.confirm.min_confirmed``: the labels whose own validation hops their AudioSet classes seldom hear
-    are left unconfirmed (added to ``unconfirmed``); the validation hops, when recorded, for the report."""
-    from training.model.export import audioset_output
-
-    confirm = loaded.config.audioset.confirm
-    if not confirm.mapping or confirm.min_confirmed <= 0 or audioset_output(int8_bytes) is None:
-        return loaded, None
-    cfg, labels = loaded.config, prepared.labels
-    hops = _validation_hops(loaded, prepared, int8_bytes)
-    shares = rule_report.confirmation(
-        hops, labels, evaluate.label_classes(cfg, labels), evaluate.recipe_confirm(cfg, labels)
-    )
-    dropped = rule_report.seldom_confirmed(shares, confirm.min_confirmed)
-    _LOGGER.info(
-        "AudioSet confirmation: %s left unconfirmed (own validation hops confirmed under %g)",
-        ", ".join(dropped) or "no label", confirm.min_confirmed,
-    )  # fmt: skip
-    kept = dataclasses.replace(confirm, unconfirmed=tuple(sorted({*confirm.unconfirmed, *dropped})))
-    audioset = dataclasses.replace(loaded.config.audioset, confirm=kept)
-    return replace(loaded, audioset=audioset), hops
-
-
-def _confirmation_report(
-    loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, calibration: Any, heldout: dict[str, Any] | None,
-    hops: Any = None,
-) -> dict[str, Any]:  # fmt: skip
-    """The recipe's confirmation beside the network alone (training/evaluate/rule_report.py): how often each
-    label's validation clips are confirmed, and the events of both at thresholds from the same budget."""
-    cfg, labels = loaded.config, prepared.labels
-    hops = _validation_hops(loaded, prepared, int8_bytes) if hops is None else hops
-    confirm = evaluate.recipe_confirm(cfg, labels)
-    mapped = evaluate.label_classes(cfg, labels)
-    found: dict[str, Any] = {
-        "description": rule_report.describe(confirm),
-        "confirmation": rule_report.confirmation(hops, labels, mapped, confirm),
-        "unconfirmed": sorted(set(mapped) - set(confirm.classes)),
-    }
-    if calibration is None:
-        return found
-    alone = _calibrate(loaded, prepared, int8_bytes, "none")
-    found |= {"recall": calibration.recall, "failing": len(calibration.failing())}
-    found["network_alone"] = {"recall": alone.recall, "failing": len(alone.failing())}
-    if heldout is not None:
-        alone_heldout = _heldout(loaded, prepared, int8_bytes, alone.thresholds(), "none")
-        found["heldout_false_events"] = heldout["false_events"]
-        found["network_alone"]["heldout_false_events"] = alone_heldout["false_events"] if alone_heldout else None
-    return found
-
-
-def _calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, rule: evaluate.Rule = "recipe") -> Any:
-    """Thresholds from the false-alarm budget on the calibrate background (None without one)."""
-    from training.calibrate import replay
-
-    cfg, bg = loaded.config, prepared.background.calibrate
-    if not bg.paths:
-        _LOGGER.info("no calibrate background: thresholds by best F1 on the validation clips")
-        return None
-    clf = evaluate.classifier(cfg, prepared.labels, int8_bytes, "int8", rule=rule)
-    val = [(prepared.clips[c].path, prepared.frames[c], prepared.targets[c]) for c in prepared.split.val]
-    mixture_s = 60.0 * cfg.calibration.mixture_minutes
-    return replay.thresholds(
-        clf, bg.paths, val, cfg.calibration.budget_per_hour, mixture_s, cfg.calibration.min_threshold
-    )
-
-
-def _heldout(
-    loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, thresholds: dict[str, float], rule: evaluate.Rule
-) -> Any:
-    """False alarms per hour on the report part of the background (None without one)."""
-    from training.calibrate import replay
-
-    paths = prepared.background.report.paths
-    if not paths:
-        return None
-    clf = evaluate.classifier(loaded.config, prepared.labels, int8_bytes, "int8", rule=rule)
-    found = replay.heldout_false_alarms(clf, paths, thresholds, 60.0 * loaded.config.calibration.mixture_minutes)
-    if found is not None:
-        _LOGGER.info(
-            "held-out background: %d false events in %.2f h (%.1f per hour)",
-            found["false_events"], found["hours"], found["false_per_hour"],
-        )  # fmt: skip
-    return found
 
 
 def _latency(loaded: LoadedConfig, prepared: Prepared, model_bytes: bytes, name: str) -> float:
