@@ -18,7 +18,6 @@ import base64
 import json
 import logging
 import os
-import re
 import ssl
 import sys
 import threading
@@ -31,6 +30,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from edge.model import bundle as bundles
+from edge.model.runtime import same_arithmetic
 from edge.publish.mqttconfig import PASSWORD_ENV
 from edge.publish.payloads import group_topic
 
@@ -173,14 +173,16 @@ def _report(answers: _Answers, pushed: str) -> int:
     """The table of answers (``version``: the pushed bundle's; ``running``: what each device runs now)."""
     with answers.cond:
         devices = sorted(answers.expected | set(answers.answers))
-        rows = [_row(d, answers.answers.get(d), pushed) for d in devices]
+        answered = [answers.answers.get(d) for d in devices]
+    rows = [_row(d, last, pushed) for d, last in zip(devices, answered, strict=True)]
     if not rows:
         print("auricle: no device answered (is the group right, and are the devices online?)", file=sys.stderr)
         return 1
     widths = [max(len(r[i]) for r in [*rows, _HEADER]) for i in range(len(_HEADER) - 1)]
     for row in [_HEADER, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
-    groups = sorted({g for g in (_same_events(r[4]) for r in rows) if g is not None})
+    stated = [str(a.get("runtime")) for a in answered if a is not None]
+    groups = sorted({g for g in map(same_arithmetic, stated) if g is not None})
     if len(groups) > 1:
         print(
             f"note: the devices' events may differ by a hop: they run {len(groups)} kinds of int8 arithmetic "
@@ -191,18 +193,6 @@ def _report(answers: _Answers, pushed: str) -> int:
 
 
 _HEADER = ("device", "result", "version", "running", "runtime", "reason")
-_RUNTIME = re.compile(r"(?P<package>\S+) (?P<release>\S+) on (?P<machine>\S+), (?P<kernels>\w+)")
-
-
-def _same_events(runtime: str) -> str | None:
-    """Devices with the same key compute the same int8 outputs: the builtin kernels on one machine type, XNNPACK
-    on one release and machine type (README "Supported platforms"); None for a runtime not stated."""
-    found = _RUNTIME.fullmatch(runtime)
-    if found is None:
-        return None
-    if found["kernels"] == "builtin":
-        return f"builtin on {found['machine']}"
-    return f"{found['package']} {found['release']} xnnpack on {found['machine']}"
 
 
 def _row(device: str, last: dict[str, Any] | None, pushed: str) -> tuple[str, str, str, str, str, str]:

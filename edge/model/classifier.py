@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-import platform
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from edge.model.audioset import AUDIOSET_CLASSES, HeadScorer
 from edge.model.bundle import Bundle, BundleError, Manifest
 from edge.model.embedding import NoEmbedding
 from edge.model.outputs import Dequantiser, Detail, by_size, describe, matches, size_of
-from edge.model.runtime import interpreter_class, runtime_version
+from edge.model.runtime import Kernels, interpreter_class, runtime_line
 
 _LOGGER = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
@@ -43,7 +42,7 @@ class _Head:
 class Classifier:
     """Scores for one window of dB frames, through the bundle's TFLite model."""
 
-    def __init__(self, bundle: Bundle, threads: int = 1, kernels: str = "xnnpack") -> None:
+    def __init__(self, bundle: Bundle, threads: int = 1, kernels: Kernels = "xnnpack") -> None:
         """``kernels``: edge/model/runtime.py :data:`KERNELS`."""
         cls, self.runtime = interpreter_class(kernels)
         self.kernels = kernels
@@ -120,7 +119,7 @@ class Classifier:
     def runtime_text(self) -> str:
         """The runtime, its release, the machine and the kernels, as ``auricle run --check``, ``model/state`` and
         ``auricle model push`` say them (which devices raise the same events: README "Supported platforms")."""
-        return f"{self.runtime} {runtime_version(self.runtime)} on {platform.machine()}, {self.kernels} kernels"
+        return runtime_line(self.runtime, self.kernels)
 
     @property
     def labels(self) -> tuple[str, ...]:

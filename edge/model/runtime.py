@@ -18,16 +18,17 @@ import functools
 import importlib
 import logging
 import os
+import platform
 import re
 import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal, get_args
 
 _LOGGER = logging.getLogger(__name__)
 
-KERNELS = ("xnnpack", "builtin")
+Kernels = Literal["xnnpack", "builtin"]
 """Which int8 kernels run the model (config ``model.kernels``).
 
 ``xnnpack``: the runtime's default, with its XNNPACK delegate (the fastest on x86 and ARM).  Its int8
@@ -39,6 +40,8 @@ bit on 1.4.0, 2.1.3 and 2.3.0 (tests/model/test_runtime_events.py; on aarch64, e
 Pi 5's cores, 1.4.0 and 2.3.0 too), at about 3x the cost per inference, but differ between x86_64 and
 aarch64 by up to 10 steps.
 """
+KERNELS: tuple[str, ...] = get_args(Kernels)
+_DESCRIBED = re.compile(r"(?P<package>\S+) (?P<release>\S+) on (?P<machine>\S+), (?P<kernels>\w+) kernels")
 
 CANDIDATES = (
     ("ai-edge-litert", "ai_edge_litert.interpreter"),
@@ -51,7 +54,7 @@ class RuntimeMissingError(ImportError):
     """No TFLite interpreter package is installed."""
 
 
-def interpreter_class(kernels: str = "xnnpack") -> tuple[Any, str]:
+def interpreter_class(kernels: Kernels = "xnnpack") -> tuple[Any, str]:
     """Return ``(Interpreter class, package name)`` of the first runtime found, running ``kernels``
     (:data:`KERNELS`).
 
@@ -134,6 +137,24 @@ def _pass_on(data: bytes) -> None:
 def _flush_stderr() -> None:
     with contextlib.suppress(AttributeError, OSError, ValueError):
         sys.stderr.flush()
+
+
+def runtime_line(package: str, kernels: Kernels) -> str:
+    """The runtime, its release, the machine and the kernels in one line, as ``auricle run --check``,
+    ``model/state`` and ``auricle model push`` say them."""
+    return f"{package} {runtime_version(package)} on {platform.machine()}, {kernels} kernels"
+
+
+def same_arithmetic(described: str) -> str | None:
+    """What devices must share to compute the same int8 outputs, from :func:`runtime_line`: the builtin
+    kernels on one machine type, XNNPACK on one release and machine type (README "Supported platforms"); None
+    for a line not in that form (an older daemon's)."""
+    found = _DESCRIBED.fullmatch(described)
+    if found is None:
+        return None
+    if found["kernels"] == "builtin":
+        return f"builtin on {found['machine']}"
+    return f"{found['package']} {found['release']} xnnpack on {found['machine']}"
 
 
 def runtime_version(package: str) -> str:

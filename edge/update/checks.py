@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from edge.model import bundle as bundles
 from edge.model.bundle import Bundle, BundleError, load_public_key, semver_key
 from edge.model.classifier import Classifier
+from edge.model.runtime import Kernels
 from edge.model.selftest import SelfTestResult, parse_selftest, run_selftest
 from edge.schema import setting
 from edge.update.modelstore import Entry
@@ -59,7 +60,7 @@ class Policy:
     allow_unsigned: bool = setting(False, doc="install unsigned bundles (testing only)")
     require_selftest: bool = setting(True, doc="refuse to install bundles without a self-test")
     threads: int = setting(1, lo=1, hi=16, unit="interpreter threads")
-    kernels: Literal["xnnpack", "builtin"] = setting(
+    kernels: Kernels = setting(
         "xnnpack",
         doc="int8 kernels: xnnpack (fastest) or builtin (about 3x the cost; the same scores on every runtime)",
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from edge.cli.push import _Answers, _report
+from edge.model.runtime import KERNELS, runtime_line, same_arithmetic
 
 
 def _answers(runtimes: dict[str, str | None]) -> _Answers:
@@ -62,3 +63,9 @@ def test_no_note_where_events_agree(runtimes: tuple[str, str | None], capsys: py
     assert _report(_answers(dict(zip(("attic", "kitchen"), runtimes, strict=True))), "5.0.0") == 0
     out = capsys.readouterr().out
     assert "note:" not in out and len(out.splitlines()) == 3, out
+
+
+def test_the_line_a_device_states_is_the_line_push_reads() -> None:
+    for kernels in KERNELS:
+        line = runtime_line("ai-edge-litert", kernels)  # what model/state carries (Classifier.runtime_text)
+        assert same_arithmetic(line) is not None, line
