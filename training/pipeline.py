@@ -164,7 +164,7 @@ def _write_reports(loaded: LoadedConfig, prepared: Prepared, full: dict[str, Any
     report.write_json(full, out / REPORT_JSON)
     report.plot_confusion(full["test"]["int8"]["confusion"], labels, out / report.CONFUSION_PNG,
                           "int8 model, held-out clips (rows: true class, normalised)")  # fmt: skip
-    report.plot_curves(report.read_history(out), out / report.CURVES_PNG)
+    report.plot_curves(report.read_history(out), out / report.CURVES_PNG, loaded.config.augment.described())
     try:
         emb = embeddings(loaded, prepared)
         truth = [prepared.targets[i] for i in prepared.split.test]

@@ -120,7 +120,7 @@ def test_report_files(tmp_path: Path) -> None:
     (tmp_path / "history_finetune.csv").write_text("epoch,accuracy,loss,val_clip_acc\n0,0.5,1.0,0.6\n")
     history = report.read_history(tmp_path)
     assert [r["phase"] for r in history] == [1, 1, 2]
-    report.plot_curves(history, tmp_path / report.CURVES_PNG)
+    report.plot_curves(history, tmp_path / report.CURVES_PNG, "crops, background")
     for name in (report.CONFUSION_PNG, report.EMBEDDING_PNG, report.CURVES_PNG):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     q = evaluate.classification(np.array([0, 1, 2]), np.array([0, 1, 1]), 3)
@@ -130,6 +130,22 @@ def test_report_files(tmp_path: Path) -> None:
     assert "| siren | 0.00 | 0.00 |" in md and "int8_clip_accuracy | 0.67" in md
     report.write_json(doc, tmp_path / "report.json")
     assert '"int8_clip_accuracy": 0.67' in (tmp_path / "report.json").read_text()
+
+
+def test_curves_name_only_what_the_run_has() -> None:
+    """The YAMNet recipe logs no training accuracy; only a QAT phase validates simulated int8; the legend says
+    which augmentations the training windows went through."""
+    yamnet = [{"loss": 0.1, "val_clip_acc": 0.8, "phase": 1.0}, {"loss": 0.05, "val_clip_acc": 0.9, "phase": 2.0}]
+    assert list(report.curve_series(yamnet, "crops, background")) == ["validation clip accuracy"]
+    imagenet = [{"accuracy": 0.5, "val_clip_acc": 0.6, "phase": 2.0}]
+    imagenet += [{"accuracy": 0.7, "val_clip_acc": 0.7, "phase": 3.0}]
+    assert list(report.curve_series(imagenet, AugmentConfig().described())) == [
+        "training window accuracy (augmented: crops, time shift, gain, SpecAugment, mixup, background)",
+        "validation clip accuracy (QAT phase: simulated int8)",
+    ]
+    off = AugmentConfig(time_crop=False, time_shift_frames=0, gain_db=0, time_masks=0, freq_masks=0, mixup_alpha=0,
+                        noise_from_background=False)  # fmt: skip
+    assert off.described() == "none"
 
 
 def test_pca_finds_the_main_direction() -> None:

@@ -93,8 +93,19 @@ def read_history(output: Path) -> list[dict[str, float]]:
     return rows
 
 
-def plot_curves(history: list[dict[str, float]], path: Path) -> None:
-    """Training loss and accuracy, and validation clip accuracy, per epoch across all phases."""
+def curve_series(history: list[dict[str, float]], augment: str) -> dict[str, list[float]]:
+    """The accuracy panel's lines by legend text, only those the history has a value for: the YAMNet
+    recipe logs no training accuracy, and only a quantisation-aware phase validates simulated int8."""
+    acc = [r.get("accuracy", r.get("scores_accuracy", np.nan)) for r in history]
+    val = [r.get("val_clip_acc", np.nan) for r in history]
+    qat = " (QAT phase: simulated int8)" if any(r["phase"] == 3 for r in history) else ""
+    lines = {f"training window accuracy (augmented: {augment})": acc, f"validation clip accuracy{qat}": val}
+    return {name: ys for name, ys in lines.items() if np.isfinite(ys).any()}
+
+
+def plot_curves(history: list[dict[str, float]], path: Path, augment: str) -> None:
+    """Training loss and accuracy, and validation clip accuracy, per epoch across all phases; ``augment``
+    says what the training windows went through (``AugmentConfig.described``)."""
     plt = _pyplot()
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
     x = np.arange(1, len(history) + 1)
@@ -102,21 +113,21 @@ def plot_curves(history: list[dict[str, float]], path: Path) -> None:
     a.set_xlabel("epoch (all phases)")
     a.set_ylabel("loss")
     a.legend()
-    acc = [r.get("accuracy", r.get("scores_accuracy", np.nan)) for r in history]
-    b.plot(x, acc, label="training window accuracy (augmented)")
-    val = [r.get("val_clip_acc", np.nan) for r in history]
-    b.plot(x, val, label="validation clip accuracy (QAT phase: simulated int8)")
+    for name, ys in curve_series(history, augment).items():
+        b.plot(x, ys, label=name)
     b.set_xlabel("epoch (all phases)")
     b.set_ylim(0, 1)
     b.legend()
-    for phase, style in ((1, "--"), (2, ":")):
+    marks = []
+    for phase, style, what in ((1, "--", "dashed: base unfrozen"), (2, ":", "dotted: quantisation-aware phase")):
         boundary = sum(1 for r in history if r["phase"] <= phase)
-        for ax in (a, b):
-            if 0 < boundary < len(history):
+        if 0 < boundary < len(history):
+            marks.append(what)
+            for ax in (a, b):
                 ax.axvline(boundary + 0.5, color="grey", linestyle=style)
     for ax in (a, b):
         ax.grid(alpha=0.3)
-    fig.suptitle("Training curves (dashed: base unfrozen; dotted: quantisation-aware phase)")
+    fig.suptitle("Training curves" + (f" ({'; '.join(marks)})" if marks else ""))
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

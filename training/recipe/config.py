@@ -151,6 +151,19 @@ class AugmentConfig:
     noise_snr_db: tuple[float, ...] = (5.0, 20.0)
     """Range of the window's level above the noise, dB."""
 
+    def described(self) -> str:
+        """What is switched on, in the words of a report: "crops, gain, mixup, background", or "none"."""
+        on = {
+            "crops": self.time_crop,
+            "time shift": self.time_shift_frames > 0,
+            "gain": self.gain_db > 0,
+            "SpecAugment": self.time_masks > 0 or self.freq_masks > 0,
+            "mixup": self.mixup_alpha > 0,
+            "noise": bool(self.noise_dir) and self.noise_probability > 0,
+            "background": self.noise_from_background and self.noise_probability > 0,
+        }
+        return ", ".join(name for name, is_on in on.items() if is_on) or "none"
+
 
 @dataclass(frozen=True, kw_only=True)
 class FitConfig:
