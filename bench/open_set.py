@@ -44,14 +44,12 @@ from bench import event_scoring as scoring
 from bench import home_hour, streams
 from bench.event_scoring import HOME_LABELS, Detection, Span
 from bench.streams import Floats
-from edge.daemon.config import Config
-from edge.daemon.replay import stream_events
 from edge.detect.events import EventDetector, EventParams
 from edge.model.audioset import Confirm, HeadScorer
 from edge.model.bundle import Manifest, read_bundle
 from edge.model.classifier import Classifier
 from edge.model.evidence import Evidence
-from training.calibrate import replay
+from training.calibrate import evidence, replay
 from training.data import background
 from training.model import yamnet
 from training.recipe.load import load
@@ -73,24 +71,10 @@ class Recording:
 
 
 def record(classifier: Classifier, samples: Floats, spans: Sequence[Span] = ()) -> Recording:
-    """Both outputs at every hop of the daemon's pipeline over ``samples``."""
-    n = len(classifier.manifest.event_labels)
-    hops: list[tuple[float, Floats, Floats]] = []
-
-    def keep(offset: float, scores: Floats) -> None:
-        audioset = classifier.audioset_scores()
-        assert audioset is not None, "a two-output model"
-        hops.append((offset, scores[:n].copy(), audioset.copy()))
-
-    stream_events(classifier, samples, Config(), on_scores=keep)
+    """Both outputs at every hop of the daemon's pipeline over ``samples`` (training's own recorder)."""
+    made = evidence.record(classifier, samples)
     rate = classifier.manifest.features.sample_rate
-    return Recording(
-        np.array([h[0] for h in hops]),
-        np.stack([h[1] for h in hops]).astype(np.float32),
-        np.stack([h[2] for h in hops]).astype(np.float32),
-        len(samples) / rate,
-        tuple(spans),
-    )
+    return Recording(made.t, made.scores, made.audioset, len(samples) / rate, tuple(spans))
 
 
 def _without_rule(manifest: Manifest) -> Manifest:

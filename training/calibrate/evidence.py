@@ -37,11 +37,13 @@ Floats = npt.NDArray[np.float32]
 
 @dataclass(frozen=True)
 class Recording:
-    """Per hop of one stream: the event labels' scores (no rule), the 521 AudioSet scores, the window's level."""
+    """Per hop of one stream: the event labels' scores (no rule), the 521 AudioSet scores, the window's level
+    and its end's offset in the stream."""
 
     scores: Floats
     audioset: Floats
     level_db: Floats
+    t: npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def record(clf: Classifier, samples: Floats) -> Recording:
     m = clf.manifest
     n, rate = len(m.event_labels), m.features.sample_rate
     span = m.window_frames * m.features.hop_samples
-    rows: list[tuple[Floats, Floats, float]] = []
+    rows: list[tuple[Floats, Floats, float, float]] = []
 
     def keep(offset: float, scores: Floats) -> None:
         end = round(offset * rate)
@@ -68,14 +70,18 @@ def record(clf: Classifier, samples: Floats) -> Recording:
         level = 10 * np.log10(float(np.mean(np.square(window, dtype=np.float64))) + 1e-20)
         audioset = clf.audioset_scores()
         assert audioset is not None, "a model with an AudioSet output"
-        rows.append((scores[:n].copy(), audioset.copy(), level))
+        rows.append((scores[:n].copy(), audioset.copy(), level, offset))
 
     stream_events(clf, samples, Config(), on_scores=keep)
     if not rows:
         empty = np.zeros((0, n), dtype=np.float32)
-        return Recording(empty, np.zeros((0, 521), dtype=np.float32), np.zeros(0, dtype=np.float32))
+        none = np.zeros(0, dtype=np.float32)
+        return Recording(empty, np.zeros((0, 521), dtype=np.float32), none, none.astype(np.float64))
     return Recording(
-        np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows]), np.array([r[2] for r in rows], np.float32)
+        np.stack([r[0] for r in rows]),
+        np.stack([r[1] for r in rows]),
+        np.array([r[2] for r in rows], np.float32),
+        np.array([r[3] for r in rows], np.float64),
     )
 
 
