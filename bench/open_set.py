@@ -32,6 +32,7 @@ import functools
 import itertools
 import logging
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +174,7 @@ def figures(rule: Rule, recs: dict[str, list[Recording]]) -> dict[str, Any]:
         "home_recall": scoring.recall(list(home.spans), found, labels)["total"]["recall"],
         "home_false_per_hour_home": round(sum(d.label in HOME_LABELS for d in false) / hours, 1),
         "home_false_per_hour_all": round(len(false) / hours, 1),
+        "home_false_labels": dict(Counter(d.label for d in false).most_common()),
         "background_false_events": len(bg),
         "background_hours": round(bg_hours, 2),
         "fold_recall": scoring.recall(list(fold.spans), rule.starts(fold), rule.labels)["total"]["recall"],

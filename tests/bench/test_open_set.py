@@ -64,3 +64,12 @@ def test_a_recording_is_cached_with_its_spans(
     again = open_set._cached("k", lambda: made.append(1) or rec)
     assert made == [1] and again.spans == rec.spans == first.spans
     assert np.array_equal(again.audioset, rec.audioset) and again.seconds == rec.seconds
+
+
+def test_figures_name_the_labels_of_the_false_events(recorded: tuple[open_set.Recording, Classifier]) -> None:
+    rec, clf = recorded
+    one_sound = dataclasses.replace(rec, spans=rec.spans[:1])  # the second tone is not a placed sound: false
+    rule = open_set.Rule(clf.manifest, {"tone_1000": [MUSIC]}, 0.0, 0.05, {"tone_1000": 0.3, "coughing": 0.3})
+    got = open_set.figures(rule, {"home": [one_sound], "background": [rec], "fold": [rec]})
+    assert got["home_false_labels"] == {"tone_1000": 1} and got["background_false_events"] == 2
+    assert open_set.figures(rule, {"home": [rec], "background": [rec], "fold": [rec]})["home_false_labels"] == {}
