@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,24 +74,25 @@ def _segment(kind: int, n: int, rate: int, rng: np.random.Generator) -> np.ndarr
         x -= np.convolve(x, np.ones(801) / 801, mode="same")
         return 10 ** (rng.uniform(-30, -10) / 20) * x / (np.std(x) + 1e-9)
     if kind == 2:  # a chord of 2-3 tones
-        return sum(_tone(n, rate, rng.uniform(200, 4000), 0.15) for _ in range(rng.integers(2, 4)))
+        return np.asarray(np.sum([_tone(n, rate, rng.uniform(200, 4000), 0.15) for _ in range(rng.integers(2, 4))], 0))
     if kind == 3:  # siren-like sweep
         freq = 1050 + 400 * np.sin(2 * np.pi * t)
         return 0.3 * np.sin(2 * np.pi * np.cumsum(freq) / rate)
-    return 0.25 * (np.mod(t, 0.25) < 0.12) * np.sign(_tone(n, rate, 2500.0, 1.0))  # alarm beeps
+    return np.asarray(0.25 * (np.mod(t, 0.25) < 0.12) * np.sign(_tone(n, rate, 2500.0, 1.0)))  # alarm beeps
 
 
 def realistic(seconds: float, rate: int, seed: int = 0) -> np.ndarray:
     """Segments of 1-4 s: silence, noise, tone chords, sweeps, beeps, over -60 dBFS hiss."""
     rng = np.random.default_rng(seed)
-    n_total, parts = round(seconds * rate), []
+    n_total, parts = round(seconds * rate), list[np.ndarray]()
     while sum(len(p) for p in parts) < n_total:
         parts.append(_segment(int(rng.integers(5)), int(rng.uniform(1.0, 4.0) * rate), rate, rng))
     x = np.concatenate(parts)[:n_total] + 1e-3 * rng.standard_normal(n_total)
     return np.clip(x, -1, 1).astype(np.float32)
 
 
-BURSTS = {  # candidates for the detection bursts; edge.audio.demo's are written at 16 kHz
+# candidates for the detection bursts; edge.audio.demo's are written at 16 kHz
+BURSTS: dict[str, Callable[[int, int], np.ndarray]] = {
     "1 kHz tone": lambda n, rate: _tone(n, rate, 1000.0, 0.5),
     "white noise": lambda n, rate: 0.3 * np.random.default_rng(2).standard_normal(n),
     "demo siren": lambda n, rate: demo.siren(n / demo.RATE_HZ)[:n],

@@ -23,7 +23,7 @@ import numpy as np
 from edge.features import FeatureParams, FrontEnd, to_input
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
-from edge.model.runtime import KERNELS, interpreter_class
+from edge.model.runtime import KERNELS, Kernels, interpreter_class
 
 _LOGGER = logging.getLogger("bench.yamnet")
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,7 +53,7 @@ def time_ours(clf: Classifier, runs: int) -> tuple[list[float], list[float]]:
     return invoke, full
 
 
-def time_yamnet(runs: int, kernels: str = "xnnpack") -> list[float]:
+def time_yamnet(runs: int, kernels: Kernels = "xnnpack") -> list[float]:
     cls, _ = interpreter_class(kernels)
     interp = cls(model_path=str(YAMNET), num_threads=1)
     interp.allocate_tensors()
