@@ -34,20 +34,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from support.models import audioset_bundle, tone_bundle
+from support.runtimes import COMPAT, OLDEST, OldRuntime
 from support.shared import ROOT
 
 from edge.features import FeatureParams, compute, to_input, window_at, window_ends
 from edge.model.audioset import AUDIOSET_CLASSES
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
-from edge.model.runtime import runtime_version
-
-COMPAT = ROOT / ".venv-compat" / "bin" / "python"
-OLDEST = "2.1.3"
-"""The oldest runtime whose XNNPACK kernels give the newest's events (tests/model/test_runtime_events.py)."""
-OLDEST_VENV = ROOT / ".venv-oldest" / "bin" / "python"
-OLDEST_SUPPORTED = "1.4.0"
-"""The oldest supported runtime: the newest's scores on the builtin kernels."""
 
 
 def _shipped() -> list[Path]:
@@ -80,28 +73,28 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 def test_oldest_runtime_gives_identical_scores(models: list[Path], tmp_path: Path) -> None:
-    _check_venv(COMPAT, OLDEST)
+    COMPAT.check()
     for path in models:
         b = read_bundle(path)
         inputs = _inputs(path)
-        oldest = _oldest(COMPAT, b.model, inputs, tmp_path, "xnnpack")
+        oldest = _oldest(COMPAT.python, b.model, inputs, tmp_path, "xnnpack")
         for size, newest in _newest(Classifier(b), inputs).items():
             _same(oldest[f"size_{size}"], newest, f"{path.name} ({size} outputs)", size == AUDIOSET_CLASSES)
 
 
-@pytest.mark.parametrize(("venv", "version"), [(COMPAT, OLDEST), (OLDEST_VENV, OLDEST_SUPPORTED)])
+@pytest.mark.parametrize("old", [COMPAT, OLDEST], ids=lambda r: r.version)
 def test_builtin_kernels_give_every_runtime_the_same_outputs(
-    models: list[Path], tmp_path: Path, venv: Path, version: str
+    models: list[Path], tmp_path: Path, old: OldRuntime
 ) -> None:
-    _check_venv(venv, version)
+    old.check()
     for path in models:
         b = read_bundle(path)
         inputs = _inputs(path)
-        oldest = _oldest(venv, b.model, inputs, tmp_path, "builtin")
+        oldest = _oldest(old.python, b.model, inputs, tmp_path, "builtin")
         for size, newest in _newest(Classifier(b, kernels="builtin"), inputs).items():
             got = oldest[f"size_{size}"].reshape(newest.shape)
             differ = int(np.count_nonzero(got != newest))
-            assert differ == 0, f"{path.name} ({size} outputs): {differ} of {newest.size} differ on {version}"
+            assert differ == 0, f"{path.name} ({size} outputs): {differ} of {newest.size} differ on {old.version}"
 
 
 def test_the_kernels_are_a_choice_with_their_own_results(tmp_path: Path) -> None:
@@ -114,17 +107,6 @@ def test_the_kernels_are_a_choice_with_their_own_results(tmp_path: Path) -> None
     outputs = [np.stack([clf.raw(x).copy() for x in inputs]) for clf in (fast, builtin)]
     assert not np.array_equal(*outputs), "the builtin kernels gave XNNPACK's outputs bit for bit"
     assert np.array_equal(outputs[0].argmax(axis=1), outputs[1].argmax(axis=1))
-
-
-def _check_venv(venv: Path, version: str) -> None:
-    if not venv.exists():
-        pytest.fail(f"{venv} missing: run deploy/setup.sh dev (it installs ai-edge-litert=={version} there)")
-    found = subprocess.run(
-        [str(venv), "-c", "from importlib.metadata import version; print(version('ai-edge-litert'))"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout.strip()  # fmt: skip
-    assert found == version
-    assert runtime_version("ai-edge-litert") != version, "the main venv must have the newest runtime"
 
 
 def _oldest(venv: Path, model: bytes, inputs: np.ndarray, tmp_path: Path, kernels: str) -> dict[str, np.ndarray]:

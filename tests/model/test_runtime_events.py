@@ -28,12 +28,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.runtimes import COMPAT, OLDEST, OldRuntime
 from support.shared import ROOT, shared_dir
 
-from edge.model.runtime import runtime_version
-
-COMPAT = ROOT / ".venv-compat" / "bin" / "python"
-OLDEST = ROOT / ".venv-oldest" / "bin" / "python"
 STREAM_CLIPS = 55
 """ESC-50 fold-4 clips, drawn with seed 0: 5 minutes with the gaps."""
 GAP_S = 0.5
@@ -79,25 +76,16 @@ def _events(python: Path | str, model: Path, audio: Path, config: Path) -> list[
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("venv", "kernels"), [(COMPAT, "xnnpack"), (OLDEST, "builtin")], ids=["2.1.3", "1.4.0"])
+@pytest.mark.parametrize(("old", "kernels"), [(COMPAT, "xnnpack"), (OLDEST, "builtin")], ids=["2.1.3", "1.4.0"])
 @pytest.mark.parametrize("model", _models(), ids=lambda p: p.name)
 def test_the_oldest_runtime_raises_the_same_events(
-    model: Path, stream: Path, tmp_path: Path, venv: Path, kernels: str
+    model: Path, stream: Path, tmp_path: Path, old: OldRuntime, kernels: str
 ) -> None:
-    if not venv.exists():
-        pytest.fail(f"{venv} missing: run deploy/setup.sh dev")
-    assert runtime_version("ai-edge-litert") != _version(venv), "the main venv must have the newest runtime"
+    old.check()
     config = tmp_path / "every_label.yaml"
     config.write_text(f"model:\n  kernels: {kernels}\nevents:\n  listening: all\n")  # every label: the strictest
     newest = _events(sys.executable, model, stream, config)
-    oldest = _events(venv, model, stream, config)
+    oldest = _events(old.python, model, stream, config)
     assert len(newest) >= 30, newest  # the stream raises events: the comparison means something
     differ = {"only newest": sorted(set(newest) - set(oldest)), "only oldest": sorted(set(oldest) - set(newest))}
     assert oldest == newest, differ
-
-
-def _version(venv: Path) -> str:
-    return subprocess.run(
-        [str(venv), "-c", "from importlib.metadata import version; print(version('ai-edge-litert'))"],
-        capture_output=True, text=True, timeout=60, check=True,
-    ).stdout.strip()  # fmt: skip
