@@ -13,7 +13,6 @@ import getpass
 import io
 import logging
 import os
-import pty
 import re
 import shutil
 import subprocess
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.daemon import Daemon, tone_wav, wait_until, write_config
+from support.daemon import Daemon, run_on_terminal, tone_wav, wait_until, write_config
 from support.models import tone_bundle
 
 from edge.publish.mqtt import MqttPublisher
@@ -129,7 +128,7 @@ def test_a_terminal_shows_not_connected(tmp_path: Path, files: dict[str, Path]) 
     port = free_port()
     config = _config(tmp_path, files, host="127.0.0.1", port=port)
     write_config(config, {**_read(config), "audio": {"source": "file", "file": str(files["clip"])}})  # 3 s, then exit
-    lines = _run_on_terminal(config).splitlines()
+    lines = run_on_terminal("--config", str(config)).splitlines()
     shown = [line for line in lines if re.match(r"^\d\d:\d\d:\d\d  not connected: ", line)]
     assert shown and f"not connected: 127.0.0.1:{port}: connection refused" in shown[0], lines
 
@@ -263,28 +262,3 @@ class _NetnsDaemon(Daemon):
                 ["ip", "netns", "exec", self._netns, *auricle], stdout=out, stderr=err, env=self._env
             )
         return self
-
-
-def _run_on_terminal(config: Path) -> str:
-    """``auricle run --config FILE`` with stdout on a pseudo-terminal; what it printed there."""
-    main, child = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge", "run", "--config", str(config)],
-        stdout=child,
-        stderr=subprocess.DEVNULL,
-        close_fds=True,
-    )
-    os.close(child)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            data = os.read(main, 4096)
-        except OSError:  # the terminal closed: the daemon exited
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    assert proc.wait(30) == 0
-    return b"".join(chunks).decode().replace("\r\n", "\n")

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import pty
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from support.daemon import tone_wav, write_config
+from support.daemon import run_on_terminal, tone_wav, write_config
 from support.models import tone_bundle
 
 from edge.detect.events import Event
@@ -98,30 +95,8 @@ def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_config(root / "auricle.yaml", data)
 
 
-def _run_on_terminal(*args: str) -> str:
-    """``auricle run ARGS`` with stdout on a pseudo-terminal; what it printed there."""
-    main, child = pty.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "edge", "run", *args], stdout=child, stderr=subprocess.DEVNULL, close_fds=True
-    )
-    os.close(child)
-    chunks: list[bytes] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            data = os.read(main, 4096)
-        except OSError:  # the terminal closed: the daemon exited
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(main)
-    assert proc.wait(30) == 0
-    return b"".join(chunks).decode().replace("\r\n", "\n")
-
-
 def test_daemon_on_a_terminal_prints_for_people(config: Path) -> None:
-    lines = _run_on_terminal("--config", str(config)).splitlines()
+    lines = run_on_terminal("--config", str(config)).splitlines()
     assert all(LINE.match(line) for line in lines), lines
     assert any(re.search(r"  tone 1000 started \(score [01]\.\d\d\)$", line) for line in lines), lines
     assert any(" tone 1000 ended after " in line for line in lines), lines
@@ -129,7 +104,7 @@ def test_daemon_on_a_terminal_prints_for_people(config: Path) -> None:
 
 
 def test_daemon_with_json_on_a_terminal_prints_json_lines(config: Path) -> None:
-    lines = _run_on_terminal("--config", str(config), "--json").splitlines()
+    lines = run_on_terminal("--config", str(config), "--json").splitlines()
     messages = [json.loads(line) for line in lines]
     assert any(m["topic"].endswith("/event") and m["payload"]["label"] == "tone_1000" for m in messages)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -94,3 +95,26 @@ def wait_until(predicate: Any, timeout_s: float, what: str, poll_s: float = 0.05
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
         time.sleep(poll_s)
+
+
+def run_on_terminal(*args: str) -> str:
+    """``auricle run ARGS`` with stdout on a pseudo-terminal (as a person at a shell sees it); what it printed
+    there, once it exited with 0."""
+    main, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge", "run", *args], stdout=child, stderr=subprocess.DEVNULL, close_fds=True
+    )
+    os.close(child)
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            data = os.read(main, 4096)
+        except OSError:  # the terminal closed: the daemon exited
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(main)
+    assert proc.wait(30) == 0
+    return b"".join(chunks).decode().replace("\r\n", "\n")
