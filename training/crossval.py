@@ -2,7 +2,8 @@
 
 Every fold is a complete run (its own validation split, early stopping,
 calibration and thresholds drawn from the training folds only) in
-``<output>/cv/fold_<k>``; ``cv.json`` holds the per-fold and mean figures.
+``<output>/cv/fold_<k>``; ``cv.json`` holds the per-fold and mean figures,
+written again after each fold (``folds_left`` lists those still to run).
 
 A fold of the shipped recipe takes half an hour on two CPU cores, so a
 cross-validation resumes: a finished fold leaves ``cv_fold.json`` (its
@@ -46,28 +47,9 @@ def run(loaded: LoadedConfig) -> str:
     if len(folds) < 2:
         raise data.DataError("cross-validation needs a manifest with at least two folds")
     per_fold: dict[int, dict[str, Any]] = {}
-    for fold in folds:
-        fl = fold_config(loaded, fold)
-        done = finished(fl)
-        if done is not None:
-            per_fold[fold] = done | open_world(fl.output)
-            _LOGGER.info(
-                "fold %d: reused (%s), int8 clip accuracy %.3f",
-                fold,
-                fl.output / FOLD_RECORD,
-                done["int8_clip_accuracy"],
-            )
-            continue
-        p = prepare.prepare(fl)
-        model = pipeline.run_fit(fl, p)
-        pipeline.run_export(fl, p, model)
-        per_fold[fold] = pipeline.run_evaluate(fl, p)["headline"]
-        _record(fl, per_fold[fold])
-        per_fold[fold] |= open_world(fl.output)
-        _LOGGER.info("fold %d: int8 clip accuracy %.3f", fold, per_fold[fold]["int8_clip_accuracy"])
-    summary = summarise(per_fold)
-    path = loaded.output / "cv.json"
-    path.write_text(json.dumps({"folds": per_fold, "summary": summary}, indent=1) + "\n", encoding="utf-8")
+    for fold in folds:  # cv.json after each: a cross-validation cut short shows the folds it has
+        per_fold[fold] = _fold(fold_config(loaded, fold))
+        path, summary = _write(loaded, per_fold, [k for k in folds if k not in per_fold])
     heldout = (
         f", held-out false events {summary['heldout_false_events']} in {summary['heldout_hours']:.2f} h "
         f"({summary['heldout_false_per_hour']:.3g} per hour)"
@@ -78,6 +60,32 @@ def run(loaded: LoadedConfig) -> str:
         f"{len(folds)} folds, int8 clip accuracy {summary['int8_mean']:.3f} +/- {summary['int8_std']:.3f}, "
         f"float {summary['float_mean']:.3f} +/- {summary['float_std']:.3f}{heldout} ({path})"
     )
+
+
+def _fold(fl: LoadedConfig) -> dict[str, Any]:
+    """One fold's headline and open-world figures: reused when this config finished it, else run."""
+    done = finished(fl)
+    if done is not None:
+        _LOGGER.info("%s: reused, int8 clip accuracy %.3f", fl.output / FOLD_RECORD, done["int8_clip_accuracy"])
+        return done | open_world(fl.output)
+    p = prepare.prepare(fl)
+    model = pipeline.run_fit(fl, p)
+    pipeline.run_export(fl, p, model)
+    headline: dict[str, Any] = pipeline.run_evaluate(fl, p)["headline"]
+    _record(fl, headline)
+    _LOGGER.info("%s: int8 clip accuracy %.3f", fl.output, headline["int8_clip_accuracy"])
+    return headline | open_world(fl.output)
+
+
+def _write(loaded: LoadedConfig, per_fold: dict[int, dict[str, Any]], left: list[int]) -> tuple[Path, dict[str, Any]]:
+    """``cv.json``: every finished fold, the summary over them, and ``folds_left`` (empty when complete)."""
+    summary = summarise(per_fold)
+    path = loaded.output / "cv.json"
+    doc = {"folds": per_fold, "folds_left": left, "summary": summary}
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path, summary
 
 
 def fingerprint(loaded: LoadedConfig) -> str:

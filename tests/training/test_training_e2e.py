@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,8 +16,9 @@ from edge import features
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
 from training import cli, crossval, pipeline
+from training.data.prepare import Prepared
 from training.model import export
-from training.recipe.load import load
+from training.recipe.load import LoadedConfig, load
 
 pytestmark = pytest.mark.slow
 
@@ -117,7 +119,9 @@ def test_inspect_flags_bad_clips_and_draws_sheets(tmp_path: Path, capsys: pytest
     assert (manifest.parent / listed["mid_0.wav"]["filename"]).is_file()  # names relative to the manifest
 
 
-def test_cross_validation_runs_every_fold(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cross_validation_runs_every_fold(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Needs no shared material: tones, a generated background folder, per-label sigmoid outputs."""
     manifest = td.tone_manifest(tmp_path / "tones", folds=2, per_fold=2, seconds=1.0)
     noise = td.noise_folder(tmp_path / "noise", per_part=1)
@@ -130,10 +134,27 @@ def test_cross_validation_runs_every_fold(tmp_path: Path, capsys: pytest.Capture
         "  background_fraction: 0.25}\n"
         "export: {calibration_windows: 4, latency_runs: 5}\noutput: run\n"
     )
+    fit = pipeline.run_fit
+
+    def stopped_in_fold_2(fl: LoadedConfig, p: Prepared) -> Any:
+        if fl.output.name == "fold_2":
+            raise KeyboardInterrupt("the session ended")  # as a long cross-validation is cut short
+        return fit(fl, p)
+
+    monkeypatch.setattr(pipeline, "run_fit", stopped_in_fold_2)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["run", "--config", str(cfg), "--cv"])
+    monkeypatch.undo()
+    partial = json.loads((tmp_path / "run" / "cv.json").read_text())
+    assert set(partial["folds"]) == {"1"} and partial["folds_left"] == [2]
+    assert partial["summary"]["int8_mean"] == partial["folds"]["1"]["int8_clip_accuracy"]
+    model1 = tmp_path / "run" / "cv" / "fold_1" / export.INT8_FILE
+    stamp1 = model1.stat().st_mtime_ns
     assert cli.main(["run", "--config", str(cfg), "--cv"]) == 0
     assert "cv: 2 folds, int8 clip accuracy" in capsys.readouterr().out
     cv = json.loads((tmp_path / "run" / "cv.json").read_text())
-    assert set(cv["folds"]) == {"1", "2"}
+    assert set(cv["folds"]) == {"1", "2"} and cv["folds_left"] == []
+    assert model1.stat().st_mtime_ns == stamp1  # the finished fold was not trained again
     for fold in (1, 2):
         m = read_bundle(tmp_path / "run" / "cv" / f"fold_{fold}" / "model.auricle").manifest
         assert m.labels == ("high", "low", "mid") and not m.background_labels
