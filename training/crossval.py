@@ -5,7 +5,7 @@ calibration and thresholds drawn from the training folds only) in
 ``<output>/cv/fold_<k>``; ``cv.json`` holds the per-fold and mean figures,
 written again after each fold (``folds_left`` lists those still to run).
 
-A fold of the shipped recipe takes half an hour on two CPU cores, so a
+A fold of the shipped recipe takes over an hour on two CPU cores, so a
 cross-validation resumes: a finished fold leaves ``cv_fold.json`` (its
 headline and a fingerprint of its config), and a rerun reuses every fold whose
 fingerprint still matches.  The fingerprint covers the config, not the code or
@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.durable import write_durably
 from training import pipeline
 from training.data import data, prepare
 from training.recipe.load import LoadedConfig, replace
@@ -82,9 +83,7 @@ def _write(loaded: LoadedConfig, per_fold: dict[int, dict[str, Any]], left: list
     summary = summarise(per_fold)
     path = loaded.output / "cv.json"
     doc = {"folds": per_fold, "folds_left": left, "summary": summary}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    write_durably(path, (json.dumps(doc, indent=1) + "\n").encode("utf-8"))
     return path, summary
 
 
@@ -131,9 +130,8 @@ def finished(fold: LoadedConfig) -> dict[str, Any] | None:
 
 def _record(fold: LoadedConfig, headline: dict[str, Any]) -> None:
     path = fold.output / FOLD_RECORD
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"config": fingerprint(fold), "headline": headline}, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    record = {"config": fingerprint(fold), "headline": headline}
+    write_durably(path, (json.dumps(record, indent=1) + "\n").encode("utf-8"))
 
 
 def open_world(folder: Path) -> dict[str, Any]:
