@@ -19,7 +19,7 @@ from edge.model.bundle import load_private_key, write_bundle
 from training import measure
 from training import rule as audioset_rule
 from training.data.prepare import Prepared
-from training.evaluate import evaluate, report, rule_report
+from training.evaluate import evaluate, recall, report, rule_report
 from training.fit import audioset_fit, fit
 from training.fit.windows import batch_inputs
 from training.model import export
@@ -69,7 +69,13 @@ def run_export(loaded: LoadedConfig, prepared: Prepared, model: Any | None = Non
 
 
 def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
-    """Evaluate both TFLite files through edge; write report files and the bundle."""
+    """Evaluate both TFLite files through edge; write report files and the bundle.  Every window runs through a
+    model once: the same audio measured again (another rule) reuses its outputs (training/evaluate/recall.py)."""
+    with recall.remembering():
+        return _evaluate(loaded, prepared)
+
+
+def _evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
     out = loaded.output
     float_bytes = (out / export.FLOAT_FILE).read_bytes()
     int8_bytes = (out / export.INT8_FILE).read_bytes()
@@ -118,7 +124,7 @@ def run_evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
 
 
 def _latency(loaded: LoadedConfig, prepared: Prepared, model_bytes: bytes, name: str) -> float:
-    clf = evaluate.classifier(loaded.config, prepared.labels, model_bytes, name)
+    clf = evaluate.classifier(loaded.config, prepared.labels, model_bytes, name, remember=False)
     return evaluate.latency_ms(clf, loaded.config.export.latency_runs)
 
 
@@ -175,15 +181,17 @@ def _write_reports(loaded: LoadedConfig, prepared: Prepared, full: dict[str, Any
 
 
 def embeddings(loaded: LoadedConfig, prepared: Prepared) -> np.ndarray:
-    """Penultimate-layer features per test clip (mean over its windows), from the Keras model."""
+    """Penultimate-layer features per test clip (mean over its windows), from the Keras model: every clip's
+    windows in one batched pass (a call per clip spends most of its time outside the network)."""
     cfg = loaded.config
     emb_model = model_mod.embedding_model(fit.load_model(loaded.output))
     spec = model_mod.input_spec(cfg)
-    rows = []
-    for c in prepared.split.test:
-        windows = fit.clip_windows(prepared.frames[c], cfg, cfg.window.hop_frames)
-        rows.append(np.asarray(emb_model(batch_inputs(windows, cfg, spec), training=False)).mean(axis=0))
-    return np.stack(rows)
+    per_clip = [fit.clip_windows(prepared.frames[c], cfg, cfg.window.hop_frames) for c in prepared.split.test]
+    if not per_clip:
+        return np.zeros((0, 0), dtype=np.float32)
+    found = emb_model.predict(batch_inputs(np.concatenate(per_clip), cfg, spec), batch_size=256, verbose=0)
+    ends = np.cumsum([len(w) for w in per_clip])[:-1]
+    return np.stack([part.mean(axis=0) for part in np.split(np.asarray(found), ends)])
 
 
 def bundle_path(loaded: LoadedConfig) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,17 +42,21 @@ class _Head:
 class Classifier:
     """Scores for one window of dB frames, through the bundle's TFLite model."""
 
-    def __init__(self, bundle: Bundle, threads: int = 1, kernels: Kernels = "xnnpack") -> None:
-        """``kernels``: edge/model/runtime.py :data:`KERNELS`."""
+    def __init__(
+        self, bundle: Bundle, threads: int = 1, kernels: Kernels = "xnnpack", wrap: Callable[[Any], Any] | None = None
+    ) -> None:
+        """``kernels``: edge/model/runtime.py :data:`KERNELS`.  ``wrap`` is given the loaded interpreter and
+        returns the one to run (training's evaluate stage remembers outputs by input: training/evaluate/recall.py)."""
         cls, self.runtime = interpreter_class(kernels)
         self.kernels = kernels
         self.bundle = bundle
         self.manifest = bundle.manifest
         try:
-            self._interp = cls(model_content=bundle.model, num_threads=threads)
-            self._interp.allocate_tensors()
+            interp = cls(model_content=bundle.model, num_threads=threads)
+            interp.allocate_tensors()
         except (ValueError, RuntimeError) as exc:
             raise BundleError(f"{bundle.path}: model does not load: {exc}") from None
+        self._interp = interp if wrap is None else wrap(interp)
         self._input = self._interp.get_input_details()[0]
         found = _outputs(self._interp.get_output_details(), self.manifest, bundle.path)
         self._output, audioset = found.labels, found.audioset

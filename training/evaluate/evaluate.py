@@ -24,6 +24,7 @@ from edge.model.classifier import Classifier
 from edge.model.evidence import Evidence
 from edge.model.outputs import OutputSpec
 from edge.schema import ConfigError
+from training.evaluate import recall
 from training.model import model as model_mod
 from training.model.export import audioset_output, int8_input_spec
 from training.recipe.config import TrainConfig
@@ -159,11 +160,15 @@ def classifier(
     name: str,
     thresholds: dict[str, float] | None = None,
     rule: Rule = "recipe",
+    remember: bool = True,
 ) -> Classifier:
     """The device's classifier around an in-memory model (no bundle file needed); scores of ``labels`` only
-    (the veto and ``rule`` applied, no optional AudioSet labels: they are not calibrated or scored here)."""
+    (the veto and ``rule`` applied, no optional AudioSet labels: they are not calibrated or scored here).  Inside
+    :func:`recall.remembering`, the classifiers of one model share its outputs by input window, unless
+    ``remember`` is False (a latency is the interpreter's, never the memory's)."""
     m = manifest_for(cfg, labels, model_bytes, thresholds=thresholds, optional_labels=False, rule=rule)
-    return Classifier(Bundle(m, model_bytes, m.to_json(), None, name), threads=1)
+    wrap = recall.wrapper(model_bytes) if remember else None
+    return Classifier(Bundle(m, model_bytes, m.to_json(), None, name), threads=1, wrap=wrap)
 
 
 def clip_scores(clf: Classifier, frames: Any, hop: int) -> Scores:
