@@ -5,7 +5,7 @@ rule's evidence and the unconfirmed labels, and the calibrate and held-out hours
 for the network alone (training/rule.py).  The rule is NumPy after the interpreter, so an input seen before gives
 the outputs it gave then: inside :func:`remembering`, :func:`wrapper` hands the device's classifier an
 interpreter that runs each distinct window once.  Outputs are the runtime's own arrays, kept read-only, so every
-figure is the one a fresh interpreter gives (tests/test_recall.py).  Nothing on the device uses it.
+figure is the one a fresh interpreter gives (tests/training/test_recall.py).  Nothing on the device uses it.
 """
 
 from __future__ import annotations
