@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support.models import audioset_bundle
 
 from edge.model.bundle import Bundle, read_bundle
 from edge.model.classifier import Classifier
-from tests.support.models import audioset_bundle
 from training.evaluate import evaluate, recall
 
 
