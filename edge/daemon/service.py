@@ -25,6 +25,7 @@ cleanly (running events ended, ``offline`` published) within
 
 from __future__ import annotations
 
+import faulthandler
 import importlib.metadata
 import logging
 import os
@@ -284,4 +285,6 @@ def run_service(config: Config, *, json_lines: bool = False) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # `systemctl kill -s USR1 auricle`: every thread's stack in the journal, for a daemon that seems stuck
+    faulthandler.register(signal.SIGUSR1, all_threads=True, chain=False)
     return service.run()

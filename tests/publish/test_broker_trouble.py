@@ -65,7 +65,10 @@ def _said(daemon: Daemon, pattern: str, timeout_s: float = SAID_WITHIN_S) -> str
         found[:] = [line for line in daemon.stderr.splitlines() if re.search(pattern, line)]
         return bool(found) or not daemon.running
 
-    wait_until(seen, timeout_s, f"a log line matching {pattern!r}")
+    try:
+        wait_until(seen, timeout_s, f"a log line matching {pattern!r}")
+    except AssertionError as error:  # say what the daemon did say, and where each of its threads is
+        raise AssertionError(f"{error}; the daemon's log ends:\n{daemon.dump_stacks()[-8000:]}") from None
     assert found, f"the daemon exited without {pattern!r}:\n{daemon.stderr[-3000:]}"
     return found[0]
 

@@ -73,6 +73,18 @@ class Daemon(ManagedProcess):
             self.proc.send_signal(signal.SIGTERM)
         return self.proc.wait(timeout=timeout_s)
 
+    def dump_stacks(self, timeout_s: float = 3.0) -> str:
+        """SIGUSR1: the daemon writes every thread's stack to its log; the log after it (for a failure's message)."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.stderr
+        before = len(self.stderr)
+        self.proc.send_signal(signal.SIGUSR1)
+        deadline = time.monotonic() + timeout_s
+        while "most recent call first" not in self.stderr[before:] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # the rest of the threads
+        return self.stderr
+
     def close(self) -> None:
         """SIGKILL: a test that wants a clean shutdown calls :meth:`terminate` itself."""
         self.kill()

@@ -202,3 +202,17 @@ def test_sigterm_stops_within_bounded_time(tmp_path: Path, model: Path, clip: Pa
         began = time.monotonic()
         assert daemon.terminate(15) == 0
         assert time.monotonic() - began < 8.0
+
+
+def test_sigusr1_writes_every_threads_stack_and_the_daemon_goes_on(tmp_path: Path, model: Path, clip: Path) -> None:
+    """What an operator does with a daemon that seems stuck: ``systemctl kill -s USR1 auricle``."""
+    config, device = _config(tmp_path, model, clip, None)
+    with Daemon(config) as daemon:
+        wait_until(lambda: f'"auricle/{device}/status"' in daemon.stdout, 30, "online on the console")
+        log = daemon.dump_stacks()
+        assert "most recent call first" in log, log[-2000:]
+        assert "service.py" in log  # the main thread, waiting in the service's loop
+        assert daemon.running, "the dump must not stop the daemon"
+        seen = len(daemon.stdout)
+        wait_until(lambda: len(daemon.stdout) > seen, 10, "more output after the dump")
+        assert daemon.terminate(15) == 0
