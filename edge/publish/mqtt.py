@@ -6,7 +6,9 @@ produced while the broker is away go to a bounded deque (oldest dropped and
 counted) that is flushed on reconnect.  paho reconnects with a backoff capped at
 ``mqtt.reconnect_max_s``; why it cannot connect, or why a connection was lost, is
 logged once per cause and backoff step (edge/publish/mqtttrouble.py) and, on a
-terminal, shown on the console as ``not connected: <why>``.  On every (re)connect and on Home
+terminal, shown on the console as ``not connected: <why>``.  paho's callbacks never wait on the
+publisher's lock: they hand connects, losses and commands to one thread of ours, in order
+(edge/publish/mqttinbox.py).  On every (re)connect and on Home
 Assistant's birth message the publisher sends ``online``, discovery, the
 retained states and the latest health and level again, because a broker
 restart without persistence, or a freshly started Home Assistant, has none of them.
@@ -36,6 +38,7 @@ from edge.publish.console import HumanConsole, write_line
 from edge.publish.discovery import Discovery, hardware_model
 from edge.publish.mqttclient import make_client, subscribe_commands
 from edge.publish.mqttconfig import MqttConfig
+from edge.publish.mqttinbox import Inbox
 from edge.publish.mqtttrouble import Attempt, ConnectionLog, connect_failure
 from edge.publish.payloads import MODEL_COMMANDS, OFFLINE, DeviceInfo, Publisher, group_topic
 from edge.publish.sinks import BaseSink, ConsoleSink
@@ -77,6 +80,9 @@ class MqttPublisher(BaseSink):
             on_change=None if console is None else self._show,
         )
         self._attempt = Attempt()
+        self._link_up = False
+        """paho's thread's own view: a CONNACK accepted and no disconnect since (only that thread uses it)."""
+        self._inbox = Inbox()
         self._connected = False
         self._closing = False
         self._started = False
@@ -106,6 +112,7 @@ class MqttPublisher(BaseSink):
             self._discovery = self._make_discovery()
             self._client.will_set(self.topics.status, OFFLINE, qos=self.config.qos, retain=True)
             self._started = True
+        self._inbox.start()
         self._client.connect_async(self._host, self.config.port, keepalive=self.config.keepalive_s)
         self._client.loop_start()
         _LOGGER.info("MQTT: connecting to %s:%d as %s", self._host, self.config.port, self.topics.base)
@@ -142,6 +149,7 @@ class MqttPublisher(BaseSink):
                 info.wait_for_publish(CLOSE_TIMEOUT_S)
         self._client.disconnect()
         self._client.loop_stop()
+        self._inbox.stop()
         _LOGGER.info("MQTT: closed (%s)", dict(self._counts))
 
     @property
@@ -180,11 +188,40 @@ class MqttPublisher(BaseSink):
                 }
             }
 
+    # paho's callbacks run on its network thread, which may hold paho's own locks: they note what paho
+    # told and hand the rest to the inbox's thread, never waiting on self._lock (edge/publish/mqttinbox.py)
+
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:  # the broker closes the connection next: _on_disconnect says it
             self._attempt.refuse(reason)
             return
         self._attempt.clear()
+        self._link_up = True
+        self._inbox.change(lambda: self._now_connected(client))
+
+    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
+        # paho calls this inside its ``except OSError`` around the connect, so the error it handles is the cause
+        if not self._closing:
+            cause = connect_failure(sys.exc_info()[1], tls=self.config.tls.enabled)
+            self._inbox.change(lambda: self._trouble.failed(cause, opening=True))
+
+    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
+        was_up, self._link_up = self._link_up, False
+        if self._closing:
+            return
+        cause = self._attempt.ended(flags, reason, connected=was_up)
+        self._inbox.change(lambda: self._now_disconnected(cause, was_up=was_up))
+
+    def _on_log(self, _client: mqtt.Client, _userdata: Any, level: int, text: str) -> None:
+        self._attempt.hear(level, text)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        topic, payload, retained = msg.topic, bytes(msg.payload), bool(msg.retain)
+        self._inbox.hand(lambda: self._route(topic, payload, retained), what=f"a message on {topic!r}")
+
+    # ... and what they hand over, on the inbox's thread
+
+    def _now_connected(self, client: mqtt.Client) -> None:
         commands = [self.topics.set, self.topics.feedback, *self.topics.entity_commands(), *self._model_topics()]
         subscribe_commands(client, self.config, commands)
         client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
@@ -202,24 +239,15 @@ class MqttPublisher(BaseSink):
             self._flush()
         self._trouble.connected()
 
-    def _on_connect_fail(self, _client: mqtt.Client, _userdata: Any) -> None:
-        # paho calls this inside its ``except OSError`` around the connect, so the error it handles is the cause
-        if not self._closing:
-            self._trouble.failed(connect_failure(sys.exc_info()[1], tls=self.config.tls.enabled), opening=True)
-
-    def _on_disconnect(self, _client: mqtt.Client, _userdata: Any, flags: Any, reason: Any, _props: Any) -> None:
+    def _now_disconnected(self, cause: str, *, was_up: bool) -> None:
         with self._lock:
-            was_connected, self._connected = self._connected, False
+            self._connected = False
         if self._closing:
             return
-        cause = self._attempt.ended(flags, reason, connected=was_connected)
-        if was_connected:
+        if was_up:
             self._trouble.lost(cause)
         else:
             self._trouble.failed(cause)
-
-    def _on_log(self, _client: mqtt.Client, _userdata: Any, level: int, text: str) -> None:
-        self._attempt.hear(level, text)
 
     def _show(self, cause: str | None) -> None:
         """The connection's state on the console, for a person at the terminal."""
@@ -236,12 +264,6 @@ class MqttPublisher(BaseSink):
         for group in self.config.groups:
             topics |= {group_topic(self.config.prefix, group, c): c for c in MODEL_COMMANDS}
         return topics
-
-    def _on_message(self, _client: mqtt.Client, _userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            self._route(msg.topic, bytes(msg.payload), bool(msg.retain))
-        except Exception:  # paho would let this kill its thread: log and keep serving
-            _LOGGER.exception("MQTT: error handling a message on %r", msg.topic)
 
     def _route(self, topic: str, payload: bytes, retained: bool) -> None:
         command = self._model_topics().get(topic)

@@ -239,6 +239,36 @@ def test_broker_restart_buffers_events_and_republishes_state(mosquitto: Mosquitt
         publisher.close()
 
 
+def test_pahos_thread_never_waits_on_the_publishers_lock(
+    mosquitto: Mosquitto, caplog: pytest.LogCaptureFixture
+) -> None:
+    """paho calls ``on_disconnect`` holding a lock that ``publish`` takes: a callback that waited on the
+    publisher's lock while the daemon's main loop published under it hung both (a busy CI machine did).
+    Here the lock is held throughout a broker restart: paho must see the loss and reconnect regardless,
+    and the publisher catch up once the lock is free."""
+    caplog.set_level(logging.INFO, logger="edge.publish")
+    mosquitto.start()
+    publisher = started(config(mosquitto.host, mosquitto.port))
+    try:
+        with publisher._lock:  # as the main loop holds it while it publishes
+            mosquitto.stop()
+            wait_until(lambda: not publisher._client.is_connected(), 10, "paho noticed the broker left")
+            mosquitto.start()
+            wait_until(lambda: publisher._client.is_connected(), 15, "paho reconnected")
+            assert publisher.connected, "the inbox waits for the lock: the loss is not handled yet"
+
+        def said() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.name == "edge.publish.mqtttrouble"]
+
+        wait_until(lambda: len(said()) >= 3, 10, "the publisher caught up")
+        assert [line.split(" to ")[0] for line in said()] == ["MQTT: connected", "MQTT: connection", "MQTT: connected"]
+        assert " lost: " in said()[1], said()
+        assert publisher.connected and publisher._stats()["mqtt"]["reconnects"] == 1
+    finally:
+        mosquitto.start()
+        publisher.close()
+
+
 def _wait_events(sub, topic: str, n: int) -> list:
     wait_until(lambda: len(sub.messages(topic)) >= n, 10, f"{n} events on {topic}")
     return sub.messages(topic)
