@@ -34,10 +34,9 @@ def calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, rule:
         return None
     clf = evaluate.classifier(cfg, prepared.labels, int8_bytes, "int8", rule=rule)
     val = [(prepared.clips[c].path, prepared.frames[c], prepared.targets[c]) for c in prepared.split.val]
-    mixture_s = 60.0 * cfg.calibration.mixture_minutes
-    return replay.thresholds(
-        clf, bg.paths, val, cfg.calibration.budget_per_hour, mixture_s, cfg.calibration.min_threshold
-    )
+    c = cfg.calibration
+    mixture_s, min_s = 60.0 * c.mixture_minutes, 3600.0 * c.min_calibrate_hours
+    return replay.thresholds(clf, bg.paths, val, c.budget_per_hour, mixture_s, c.min_threshold, min_s)
 
 
 def heldout(

@@ -34,6 +34,14 @@ def test_only_the_given_parts_are_heard() -> None:
     assert energy[near].sum() > 0.95 * energy.sum()
 
 
+def test_more_minutes_add_to_the_same_mixtures() -> None:
+    """A longer calibrate part (``calibration.min_calibrate_hours``) keeps what a shorter one heard, and adds."""
+    parts = [_tone(500, 1.0), _tone(2000, 3.0)]
+    short, long = mixtures(parts, 60.0, RATE), mixtures(parts, 240.0, RATE)
+    assert len(long) >= 240 * RATE
+    np.testing.assert_array_equal(long[: len(short)], short)
+
+
 def test_nothing_to_mix() -> None:
     assert len(mixtures([], 10.0, RATE)) == 0
     assert len(mixtures([np.zeros(100, np.float32)], 10.0, RATE)) == 0

@@ -58,11 +58,14 @@ def part_streams(parts: Sequence[Floats], rate: int, mixture_s: float) -> list[t
 
 
 def background_streams(
-    clf: Classifier, paths: Sequence[Path], config: Config, mixture_s: float
+    clf: Classifier, paths: Sequence[Path], config: Config, mixture_s: float, min_s: float = 0.0
 ) -> list[BackgroundStream]:
-    """The calibrate files back to back as one stream, plus mixtures of them; empty when there are none."""
+    """The calibrate files back to back as one stream, plus mixtures of them (``mixture_s``, or more until the
+    two last ``min_s``); empty when there are none."""
     rate = clf.manifest.features.sample_rate
-    found = part_streams(read_part(paths, rate), rate, mixture_s)
+    parts = read_part(paths, rate)
+    plain_s = sum(len(x) for x in parts) / rate
+    found = part_streams(parts, rate, max(mixture_s, min_s - plain_s) if parts else 0.0)
     return [BackgroundStream(hop_scores(clf, [x], config)[1], len(x) / rate) for _, x in found]
 
 
@@ -88,14 +91,16 @@ def thresholds(
     budget_per_hour: float,
     mixture_s: float = 0.0,
     min_threshold: float = DEFAULT_GRID[0],
+    min_s: float = 0.0,
 ) -> Calibration | None:
     """Per-label thresholds within the budget, none below ``min_threshold``; None without calibrate background
     (nothing to count on).
 
-    ``clips``: (audio path, cached frames, label index) of the validation clips.
+    ``clips``: (audio path, cached frames, label index) of the validation clips; ``mixture_s`` and ``min_s``:
+    see :func:`background_streams`.
     """
     config = Config()
-    found = background_streams(clf, background, config, mixture_s)
+    found = background_streams(clf, background, config, mixture_s, min_s)
     if not found:
         return None
     positives = [positive_clip(clf, path, frames, label, config) for path, frames, label in clips]

@@ -231,6 +231,10 @@ class CalibrationConfig:
         30.0, lo=0.0, hi=6000.0, unit="min of mixtures per part (training/calibrate/mixtures.py)"
     )
     """Added to the calibrate part for thresholds, and to the report part for the held-out figures."""
+    min_calibrate_hours: float = setting(0.0, lo=0.0, hi=100.0, unit="h of calibrate audio, plain and mixtures")
+    """More mixtures in the calibrate part (never the report part) until it is this long.  No false event in
+    T hours bounds the rate below 3/T per hour (Poisson, 95%): ``3 / budget_per_hour`` hours are what it takes
+    for thresholds with no false event there to show the budget is met.  0: ``mixture_minutes`` only."""
     min_threshold: float = setting(0.05, lo=0.05, hi=0.99, unit="score: the lowest threshold calibration may choose")
     """A floor under every chosen threshold.  Calibration takes the lowest threshold with no false event on the
     calibrate part, and an hour or two of audio cannot show what a day brings: a label whose false events all
