@@ -85,6 +85,10 @@ def test_end_to_end_smoke(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     # the report part keeps mixture_minutes: min_calibrate_hours stretches the calibrate part only
     assert heldout["files"] >= 1 and heldout["mixtures"]["hours"] == pytest.approx(0.5 / 60, rel=0.3)
     assert heldout["false_events"] == sum(heldout["per_label"].values())
+    for stream in ("plain", "mixtures"):  # each start with what was playing (tests/training/test_heldout_playing.py)
+        part = heldout[stream]
+        assert len(part["events"]) == part["false_events"] >= part["alarms"]
+        assert all(e["playing"] for e in part["events"])
     assert "## False alarms on held-out background" in (run / pipeline.REPORT_MD).read_text()
 
 

@@ -10,7 +10,9 @@ so the held-out figures stay held out.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -35,24 +37,60 @@ def _rms(x: Floats) -> float:
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
 
 
+@dataclass(frozen=True)
+class Segment:
+    """One stretch of a mixture: which parts play in it (indices into the ``parts`` given), at what level."""
+
+    start: int
+    """First sample."""
+    end: int
+    """One past the last sample."""
+    first: int
+    second: int | None
+    """The part under the first one, or None when it plays alone."""
+    level_dbfs: float
+
+
+@dataclass(frozen=True)
+class Mixture:
+    samples: Floats
+    segments: tuple[Segment, ...]
+
+    def at(self, sample: int) -> Segment | None:
+        """The segment that holds ``sample`` (None past the end)."""
+        starts = [s.start for s in self.segments]
+        i = bisect.bisect_right(starts, sample) - 1
+        return self.segments[i] if i >= 0 and sample < self.segments[i].end else None
+
+
 def mixtures(parts: Sequence[Floats], seconds: float, rate: int, seed: int = 0) -> Floats:
     """``seconds`` of mixtures of ``parts`` (float32 at ``rate``), back to back; empty without parts."""
-    usable = [p for p in parts if len(p) and _rms(p) > 1e-6]
+    return mix(parts, seconds, rate, seed).samples
+
+
+def mix(parts: Sequence[Floats], seconds: float, rate: int, seed: int = 0) -> Mixture:
+    """:func:`mixtures`, with what plays in each segment (a longer one starts with the shorter's segments)."""
+    usable = [i for i, p in enumerate(parts) if len(p) and _rms(p) > 1e-6]
     if not usable or seconds <= 0:
-        return np.zeros(0, dtype=np.float32)
+        return Mixture(np.zeros(0, dtype=np.float32), ())
     rng = np.random.default_rng(seed)
-    out, total = [], 0
+    out, segments, total = [], [], 0
     while total < seconds * rate:
         n = int(rng.uniform(*SEGMENT_S) * rate)
-        seg = _looped(usable[int(rng.integers(len(usable)))], n, rng).astype(np.float64)
+        first = usable[int(rng.integers(len(usable)))]
+        seg = _looped(parts[first], n, rng).astype(np.float64)
         seg /= _rms(seg.astype(np.float32))
+        second = None
         if rng.random() < SECOND_PROBABILITY:
-            other = _looped(usable[int(rng.integers(len(usable)))], n, rng).astype(np.float64)
+            second = usable[int(rng.integers(len(usable)))]
+            other = _looped(parts[second], n, rng).astype(np.float64)
             seg += other / _rms(other.astype(np.float32)) * 10 ** (rng.uniform(*SECOND_DB) / 20)
-        seg *= 10 ** (rng.uniform(*LEVEL_DBFS) / 20) / _rms(seg.astype(np.float32))
+        level = float(rng.uniform(*LEVEL_DBFS))
+        seg *= 10 ** (level / 20) / _rms(seg.astype(np.float32))
         peak = float(np.max(np.abs(seg)))
         if peak > 0.99:
             seg *= 0.99 / peak
         out.append(seg.astype(np.float32))
+        segments.append(Segment(total, total + n, first, second, round(level, 1)))
         total += n
-    return np.concatenate(out)
+    return Mixture(np.concatenate(out), tuple(segments))

@@ -39,10 +39,14 @@ Floats = npt.NDArray[np.float32]
 
 def read_part(paths: Sequence[Path], rate: int) -> list[Floats]:
     """The readable files of a background part (bad ones logged and left out)."""
+    return [x for _, x in _readable(paths, rate)]
+
+
+def _readable(paths: Sequence[Path], rate: int) -> list[tuple[Path, Floats]]:
     parts = []
     for p in paths:
         try:
-            parts.append(read_audio(p, rate))
+            parts.append((p, read_audio(p, rate)))
         except DataError as exc:
             _LOGGER.warning("skipping bad file: %s", exc)
     return parts
@@ -116,17 +120,25 @@ def heldout_false_alarms(
 
     The files play back to back, then mixtures of them, through the daemon's pipeline and
     event logic (``edge.daemon.replay``) with the bundle's default event settings; every event start counts.
+    Each stream also says how many of its starts are alarms (not repeats: Home Assistant's event entity
+    notifies only those) and, for each start, what was playing (``events``, at most MAX_LISTED).
     """
     from edge.detect.events import EventParams
+    from training.calibrate.mixtures import mix
 
     rate = clf.manifest.features.sample_rate
-    parts = read_part(paths, rate)
-    if not parts:
+    found = _readable(paths, rate)
+    if not found:
         return None
+    names = [_name(p) for p, _ in found]
+    parts = [x for _, x in found]
     config = Config(events=EventParams(thresholds=dict(thresholds), listening="all"))  # every label counts
+    ends = np.cumsum([len(x) for x in parts])
     result: dict[str, Any] = {"files": len(parts)}
-    for name, samples in part_streams(parts, rate, mixture_s):
-        result[name] = _false_alarms(clf, samples, config)
+    result["plain"] = _false_alarms(clf, np.concatenate(parts), config, lambda t: playing_plain(ends, names, t))
+    mixture = mix(parts, mixture_s, rate)
+    if len(mixture.samples):
+        result["mixtures"] = _false_alarms(clf, mixture.samples, config, lambda t: playing_mixed(mixture, names, t))
     both = [v for k in ("plain", "mixtures") if isinstance(v := result.get(k), dict)]
     hours = sum(r["hours"] for r in both)
     total = sum(r["false_events"] for r in both)
@@ -134,17 +146,52 @@ def heldout_false_alarms(
     for r in both:
         for label, n in r["per_label"].items():
             counts[label] = counts.get(label, 0) + n
-    return result | _rate(total, hours, counts)
+    return result | _rate(total, hours, counts) | {"alarms": sum(r["alarms"] for r in both)}
 
 
-def _false_alarms(clf: Classifier, samples: Floats, config: Config) -> dict[str, Any]:
+MAX_LISTED = 100
+"""False events listed with what was playing, per stream (all are counted)."""
+
+
+def playing_plain(ends: npt.NDArray[np.int64], names: Sequence[str], sample: int) -> list[str]:
+    """The file playing at ``sample`` of the files back to back (``ends``: their cumulative lengths)."""
+    i = int(np.searchsorted(ends, sample, side="right"))
+    return [names[min(i, len(names) - 1)]]
+
+
+def playing_mixed(mixture: Any, names: Sequence[str], sample: int) -> list[str]:
+    """The file(s) playing at ``sample`` of a mixture, the first one first, and the segment's level."""
+    seg = mixture.at(sample)
+    if seg is None:
+        return []
+    under = [] if seg.second is None else [names[seg.second]]
+    return [names[seg.first], *under, f"{seg.level_dbfs:g} dBFS"]
+
+
+def _name(path: Path) -> str:
+    """A background file as its corpus lists it: the last three parts of its path."""
+    return "/".join(Path(path).parts[-3:])
+
+
+def _false_alarms(clf: Classifier, samples: Floats, config: Config, playing: Any) -> dict[str, Any]:
     from edge.daemon import replay
 
+    rate = clf.manifest.features.sample_rate
     counts: dict[str, int] = {}
+    listed: list[dict[str, Any]] = []
+    alarms = 0
     for event in replay.stream_events(clf, samples, config):
-        if event.kind == "start":
-            counts[event.label] = counts.get(event.label, 0) + 1
-    return _rate(sum(counts.values()), len(samples) / clf.manifest.features.sample_rate / 3600.0, counts)
+        if event.kind != "start":
+            continue
+        counts[event.label] = counts.get(event.label, 0) + 1
+        alarms += not event.repeat
+        if len(listed) < MAX_LISTED:
+            at = float(event.start_offset_s)
+            listed.append(
+                {"label": event.label, "at_s": round(at, 1), "repeat": event.repeat, "playing": playing(int(at * rate))}
+            )
+    found = _rate(sum(counts.values()), len(samples) / rate / 3600.0, counts)
+    return found | {"alarms": alarms, "events": listed}
 
 
 def _rate(total: int, hours: float, counts: dict[str, int]) -> dict[str, Any]:

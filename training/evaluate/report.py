@@ -217,7 +217,26 @@ def heldout_markdown(heldout: dict[str, Any] | None) -> list[str]:
                 f"| {name} | {part['hours'] * 60:.1f} | {part['false_events']} | {part['false_per_hour']:.3g} | "
                 f"{part['upper_95_per_hour']:.3g} |"
             )
-    return lines
+    return lines + _playing(heldout)
+
+
+def _playing(heldout: dict[str, Any]) -> list[str]:
+    """Each false event with what was playing: a few files are often behind most of them."""
+    rows = [
+        f"| {name} | {e['at_s']:.1f} | {e['label']} | {'repeat' if e['repeat'] else 'alarm'} | "
+        f"{'; '.join(e['playing'])} |"
+        for name in ("plain", "mixtures")
+        if isinstance(part := heldout.get(name), dict)
+        for e in part.get("events", [])
+    ]
+    if not rows:
+        return []
+    alarms = heldout.get("alarms")
+    head = (
+        f"{alarms} of the {heldout['false_events']} starts are alarms (not a repeat: Home Assistant's event entity "
+        "notifies only those). What was playing at each start (a mixture: the first file, the one under it, the level):"
+    )
+    return ["", head, "", "| stream | at s | label | start | playing |", "|---|---|---|---|---|", *rows]
 
 
 def _fmt(value: float | None) -> str:
