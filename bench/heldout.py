@@ -5,8 +5,9 @@
 For each run directory (a training output: ``model_int8.tflite``, ``report.json``), the int8 model at the
 run's own thresholds plays the ``report`` part of ``--config``'s background (its ``exclude`` patterns
 applied) back to back, then the same minutes of mixtures of it, through the daemon's pipeline and event
-logic (``training.calibrate.replay.heldout_false_alarms``, as the training report does). Beside it, the figure the
-run reported on its own report part. Used to ask what the held-out figures are once recordings of labels
+logic (``training.calibrate.replay.heldout_false_alarms``, as the training report does), each start listed
+with what was playing (grouped by label and files). Beside it, the figure the run reported on its own report
+part. Used to ask what the held-out figures are once recordings of labels
 are no longer counted as background (configs/experiments/esc50_clean_background.yaml).
 """
 
@@ -57,6 +58,20 @@ def _line(name: str, figure: dict[str, Any] | None) -> str:
     )
 
 
+def playing_lines(figure: dict[str, Any] | None) -> list[str]:
+    """The starts grouped by label and what was playing: a few files are often behind most of them."""
+    groups: dict[tuple[str, str, str], list[bool]] = {}
+    for stream in ("plain", "mixtures"):
+        part = (figure or {}).get(stream) or {}
+        for e in part.get("events", []):
+            files = "; ".join(x for x in e["playing"] if not x.endswith(" dBFS"))
+            groups.setdefault((stream, e["label"], files), []).append(bool(e["repeat"]))
+    return [
+        f"    {label} x{len(repeats)} ({repeats.count(False)} alarms) in {stream}: {files}"
+        for (stream, label, files), repeats in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("runs", nargs="+", type=Path, help="training run directories")
@@ -70,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines = [f"report part of {args.config.name}: {len(paths)} files"]
     count = hours = 0.0
     for r in results:
-        lines += [r["run"], _line("reported", r["reported"]), _line("again", r["again"])]
+        lines += [r["run"], _line("reported", r["reported"]), _line("again", r["again"]), *playing_lines(r["again"])]
         if r["again"]:
             count, hours = count + r["again"]["false_events"], hours + r["again"]["hours"]
     if hours:

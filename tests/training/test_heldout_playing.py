@@ -11,6 +11,7 @@ import pytest
 from support.daemon import tone_wav
 from support.models import tone_bundle
 
+from bench.heldout import playing_lines
 from edge.audio.demo import write_wav
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
@@ -55,6 +56,9 @@ def test_each_false_start_names_the_file_that_was_playing(classifier: Classifier
     text = "\n".join(heldout_markdown(found))
     assert f"| plain | {event['at_s']:.1f} | tone_1000 | alarm | corpus/noise/beep.wav |" in text
     assert f"{found['alarms']} of the {found['false_events']} starts are alarms" in text
+    said = playing_lines(found)  # bench.heldout: the starts grouped by label and files
+    assert "    tone_1000 x1 (1 alarms) in plain: corpus/noise/beep.wav" in said
+    assert sum(int(line.split(" x")[1].split(" ")[0]) for line in said) == found["false_events"]
 
 
 def test_the_segment_at_a_sample() -> None:
