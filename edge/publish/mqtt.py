@@ -222,6 +222,8 @@ class MqttPublisher(BaseSink):
     # ... and what they hand over, on the inbox's thread
 
     def _now_connected(self, client: mqtt.Client) -> None:
+        if self._closing:  # a connect that raced close(): 'offline' is the last word
+            return
         commands = [self.topics.set, self.topics.feedback, *self.topics.entity_commands(), *self._model_topics()]
         subscribe_commands(client, self.config, commands)
         client.subscribe(f"{self.config.discovery_prefix}/status", qos=1)
