@@ -221,7 +221,7 @@ def _refusals(models: dict[str, Path], keys: dict[str, Path], server: BundleServ
         ),
         ("smoke-test mismatch", rezip(resign(wrong_scores(v2), key)), "smoke test: scores differ"),
         ("older version", models["old"].read_bytes(), "older than the active 0.1.0"),
-        ("too large", os.urandom(60_000), "too large"),
+        ("too large", b"\0" + os.urandom(59_999), "too large"),  # never a '{': random bytes were JSON 1 in 256
         ("url wrong sha256", _url("u1", server.url("v2"), "0" * 64), "sha256 mismatch"),
         ("url timeout", _url("u2", server.url("slow"), "1" * 64), "timed out"),
         ("url oversize", _url("u3", server.url("big"), "2" * 64), "byte limit"),
