@@ -15,7 +15,9 @@
 # another apt (unattended-upgrades on a Pi's first boot) is waited for, one line says so, up to
 # AURICLE_APT_LOCK_TIMEOUT seconds (600; deploy/lib/apt.sh).
 # Python packages are installed once; a later run skips pip unless
-# pyproject.toml or the extras changed (so a second start works offline).
+# pyproject.toml or the extras changed (so a second start works offline). An install that would not fit
+# on the disk is refused first, in one line (deploy/lib/disk.sh), and pip keeps no cache of its own
+# (PIP_NO_CACHE_DIR, unless set): TensorFlow's wheels would stay on the disk twice.
 set -euo pipefail
 
 extras="${1:-edge}"
@@ -30,6 +32,14 @@ log() { printf 'setup: %s\n' "$*" >&2; }
 # apt_install: the missing ones only, waiting for a held package lock (AURICLE_APT_LOCK_TIMEOUT, 600 s)
 # shellcheck source=deploy/lib/apt.sh
 . "$root/deploy/lib/apt.sh"
+# disk_room: refuse an install that will not fit, in one line (deploy/lib/disk.sh)
+# shellcheck source=deploy/lib/disk.sh
+. "$root/deploy/lib/disk.sh"
+export PIP_NO_CACHE_DIR="${PIP_NO_CACHE_DIR:-1}"
+
+# MB an install takes, measured in fresh venvs on x86_64 (.venv dev 2853, the runtime venvs 159-196) with room to spare
+venv_mb() { case "$1" in edge) echo 300 ;; *) echo 3300 ;; esac; }
+small_venv_mb=250
 
 system_packages() {
   local pkgs=(libportaudio2 libsndfile1)
@@ -63,10 +73,11 @@ installed_ok() {
 }
 
 install_into() {
-  # install_into VENV EXTRAS: once; again only when pyproject.toml or the extras changed,
+  # install_into VENV EXTRAS NEED_MB: once; again only when pyproject.toml or the extras changed,
   # so a second start needs no network and takes no time
   local target="$1" want="$2" stamp="$1/.auricle-installed"
   installed_ok "$target" "$want" && return 0
+  disk_room "$target" "$3" "auricle[$want] in $target" || exit 1
   if [ ! -x "$target/bin/python" ]; then
     log "creating $target"
     "$python" -m venv "$target"
@@ -77,7 +88,11 @@ install_into() {
 }
 
 python_env() {
-  install_into "$venv" "$extras"
+  # dev: room for the three runtime venvs too, so a short disk is said before TensorFlow is half installed
+  local need
+  need="$(venv_mb "$extras")"
+  if [ "$extras" = dev ]; then need=$((need + 3 * small_venv_mb)); fi
+  install_into "$venv" "$extras" "$need"
 }
 
 code_hash() {
@@ -92,6 +107,7 @@ edge_env() {
   local target="$root/.venv-edge" stamp="$root/.venv-edge/.auricle-wheel" want
   want="$(stamp_of edge | tr -d '\n') $(code_hash)"
   [ -x "$target/bin/auricle" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
+  disk_room "$target" "$small_venv_mb" "auricle[edge] in $target" || exit 1
   [ -x "$target/bin/python" ] || { log "creating $target"; "$python" -m venv "$target"; }
   log "installing auricle[edge] into $target (not editable)"
   "$target/bin/python" -m pip install -q --disable-pip-version-check "${root}[edge]"
@@ -108,6 +124,7 @@ compat_env() {
   if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && "$compat/bin/python" -c "import ai_edge_litert, edge" 2>/dev/null; then
     return 0
   fi
+  disk_room "$compat" "$small_venv_mb" "ai-edge-litert==$version in $compat" || exit 1
   [ -x "$compat/bin/python" ] || { log "creating $compat"; "$python" -m venv "$compat"; }
   log "installing auricle[edge] with ai-edge-litert==$version into $compat"
   "$compat/bin/python" -m pip install -q --disable-pip-version-check "ai-edge-litert==$version" -e "${root}[edge]"
