@@ -13,8 +13,10 @@ import numpy as np
 
 from edge.model.bundle import sha256
 from training import measure
+from training.data.background import Background, Part
 from training.data.prepare import Prepared
 from training.evaluate import evaluate, rule_report
+from training.recipe.config import EvidenceConfig
 from training.recipe.load import LoadedConfig, replace
 
 _LOGGER = logging.getLogger(__name__)
@@ -22,7 +24,8 @@ _LOGGER = logging.getLogger(__name__)
 
 def evidence_rule(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -> tuple[evaluate.Rule, dict[str, Any]]:
     """The rule on the event labels: the recipe's, or :class:`Evidence` fitted on the validation clips and the
-    backgrounds' train part (training/calibrate/evidence.py), with what the fit saw."""
+    backgrounds' train part, or the share of it kept from the network (``unseen_fraction``;
+    training/calibrate/evidence.py), with what the fit saw."""
     from training.calibrate import evidence
     from training.data.data import read_audio
     from training.model.export import audioset_output
@@ -32,14 +35,17 @@ def evidence_rule(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -
     if not wanted.enabled or audioset_output(int8_bytes) is None:
         return "recipe", {}
     labels, rate = prepared.labels, cfg.features.sample_rate
-    cached = loaded.output / f"evidence_hops_{sha256(int8_bytes)[:12]}_{wanted.background_minutes:g}.npz"
+    unseen = wanted.unseen_fraction > 0
+    part = fit_background(prepared.background, wanted)
+    where = f"_unseen{wanted.unseen_fraction:g}" if unseen else ""
+    cached = loaded.output / f"evidence_hops_{sha256(int8_bytes)[:12]}_{wanted.background_minutes:g}{where}.npz"
     if cached.is_file():
         hops = evidence.load(cached)
     else:
         raw = evaluate.classifier(cfg, labels, int8_bytes, "int8", rule="none")
         clips = [(read_audio(prepared.clips[c].path, rate), prepared.targets[c]) for c in prepared.split.val]
         minutes = 60.0 * wanted.background_minutes
-        hops = evidence.collect(raw, clips, evidence.background_streams(prepared.background.train.paths, rate, minutes))
+        hops = evidence.collect(raw, clips, evidence.background_streams(part.paths, rate, minutes))
         evidence.save(hops, cached)
     classes = evaluate.label_classes(cfg, labels)
     fitted = evidence.fit(hops, labels, classes, wanted.l2, wanted.keep_at)
@@ -52,11 +58,18 @@ def evidence_rule(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -
     seen = {
         "hops": len(hops.label),
         "background_hops": int((hops.label < 0).sum()),
+        "background": "kept from the network" if unseen else "the network's train part",
         "weights": {x: list(w) for x, w in fitted.weights.items()},
         "confirmed_share": evidence.confirmed_share(hops, labels, classes, cfg.audioset.confirm.threshold),
     }
     (loaded.output / "evidence.json").write_text(json.dumps(seen, indent=1) + "\n", encoding="utf-8")
     return fitted, seen
+
+
+def fit_background(background: Background, wanted: EvidenceConfig) -> Part:
+    """The background the evidence is fitted on: the part kept from the network when the recipe keeps one
+    (``unseen_fraction``), else the train part the network learned."""
+    return background.evidence if wanted.unseen_fraction > 0 else background.train
 
 
 def against_the_network_alone(

@@ -95,6 +95,57 @@ def test_report_part_holds_out_whole_groups(tmp_path: Path) -> None:
     assert not none["report"] and len(none["calibrate"]) == 400
 
 
+def test_evidence_part_keeps_whole_train_groups_from_the_network(tmp_path: Path) -> None:
+    """``unseen_fraction``: a share of the train groups goes to the evidence part, drawn apart from the report's;
+    calibrate and report are untouched, and a group never straddles train and evidence."""
+    root = td.noise_folder(tmp_path / "bg", per_part=1)
+    rows = [{"filename": "train/noise_0.wav", "split": "train", "group": f"speaker{i % 40}"} for i in range(400)]
+    rows += [{"filename": "calibrate/noise_0.wav", "split": "calibrate", "group": f"speaker{i}"} for i in range(40)]
+    manifest = td.write_manifest(root / "bg.csv", rows)
+    source = BackgroundSource(path=str(manifest), report_fraction=0.5)
+    files = background.list_files(source, manifest, 0.3)
+    kept = {f"speaker{i}" for i in range(40) if background.kept_for_evidence(f"speaker{i}", 0.3)}
+    assert 4 <= len(kept) <= 20
+    assert len(files["evidence"]) == 10 * len(kept) and len(files["train"]) == 10 * (40 - len(kept))
+    assert kept != {f"speaker{i}" for i in range(40) if background.held_out(f"speaker{i}", 0.3)}  # salted
+    before = background.list_files(source, manifest)
+    assert not before["evidence"] and len(before["train"]) == 400
+    assert (files["calibrate"], files["report"]) == (before["calibrate"], before["report"])
+    folder = background.list_files(BackgroundSource(path=str(root)), root, 0.9)
+    assert sorted(p.name for p in folder["evidence"] + folder["train"]) == ["loose.wav", "noise_0.wav"]
+    assert folder["evidence"]  # a folder's groups are its files
+
+
+def test_evidence_part_is_loaded_kept_apart_and_round_trips(tmp_path: Path) -> None:
+    """Through the feature cache into ``prepared.json`` and back; the fit reads it, the network never does."""
+    from training.rule import fit_background
+
+    bg = td.background_subset(tmp_path, train=4, calibrate=1)
+    if bg is None:
+        pytest.skip(f"missing {td.BACKGROUND / 'background.csv'}")
+    cfg = tmp_path / "c.yaml"
+    head = (
+        f"data: {{manifest: m.csv, audio_root: a, cache_dir: cache, background: [{{path: {bg}, audio_root: "
+        f"{td.BACKGROUND}}}]}}\noutput: run\n"
+    )
+    cfg.write_text(head + "audioset: {evidence: {enabled: true, unseen_fraction: 0.5}}\n")
+    loaded = background.load(load(cfg))
+    assert loaded.evidence.paths and loaded.train.paths
+    assert not set(loaded.evidence.paths) & set(loaded.train.paths)
+    assert len(loaded.evidence.frames) == len(loaded.evidence.paths)
+    back = background.from_json(background.to_json(loaded))
+    assert back.evidence.paths == loaded.evidence.paths and back.train.paths == loaded.train.paths
+    assert "kept for the evidence" in back.summary(0.01)
+    wanted = load(cfg).config.audioset.evidence
+    assert fit_background(back, wanted) is back.evidence
+    assert fit_background(back, type(wanted)(enabled=True)) is back.train  # no share kept: the train part
+    cfg.write_text(head + "audioset: {evidence: {enabled: false, unseen_fraction: 0.5}}\n")
+    assert not background.load(load(cfg)).evidence.paths  # no fit, nothing kept from the network
+    cfg.write_text(head + "audioset: {evidence: {enabled: true, unseen_fraction: 0.0001}}\n")
+    with pytest.raises(DataError, match=r"unseen_fraction 0\.0001 kept no background train group from the network"):
+        background.load(load(cfg))
+
+
 def test_manifest_source_errors_name_the_problem(tmp_path: Path) -> None:
     manifest = td.write_manifest(tmp_path / "bg.csv", [{"filename": "nowhere.wav", "split": "train"}])
     with pytest.raises(DataError, match=r"nowhere\.wav: background file listed in bg\.csv does not exist"):

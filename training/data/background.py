@@ -9,7 +9,10 @@ a file name and, optionally, a split column.  Files go to one of two parts:
 - ``report``: a share of the calibrate groups (``report_fraction``, by a stable
   hash of the group: speaker-disjoint for the starter corpus), never trained on
   and never used to choose thresholds: the false alarms per hour that the report
-  and the model card give are measured there.
+  and the model card give are measured there;
+- ``evidence``: a share of the train groups (``audioset.evidence.unseen_fraction``, by a salted stable
+  hash of the group), kept from the network so that the AudioSet evidence is fitted on background the
+  network never learned (training/rule.py): empty unless the recipe asks for it.
 
 Frames come from the same feature cache as labelled clips (training/data/cache.py).
 """
@@ -34,13 +37,20 @@ _LOGGER = logging.getLogger(__name__)
 
 LABEL = "_background"
 """The label of background files (and the extra output of ``model.output: softmax_background``)."""
-PARTS = ("train", "calibrate", "report")
+PARTS = ("train", "calibrate", "report", "evidence")
+_EVIDENCE_SALT = "evidence:"
+"""Prefixed to a train group's name for its hash, so the evidence share is drawn independently of the report's."""
 
 
 def held_out(group: str, fraction: float) -> bool:
     """True when a calibrate group belongs to the report part (a stable hash of its name)."""
     h = int(hashlib.sha256(group.encode("utf-8")).hexdigest()[:8], 16) / 2**32
     return h < fraction
+
+
+def kept_for_evidence(group: str, fraction: float) -> bool:
+    """True when a train group is kept from the network for the evidence fit (a salted stable hash of its name)."""
+    return fraction > 0 and held_out(_EVIDENCE_SALT + group, fraction)
 
 
 @dataclass(frozen=True)
@@ -67,24 +77,28 @@ class Background:
     """``augment.noise_dir``: mixed under labelled windows only, never a negative."""
     report: Part = field(default_factory=Part)
     """Held-out calibrate groups: false alarms per hour on audio the thresholds never saw."""
+    evidence: Part = field(default_factory=Part)
+    """Train groups the network never trains on, for the AudioSet evidence fit (empty unless asked for)."""
 
     def summary(self, frame_s: float) -> str:
-        t, c, r = self.train, self.calibrate, self.report
+        t, c, r, e = self.train, self.calibrate, self.report, self.evidence
+        kept = f", kept for the evidence {len(e.paths)} files ({e.seconds(frame_s) / 60:.1f} min)" if e.paths else ""
         return (
             f"background train {len(t.paths)} files ({t.seconds(frame_s) / 60:.1f} min), "
             f"calibrate {len(c.paths)} files ({c.seconds(frame_s) / 60:.1f} min), "
-            f"report {len(r.paths)} files ({r.seconds(frame_s) / 60:.1f} min)"
+            f"report {len(r.paths)} files ({r.seconds(frame_s) / 60:.1f} min){kept}"
         )
 
 
-def list_files(source: BackgroundSource, path: Path) -> dict[str, list[Path]]:
-    """The files of one source by part ('train', 'calibrate'); files of other splits are left out, and so are the
-    files its ``exclude`` globs match or its ``exclude_from`` list names."""
+def list_files(source: BackgroundSource, path: Path, evidence_fraction: float = 0.0) -> dict[str, list[Path]]:
+    """The files of one source by part ('train', 'calibrate', 'report', and 'evidence': ``evidence_fraction`` of
+    the train groups); files of other splits are left out, and so are the files its ``exclude`` globs match or
+    its ``exclude_from`` list names."""
     listed = read_exclude_list(Path(source.exclude_from)) if source.exclude_from else frozenset()
     if path.suffix.lower() == ".csv":
-        return _from_manifest(source, path, listed)
+        return _from_manifest(source, path, listed, evidence_fraction)
     if path.is_dir():
-        return _from_folder(source, path, listed)
+        return _from_folder(source, path, listed, evidence_fraction)
     raise DataError(f"{path}: data.background source is neither a folder nor a .csv manifest")
 
 
@@ -122,7 +136,9 @@ def _part_of(source: BackgroundSource, split: str | None) -> str | None:
     return {source.train_split: "train", source.calibrate_split: "calibrate"}.get(split)
 
 
-def _from_folder(source: BackgroundSource, root: Path, listed: frozenset[Path]) -> dict[str, list[Path]]:
+def _from_folder(
+    source: BackgroundSource, root: Path, listed: frozenset[Path], evidence_fraction: float
+) -> dict[str, list[Path]]:
     """Every audio file under ``root``; a top-level subfolder named like a split decides its part."""
     out: dict[str, list[Path]] = {p: [] for p in PARTS}
     left_out: list[str] = []
@@ -141,6 +157,8 @@ def _from_folder(source: BackgroundSource, root: Path, listed: frozenset[Path]) 
         part = _part_of(source, named)
         if part == "calibrate" and held_out(str(f.relative_to(root)), source.report_fraction):
             part = "report"
+        elif part == "train" and kept_for_evidence(str(f.relative_to(root)), evidence_fraction):
+            part = "evidence"
         if part is not None:
             out[part].append(f)
     _log_excluded(source, left_out, by_list)
@@ -149,7 +167,9 @@ def _from_folder(source: BackgroundSource, root: Path, listed: frozenset[Path]) 
     return out
 
 
-def _from_manifest(source: BackgroundSource, manifest: Path, listed: frozenset[Path]) -> dict[str, list[Path]]:
+def _from_manifest(
+    source: BackgroundSource, manifest: Path, listed: frozenset[Path], evidence_fraction: float
+) -> dict[str, list[Path]]:
     try:
         with manifest.open(newline="", encoding="utf-8") as fh:
             rows = list(csv.DictReader(fh))
@@ -175,6 +195,8 @@ def _from_manifest(source: BackgroundSource, manifest: Path, listed: frozenset[P
         group = (row[source.group_column] or "").strip() if has_group else ""
         if part == "calibrate" and held_out(group or row[source.filename_column], source.report_fraction):
             part = "report"
+        elif part == "train" and kept_for_evidence(group or row[source.filename_column], evidence_fraction):
+            part = "evidence"
         if part is not None:
             out[part].append(root / row[source.filename_column].strip())
     _log_excluded(source, left_out, by_list)
@@ -195,14 +217,14 @@ def with_parts(b: Background, extra: dict[str, Part]) -> Background:
         return Part(part.paths + more.paths, part.frames + more.frames, part.cache_files + more.cache_files)
 
     return Background(plus(b.train, "train"), plus(b.calibrate, "calibrate"), b.skipped, b.noise,
-                      plus(b.report, "report"))  # fmt: skip
+                      plus(b.report, "report"), b.evidence)  # fmt: skip
 
 
 def to_json(b: Background) -> dict[str, object]:
     """The parts' files and cache files, for ``prepared.json``."""
+    parts = {"train": b.train, "calibrate": b.calibrate, "noise": b.noise, "report": b.report, "evidence": b.evidence}
     doc: dict[str, object] = {
-        part: {"paths": [str(x) for x in p.paths], "cache_files": p.cache_files}
-        for part, p in (("train", b.train), ("calibrate", b.calibrate), ("noise", b.noise), ("report", b.report))
+        part: {"paths": [str(x) for x in p.paths], "cache_files": p.cache_files} for part, p in parts.items()
     }
     return doc | {"skipped": [{"path": str(f), "reason": r} for f, r in b.skipped]}
 
@@ -220,16 +242,18 @@ def from_json(doc: dict[str, object] | None) -> Background:
 
     skipped = [(Path(x["path"]), x["reason"]) for x in doc["skipped"]]  # type: ignore[attr-defined]
     empty: dict[str, list[str]] = {"paths": [], "cache_files": []}
-    parts = [part(doc.get(name, empty)) for name in ("train", "calibrate", "noise", "report")]  # type: ignore[arg-type]
-    return Background(parts[0], parts[1], skipped, parts[2], parts[3])
+    names = ("train", "calibrate", "noise", "report", "evidence")
+    parts = [part(doc.get(name, empty)) for name in names]  # type: ignore[arg-type]
+    return Background(parts[0], parts[1], skipped, parts[2], parts[3], parts[4])
 
 
 def load(loaded: LoadedConfig) -> Background:
-    """Every background source of the config (both parts) and ``augment.noise_dir``, through the feature cache."""
+    """Every background source of the config (all parts) and ``augment.noise_dir``, through the feature cache."""
     cfg = loaded.config
     files: dict[str, list[Path]] = {p: [] for p in (*PARTS, "noise")}
+    unseen = cfg.audioset.evidence.unseen_fraction if cfg.audioset.evidence.enabled else 0.0
     for source in cfg.data.background:
-        for part, paths in list_files(source, loaded.path(source.path)).items():
+        for part, paths in list_files(source, loaded.path(source.path), unseen).items():
             files[part].extend(paths)
     if cfg.augment.noise_dir:
         noise = BackgroundSource(path=cfg.augment.noise_dir, train_split="", calibrate_split="")
@@ -244,4 +268,6 @@ def load(loaded: LoadedConfig) -> Background:
         names = [str(f.filename) for f in got.frames]  # type: ignore[attr-defined]
         parts[part] = Part([c.path for c in got.clips], got.frames, names)
         skipped.extend(got.skipped)
-    return Background(parts["train"], parts["calibrate"], skipped, parts["noise"], parts["report"])
+    if unseen > 0 and not files["evidence"]:
+        raise DataError(f"audioset.evidence.unseen_fraction {unseen:g} kept no background train group from the network")
+    return Background(parts["train"], parts["calibrate"], skipped, parts["noise"], parts["report"], parts["evidence"])

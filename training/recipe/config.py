@@ -287,6 +287,10 @@ class EvidenceConfig:
     keep_at: float = setting(0.9, lo=0.0, hi=1.0, unit="label head score kept whatever AudioSet says")
     l2: float = setting(1.0, lo=0.0, hi=1e6, unit="L2 penalty of each label's fit")
     background_minutes: float = setting(20.0, lo=0.0, hi=600.0, unit="min of the backgrounds' train part")
+    unseen_fraction: float = setting(0.0, lo=0.0, hi=0.9, unit="share of the background train groups")
+    """0: the fit's background is the train part the network learned (on it the network is already quiet, and
+    the fit finds no use for AudioSet).  Above 0: this share of the train groups (a stable hash) is kept from
+    the network and the fit reads only it: background as the device meets it, never seen in training."""
 
 
 @dataclass(frozen=True, kw_only=True)
