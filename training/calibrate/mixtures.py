@@ -13,6 +13,7 @@ from __future__ import annotations
 import bisect
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import numpy.typing as npt
@@ -53,13 +54,18 @@ class Segment:
 
 @dataclass(frozen=True)
 class Mixture:
+    """Mixtures back to back and the segments they are made of, in order."""
+
     samples: Floats
     segments: tuple[Segment, ...]
 
+    @cached_property
+    def _starts(self) -> list[int]:
+        return [s.start for s in self.segments]
+
     def at(self, sample: int) -> Segment | None:
         """The segment that holds ``sample`` (None past the end)."""
-        starts = [s.start for s in self.segments]
-        i = bisect.bisect_right(starts, sample) - 1
+        i = bisect.bisect_right(self._starts, sample) - 1
         return self.segments[i] if i >= 0 and sample < self.segments[i].end else None
 
 

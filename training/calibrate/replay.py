@@ -17,7 +17,7 @@ event the device would publish.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,7 @@ import numpy.typing as npt
 from edge.daemon.config import Config
 from edge.daemon.replay import hop_scores
 from edge.model.classifier import Classifier
+from training.calibrate.mixtures import Mixture, mix, mixtures
 from training.calibrate.result import Calibration, poisson_upper_95
 from training.calibrate.search import DEFAULT_GRID, CalibrationParams, calibrate, floored_grid
 from training.calibrate.streams import BackgroundStream, PositiveClip
@@ -54,8 +55,6 @@ def _readable(paths: Sequence[Path], rate: int) -> list[tuple[Path, Floats]]:
 
 def part_streams(parts: Sequence[Floats], rate: int, mixture_s: float) -> list[tuple[str, Floats]]:
     """The part's files back to back, and ``mixture_s`` seconds of mixtures of them (when > 0)."""
-    from training.calibrate.mixtures import mixtures
-
     streams = [("plain", np.concatenate(parts))] if parts else []
     mixed = mixtures(parts, mixture_s, rate)
     return streams + ([("mixtures", mixed)] if len(mixed) else [])
@@ -124,7 +123,6 @@ def heldout_false_alarms(
     notifies only those) and, for each start, what was playing (``events``, at most MAX_LISTED).
     """
     from edge.detect.events import EventParams
-    from training.calibrate.mixtures import mix
 
     rate = clf.manifest.features.sample_rate
     found = _readable(paths, rate)
@@ -159,7 +157,7 @@ def playing_plain(ends: npt.NDArray[np.int64], names: Sequence[str], sample: int
     return [names[min(i, len(names) - 1)]]
 
 
-def playing_mixed(mixture: Any, names: Sequence[str], sample: int) -> list[str]:
+def playing_mixed(mixture: Mixture, names: Sequence[str], sample: int) -> list[str]:
     """The file(s) playing at ``sample`` of a mixture, the first one first, and the segment's level."""
     seg = mixture.at(sample)
     if seg is None:
@@ -173,7 +171,9 @@ def _name(path: Path) -> str:
     return "/".join(Path(path).parts[-3:])
 
 
-def _false_alarms(clf: Classifier, samples: Floats, config: Config, playing: Any) -> dict[str, Any]:
+def _false_alarms(
+    clf: Classifier, samples: Floats, config: Config, playing: Callable[[int], list[str]]
+) -> dict[str, Any]:
     from edge.daemon import replay
 
     rate = clf.manifest.features.sample_rate
