@@ -82,7 +82,9 @@ def _without_rule(manifest: Manifest) -> Manifest:
     head = manifest.audioset
     if head is None:
         raise SystemExit("the model has no AudioSet head: nothing to confirm with")
-    return dataclasses.replace(manifest, audioset=dataclasses.replace(head, veto=None, confirm=None))
+    # every rule the bundle states, the evidence included: a recording replayed under a rule must hold the
+    # network's own scores, or the evidence is applied twice
+    return dataclasses.replace(manifest, audioset=dataclasses.replace(head, veto=None, confirm=None, evidence=None))
 
 
 def _cached(key: str, make: Any) -> Recording:

@@ -14,6 +14,7 @@ from bench import open_set
 from bench.event_scoring import Span
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
+from edge.model.evidence import Evidence
 
 RATE = 16000
 
@@ -28,10 +29,13 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[open_set.Recordi
     bundle = read_bundle(audioset_bundle(tmp_path_factory.mktemp("open_set") / "two.auricle", selftest=False))
     bare = open_set._without_rule(bundle.manifest)  # the test model's veto (Speech) is left out
     clf = Classifier(dataclasses.replace(bundle, manifest=bare))
-    quiet = np.zeros(RATE, dtype=np.float32)
-    samples = np.concatenate([quiet, tones(1000, 500), quiet, tones(1000, 5000), quiet])
     spans = [Span("a", "tone_1000", 1.0, 2.5), Span("b", "tone_1000", 3.5, 5.0)]
-    return open_set.record(clf, samples, spans), clf
+    return open_set.record(clf, _samples(), spans), clf
+
+
+def _samples() -> np.ndarray:
+    quiet = np.zeros(RATE, dtype=np.float32)
+    return np.concatenate([quiet, tones(1000, 500), quiet, tones(1000, 5000), quiet])
 
 
 def test_both_outputs_are_recorded_at_every_hop(recorded: tuple[open_set.Recording, Classifier]) -> None:
@@ -73,3 +77,22 @@ def test_figures_name_the_labels_of_the_false_events(recorded: tuple[open_set.Re
     got = open_set.figures(rule, {"home": [one_sound], "background": [rec], "fold": [rec]})
     assert got["home_false_labels"] == {"tone_1000": 1} and got["background_false_events"] == 2
     assert open_set.figures(rule, {"home": [rec], "background": [rec], "fold": [rec]})["home_false_labels"] == {}
+
+
+def test_a_bundles_evidence_is_left_out_of_the_recording(
+    recorded: tuple[open_set.Recording, Classifier], tmp_path: Path
+) -> None:
+    """An evidence bundle's recording holds the network's own scores, so ``--evidence`` applies its rule once
+    (it was applied twice: the recording already weighed, then the replay again)."""
+    rec, clf = recorded
+    head = clf.manifest.audioset
+    assert head is not None
+    fitted = Evidence(classes={"tone_1000": (MUSIC,)}, weights={"tone_1000": (1.0, 2.0, -3.0)})
+    bundle = read_bundle(audioset_bundle(tmp_path / "ev.auricle", head=dataclasses.replace(head, evidence=fitted)))
+    assert bundle.manifest.audioset is not None and bundle.manifest.audioset.evidence == fitted
+    bare = open_set._without_rule(bundle.manifest)
+    assert bare.audioset is not None and bare.audioset.evidence is None
+    again = open_set.record(Classifier(dataclasses.replace(bundle, manifest=bare)), _samples(), rec.spans)
+    assert np.allclose(again.events, rec.events, atol=1 / 128)  # the network's scores, as without the evidence
+    weighed = open_set.record(Classifier(bundle), _samples(), rec.spans)
+    assert np.abs(weighed.events[:, 0] - rec.events[:, 0]).max() > 0.1  # what the old recording held
