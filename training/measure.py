@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from training.data.background import Part
 from training.data.prepare import Prepared
 from training.evaluate import evaluate
 from training.recipe.load import LoadedConfig
@@ -24,11 +25,17 @@ def scores(
     return evaluate.score_clips(clf, prepared.frames, clips, cfg.window.hop_frames)
 
 
-def calibrate(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes, rule: evaluate.Rule = "recipe") -> Any:
-    """Thresholds from the false-alarm budget on the calibrate background (None without one)."""
+def calibrate(
+    loaded: LoadedConfig,
+    prepared: Prepared,
+    int8_bytes: bytes,
+    rule: evaluate.Rule = "recipe",
+    part: Part | None = None,
+) -> Any:
+    """Thresholds from the false-alarm budget on the calibrate background, or on ``part`` (None without one)."""
     from training.calibrate import replay
 
-    cfg, bg = loaded.config, prepared.background.calibrate
+    cfg, bg = loaded.config, prepared.background.calibrate if part is None else part
     if not bg.paths:
         _LOGGER.info("no calibrate background: thresholds by best F1 on the validation clips")
         return None

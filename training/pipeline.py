@@ -81,6 +81,7 @@ def _evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
     int8_bytes = (out / export.INT8_FILE).read_bytes()
     targets = np.asarray(prepared.targets)
     test, val = list(prepared.split.test), list(prepared.split.val)
+    loaded, confirm_fit = audioset_rule.fit_confirmation(loaded, prepared, int8_bytes)
     rule, fitted = audioset_rule.evidence_rule(loaded, prepared, int8_bytes)
     loaded, hops = audioset_rule.learn_unconfirmed(loaded, prepared, int8_bytes)
     with stages.timed("evaluate clips", f"{len(test)} test clips (float32 and int8), {len(val)} validation clips"):
@@ -102,6 +103,8 @@ def _evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
         thresholds = calibration.thresholds()
     full = _assemble(loaded, prepared, result, thresholds, float_bytes, int8_bytes)
     full |= audioset_rule.against_the_network_alone(loaded, prepared, int8_bytes, scores["int8"], fitted)
+    if confirm_fit:
+        full["confirm_fit"] = confirm_fit
     heldout = None
     if calibration is not None:
         full |= calibration.to_dict()

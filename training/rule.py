@@ -5,6 +5,7 @@ beside the network alone at thresholds from the same budget (training/evaluate/r
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 from typing import Any
@@ -64,6 +65,51 @@ def evidence_rule(loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes) -
     }
     (loaded.output / "evidence.json").write_text(json.dumps(seen, indent=1) + "\n", encoding="utf-8")
     return fitted, seen
+
+
+def fit_confirmation(
+    loaded: LoadedConfig, prepared: Prepared, int8_bytes: bytes
+) -> tuple[LoadedConfig, dict[str, Any]]:
+    """``audioset.confirm.fit_thresholds``: the confirmation's threshold and slope fitted on training-side audio by
+    the user's measure: for each pair, thresholds for the budget on the background kept from the network, and the
+    validation clips' event recall at them; the most recall wins (then the fewest labels failing the budget)."""
+    from training.data.data import DataError
+    from training.model.export import audioset_output
+
+    confirm = loaded.config.audioset.confirm
+    if not confirm.fit_thresholds or not confirm.mapping or audioset_output(int8_bytes) is None:
+        return loaded, {}
+    part = prepared.background.evidence
+    if not part.paths:
+        raise DataError(
+            "audioset.confirm.fit_thresholds: no background kept from the network (audioset.evidence.unseen_fraction)"
+        )
+    tried: list[dict[str, Any]] = []
+    for threshold, slope in itertools.product(confirm.fit_thresholds, confirm.fit_slopes or (confirm.slope,)):
+        trial = _with_confirm(loaded, threshold=threshold, slope=slope)
+        calibration = measure.calibrate(trial, prepared, int8_bytes, "recipe", part)
+        recall = 0.0 if calibration is None or calibration.recall is None else round(calibration.recall, 4)
+        failing = len(prepared.labels) if calibration is None else len(calibration.failing())
+        tried.append({"threshold": threshold, "slope": slope, "recall": recall, "failing": failing})
+        _LOGGER.info("confirmation fit: threshold %g, slope %g: validation recall %.3f, %d labels failing",
+                     threshold, slope, recall, failing)  # fmt: skip
+    best = most_recall(tried)
+    _LOGGER.info("confirmation fit: threshold %g, slope %g chosen", best["threshold"], best["slope"])
+    fitted = {"chosen": best, "tried": tried, "background_files": len(part.paths)}
+    (loaded.output / "confirm_fit.json").write_text(json.dumps(fitted, indent=1) + "\n", encoding="utf-8")
+    return _with_confirm(loaded, threshold=best["threshold"], slope=best["slope"]), fitted
+
+
+def most_recall(tried: list[dict[str, Any]]) -> dict[str, Any]:
+    """The tried pair with the most validation recall at the budget, then the fewest labels failing it, then the
+    first tried (the grid's order: the gentlest rule first)."""
+    return max(tried, key=lambda r: (r["recall"], -r["failing"]))
+
+
+def _with_confirm(loaded: LoadedConfig, threshold: float, slope: float) -> LoadedConfig:
+    audioset = loaded.config.audioset
+    confirm = dataclasses.replace(audioset.confirm, threshold=threshold, slope=slope)
+    return replace(loaded, audioset=dataclasses.replace(audioset, confirm=confirm))
 
 
 def fit_background(background: Background, wanted: EvidenceConfig) -> Part:

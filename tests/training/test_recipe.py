@@ -107,3 +107,35 @@ def test_the_confirmation_mapping_resolves_from_the_file_that_states_it(tmp_path
     mapping.unlink()
     with pytest.raises(ConfigError, match=r"^child\.yaml: audioset\.confirm\.mapping: no such file: .*map\.csv$"):
         load(child)
+
+
+@pytest.mark.parametrize(
+    ("confirm", "unseen", "message"),
+    [
+        ("{fit_thresholds: [0.1, 1.0], fit_slopes: [2]}", 0.25, r"fit_thresholds: scores between 0 and 1"),
+        ("{fit_thresholds: [0.1], fit_slopes: [0, 2]}", 0.25, r"fit_slopes: above 0 \(0 is the hard gate\)"),
+        ("{fit_thresholds: [0.1]}", 0.25, r"fit_thresholds: needs fit_slopes or a slope above 0"),
+        ("{fit_thresholds: [0.1], fit_slopes: [2]}", 0.0, r"needs background kept from the network"),
+    ],
+)
+def test_a_fitted_confirmation_needs_a_sound_grid_and_background_kept_apart(
+    confirm: str, unseen: float, message: str
+) -> None:
+    text = BASE + f"audioset: {{confirm: {confirm}, evidence: {{unseen_fraction: {unseen}}}}}\n"
+    with pytest.raises(ConfigError, match=r"^c\.yaml: audioset\.(confirm|evidence)\..*" + message):
+        parse(text, "c.yaml")
+    ok = BASE + "audioset: {confirm: {fit_thresholds: [0.1], fit_slopes: [2]}, evidence: {unseen_fraction: 0.25}}\n"
+    assert parse(ok, "c.yaml").audioset.confirm.fit_thresholds == (0.1,)
+
+
+def test_the_fitted_confirmation_takes_the_most_recall_then_the_fewest_failing_then_the_first() -> None:
+    from training.rule import most_recall
+
+    tried = [
+        {"threshold": 0.03, "slope": 1.0, "recall": 0.70, "failing": 9},
+        {"threshold": 0.1, "slope": 2.0, "recall": 0.74, "failing": 9},
+        {"threshold": 0.2, "slope": 2.0, "recall": 0.74, "failing": 7},
+        {"threshold": 0.3, "slope": 4.0, "recall": 0.74, "failing": 7},
+    ]
+    assert most_recall(tried) is tried[2]
+    assert most_recall(tried[:2]) is tried[1]

@@ -141,6 +141,9 @@ def test_evidence_part_is_loaded_kept_apart_and_round_trips(tmp_path: Path) -> N
     assert fit_background(back, type(wanted)(enabled=True)) is back.train  # no share kept: the train part
     cfg.write_text(head + "audioset: {evidence: {enabled: false, unseen_fraction: 0.5}}\n")
     assert not background.load(load(cfg)).evidence.paths  # no fit, nothing kept from the network
+    fit_confirm = "audioset: {confirm: {fit_thresholds: [0.1], fit_slopes: [2]}, evidence: {unseen_fraction: 0.5}}\n"
+    cfg.write_text(head + fit_confirm)
+    assert background.load(load(cfg)).evidence.paths == loaded.evidence.paths  # the fitted confirmation's too
     cfg.write_text(head + "audioset: {evidence: {enabled: true, unseen_fraction: 0.0001}}\n")
     with pytest.raises(DataError, match=r"unseen_fraction 0\.0001 kept no background train group from the network"):
         background.load(load(cfg))

@@ -251,7 +251,8 @@ def load(loaded: LoadedConfig) -> Background:
     """Every background source of the config (all parts) and ``augment.noise_dir``, through the feature cache."""
     cfg = loaded.config
     files: dict[str, list[Path]] = {p: [] for p in (*PARTS, "noise")}
-    unseen = cfg.audioset.evidence.unseen_fraction if cfg.audioset.evidence.enabled else 0.0
+    fits = cfg.audioset.evidence.enabled or bool(cfg.audioset.confirm.fit_thresholds)
+    unseen = cfg.audioset.evidence.unseen_fraction if fits else 0.0
     for source in cfg.data.background:
         for part, paths in list_files(source, loaded.path(source.path), unseen).items():
             files[part].extend(paths)

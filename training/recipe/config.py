@@ -272,6 +272,13 @@ class ConfirmConfig:
     with the rest): its classes do not hear it.  0: every mapped label is confirmed."""
     unconfirmed: tuple[str, ...] = ()
     """Mapped labels left unconfirmed anyway (the evaluate stage adds those ``min_confirmed`` drops)."""
+    fit_thresholds: tuple[float, ...] = ()
+    """Non-empty: ``threshold`` and ``slope`` are fitted in the evaluate stage, not stated: for each pair of these
+    and ``fit_slopes``, thresholds for the false-alarm budget on the background kept from the network
+    (``audioset.evidence.unseen_fraction``), and the pair with the most validation event recall there wins (the
+    user's measure: events heard at a false-alarm rate, not a likelihood on hops)."""
+    fit_slopes: tuple[float, ...] = ()
+    """Slopes tried with ``fit_thresholds`` (empty: ``slope`` alone)."""
     class_map: str = ""
     """YAMNet's class map (``index,mid,display_name``) that turns the mapping's names into indices, relative to
     the config file; empty: ``yamnet_class_map.csv`` beside ``model.weights`` (the YAMNet file)."""

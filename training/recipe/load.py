@@ -51,6 +51,29 @@ def _check(config: TrainConfig, source: str) -> None:
     if config.fit.qat_epochs and config.model.arch != "mobilenet":
         raise ConfigError(f"{source}: fit.qat_epochs: supported for model.arch mobilenet only, not {config.model.arch}")
     _check_open_set(config, source)
+    _check_confirm_fit(config, source)
+
+
+def _check_confirm_fit(config: TrainConfig, source: str) -> None:
+    """The fitted confirmation's grid: scores strictly between 0 and 1, positive slopes, background kept apart."""
+    confirm = config.audioset.confirm
+    if not confirm.fit_thresholds:
+        return
+    if any(not 0 < t < 1 for t in confirm.fit_thresholds):
+        raise ConfigError(
+            f"{source}: audioset.confirm.fit_thresholds: scores between 0 and 1, not {confirm.fit_thresholds}"
+        )
+    if any(s <= 0 for s in confirm.fit_slopes):
+        raise ConfigError(
+            f"{source}: audioset.confirm.fit_slopes: above 0 (0 is the hard gate), not {confirm.fit_slopes}"
+        )
+    if not confirm.fit_slopes and confirm.slope <= 0:
+        raise ConfigError(f"{source}: audioset.confirm.fit_thresholds: needs fit_slopes or a slope above 0")
+    if config.audioset.evidence.unseen_fraction <= 0:
+        raise ConfigError(
+            f"{source}: audioset.confirm.fit_thresholds: needs background kept from the network "
+            "(audioset.evidence.unseen_fraction above 0)"
+        )
 
 
 def _check_yamnet(config: TrainConfig, source: str) -> None:
