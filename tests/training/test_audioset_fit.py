@@ -32,9 +32,9 @@ FEATURES = (
 )
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, audioset: str = "", train_background: int = 2) -> Path:
     manifest = td.esc50_subset(tmp_path, ["dog", "rain", "church_bells"], per_fold=1)
-    bg = td.background_subset(tmp_path, train=2, calibrate=6)
+    bg = td.background_subset(tmp_path, train=train_background, calibrate=6)
     cfg = tmp_path / "yamnet.yaml"
     cfg.write_text(
         f"data: {{manifest: {manifest}, audio_root: {td.ESC50 / 'audio'}, train_folds: [1, 2, 3], test_folds: [4],\n"
@@ -48,7 +48,7 @@ def _config(tmp_path: Path) -> Path:
         "calibration: {budget_per_hour: 2.0, mixture_minutes: 0.5}\n"
         "export: {calibration_windows: 16, latency_runs: 20}\n"
         "output: run\nbundle: {name: smoke, version: 4.0.0}\n"
-        f"audioset: {{confirm: {{mapping: {MAPPING}, threshold: 0.05, slope: 2.0, min_confirmed: 0.5}}}}\n"
+        f"audioset: {{confirm: {{mapping: {MAPPING}, threshold: 0.05, slope: 2.0, min_confirmed: 0.5{audioset}}}}}\n"
     )
     return cfg
 
@@ -94,6 +94,29 @@ def test_yamnet_backbone_trains_exports_two_heads_and_resumes(
     stamps = {p.name: p.stat().st_mtime_ns for p in (run / lwf_cache.CACHE_DIR).iterdir()}
     assert cli.main(["fit", "--config", str(cfg)]) == 0  # a rerun reads the cache and the finished phases back
     assert {p.name: p.stat().st_mtime_ns for p in (run / lwf_cache.CACHE_DIR).iterdir()} == stamps
+
+
+def test_the_confirmations_numbers_are_fitted_on_background_kept_from_the_network(tmp_path: Path) -> None:
+    """``audioset.confirm.fit_thresholds``: every pair tried on the background the network never trained on, the
+    bundle states the one with the most validation recall; calibration, held-out and the report then use it."""
+    reason = td.missing(YAMNET, td.ESC50 / "esc50.csv", td.BACKGROUND / "background.csv")
+    if reason:
+        pytest.skip(reason)
+    grid = ", fit_thresholds: [0.05, 0.5], fit_slopes: [2.0]}, evidence: {unseen_fraction: 0.5"
+    cfg = _config(tmp_path, grid, train_background=4)
+    assert cli.main(["run", "--config", str(cfg)]) == 0
+    run = tmp_path / "run"
+    background = prepare.load(run).background
+    assert background.evidence.paths and background.train.paths
+    assert not set(background.evidence.paths) & set(background.train.paths)
+    fit = json.loads((run / "confirm_fit.json").read_text())
+    assert [(t["threshold"], t["slope"]) for t in fit["tried"]] == [(0.05, 2.0), (0.5, 2.0)]
+    assert fit["chosen"] in fit["tried"] and fit["background_files"] == len(background.evidence.paths)
+    assert all(0 <= t["recall"] <= 1 and 0 <= t["failing"] <= 3 for t in fit["tried"])
+    head = read_bundle(run / "smoke.auricle").manifest.audioset
+    assert head is not None and head.confirm is not None
+    assert (head.confirm.threshold, head.confirm.slope) == (fit["chosen"]["threshold"], 2.0)
+    assert json.loads((run / "report.json").read_text())["confirm_fit"] == fit
 
 
 def _audioset_outputs(path: Path, prepared: prepare.Prepared) -> np.ndarray:
