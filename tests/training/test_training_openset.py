@@ -110,6 +110,8 @@ def test_evidence_part_keeps_whole_train_groups_from_the_network(tmp_path: Path)
     assert kept != {f"speaker{i}" for i in range(40) if background.held_out(f"speaker{i}", 0.3)}  # salted
     before = background.list_files(source, manifest)
     assert not before["evidence"] and len(before["train"]) == 400
+    tiny = background.list_files(source, manifest, 1e-9)  # no group drawn: the whole group hashed lowest is kept
+    assert (len(tiny["evidence"]), len(tiny["train"])) == (10, 390)
     assert (files["calibrate"], files["report"]) == (before["calibrate"], before["report"])
     folder = background.list_files(BackgroundSource(path=str(root)), root, 0.9)
     assert sorted(p.name for p in folder["evidence"] + folder["train"]) == ["loose.wav", "noise_0.wav"]
@@ -145,8 +147,19 @@ def test_evidence_part_is_loaded_kept_apart_and_round_trips(tmp_path: Path) -> N
     cfg.write_text(head + fit_confirm)
     assert background.load(load(cfg)).evidence.paths == loaded.evidence.paths  # the fitted confirmation's too
     cfg.write_text(head + "audioset: {evidence: {enabled: true, unseen_fraction: 0.0001}}\n")
+    tiny = background.load(load(cfg))  # a share too small to draw any group: one is kept anyway, the rest train
+    assert (
+        len(tiny.evidence.paths) == 1 and len(tiny.train.paths) == len(loaded.train.paths + loaded.evidence.paths) - 1
+    )
+    one = td.write_manifest(tmp_path / "one.csv", [{"filename": "train/noise_0.wav", "split": "train"}])
+    td.noise_folder(tmp_path / "one_audio", per_part=1)
+    sources = f"[{{path: {one}, audio_root: one_audio}}]"
+    cfg.write_text(
+        f"data: {{manifest: m.csv, audio_root: a, cache_dir: cache, background: {sources}}}\n"
+        "output: run\naudioset: {evidence: {enabled: true, unseen_fraction: 0.0001}}\n"
+    )
     with pytest.raises(DataError, match=r"unseen_fraction 0\.0001 kept no background train group from the network"):
-        background.load(load(cfg))
+        background.load(load(cfg))  # one group only: it stays the network's, and the fit has none
 
 
 def test_manifest_source_errors_name_the_problem(tmp_path: Path) -> None:

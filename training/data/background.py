@@ -141,6 +141,7 @@ def _from_folder(
 ) -> dict[str, list[Path]]:
     """Every audio file under ``root``; a top-level subfolder named like a split decides its part."""
     out: dict[str, list[Path]] = {p: [] for p in PARTS}
+    groups: list[str] = []  # the group of each train file, in order
     left_out: list[str] = []
     by_list = 0
     for f in sorted(root.rglob("*")):
@@ -159,9 +160,12 @@ def _from_folder(
             part = "report"
         elif part == "train" and kept_for_evidence(str(f.relative_to(root)), evidence_fraction):
             part = "evidence"
+        if part == "train":
+            groups.append(str(f.relative_to(root)))
         if part is not None:
             out[part].append(f)
     _log_excluded(source, left_out, by_list)
+    _keep_one_group(out, groups, evidence_fraction, root)
     if not any(out.values()):
         raise DataError(f"{root}: no audio files in data.background source ({', '.join(AUDIO_SUFFIXES)})")
     return out
@@ -182,6 +186,7 @@ def _from_manifest(
     has_split = source.split_column in columns
     has_group = source.group_column in columns
     out: dict[str, list[Path]] = {p: [] for p in PARTS}
+    groups: list[str] = []  # the group of each train file, in order
     left_out: list[str] = []
     by_list = 0
     for row in rows:
@@ -197,14 +202,33 @@ def _from_manifest(
             part = "report"
         elif part == "train" and kept_for_evidence(group or row[source.filename_column], evidence_fraction):
             part = "evidence"
+        if part == "train":
+            groups.append(group or row[source.filename_column])
         if part is not None:
             out[part].append(root / row[source.filename_column].strip())
     _log_excluded(source, left_out, by_list)
+    _keep_one_group(out, groups, evidence_fraction, manifest)
     missing = [p for paths in out.values() for p in paths if not p.is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DataError(f"{missing[0]}: background file listed in {manifest.name} does not exist{more}")
     return out
+
+
+def _keep_one_group(out: dict[str, list[Path]], groups: list[str], fraction: float, where: Path) -> None:
+    """A share asked for but no train group drawn (a small source): the group with the smallest salted hash is kept,
+    so the fit has background, as long as another group stays for the network; one line says so.  ``groups``: the
+    group of each of ``out["train"]``, in order."""
+    names = set(groups)
+    if fraction <= 0 or out["evidence"] or len(names) < 2:
+        return
+    name = min(names, key=lambda g: hashlib.sha256((_EVIDENCE_SALT + g).encode("utf-8")).hexdigest())
+    out["evidence"] = [f for f, g in zip(out["train"], groups, strict=True) if g == name]
+    out["train"] = [f for f, g in zip(out["train"], groups, strict=True) if g != name]
+    _LOGGER.warning(
+        "background %s: a share of %g kept no train group for the fit; kept one (%s, %d file(s)) of %d",
+        where, fraction, name, len(out["evidence"]), len(names),
+    )  # fmt: skip
 
 
 def with_parts(b: Background, extra: dict[str, Part]) -> Background:
