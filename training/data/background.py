@@ -42,15 +42,19 @@ _EVIDENCE_SALT = "evidence:"
 """Prefixed to a train group's name for its hash, so the evidence share is drawn independently of the report's."""
 
 
+def _share(name: str) -> float:
+    """A stable hash of ``name`` in [0, 1): where a group falls when a share of the groups is drawn."""
+    return int(hashlib.sha256(name.encode("utf-8")).hexdigest()[:8], 16) / 2**32
+
+
 def held_out(group: str, fraction: float) -> bool:
     """True when a calibrate group belongs to the report part (a stable hash of its name)."""
-    h = int(hashlib.sha256(group.encode("utf-8")).hexdigest()[:8], 16) / 2**32
-    return h < fraction
+    return _share(group) < fraction
 
 
 def kept_for_evidence(group: str, fraction: float) -> bool:
     """True when a train group is kept from the network for the evidence fit (a salted stable hash of its name)."""
-    return fraction > 0 and held_out(_EVIDENCE_SALT + group, fraction)
+    return fraction > 0 and _share(_EVIDENCE_SALT + group) < fraction
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,7 @@ def _keep_one_group(out: dict[str, list[Path]], groups: list[str], fraction: flo
     names = set(groups)
     if fraction <= 0 or out["evidence"] or len(names) < 2:
         return
-    name = min(names, key=lambda g: hashlib.sha256((_EVIDENCE_SALT + g).encode("utf-8")).hexdigest())
+    name = min(sorted(names), key=lambda g: _share(_EVIDENCE_SALT + g))
     out["evidence"] = [f for f, g in zip(out["train"], groups, strict=True) if g == name]
     out["train"] = [f for f, g in zip(out["train"], groups, strict=True) if g != name]
     _LOGGER.warning(
@@ -283,6 +287,8 @@ def load(loaded: LoadedConfig) -> Background:
     if cfg.augment.noise_dir:
         noise = BackgroundSource(path=cfg.augment.noise_dir, train_split="", calibrate_split="")
         files["noise"] = list_files(noise, loaded.path(cfg.augment.noise_dir))["train"]
+    if unseen > 0 and not files["evidence"]:  # said before any feature is computed
+        raise DataError(f"audioset.evidence.unseen_fraction {unseen:g} kept no background train group from the network")
     overlap = sorted(set(files["train"]) & set(files["calibrate"]))
     if overlap:
         raise DataError(f"{overlap[0]}: background file is in both the train and the calibrate part")
@@ -293,6 +299,4 @@ def load(loaded: LoadedConfig) -> Background:
         names = [str(f.filename) for f in got.frames]  # type: ignore[attr-defined]
         parts[part] = Part([c.path for c in got.clips], got.frames, names)
         skipped.extend(got.skipped)
-    if unseen > 0 and not files["evidence"]:
-        raise DataError(f"audioset.evidence.unseen_fraction {unseen:g} kept no background train group from the network")
     return Background(parts["train"], parts["calibrate"], skipped, parts["noise"], parts["report"], parts["evidence"])
