@@ -30,6 +30,8 @@ from training.recipe.load import LoadedConfig, replace
 _LOGGER = logging.getLogger(__name__)
 
 STATS = "model_stats.json"
+SELFTEST_CLIPS = 8
+"""The most confident validation clips the self-test window is chosen from (edge/model/selftest.py)."""
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 
 
@@ -120,9 +122,11 @@ def _evaluate(loaded: LoadedConfig, prepared: Prepared) -> dict[str, Any]:
             full["rule"] |= audioset_rule.confirmation_report(loaded, prepared, int8_bytes, calibration, heldout, hops)
             stage.detail = rule_report.verdict(full["rule"])
     _write_reports(loaded, prepared, full, scores)
-    confident = val[int(np.argmax(val_scores.max(axis=1)))] if val else test[0]
+    surest = np.argsort(-val_scores.max(axis=1), kind="stable")[:SELFTEST_CLIPS]
+    confident = [val[int(i)] for i in surest] if val else test[:1]
     with stages.timed("bundle") as stage:
-        stage.detail = str(_write_bundle(loaded, prepared, full, int8_bytes, prepared.clips[confident].path, rule))
+        clips = [prepared.clips[i].path for i in confident]
+        stage.detail = str(_write_bundle(loaded, prepared, full, int8_bytes, clips, rule))
     return full
 
 
@@ -207,11 +211,12 @@ def _write_bundle(
     prepared: Prepared,
     full: dict[str, Any],
     int8_bytes: bytes,
-    selftest_clip: Path,
+    selftest_clips: list[Path],
     rule: evaluate.Rule = "recipe",
 ) -> Path:
-    """The bundle, with a self-test (the last window of ``selftest_clip``, a validation clip the model is
-    sure of, and the scores it gives) that devices check before taking the bundle over the air."""
+    """The bundle, with a self-test (a window of ``selftest_clips``, validation clips the model is sure
+    of, chosen by edge/model/selftest.py ``choose_window``, and the scores it gives) that devices check
+    before taking the bundle over the air."""
     from edge.model.selftest import selftest_for
     from training.data.data import read_audio
 
@@ -226,7 +231,7 @@ def _write_bundle(
     key = load_private_key(loaded.path(cfg.bundle.signing_key)) if cfg.bundle.signing_key else None
     path = bundle_path(loaded)
     path.parent.mkdir(parents=True, exist_ok=True)
-    samples = read_audio(selftest_clip, cfg.features.sample_rate)
+    samples = [read_audio(clip, cfg.features.sample_rate) for clip in selftest_clips]
     test = selftest_for(manifest, int8_bytes, samples)
     write_bundle(path, manifest, int8_bytes, private_key=key, selftest=test)
     return path

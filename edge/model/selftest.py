@@ -17,11 +17,14 @@ a model with an AudioSet head (edge/model/audioset.py) adds a third, ``audioset`
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import logging
 import os
 import time
 import zipfile
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +38,7 @@ from edge.model.bundle import SELFTEST, Bundle, BundleError, Manifest, read_bund
 from edge.model.classifier import Classifier
 from edge.model.outputs import OutputSpec
 
+_LOGGER = logging.getLogger(__name__)
 Floats = npt.NDArray[np.float32]
 MEMBERS = ("samples.npy", "scores.npy")
 AUDIOSET = "audioset.npy"
@@ -46,6 +50,14 @@ INT8_TOLERANCE_STEPS = 4
 (esc50 3.0.0: up to 3 steps between ai-edge-litert 1.4.0 and 2.3.0, tests/model/test_runtime_compat.py), plus one."""
 FLOAT_TOLERANCE = 0.02
 """Allowed difference per output of a float32 model (0..1 scores)."""
+STABLE_STEPS = 1.0
+"""Largest difference between XNNPACK and the builtin kernels, per output, on the window training stores."""
+SENSITIVE_STEPS = 2 * INT8_TOLERANCE_STEPS
+"""How far a level :data:`FRONT_END_ERROR_DB` off must move some output on the stored window, so the test
+fails a front end that is off (twice the tolerance, so not by luck of rounding)."""
+FRONT_END_ERROR_DB = 1.0
+CANDIDATE_WINDOWS = 240
+"""At most this many windows are tried (spread evenly over the candidates' windows), so choosing stays a few s."""
 TIMED_RUNS = 3
 
 
@@ -71,6 +83,39 @@ class SelfTestResult:
     """Median time of one inference (front end output -> tensor -> invoke)."""
 
 
+@dataclass(frozen=True)
+class WindowChoice:
+    """The window :func:`choose_window` picked and why."""
+
+    samples: npt.NDArray[np.int16]
+    """Exactly one window of int16 PCM."""
+    spread_steps: float
+    """Largest difference between XNNPACK and the builtin kernels on it, in output steps."""
+    sensitivity_steps: float
+    """Largest move of an output when the level reaching the front end is :data:`FRONT_END_ERROR_DB` off
+    (either way): what a front end that scales or references its dB wrongly does."""
+    top_score: float
+    """The model's highest label score on it."""
+    tried: int
+    """Windows compared."""
+
+    @property
+    def stable(self) -> bool:
+        return self.spread_steps <= STABLE_STEPS + 1e-3
+
+    @property
+    def sensitive(self) -> bool:
+        return self.sensitivity_steps >= SENSITIVE_STEPS - 1e-3
+
+    def describe(self) -> str:
+        """One line for the training log."""
+        return (
+            f"self-test window: kernels agree within {self.spread_steps:.0f} steps (want <= {STABLE_STEPS:g}), a "
+            f"{FRONT_END_ERROR_DB:g} dB front-end error moves it {self.sensitivity_steps:.0f} steps (want >= "
+            f"{SENSITIVE_STEPS:g}), top score {self.top_score:.2f}; {self.tried} windows tried"
+        )
+
+
 def window_samples(manifest: Manifest) -> int:
     """Samples that make exactly one model window."""
     f = manifest.features
@@ -90,17 +135,83 @@ def all_outputs(classifier: Classifier, samples: npt.ArrayLike) -> tuple[Floats,
     return all_scores(classifier, samples), classifier.audioset_scores()
 
 
-def make_selftest(source: Bundle | Classifier | str | os.PathLike[str], samples: npt.ArrayLike) -> bytes:
-    """``selftest.npz`` bytes for a model: the last window of ``samples`` (mono, -1..1, model rate) and its scores.
+def make_selftest(
+    source: Bundle | Classifier | str | os.PathLike[str], samples: npt.ArrayLike | Sequence[npt.ArrayLike]
+) -> bytes:
+    """``selftest.npz`` bytes for a model: the window :func:`choose_window` picks from ``samples`` (one clip or
+    several, mono, -1..1, model rate) and the scores the model gives for it.
 
-    ``source`` is the bundle (or its path) or a Classifier already loaded from it.
+    ``source`` is the bundle (or its path) or a Classifier already loaded from it (on XNNPACK).
     """
     classifier = source if isinstance(source, Classifier) else Classifier(_bundle(source))
-    x = np.asarray(samples, dtype=np.float64).reshape(-1)
+    choice = choose_window(classifier, samples)
+    _LOGGER.info("%s", choice.describe())
+    return _selftest_bytes(classifier, choice.samples)
+
+
+def choose_window(classifier: Classifier, samples: npt.ArrayLike | Sequence[npt.ArrayLike]) -> WindowChoice:
+    """The window of ``samples`` (one clip or several) to store: the most confident of those on which
+    XNNPACK and the builtin kernels agree within :data:`STABLE_STEPS` and a front end
+    :data:`FRONT_END_ERROR_DB` off moves some output :data:`SENSITIVE_STEPS`; failing that the most confident
+    stable one, failing that the one with the smallest spread.  ValueError when no clip holds a window."""
     need = window_samples(classifier.manifest)
-    if len(x) < need:
-        raise ValueError(f"self-test audio: need at least {need} samples (one window), got {len(x)}")
-    pcm = np.clip(np.round(x[-need:] * 32767.0), -32768, 32767).astype(np.int16)
+    clips = _clips(samples)
+    windows = [_pcm(c[i : i + need]) for c in clips for i in _starts(len(c), need, classifier.manifest)]
+    if not windows:
+        longest = max((len(c) for c in clips), default=0)
+        raise ValueError(f"self-test audio: need at least {need} samples (one window), got {longest}")
+    windows = [windows[i] for i in np.linspace(0, len(windows) - 1, min(len(windows), CANDIDATE_WINDOWS)).astype(int)]
+    builtin = Classifier(classifier.bundle, kernels="builtin")
+    choices = [measure_window(classifier, builtin, w) for w in windows]
+    stable = [c for c in choices if c.stable]
+    if not stable:
+        best = min(choices, key=lambda c: (c.spread_steps, -c.sensitivity_steps))
+    else:
+        best = max(stable, key=lambda c: (c.sensitive, c.top_score))
+    return dataclasses.replace(best, tried=len(choices))
+
+
+def measure_window(xnnpack: Classifier, builtin: Classifier, pcm: npt.NDArray[np.int16]) -> WindowChoice:
+    """How one window (int16 PCM) fares: its spread between the kernel families, its sensitivity to a level
+    that is off, and its top label score."""
+    m = xnnpack.manifest
+    samples = pcm.astype(np.float32) / np.float32(32768.0)
+    got = _in_steps(xnnpack, samples)
+    spread = float(np.max(np.abs(got - _in_steps(builtin, samples))))
+    gains = (10.0 ** (sign * FRONT_END_ERROR_DB / 20.0) for sign in (-1, 1))
+    moved = max(float(np.max(np.abs(got - _in_steps(xnnpack, samples * np.float32(g))))) for g in gains)
+    top = float(np.max(got[: len(m.labels)])) * _step(m.output)
+    return WindowChoice(pcm, spread, moved, top, tried=1)
+
+
+def _in_steps(classifier: Classifier, samples: Floats) -> Floats:
+    """Every output for one window of ``samples`` (labels, then AudioSet classes), in output steps."""
+    m = classifier.manifest
+    scores, audioset = all_outputs(classifier, samples)
+    out = [scores / _step(m.output)]
+    if audioset is not None and m.audioset is not None:
+        out.append(audioset / _step(m.audioset.output))
+    return np.concatenate(out).astype(np.float32)
+
+
+def _starts(n: int, need: int, manifest: Manifest) -> range:
+    """Window starts in a clip of ``n`` samples, one per model hop, the last window included."""
+    hop = max(1, manifest.features.hop_samples * manifest.hop_frames)
+    return range((n - need) % hop, n - need + 1, hop) if n >= need else range(0)
+
+
+def _clips(samples: npt.ArrayLike | Sequence[npt.ArrayLike]) -> list[npt.NDArray[np.float64]]:
+    """One clip or a list of clips, as mono float64 arrays."""
+    if isinstance(samples, (list, tuple)) and samples and np.ndim(samples[0]) > 0:
+        return [np.asarray(c, dtype=np.float64).reshape(-1) for c in samples]
+    return [np.asarray(samples, dtype=np.float64).reshape(-1)]
+
+
+def _pcm(x: npt.NDArray[np.float64]) -> npt.NDArray[np.int16]:
+    return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
+
+
+def _selftest_bytes(classifier: Classifier, pcm: npt.NDArray[np.int16]) -> bytes:
     scores, audioset = all_outputs(classifier, pcm.astype(np.float32) / 32768.0)
     arrays: dict[str, npt.NDArray[np.generic]] = {"samples.npy": pcm, "scores.npy": scores.astype(np.float32)}
     if audioset is not None:
@@ -110,19 +221,21 @@ def make_selftest(source: Bundle | Classifier | str | os.PathLike[str], samples:
     return _npz(arrays)
 
 
-def selftest_for(manifest: Manifest, model: bytes, samples: npt.ArrayLike) -> bytes:
+def selftest_for(manifest: Manifest, model: bytes, samples: npt.ArrayLike | Sequence[npt.ArrayLike]) -> bytes:
     """``selftest.npz`` bytes for a bundle not written yet: pass them to ``write_bundle(..., selftest=...)``.
 
-    This is what training calls: one clip (or one window) of mono audio in -1..1 at
-    ``manifest.features.sample_rate``, ideally one the model classifies confidently; its last
-    window is stored with the scores this model gives for it.
+    This is what training calls: one clip or several of mono audio in -1..1 at
+    ``manifest.features.sample_rate``, ideally clips the model classifies confidently; the window
+    :func:`choose_window` picks is stored with the scores this model gives for it.
     """
     b = Bundle(manifest, model, manifest.to_json(), None, f"{manifest.name} {manifest.version}")
     return make_selftest(b, samples)
 
 
 def add_selftest(
-    path: str | os.PathLike[str], samples: npt.ArrayLike, private_key: Ed25519PrivateKey | None = None
+    path: str | os.PathLike[str],
+    samples: npt.ArrayLike | Sequence[npt.ArrayLike],
+    private_key: Ed25519PrivateKey | None = None,
 ) -> None:
     """Rewrite the bundle at ``path`` with a self-test made from ``samples`` (see :func:`make_selftest`).
 
@@ -179,15 +292,19 @@ def run_selftest(classifier: Classifier, test: SelfTest | None, budget_ms: float
 
 def _compare(name: str, got: Floats, want: Floats, spec: OutputSpec, labels: tuple[str, ...]) -> float:
     """Largest difference in output steps; BundleError naming the worst output when over the limit."""
-    step = spec.scale if spec.dtype == "int8" else FLOAT_TOLERANCE / INT8_TOLERANCE_STEPS
     diff = np.abs(got - want)
-    worst = float(np.max(diff)) / step
+    worst = float(np.max(diff)) / _step(spec)
     if worst > INT8_TOLERANCE_STEPS + 1e-3:
         raise BundleError(
             f"{name}: smoke test: scores differ from the stored ones by {worst:.1f} steps "
             f"(limit {INT8_TOLERANCE_STEPS}; worst label {labels[int(np.argmax(diff))]!r})"
         )
     return worst
+
+
+def _step(spec: OutputSpec) -> float:
+    """One output step: the quantisation scale of an int8 output, a fixed share of the tolerance for float."""
+    return spec.scale if spec.dtype == "int8" else FLOAT_TOLERANCE / INT8_TOLERANCE_STEPS
 
 
 def _latency_ms(classifier: Classifier, samples: Floats) -> float:
