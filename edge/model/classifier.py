@@ -22,7 +22,7 @@ from edge.learn.personal import Personal
 from edge.model.audioset import AUDIOSET_CLASSES, HeadScorer
 from edge.model.bundle import Bundle, BundleError, Manifest
 from edge.model.embedding import NoEmbedding
-from edge.model.outputs import Dequantiser, Detail, by_size, describe, matches, size_of
+from edge.model.outputs import Dequantiser, Detail, by_size, describe, logit_scale, matches, size_of
 from edge.model.runtime import Kernels, interpreter_class, runtime_line
 
 _LOGGER = logging.getLogger(__name__)
@@ -60,6 +60,10 @@ class Classifier:
         self._input = self._interp.get_input_details()[0]
         found = _outputs(self._interp.get_output_details(), self.manifest, bundle.path)
         self._output, audioset = found.labels, found.audioset
+        self.logit_scale = logit_scale(interp, self._output)
+        """The int8 step of the logit the label scores are the sigmoid of (None: not a sigmoid of an int8 logit)."""
+        self.audioset_logit_scale = None if audioset is None else logit_scale(interp, audioset)
+        """The same for the AudioSet scores."""
         self._check_tensors()
         background = set(self.manifest.background_labels)
         self._keep = np.array([i for i, x in enumerate(self.manifest.labels) if x not in background])

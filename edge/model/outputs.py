@@ -78,3 +78,24 @@ def spec_of(detail: Detail) -> OutputSpec:
         return OutputSpec(dtype="float32")
     scale, zero = detail["quantization"]
     return OutputSpec(dtype="int8", scale=float(scale), zero_point=int(zero))
+
+
+def logit_scale(interpreter: Any, detail: Detail) -> float | None:
+    """The int8 step of the logit an output is the sigmoid of: the input scale of the ``LOGISTIC`` op that
+    writes it.  None when another op writes it, the logit is not int8, or the runtime cannot list its ops.
+
+    One step of that logit moves a mid-range score by many output steps (a quarter of it: 21 of 256 at the
+    AudioSet head's 0.334), and int8 kernels differ by a step or two of it (edge/model/selftest.py)."""
+    ops = getattr(interpreter, "_get_ops_details", None)
+    if ops is None:
+        return None
+    try:
+        found = [op for op in ops() if detail["index"] in op["outputs"] and op["op_name"] == "LOGISTIC"]
+        if len(found) != 1:  # a delegate's node writes it too; the graph's own op is what counts
+            return None
+        index = int(found[0]["inputs"][0])
+        logit = next(t for t in interpreter.get_tensor_details() if t["index"] == index)
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError, RuntimeError, StopIteration):
+        return None
+    scale = float(logit["quantization"][0])
+    return scale if np.dtype(logit["dtype"]) == np.int8 and scale > 0 else None

@@ -101,7 +101,7 @@ def verify(raw: bytes, name: str, policy: Policy, *, budget_ms: float | None) ->
 
 
 def _smoke_note(result: SelfTestResult, stored: bool) -> str:
-    match = f", scores within {result.max_diff_steps:g} steps" if stored else ", no stored scores"
+    match = f", {result.describe()}" if stored else ", no stored scores"
     return f"smoke test {result.latency_ms:.1f} ms{match}"
 
 
