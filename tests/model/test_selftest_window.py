@@ -112,11 +112,23 @@ def test_the_choice_names_its_margins(clips: list[np.ndarray]) -> None:
 
 def test_scales_of_the_logits_come_from_the_model() -> None:
     """The step the comparison allows two of is the input scale of the graph's own LOGISTIC op, on either
-    kernels (XNNPACK's delegate node writes the outputs too); an output that is no sigmoid has none."""
+    kernels (XNNPACK's delegate node writes the outputs too): every mid-range score is the sigmoid of a whole
+    number of those steps (the self-test window at levels from -40 to +10 dB), and not of a scale 10% off."""
+    test = selftest.load(_shipped())
+    assert test is not None
     for kernels in get_args(Kernels):
-        shipped = Classifier(read_bundle(_shipped()), kernels=kernels)
-        assert shipped.logit_scale == pytest.approx(0.21474, abs=1e-4)
-        assert shipped.audioset_logit_scale == pytest.approx(0.36367, abs=1e-4)
+        clf = Classifier(read_bundle(_shipped()), kernels=kernels)
+        assert clf.logit_scale is not None and clf.audioset_logit_scale is not None
+        levels = [selftest.all_outputs(clf, test.samples * np.float32(10 ** (db / 20))) for db in range(-40, 11, 5)]
+        scores = np.concatenate([s for s, _ in levels])
+        audioset = np.concatenate([a for _, a in levels if a is not None])
+        for p, scale in ((scores, clf.logit_scale), (audioset, clf.audioset_logit_scale)):
+            mid = p[(p > 0.1) & (p < 0.9)].astype(np.float64)
+            assert len(mid) >= 3
+            steps = np.log(mid / (1 - mid)) / scale
+            assert np.max(np.abs(steps - np.round(steps))) < 0.25, (kernels, scale)
+            other = np.log(mid / (1 - mid)) / (scale * 1.1)
+            assert np.max(np.abs(other - np.round(other))) > 0.25
 
 
 def test_two_logit_steps_pass_and_three_fail() -> None:
