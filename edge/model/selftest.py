@@ -11,8 +11,8 @@ device's runtime.
 The comparison is in the units rounding moves.  The label and AudioSet scores
 are sigmoids of int8 logits, and int8 kernels differ by a step or two of the
 logit (XNNPACK against TFLite's builtin kernels, on x86_64 and aarch64, and
-ai-edge-litert 1.4.0 against 2.3.0: measured on 672 fold-3/4 windows of
-esc50 5.2.0's candidate); one step of the AudioSet logit (0.33) moves a
+ai-edge-litert 1.4.0 against 2.3.0: bench/kernel_spread.py, 672 fold-3/4
+windows of esc50 5.2.0); one step of the AudioSet logit (0.33) moves a
 mid-range score by 21 output steps.  So an output passes within
 :data:`INT8_TOLERANCE_STEPS` output steps, or within
 :data:`LOGIT_TOLERANCE_STEPS` steps of the logit it is the sigmoid of (the
@@ -20,11 +20,11 @@ model's own ``LOGISTIC`` input scale, edge/model/outputs.py ``logit_scale``).
 
 Which window is stored matters too.  :func:`choose_window` stores, among the
 candidates training gives, a window on which XNNPACK and the builtin kernels of
-the training machine agree within :data:`STABLE_STEPS` (such windows passed on
-every runtime and machine measured, where 2 of 7 arbitrary ones failed on
-aarch64's builtin kernels) and on which the smallest level error of
-:data:`LEVEL_ERRORS_DB` fails the comparison, so the test can still tell a
-front end that scales its input wrongly.
+the training machine agree within :data:`STABLE_STEPS` (every such window
+passed on every runtime and machine measured, where 2% to 3% of arbitrary ones
+fail on the builtin kernels: bench/kernel_spread.py) and on which the smallest
+level error of :data:`LEVEL_ERRORS_DB` fails the comparison, so the test can
+still tell a front end that scales its input wrongly.
 
 ``selftest.npz`` is a zip of two ``.npy`` arrays (no pickles): ``samples``
 (int16 PCM, mono, at the model's rate, exactly one window) and ``scores``
@@ -202,6 +202,20 @@ def measure_window(xnnpack: Classifier, builtin: Classifier, pcm: npt.NDArray[np
     )
     top = float(np.max(got[0].scores[: len(xnnpack.manifest.labels)]))
     return WindowChoice(pcm, spread, fails_at, top, tried=1)
+
+
+def compare_outputs(classifier: Classifier, want: Sequence[Floats], got: Sequence[Floats]) -> tuple[float, float, bool]:
+    """``got`` against ``want`` by the self-test's rule, each the model's outputs for one window (labels, then
+    AudioSet scores when it has them; :func:`all_outputs`): the largest difference in output steps, the largest in
+    logit steps of the outputs over :data:`INT8_TOLERANCE_STEPS`, and whether every output passes."""
+    m = classifier.manifest
+    specs = [(m.output, classifier.logit_scale, m.labels)]
+    if m.audioset is not None:
+        classes = tuple(f"AudioSet class {i}" for i in range(AUDIOSET_CLASSES))
+        specs.append((m.audioset.output, classifier.audioset_logit_scale, classes))
+    found = [_Output(w, *spec).compare(g) for w, g, spec in zip(want, got, specs, strict=False)]
+    steps = max(float(np.max(c.steps)) for c in found)
+    return steps, max(float(np.max(c.logits)) for c in found), all(c.passed for c in found)
 
 
 def _fails(classifier: Classifier, stored: list[_Output], samples: Floats, db: float) -> bool:
