@@ -23,6 +23,7 @@ from support.shared import shared_dir
 from edge.model import selftest
 from edge.model.bundle import BundleError, read_bundle
 from edge.model.classifier import Classifier
+from edge.model.outputs import logit_scale
 from edge.model.runtime import Kernels
 
 ESC50 = shared_dir() / "data" / "esc50"
@@ -157,3 +158,28 @@ def test_two_logit_steps_pass_and_three_fail() -> None:
     assert "logit steps" in one.describe()
     with pytest.raises(BundleError, match=rf"'AudioSet class {mid}' by \d+\.\d steps, 3\.0 logit steps"):
         selftest.run_selftest(clf, stored(3.0), budget_ms=1e9)
+
+
+def test_without_the_op_list_the_old_rule_holds() -> None:
+    """A runtime that cannot list its ops gives no logit scale, and the comparison falls back to output steps:
+    it refuses what it cannot explain, never accepts it."""
+    clf = Classifier(read_bundle(_shipped()))
+
+    class Bare:  # a real interpreter's public face only
+        def __init__(self, inner: object) -> None:
+            self.get_tensor_details = inner.get_tensor_details  # type: ignore[attr-defined]
+
+    detail = clf._interp.get_output_details()[0]
+    assert logit_scale(clf._interp, detail) is not None and logit_scale(Bare(clf._interp), detail) is None
+    test = selftest.load(_shipped())
+    assert test is not None and test.audioset is not None
+    scores, audioset = selftest.all_outputs(clf, test.samples)
+    assert audioset is not None
+    scale = clf.audioset_logit_scale
+    assert scale is not None
+    want, moved = audioset.copy(), audioset.copy()
+    want[0], moved[0] = 0.5, 1 / (1 + np.exp(-scale))  # one logit step from the middle: over 20 output steps
+    assert selftest.compare_outputs(clf, [scores, want], [scores, moved])[2]  # passes by the logit
+    clf.audioset_logit_scale = None
+    steps, _logits, passed = selftest.compare_outputs(clf, [scores, want], [scores, moved])
+    assert steps > selftest.INT8_TOLERANCE_STEPS and not passed
