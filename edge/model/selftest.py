@@ -208,14 +208,24 @@ def compare_outputs(classifier: Classifier, want: Sequence[Floats], got: Sequenc
     """``got`` against ``want`` by the self-test's rule, each the model's outputs for one window (labels, then
     AudioSet scores when it has them; :func:`all_outputs`): the largest difference in output steps, the largest in
     logit steps of the outputs over :data:`INT8_TOLERANCE_STEPS`, and whether every output passes."""
-    m = classifier.manifest
-    specs = [(m.output, classifier.logit_scale, m.labels)]
-    if m.audioset is not None:
-        classes = tuple(f"AudioSet class {i}" for i in range(AUDIOSET_CLASSES))
-        specs.append((m.audioset.output, classifier.audioset_logit_scale, classes))
-    found = [_Output(w, *spec).compare(g) for w, g, spec in zip(want, got, specs, strict=False)]
+    found = _compared(classifier, want, got)
     steps = max(float(np.max(c.steps)) for c in found)
     return steps, max(float(np.max(c.logits)) for c in found), all(c.passed for c in found)
+
+
+def _compared(classifier: Classifier, want: Sequence[Floats], got: Sequence[Floats]) -> list[_Comparison]:
+    """Each output of ``got`` against the same output of ``want`` (labels, then AudioSet scores)."""
+    return [_Output(w, *spec).compare(g) for w, g, spec in zip(want, got, _specs(classifier), strict=False)]
+
+
+def _specs(classifier: Classifier) -> list[tuple[OutputSpec, float | None, tuple[str, ...]]]:
+    """(quantisation, logit step, names) of the model's label output, then of its AudioSet output if it has one."""
+    m = classifier.manifest
+    found = [(m.output, classifier.logit_scale, m.labels)]
+    if m.audioset is not None:
+        classes = tuple(f"AudioSet class {i}" for i in range(AUDIOSET_CLASSES))
+        found.append((m.audioset.output, classifier.audioset_logit_scale, classes))
+    return found
 
 
 def _fails(classifier: Classifier, stored: list[_Output], samples: Floats, db: float) -> bool:
@@ -271,13 +281,9 @@ class _Comparison:
 
 def _outputs(classifier: Classifier, samples: Floats) -> list[_Output]:
     """The model's outputs for one window of ``samples``: its labels, then its AudioSet classes if it has them."""
-    m = classifier.manifest
     scores, audioset = all_outputs(classifier, samples)
-    found = [_Output(scores, m.output, classifier.logit_scale, m.labels)]
-    if audioset is not None and m.audioset is not None:
-        classes = tuple(f"AudioSet class {i}" for i in range(AUDIOSET_CLASSES))
-        found.append(_Output(audioset, m.audioset.output, classifier.audioset_logit_scale, classes))
-    return found
+    got = [scores] if audioset is None else [scores, audioset]
+    return [_Output(g, *spec) for g, spec in zip(got, _specs(classifier), strict=False)]
 
 
 def _logit(p: Floats, half: float) -> Floats:
@@ -374,11 +380,10 @@ def run_selftest(classifier: Classifier, test: SelfTest | None, budget_ms: float
         raise BundleError(f"{name}: smoke test: {latency_ms:.1f} ms per inference, over the {budget_ms:g} ms budget")
     if test is None:
         return SelfTestResult(0.0, latency_ms)
-    stored = [(test.scores, m.output, classifier.logit_scale, m.labels, got)]
+    want, now = [test.scores], [got]
     if m.audioset is not None and audioset is not None and test.audioset is not None:
-        classes = tuple(f"AudioSet class {i}" for i in range(AUDIOSET_CLASSES))
-        stored.append((test.audioset, m.audioset.output, classifier.audioset_logit_scale, classes, audioset))
-    found = [_Output(want, spec, scale, names).compare(now) for want, spec, scale, names, now in stored]
+        want, now = [test.scores, test.audioset], [got, audioset]
+    found = _compared(classifier, want, now)
     for c in found:
         if not c.passed:
             raise BundleError(
