@@ -2,6 +2,7 @@
 false events, chosen on audio the held-out figures never use.
 
     .venv/bin/python -m bench.open_set --model RUN/esc50.auricle [--split calibrate] [--fold 1] [--seed 7]
+        [--bed ../shared/data/background_more/background_more.csv]
         [--confirm 0 0.05 0.1 0.15] [--slope 0 2] [--keep-at 1 0.98] [--floor 0.05 0.2 0.3 0.4 0.5 0.6]
         [--thresholds-from BUNDLE]
         [--config configs/esc50.yaml] [--json-out FILE]
@@ -15,8 +16,10 @@ hard gate, above 0 the soft confirmation, with ``--keep-at`` the label head scor
 the ``EventDetector`` at the thresholds of ``--thresholds-from`` (default: the model's own) raised to the
 floor.  Three streams, all from one ``--split`` of the backgrounds:
 
-- an hour in a home (``bench/home_hour.py``'s bed, 90 sounds of the home labels from ``--fold``):
-  recall, false events per hour over the home labels and over all labels;
+- an hour in a home (``bench/home_hour.py``'s bed, from ``--bed``'s split, background.csv unless given; 90
+  sounds of the home labels from ``--fold``): recall, false events per hour over the home labels and over all
+  labels. A bed from background_more behaves like the never-tuned hour, which comes from that corpus
+  (models/MODEL_CARD.md, 5.2.0's targets): choose on both beds;
 - the split of every background source of ``--config`` back to back, then 30 min of its mixtures (as
   the training report's held-out figure): event starts per hour;
 - the ``--fold`` clips as one stream (``bench/events.py``'s): event recall over all labels.
@@ -100,13 +103,18 @@ def _cached(key: str, make: Any) -> Recording:
     return made
 
 
+def home_key(name: str, bed: Path) -> str:
+    """The cache key of the hour in a home: the default bed's as before, another bed's named after its file."""
+    return f"{name}-home" if bed == streams.BACKGROUND_CSV else f"{name}-home-{bed.stem}"
+
+
 def recordings(clf: Classifier, args: argparse.Namespace) -> dict[str, list[Recording]]:
     """The three streams of ``args.split`` (cached by model, split, fold and seed)."""
     rate, tag = clf.manifest.features.sample_rate, clf.manifest.model_sha256[:12]
     labels = [x for x in HOME_LABELS if x in clf.labels]
 
     def home() -> Recording:
-        speech, other = home_hour.bed_material(streams.BACKGROUND_CSV, args.split, rate)
+        speech, other = home_hour.bed_material(args.bed, args.split, rate)
         rng = np.random.default_rng([args.seed, 3])
         sounds = home_hour.draw_sounds(streams.ESC50_CSV, args.fold, labels, 90, rate, rng)
         made = home_hour.build_home(speech, other, sounds, 60.0, rate, args.seed)
@@ -126,7 +134,7 @@ def recordings(clf: Classifier, args: argparse.Namespace) -> dict[str, list[Reco
 
     name = f"{tag}-{args.split}-{args.fold}-{args.seed}"
     return {
-        "home": [_cached(f"{name}-home", home)],
+        "home": [_cached(home_key(name, args.bed), home)],
         "background": [
             _cached(f"{tag}-{args.split}-{part}", lambda part=part: record(clf, parts()[part]))
             for part in ("plain", "mixtures")
@@ -208,6 +216,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--split", default="calibrate", choices=("calibrate", "report"))
     p.add_argument("--fold", type=int, default=1, help="ESC-50 fold of the sounds (a training fold to choose)")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument(
+        "--bed", type=Path, default=streams.BACKGROUND_CSV,
+        help="background CSV the hour in a home is built from (bench/home_hour.py's --background)",
+    )  # fmt: skip
     p.add_argument("--confirm", type=float, nargs="+", default=[0.0, 0.05, 0.1, 0.15])
     p.add_argument("--floor", type=float, nargs="+", default=[0.05, 0.2, 0.3, 0.4, 0.5, 0.6])
     p.add_argument("--slope", type=float, nargs="+", default=[0.0], help="0: the hard gate; else the soft one")

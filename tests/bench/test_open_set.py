@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from support.models import MUSIC, audioset_bundle
 
-from bench import open_set
+from bench import open_set, streams
 from bench.event_scoring import Span
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
@@ -96,3 +96,12 @@ def test_a_bundles_evidence_is_left_out_of_the_recording(
     assert np.allclose(again.events, rec.events, atol=1 / 128)  # the network's scores, as without the evidence
     weighed = open_set.record(Classifier(bundle), _samples(), rec.spans)
     assert np.abs(weighed.events[:, 0] - rec.events[:, 0]).max() > 0.1  # what the old recording held
+
+
+def test_another_bed_is_cached_apart() -> None:
+    """The hour in a home from another corpus (``--bed``) never reuses the default bed's recording."""
+    default = open_set.parse_args(["--model", "x.auricle"])
+    more = open_set.parse_args(["--model", "x.auricle", "--bed", "../shared/data/background_more/background_more.csv"])
+    assert default.bed == streams.BACKGROUND_CSV
+    assert open_set.home_key("m-calibrate-1-7", default.bed) == "m-calibrate-1-7-home"  # the caches kept so far
+    assert open_set.home_key("m-calibrate-1-7", more.bed) == "m-calibrate-1-7-home-background_more"
