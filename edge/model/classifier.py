@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,10 +61,7 @@ class Classifier:
         self._input = self._interp.get_input_details()[0]
         found = _outputs(self._interp.get_output_details(), self.manifest, bundle.path)
         self._output, audioset = found.labels, found.audioset
-        self.logit_scale = logit_scale(interp, self._output)
-        """The int8 step of the logit the label scores are the sigmoid of (None: not a sigmoid of an int8 logit)."""
-        self.audioset_logit_scale = None if audioset is None else logit_scale(interp, audioset)
-        """The same for the AudioSet scores."""
+        self._graph = (interp, audioset)  # read by the logit scales, only when a self-test asks
         self._check_tensors()
         background = set(self.manifest.background_labels)
         self._keep = np.array([i for i, x in enumerate(self.manifest.labels) if x not in background])
@@ -96,6 +94,18 @@ class Classifier:
                 f"{base.embedding.size}: refit them for this model"  # type: ignore[union-attr]
             )
         return other
+
+    @functools.cached_property
+    def logit_scale(self) -> float | None:
+        """The int8 step of the logit the label scores are the sigmoid of (None: not a sigmoid of an int8 logit).
+        Read from the graph on first use (a few ms): only the self-test compares in logit steps."""
+        return logit_scale(self._graph[0], self._output)
+
+    @functools.cached_property
+    def audioset_logit_scale(self) -> float | None:
+        """The same for the AudioSet scores (None without them)."""
+        interp, audioset = self._graph
+        return None if audioset is None else logit_scale(interp, audioset)
 
     @property
     def personal(self) -> Personal | None:
