@@ -1,5 +1,5 @@
 """How far int8 kernels, runtime releases and machines move a bundle's outputs, and what the over-the-air
-self-test's rule (edge/model/selftest.py) makes of it.
+self-test's rule (edge/model/agreement.py) makes of it.
 
     .venv/bin/python -m bench.kernel_spread [--model BUNDLE] [--clips 32] [--save FILE] [--against FILE ...]
     python -m bench.kernel_spread --windows FILE --save OTHER      # on another machine or runtime
@@ -10,7 +10,7 @@ kernels, on this machine's runtime. Each family is compared with XNNPACK here, p
 - within 4 output steps (the old rule);
 - within the self-test's rule (4 output steps, or 2 steps of the logit an output is the sigmoid of);
 - the same on the windows the self-test may store: those on which XNNPACK and the builtin kernels agree within
-  1 step here (``selftest.STABLE_STEPS``).
+  1 step here (``window_choice.STABLE_STEPS``).
 
 ``--save`` writes the windows and each family's outputs. On another machine (a Pi, or ``../shared/tools/pi``) or
 another runtime, ``--windows FILE --save OTHER`` runs the same windows there, and ``--against OTHER ...`` here
@@ -29,7 +29,7 @@ from typing import get_args
 import numpy as np
 import numpy.typing as npt
 
-from edge.model import selftest
+from edge.model import agreement, window_choice
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
 from edge.model.runtime import Kernels
@@ -47,7 +47,7 @@ Outputs = npt.NDArray[np.float32]
 def windows_of(clips: list[npt.NDArray[np.float32]], classifier: Classifier) -> npt.NDArray[np.int16]:
     """Every hop's window of each clip, as int16 PCM."""
     m = classifier.manifest
-    need, hop = selftest.window_samples(m), m.features.hop_samples * m.hop_frames
+    need, hop = window_choice.window_samples(m), m.features.hop_samples * m.hop_frames
     found = [c[i : i + need] for c in clips for i in range(0, len(c) - need + 1, hop)]
     return np.clip(np.round(np.array(found) * 32767.0), -32768, 32767).astype(np.int16)
 
@@ -66,7 +66,7 @@ def esc50_clips(root: Path | None, limit: int) -> list[npt.NDArray[np.float32]]:
 def outputs(classifier: Classifier, pcm: npt.NDArray[np.int16]) -> Outputs:
     rows = []
     for window in pcm:
-        scores, audioset = selftest.all_outputs(classifier, window.astype(np.float32) / np.float32(32768.0))
+        scores, audioset = agreement.all_outputs(classifier, window.astype(np.float32) / np.float32(32768.0))
         rows.append(scores if audioset is None else np.concatenate([scores, audioset]))
     return np.array(rows, dtype=np.float32)
 
@@ -102,18 +102,20 @@ def table(reference: Classifier, here: dict[str, Outputs], other: dict[str, Outp
     n = len(reference.manifest.labels)
 
     def judge(a: Outputs, b: Outputs) -> tuple[float, float, bool]:
-        return selftest.compare_outputs(reference, [a[:n], a[n:]], [b[:n], b[n:]])
+        return agreement.compare_outputs(reference, [a[:n], a[n:]], [b[:n], b[n:]])
 
     xnnpack, builtin = (
         next(v for k, v in here.items() if k.endswith(f", {kind} kernels")) for kind in get_args(Kernels)
     )
-    stable = np.array([judge(a, b)[0] <= selftest.STABLE_STEPS + 1e-3 for a, b in zip(xnnpack, builtin, strict=True)])
+    stable = np.array(
+        [judge(a, b)[0] <= window_choice.STABLE_STEPS + 1e-3 for a, b in zip(xnnpack, builtin, strict=True)]
+    )
     rows = []
     for name, found in (here | other).items():
         judged = [judge(a, b) for a, b in zip(xnnpack, found, strict=True)]
         steps, passed = np.array([j[0] for j in judged]), np.array([j[2] for j in judged])
         kept = float(np.mean(passed[stable])) if stable.any() else float("nan")
-        within = float(np.mean(steps <= selftest.INT8_TOLERANCE_STEPS + 1e-3))
+        within = float(np.mean(steps <= agreement.INT8_TOLERANCE_STEPS + 1e-3))
         rows.append(Row(name, len(judged), within, float(np.mean(passed)), int(stable.sum()), kept, float(steps.max())))
     return rows
 

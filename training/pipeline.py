@@ -31,7 +31,7 @@ _LOGGER = logging.getLogger(__name__)
 
 STATS = "model_stats.json"
 SELFTEST_CLIPS = 8
-"""The most confident validation clips the self-test window is chosen from (edge/model/selftest.py)."""
+"""The most confident validation clips the self-test window is chosen from (edge/model/window_choice.py)."""
 REPORT_JSON, REPORT_MD = "report.json", "report.md"
 
 
@@ -215,7 +215,7 @@ def _write_bundle(
     rule: evaluate.Rule = "recipe",
 ) -> Path:
     """The bundle, with a self-test (a window of ``selftest_clips``, validation clips the model is sure
-    of, chosen by edge/model/selftest.py ``choose_window``, and the scores it gives) that devices check
+    of, chosen by edge/model/window_choice.py ``choose_window``, and the scores it gives) that devices check
     before taking the bundle over the air."""
     from edge.model.selftest import selftest_for
     from training.data.data import read_audio

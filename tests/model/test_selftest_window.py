@@ -1,4 +1,4 @@
-"""The self-test's comparison and the window it stores (edge/model/selftest.py).
+"""The self-test's comparison and the window it stores (edge/model/agreement.py, edge/model/window_choice.py).
 
 XNNPACK and TFLite's builtin kernels round int8 arithmetic differently: on many fold-4 windows the shipped
 model's outputs differ by more than four output steps between them, because a score is the sigmoid of an int8
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from support.shared import shared_dir
 
-from edge.model import selftest
+from edge.model import agreement, selftest, window_choice
 from edge.model.bundle import BundleError, read_bundle
 from edge.model.classifier import Classifier
 from edge.model.outputs import logit_scale
@@ -58,12 +58,12 @@ def test_windows_of_real_clips_can_fail_the_other_kernels(clips: list[np.ndarray
     kernel families (measured: 59% of fold-4 windows of esc50 5.1.0 by more than 4 steps on some output)."""
     xnnpack = Classifier(read_bundle(_shipped()))
     builtin = Classifier(xnnpack.bundle, kernels="builtin")
-    need = selftest.window_samples(xnnpack.manifest)
+    need = window_choice.window_samples(xnnpack.manifest)
     step = 8 * xnnpack.manifest.features.hop_samples
     pcm = [(clip[i : i + need] * 32767).astype(np.int16) for clip in clips for i in range(0, len(clip) - need, step)]
-    spreads = [selftest.measure_window(xnnpack, builtin, w).spread_steps for w in pcm]
-    assert max(spreads) > selftest.INT8_TOLERANCE_STEPS
-    assert min(spreads) <= selftest.STABLE_STEPS
+    spreads = [window_choice.measure_window(xnnpack, builtin, w).spread_steps for w in pcm]
+    assert max(spreads) > agreement.INT8_TOLERANCE_STEPS
+    assert min(spreads) <= window_choice.STABLE_STEPS
 
 
 @pytest.mark.parametrize("kernels", ["xnnpack", "builtin"])
@@ -72,7 +72,7 @@ def test_the_stored_window_passes_on_both_kernel_families(rebuilt: Path, kernels
     test = selftest.load(rebuilt)
     assert test is not None
     result = selftest.run_selftest(Classifier(b, kernels=kernels), test, budget_ms=1e9)
-    assert result.max_diff_steps <= selftest.STABLE_STEPS
+    assert result.max_diff_steps <= window_choice.STABLE_STEPS
 
 
 def test_the_stored_window_fails_a_level_that_is_off(rebuilt: Path) -> None:
@@ -81,7 +81,7 @@ def test_the_stored_window_fails_a_level_that_is_off(rebuilt: Path) -> None:
     b = read_bundle(rebuilt)
     test = selftest.load(rebuilt)
     assert test is not None
-    choice = selftest.choose_window(Classifier(b), [(test.samples * 32768).astype(np.int16) / 32768])
+    choice = window_choice.choose_window(Classifier(b), [(test.samples * 32768).astype(np.int16) / 32768])
     assert choice.fails_at_db is not None
 
     def fails(db: float, kernels: Kernels) -> bool:
@@ -98,12 +98,12 @@ def test_the_stored_window_fails_a_level_that_is_off(rebuilt: Path) -> None:
         return False
 
     assert all(fails(choice.fails_at_db, kernels) for kernels in get_args(Kernels))
-    smaller = [db for db in selftest.LEVEL_ERRORS_DB if db < choice.fails_at_db]
+    smaller = [db for db in window_choice.LEVEL_ERRORS_DB if db < choice.fails_at_db]
     assert not any(all(fails(db, kernels) for kernels in get_args(Kernels)) for db in smaller)
 
 
 def test_the_choice_names_its_margins(clips: list[np.ndarray]) -> None:
-    choice = selftest.choose_window(Classifier(read_bundle(_shipped())), clips)
+    choice = window_choice.choose_window(Classifier(read_bundle(_shipped())), clips)
     assert choice.stable and choice.fails_at_db is not None and choice.tried > len(clips)
     assert choice.top_score > 0.5
     line = choice.describe()
@@ -120,7 +120,7 @@ def test_scales_of_the_logits_come_from_the_model() -> None:
     for kernels in get_args(Kernels):
         clf = Classifier(read_bundle(_shipped()), kernels=kernels)
         assert clf.logit_scale is not None and clf.audioset_logit_scale is not None
-        levels = [selftest.all_outputs(clf, test.samples * np.float32(10 ** (db / 20))) for db in range(-40, 11, 5)]
+        levels = [agreement.all_outputs(clf, test.samples * np.float32(10 ** (db / 20))) for db in range(-40, 11, 5)]
         scores = np.concatenate([s for s, _ in levels])
         audioset = np.concatenate([a for _, a in levels if a is not None])
         for p, scale in ((scores, clf.logit_scale), (audioset, clf.audioset_logit_scale)):
@@ -142,7 +142,7 @@ def test_two_logit_steps_pass_and_three_fail() -> None:
     scale = clf.audioset_logit_scale
     assert scale is not None
     assert selftest.run_selftest(clf, test, budget_ms=1e9).max_logit_steps == 0.0
-    _scores, now = selftest.all_outputs(clf, test.samples)
+    _scores, now = agreement.all_outputs(clf, test.samples)
     assert now is not None
     mid = int(np.argmin(np.abs(now - 0.5)))
     assert 0.2 < now[mid] < 0.8, now[mid]
@@ -154,7 +154,7 @@ def test_two_logit_steps_pass_and_three_fail() -> None:
         return dataclasses.replace(test, audioset=audioset.astype(np.float32))
 
     one = selftest.run_selftest(clf, stored(1.0), budget_ms=1e9)
-    assert one.max_diff_steps > selftest.INT8_TOLERANCE_STEPS and one.max_logit_steps == pytest.approx(1.0, abs=0.01)
+    assert one.max_diff_steps > agreement.INT8_TOLERANCE_STEPS and one.max_logit_steps == pytest.approx(1.0, abs=0.01)
     assert "logit steps" in one.describe()
     with pytest.raises(BundleError, match=rf"'AudioSet class {mid}' by \d+\.\d steps, 3\.0 logit steps"):
         selftest.run_selftest(clf, stored(3.0), budget_ms=1e9)
@@ -173,13 +173,13 @@ def test_without_the_op_list_the_old_rule_holds() -> None:
     assert logit_scale(clf._interp, detail) is not None and logit_scale(Bare(clf._interp), detail) is None
     test = selftest.load(_shipped())
     assert test is not None and test.audioset is not None
-    scores, audioset = selftest.all_outputs(clf, test.samples)
+    scores, audioset = agreement.all_outputs(clf, test.samples)
     assert audioset is not None
     scale = clf.audioset_logit_scale
     assert scale is not None
     want, moved = audioset.copy(), audioset.copy()
     want[0], moved[0] = 0.5, 1 / (1 + np.exp(-scale))  # one logit step from the middle: over 20 output steps
-    assert selftest.compare_outputs(clf, [scores, want], [scores, moved])[2]  # passes by the logit
+    assert agreement.compare_outputs(clf, [scores, want], [scores, moved])[2]  # passes by the logit
     clf.audioset_logit_scale = None
-    steps, _logits, passed = selftest.compare_outputs(clf, [scores, want], [scores, moved])
-    assert steps > selftest.INT8_TOLERANCE_STEPS and not passed
+    steps, _logits, passed = agreement.compare_outputs(clf, [scores, want], [scores, moved])
+    assert steps > agreement.INT8_TOLERANCE_STEPS and not passed

@@ -17,7 +17,7 @@ import pytest
 from edge.daemon.replay import file_blocks, hop_scores
 from edge.daemon.startup import default_model_path
 from edge.features import compute, window_at
-from edge.model import selftest
+from edge.model import agreement, selftest
 from edge.model.audioset import HeadScorer
 from edge.model.bundle import Bundle, read_bundle
 from edge.model.classifier import Classifier
@@ -64,7 +64,7 @@ def test_the_shipped_model_passes_its_self_test(shipped: Bundle) -> None:
     test = selftest.load(default_model_path())
     assert test is not None and test.audioset is not None  # both outputs are checked
     result = selftest.run_selftest(Classifier(shipped), test, budget_ms=1000.0)
-    assert result.max_diff_steps <= selftest.INT8_TOLERANCE_STEPS
+    assert result.max_diff_steps <= agreement.INT8_TOLERANCE_STEPS
 
 
 def test_classify_gives_the_self_test_scores_on_its_clip(shipped: Bundle, tmp_path: Path) -> None:
@@ -82,5 +82,5 @@ def test_classify_gives_the_self_test_scores_on_its_clip(shipped: Bundle, tmp_pa
     kept = test.scores[[i for i, label in enumerate(m.labels) if label not in m.background_labels]]
     want = HeadScorer(m.audioset, m.event_labels).combine(kept, test.audioset)
     assert clf.labels[int(np.argmax(scores[0]))] == clf.labels[int(np.argmax(want))]
-    np.testing.assert_allclose(scores[0], want, rtol=0, atol=selftest.INT8_TOLERANCE_STEPS * m.output.scale)
+    np.testing.assert_allclose(scores[0], want, rtol=0, atol=agreement.INT8_TOLERANCE_STEPS * m.output.scale)
     assert clf.embedding().shape == (EMBEDDING,)

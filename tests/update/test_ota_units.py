@@ -27,7 +27,7 @@ from support.shared import ROOT
 from edge.detect.events import EventDetector, EventParams
 from edge.detect.pipeline import Pipeline, Swap
 from edge.features import FeatureParams
-from edge.model import bundle, selftest
+from edge.model import agreement, bundle, selftest
 from edge.model.bundle import BundleError, read_bundle, semver_key
 from edge.model.classifier import Classifier
 from edge.publish.payloads import Payloads
@@ -410,4 +410,4 @@ def test_builtin_kernels_pass_the_self_test_that_xnnpack_stored(name: str) -> No
     )
     assert classifier.kernels == "builtin" and classifier.runtime_text.endswith(", builtin kernels")
     steps = float(re.search(r"scores within (\S+) steps", note).group(1))  # type: ignore[union-attr]
-    assert steps <= selftest.INT8_TOLERANCE_STEPS, note
+    assert steps <= agreement.INT8_TOLERANCE_STEPS, note
