@@ -14,7 +14,9 @@ Learning without forgetting, shaped for 2 CPU cores:
   background audio alike.  ``fit.lwf_weight`` weighs that loss against ours.
 - Phase 1 trains the new head alone; phase 2 the upper blocks and both heads with a cosine-decayed
   learning rate.  BatchNorm stays frozen (it holds YAMNet's folded biases: training/model/audioset.py).
-  Early stopping and the kept weights follow the clip-level validation accuracy, as in training/fit/fit.py.
+  Early stopping and the kept weights follow the clip-level validation accuracy, as in training/fit/fit.py,
+  unless ``fit.average_epochs`` is set: then phase 2 runs every epoch and keeps the mean of the last N epochs'
+  weights (stochastic weight averaging; BatchNorm is frozen, so there are no statistics to re-estimate).
 - ``fit.distribute: mirrored`` builds and compiles the network in the scope of one ``tf.distribute``
   strategy, as training/fit/fit.py does: each batch is split over every GPU (every CPU device where
   there is none).
@@ -26,6 +28,7 @@ The saved model is the whole network: the normalised window (training/model/mode
 from __future__ import annotations
 
 import logging
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -123,8 +126,9 @@ def split(net: Any, taps: dict[str, Any], cfg: TrainConfig) -> tuple[Any, Any]:
     return lower, keras.Model(inputs, heads, name="upper")
 
 
-def validation(val: Cached, truth: npt.NDArray[np.int64], patience: int) -> Any:
-    """Callback: clip accuracy of the mean window scores; early stopping; the best weights kept."""
+def validation(val: Cached, truth: npt.NDArray[np.int64], patience: int, average: int = 0) -> Any:
+    """Callback: clip accuracy of the mean window scores; early stopping; the best weights kept.  With
+    ``average`` > 0 no early stopping: the mean of the last ``average`` epochs' weights is kept instead."""
     import keras
 
     owner = val.scores[:, 0].astype(np.int64)
@@ -133,6 +137,7 @@ def validation(val: Cached, truth: npt.NDArray[np.int64], patience: int) -> Any:
         def __init__(self) -> None:
             super().__init__()
             self.best, self.best_weights, self.wait = -1.0, None, 0
+            self.recent: deque[list[Any]] = deque(maxlen=max(1, average))
 
         def accuracy(self) -> float:
             scores = np.concatenate([
@@ -150,18 +155,35 @@ def validation(val: Cached, truth: npt.NDArray[np.int64], patience: int) -> Any:
             _LOGGER.info("epoch %d: validation clip accuracy %.3f", epoch + 1, acc)
             if logs is not None:
                 logs["val_clip_acc"] = acc
-            if acc > self.best:
+            if average:
+                self.recent.append(self.model.get_weights())
+            elif acc > self.best:
                 self.best, self.best_weights, self.wait = acc, self.model.get_weights(), 0
             else:
                 self.wait += 1
                 self.model.stop_training = self.wait >= patience
 
         def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-            if self.best_weights is not None:
+            if self.recent and average:
+                self.model.set_weights(mean_weights(list(self.recent)))
+                n = len(self.recent)
+                _LOGGER.info("kept the mean of the last %d epochs' weights: validation clip accuracy %.3f", n,
+                             self.accuracy() if len(truth) else float("nan"))  # fmt: skip
+            elif self.best_weights is not None:
                 self.model.set_weights(self.best_weights)
                 _LOGGER.info("kept the weights with validation clip accuracy %.3f", self.best)
 
     return ClipValidation()
+
+
+def mean_weights(epochs: list[list[Any]]) -> list[Any]:
+    """Element-wise mean of several epochs' weight lists (a non-float variable keeps its last value)."""
+    out = []
+    for values in zip(*epochs, strict=True):
+        last = np.asarray(values[-1])
+        floating = np.issubdtype(last.dtype, np.floating)
+        out.append(np.mean(np.stack(values), axis=0).astype(last.dtype) if floating else last)
+    return out
 
 
 def _compile(upper: Any, cfg: TrainConfig, lr: Any) -> None:
@@ -240,5 +262,6 @@ def _run_phases(upper: Any, data: Any, cfg: TrainConfig, out: Path, val: tuple[C
             upper.load_weights(str(path))
             _LOGGER.info("phase %s already done: loaded %s", name, path)
             continue
-        _phase(upper, data, epochs, out, name, [validation(*val, cfg.fit.patience)])
+        average = cfg.fit.average_epochs if name == "finetune" else 0
+        _phase(upper, data, epochs, out, name, [validation(*val, cfg.fit.patience, average)])
         upper.save_weights(str(path))

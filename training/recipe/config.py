@@ -200,6 +200,9 @@ class FitConfig:
     label_smoothing: float = setting(0.1, lo=0.0, hi=0.5)
     weight_decay: float = setting(1e-4, lo=0.0, hi=1.0, unit="AdamW decoupled weight decay")
     patience: int = setting(15, lo=1, hi=10_000, unit="epochs without validation improvement")
+    average_epochs: int = setting(0, lo=0, hi=10_000, unit="last fine-tuning epochs whose weights are averaged")
+    """``model.arch: yamnet``: phase 2 runs every epoch and keeps the mean of the last N epochs' weights
+    (stochastic weight averaging) instead of the epoch with the best validation clip accuracy; 0: the best."""
     val_hop_frames: int = setting(24, lo=1, hi=4096, unit="hop for the clip-level validation score")
     seed: int = setting(1, lo=0, hi=2**31 - 1)
     distribute: Literal["none", "mirrored"] = "none"
