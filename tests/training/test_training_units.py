@@ -83,6 +83,16 @@ def test_active_ends_skip_digital_silence() -> None:
     assert all(151 <= c.end <= 200 for c in crops)
 
 
+def test_active_ends_can_skip_a_short_sounds_room_tone() -> None:
+    """``augment.active_within_db``: a window of room tone 40 dB under a short sound is not a crop of it."""
+    frames = np.full((300, P.n_bands), -50.0, np.float32)  # room tone, well above the floor
+    frames[150:160] = 0.0  # the sound: 10 frames
+    assert len(augment.active_ends(frames, 48, P.db_floor)) == 300 - 48 + 1, "above the floor: every window"
+    ends = augment.active_ends(frames, 48, P.db_floor, within_db=30.0, min_frames=5)
+    assert ends.min() == 155 and ends.max() == 203  # windows [end - 48, end) holding 5 of frames 150-159
+    assert augment.active_ends(frames, 48, P.db_floor, within_db=60.0, min_frames=5).size == 300 - 48 + 1
+
+
 def test_augmenter_window_has_the_device_shape() -> None:
     frames = np.clip(np.random.default_rng(4).normal(-30, 10, (300, P.n_bands)), P.db_floor, P.db_ceiling)
     aug = augment.Augmenter(AugmentConfig(), P, 96, noise=[frames.astype(np.float32)])

@@ -38,15 +38,23 @@ class Crop:
     """Frame count at the window's end (as in ``edge.features.window_ends``)."""
 
 
-def active_ends(frames: Frames, window: int, floor: float) -> npt.NDArray[np.int64]:
-    """Window end positions whose window holds at least one frame above the floor."""
+def active_ends(
+    frames: Frames, window: int, floor: float, within_db: float = 0.0, min_frames: int = 1
+) -> npt.NDArray[np.int64]:
+    """Window end positions whose window holds at least ``min_frames`` frames above the floor and, with
+    ``within_db`` > 0, within that many dB of the clip's loudest frame (level: mean power over the bands)."""
     n = frames.shape[0]
     if n <= window:
         return np.array([n], dtype=np.int64)
-    loud = (np.asarray(frames).max(axis=1) > floor + 1e-3).astype(np.int64)
+    x = np.asarray(frames, dtype=np.float64)
+    loud = x.max(axis=1) > floor + 1e-3
+    if within_db > 0:
+        level = 10.0 * np.log10(np.mean(10.0 ** (x / 10.0), axis=1))
+        loud &= level >= level.max() - within_db
+    loud = loud.astype(np.int64)
     csum = np.concatenate(([0], np.cumsum(loud)))
     ends = np.arange(window, n + 1)
-    active = ends[(csum[ends] - csum[ends - window]) > 0]
+    active = ends[(csum[ends] - csum[ends - window]) >= max(1, min_frames)]
     return active if active.size else ends
 
 

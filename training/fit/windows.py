@@ -67,7 +67,9 @@ class TrainWindows:
         self.cfg, self.prepared, self.augmenter, self.teacher = cfg, prepared, augmenter, teacher
         w = cfg.window.window_frames
         floor = cfg.features.db_floor if cfg.augment.skip_silent_crops else -math.inf
-        self.ends = [augment.active_ends(f, w, floor) for f in prepared.frames]
+        a = cfg.augment
+        within, least = (a.active_within_db, a.active_min_frames) if a.skip_silent_crops else (0.0, 1)
+        self.ends = [augment.active_ends(f, w, floor, within, least) for f in prepared.frames]
         rows, self.background_target = class_targets(cfg, len(prepared.labels))
         self.targets = rows[prepared.targets]
         self.background = augment.WindowPool(prepared.background.train.frames, w, cfg.features)

@@ -136,6 +136,11 @@ class AugmentConfig:
     """Random window positions (else windows at the device hop, in order)."""
     skip_silent_crops: bool = True
     """Re-draw crops that are entirely digital silence (all frames at the dB floor)."""
+    active_within_db: float = setting(0.0, lo=0.0, hi=120.0, unit="dB below the clip's loudest frame")
+    """With ``skip_silent_crops``, and > 0: a labelled crop must hold ``active_min_frames`` frames within this
+    many dB of its clip's loudest frame (mean power over the bands), so that a window of a short sound's
+    room tone is not taught as the sound.  0: any frame above the floor will do."""
+    active_min_frames: int = setting(1, lo=1, hi=1024, unit="frames")
     time_shift_frames: int = setting(8, lo=0, hi=1024, unit="max circular shift, frames")
     gain_db: float = setting(6.0, lo=0.0, hi=60.0, unit="max +/- level change, dB")
     time_masks: int = setting(2, lo=0, hi=16, unit="SpecAugment time masks")
