@@ -1,0 +1,48 @@
+"""bench/calibrate_hours.py: the verdict hours are home_hour's hours, every bundle and YAMNet on the same samples,
+summed honestly - real audio, the shipped bundle, the real YAMNet (short hours)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from support import training_data as td
+from support.shared import ROOT
+
+from bench import calibrate_hours, home_hour, streams
+
+SHIPPED = ROOT / "edge" / "models" / "esc50.auricle"
+pytestmark = pytest.mark.skipif(
+    bool(td.missing(streams.ESC50_CSV, streams.BACKGROUND_CSV, streams.SHARED / "peers" / "yamnet_spectra_in.tflite")),
+    reason="needs ../shared's ESC-50, background and YAMNet",
+)
+
+
+def test_an_hour_is_home_hours_hour_and_the_totals_add_up(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "hours.json"
+    small = ["--minutes", "2", "--sounds", "4"]
+    argv = ["--model", str(SHIPPED), "--beds", str(streams.BACKGROUND_CSV), "--hours", "1", "7", "2", "8", *small]
+    assert calibrate_hours.main([*argv, "--json-out", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert [r["hour"] for r in doc["hours"]] == ["background fold 1 seed 7", "background fold 2 seed 8"]
+    text = capsys.readouterr().out
+    assert "all 2 (" in text and "YAMNet int8 at 0.8" in text
+
+    single = tmp_path / "one.json"
+    one = ["--model", str(SHIPPED), "--split", "calibrate", "--fold", "2", "--seed", "8", *small]
+    assert home_hour.main([*one, "--json-out", str(single)]) == 0
+    alone = json.loads(single.read_text())
+    assert doc["hours"][1]["detectors"] == alone["detectors"], "the same hour, the same figures"
+
+    for name, t in doc["totals"].items():
+        views = [r["detectors"][name] for r in doc["hours"]]
+        assert t["sounds"] == sum(v["home"]["recall"]["total"]["clips"] for v in views) == 8
+        assert t["home_false"] == sum(v["home"]["false"]["total"]["events"] for v in views)
+        assert t["recall"] == pytest.approx(t["recalled"] / t["sounds"], abs=1e-4)
+
+
+def test_two_bundles_of_one_name_are_refused(tmp_path: Path) -> None:
+    argv = ["--model", str(SHIPPED), str(SHIPPED), "--minutes", "1", "--sounds", "2", "--hours", "1", "7"]
+    assert calibrate_hours.main([*argv, "--json-out", str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()
