@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from training.calibrate.noisy import Noisy
 from training.data.background import Part
 from training.data.prepare import Prepared
 from training.evaluate import evaluate
@@ -43,7 +44,8 @@ def calibrate(
     val = [(prepared.clips[c].path, prepared.frames[c], prepared.targets[c]) for c in prepared.split.val]
     c = cfg.calibration
     mixture_s, min_s = 60.0 * c.mixture_minutes, 3600.0 * c.min_calibrate_hours
-    return replay.thresholds(clf, bg.paths, val, c.budget_per_hour, mixture_s, c.min_threshold, min_s)
+    noisy = Noisy(c.noisy_copies, c.noisy_snr_db, cfg.fit.seed)
+    return replay.thresholds(clf, bg.paths, val, c.budget_per_hour, mixture_s, c.min_threshold, min_s, noisy)
 
 
 def heldout(

@@ -28,6 +28,7 @@ from edge.daemon.config import Config
 from edge.daemon.replay import hop_scores
 from edge.model.classifier import Classifier
 from training.calibrate.mixtures import Mixture, mix, mixtures
+from training.calibrate.noisy import Noisy, noisy_copy
 from training.calibrate.result import Calibration, poisson_upper_95
 from training.calibrate.search import DEFAULT_GRID, CalibrationParams, calibrate, floored_grid
 from training.calibrate.streams import BackgroundStream, PositiveClip
@@ -87,6 +88,23 @@ def positive_clip(clf: Classifier, path: Path, frames: Any, label: int, config: 
     return PositiveClip(hop_scores(clf, [read_audio(path, p.sample_rate)], config)[1], label, start, end)
 
 
+def noisy_positives(
+    clf: Classifier, bed: Sequence[Floats], clips: Sequence[tuple[Path, Any, int]], noisy: Noisy, config: Config
+) -> list[PositiveClip]:
+    """``noisy.copies`` of each validation clip inside the background ``bed`` (training/calibrate/noisy.py), each a
+    positive of its label with its sound's span moved to where the clip plays."""
+    p = clf.manifest.features
+    rng = np.random.default_rng([noisy.seed, 23])
+    out = []
+    for path, frames, label in clips:
+        clip = read_audio(path, p.sample_rate)
+        start, end = sound_span(frames, p.window_samples, p.hop_samples, p.sample_rate, p.db_floor)
+        for _ in range(noisy.copies):
+            audio, offset = noisy_copy(clip, bed, p.sample_rate, noisy.snr_db, rng)
+            out.append(PositiveClip(hop_scores(clf, [audio], config)[1], label, offset + start, offset + end))
+    return out
+
+
 def thresholds(
     clf: Classifier,
     background: Sequence[Path],
@@ -95,18 +113,22 @@ def thresholds(
     mixture_s: float = 0.0,
     min_threshold: float = DEFAULT_GRID[0],
     min_s: float = 0.0,
+    noisy: Noisy | None = None,
 ) -> Calibration | None:
     """Per-label thresholds within the budget, none below ``min_threshold``; None without calibrate background
     (nothing to count on).
 
     ``clips``: (audio path, cached frames, label index) of the validation clips; ``mixture_s`` and ``min_s``:
-    see :func:`background_streams`.
+    see :func:`background_streams`; ``noisy``: copies of the clips inside the background, as positives too.
     """
     config = Config()
     found = background_streams(clf, background, config, mixture_s, min_s)
     if not found:
         return None
     positives = [positive_clip(clf, path, frames, label, config) for path, frames, label in clips]
+    if noisy is not None and noisy.copies > 0:
+        bed = read_part(background, clf.manifest.features.sample_rate)
+        positives += noisy_positives(clf, bed, clips, noisy, config)
     hop_s = clf.manifest.hop_frames * clf.manifest.features.hop_samples / clf.manifest.features.sample_rate
     params = CalibrationParams(budget_per_hour=budget_per_hour, grid=floored_grid(min_threshold))
     return calibrate(clf.labels, found, positives, hop_s=hop_s, events=config.events, params=params)

@@ -248,6 +248,12 @@ class CalibrationConfig:
     calibrate part, and an hour or two of audio cannot show what a day brings: a label whose false events all
     stay below its threshold there may sit at 0.05 and fire on the first unusual sound after.  Measured for
     esc50 4.0.0 on an hour in a home built from the calibrate part (models/MODEL_CARD.md): 0.4."""
+    noisy_copies: int = setting(0, lo=0, hi=100, unit="copies of each validation clip in calibrate audio")
+    """Each validation clip also played inside calibrate background at ``noisy_snr_db``, with some of it before
+    and after (training/calibrate/noisy.py): a positive for its label, and any other label's event on it false,
+    so that thresholds answer for wrong labels on real sounds in a room, not only on clean clips.  0: clean only."""
+    noisy_snr_db: tuple[float, float] = (0.0, 20.0)
+    """Range of a copy's active level over the background under it, dB (bench/home_hour.py's range)."""
 
 
 @dataclass(frozen=True, kw_only=True)
