@@ -174,6 +174,8 @@ def test_pca_finds_the_main_direction() -> None:
         ("data:\n  train_folds: [1, 2]\n  test_folds: [2]\n", "bad.yaml: data.test_folds: fold(s) [2] are also"),
         ("features:\n  n_fft: 100\n", "bad.yaml: features: n_fft (100) must be >= window_samples (400)"),
         ("model: {arch: mobilenet_v2}\nfit: {qat_epochs: 3}\n", "bad.yaml: fit.qat_epochs: supported for model.arch"),
+        ("fit: {average_epochs: 3}\n", "bad.yaml: fit.average_epochs: supported for model.arch yamnet only"),
+        ("calibration: {noisy_snr_db: [20, 0]}\n", "bad.yaml: calibration.noisy_snr_db: expected [low, high]"),
     ],
 )
 def test_config_errors_are_one_line_and_exit_2(

@@ -50,6 +50,13 @@ def _check(config: TrainConfig, source: str) -> None:
         _check_yamnet(config, source)
     if config.fit.qat_epochs and config.model.arch != "mobilenet":
         raise ConfigError(f"{source}: fit.qat_epochs: supported for model.arch mobilenet only, not {config.model.arch}")
+    if config.fit.average_epochs and config.model.arch != "yamnet":
+        raise ConfigError(
+            f"{source}: fit.average_epochs: supported for model.arch yamnet only, not {config.model.arch}"
+        )
+    low, high = config.calibration.noisy_snr_db
+    if low > high:
+        raise ConfigError(f"{source}: calibration.noisy_snr_db: expected [low, high] with low <= high")
     _check_open_set(config, source)
     _check_confirm_fit(config, source)
 
