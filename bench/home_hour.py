@@ -235,12 +235,25 @@ def score(home: Home, found: Sequence[Detection], labels: Sequence[str], named: 
         kinds = {p.label for p in home.pieces if scoring.in_window(p, d.start_s)}
         return "speech" if "speech" in kinds else min(kinds) if kinds else "pauses"
 
+    def source(d: Detection) -> str:
+        """What the start fired on: the placed sound, else the bed's noise or music file, else its speech file."""
+        near = [s.name for s in home.spans if scoring.in_window(s, d.start_s)]
+        playing = sorted(home.pieces, key=lambda p: p.label == "speech")  # noise and music first
+        return (near + [p.name for p in playing if scoring.in_window(p, d.start_s)] + ["pauses"])[0]
+
     fa = scoring.false_alarms(home.spans, false, len(home.samples) / home.rate)
+    sources = Counter((d.label, source(d)) for d in false)
     return {
         "events": len(found),
         "recall": scoring.recall(home.spans, found, labels),
         "recall_yamnet_labels": scoring.recall(home.spans, found, named)["total"],
-        "false": {"total": fa["total"], "per_label": fa["per_label"], "where": dict(Counter(map(where, false)))},
+        "false": {
+            "total": fa["total"],
+            "per_label": fa["per_label"],
+            "where": dict(Counter(map(where, false))),
+            "distinct": len(sources),
+            "sources": [{"label": x, "source": f, "events": n} for (x, f), n in sources.most_common()],
+        },
     }
 
 

@@ -191,6 +191,24 @@ def test_score_counts_hits_wrong_labels_and_false_events() -> None:
     assert set(report["false"]["per_label"]) == {"cat", "dog", "siren"}
 
 
+def test_false_events_on_one_replayed_file_are_one_distinct_source() -> None:
+    """``false.distinct``: a confusion on a bed file the hour plays again and again counts once per (label, file)."""
+    spans = [Span("a", "dog", 10.0, 15.0)]
+    pieces = [Span("dish", "noise", 20.0, 30.0), Span("w", "speech", 24.0, 26.0), Span("dish", "noise", 40.0, 50.0)]
+    home = hh.Home(np.zeros(60 * RATE, dtype=np.float32), RATE, spans, pieces, [], {})
+    found = [
+        Detection("cat", 12.0, 12.3),  # wrong label on the dog
+        Detection("washing_machine", 22.0, 22.5),
+        Detection("washing_machine", 25.0, 25.5),  # over speech too: the noise file is named
+        Detection("washing_machine", 45.0, 45.5),  # the same file played again
+        Detection("snoring", 55.0, 55.5),  # in a pause
+    ]
+    false = hh.score(home, found, ["dog"], named=["dog"])["false"]
+    assert false["total"]["events"] == 5 and false["distinct"] == 3
+    assert false["sources"][0] == {"label": "washing_machine", "source": "dish", "events": 3}
+    assert {(x["label"], x["source"]) for x in false["sources"][1:]} == {("cat", "a"), ("snoring", "pauses")}
+
+
 class _Peer:
     """A stand-in for YAMNet: the dog's score per call from a script, counting calls."""
 

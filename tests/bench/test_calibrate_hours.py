@@ -39,6 +39,7 @@ def test_an_hour_is_home_hours_hour_and_the_totals_add_up(tmp_path: Path, capsys
         views = [r["detectors"][name] for r in doc["hours"]]
         assert t["sounds"] == sum(v["home"]["recall"]["total"]["clips"] for v in views) == 8
         assert t["home_false"] == sum(v["home"]["false"]["total"]["events"] for v in views)
+        assert t["home_distinct"] == sum(v["home"]["false"]["distinct"] for v in views) <= t["home_false"]
         assert t["recall"] == pytest.approx(t["recalled"] / t["sounds"], abs=1e-4)
 
 
