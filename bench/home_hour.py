@@ -44,12 +44,13 @@ from bench.streams import Floats, Item
 from edge.daemon.config import load_config
 from edge.model.bundle import read_bundle
 from edge.model.classifier import Classifier
+from training.calibrate import noisy
 from training.model import yamnet
 
 _LOGGER = logging.getLogger("bench.home_hour")
 ROOM_DBFS, SPEECH_DBFS, OTHER_DBFS, SNR_DB, FLOOR_DBFS = -62.0, (-30.0, -20.0), (-40.0, -28.0), (0.0, 20.0), -45.0
 RUN_FILES, WORD_GAP_S, PAUSE_S, OTHER_EVERY = (3, 8), (0.2, 1.0), (2.0, 20.0), (3, 5)
-CONTEXT_S, MIN_GAP_S, ACTIVE_DB, PEAK, SILENCE = 5.0, 3.0, 20.0, 10 ** (-1 / 20), 1e-4
+CONTEXT_S, MIN_GAP_S, PEAK, SILENCE = 5.0, 3.0, 10 ** (-1 / 20), 1e-4
 SPLITS = ("report", "calibrate", "calibrate+report")
 
 
@@ -58,10 +59,9 @@ def dbfs(x: Floats) -> float:
 
 
 def active_dbfs(x: Floats, rate: int) -> float:
-    """RMS dBFS of the 20 ms frames within ACTIVE_DB of the loudest: how loud it is while it sounds."""
-    hop, sq = rate // 50, np.square(x, dtype=np.float64)
-    power = sq[: len(sq) // hop * hop].reshape(-1, hop).mean(axis=1) if len(sq) >= hop else sq.mean(keepdims=True)
-    return float(10 * np.log10(power[power >= power.max() * 10 ** (-ACTIVE_DB / 10)].mean() + 1e-20))
+    """RMS dBFS of the 20 ms frames within 20 dB of the loudest: how loud it is while it sounds (the level
+    training's noisy calibration copies are mixed at, training/calibrate/noisy.py)."""
+    return float(20 * np.log10(noisy.active_rms(x, rate)))
 
 
 def trim(x: Floats) -> Floats:

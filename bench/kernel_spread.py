@@ -49,7 +49,7 @@ def windows_of(clips: list[npt.NDArray[np.float32]], classifier: Classifier) -> 
     m = classifier.manifest
     need, hop = window_choice.window_samples(m), m.features.hop_samples * m.hop_frames
     found = [c[i : i + need] for c in clips for i in range(0, len(c) - need + 1, hop)]
-    return np.clip(np.round(np.array(found) * 32767.0), -32768, 32767).astype(np.int16)
+    return window_choice.pcm(np.array(found))
 
 
 def esc50_clips(root: Path | None, limit: int) -> list[npt.NDArray[np.float32]]:

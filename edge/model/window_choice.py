@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -98,8 +99,8 @@ def measure_window(xnnpack: Classifier, builtin: Classifier, window: npt.NDArray
     return WindowChoice(window, spread, fails_at, top, tried=1)
 
 
-def pcm(x: npt.NDArray[np.float64]) -> npt.NDArray[np.int16]:
-    """-1..1 samples as int16 PCM, as the self-test stores them."""
+def pcm(x: npt.NDArray[np.floating[Any]]) -> npt.NDArray[np.int16]:
+    """-1..1 samples as int16 PCM, as the self-test stores them (rounded in ``x``'s own precision)."""
     return np.clip(np.round(x * 32767.0), -32768, 32767).astype(np.int16)
 
 

@@ -26,7 +26,7 @@ SECOND_DB = (-10.0, 5.0)
 SECOND_PROBABILITY = 0.7
 
 
-def _looped(x: Floats, n: int, rng: np.random.Generator) -> Floats:
+def looped(x: Floats, n: int, rng: np.random.Generator) -> Floats:
     """``n`` samples of ``x`` from a random start, looping when it is shorter."""
     start = int(rng.integers(len(x)))
     reps = -(-(start + n) // len(x))
@@ -34,7 +34,8 @@ def _looped(x: Floats, n: int, rng: np.random.Generator) -> Floats:
     return out
 
 
-def _rms(x: Floats) -> float:
+def rms(x: Floats) -> float:
+    """Root mean square (float64 sum), never 0."""
     return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)) + 1e-20))
 
 
@@ -76,7 +77,7 @@ def mixtures(parts: Sequence[Floats], seconds: float, rate: int, seed: int = 0) 
 
 def mix(parts: Sequence[Floats], seconds: float, rate: int, seed: int = 0) -> Mixture:
     """:func:`mixtures`, with what plays in each segment (a longer one starts with the shorter's segments)."""
-    usable = [i for i, p in enumerate(parts) if len(p) and _rms(p) > 1e-6]
+    usable = [i for i, p in enumerate(parts) if len(p) and rms(p) > 1e-6]
     if not usable or seconds <= 0:
         return Mixture(np.zeros(0, dtype=np.float32), ())
     rng = np.random.default_rng(seed)
@@ -84,15 +85,15 @@ def mix(parts: Sequence[Floats], seconds: float, rate: int, seed: int = 0) -> Mi
     while total < seconds * rate:
         n = int(rng.uniform(*SEGMENT_S) * rate)
         first = usable[int(rng.integers(len(usable)))]
-        seg = _looped(parts[first], n, rng).astype(np.float64)
-        seg /= _rms(seg.astype(np.float32))
+        seg = looped(parts[first], n, rng).astype(np.float64)
+        seg /= rms(seg.astype(np.float32))
         second = None
         if rng.random() < SECOND_PROBABILITY:
             second = usable[int(rng.integers(len(usable)))]
-            other = _looped(parts[second], n, rng).astype(np.float64)
-            seg += other / _rms(other.astype(np.float32)) * 10 ** (rng.uniform(*SECOND_DB) / 20)
+            other = looped(parts[second], n, rng).astype(np.float64)
+            seg += other / rms(other.astype(np.float32)) * 10 ** (rng.uniform(*SECOND_DB) / 20)
         level = float(rng.uniform(*LEVEL_DBFS))
-        seg *= 10 ** (level / 20) / _rms(seg.astype(np.float32))
+        seg *= 10 ** (level / 20) / rms(seg.astype(np.float32))
         peak = float(np.max(np.abs(seg)))
         if peak > 0.99:
             seg *= 0.99 / peak

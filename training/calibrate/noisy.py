@@ -4,8 +4,8 @@ A clean validation clip shows whether its label fires, but seldom whether anothe
 home the sound plays under speech, a TV or a dishwasher, and the false events left on the hours in a home are
 mostly wrong labels near a real sound (models/MODEL_CARD.md).  Each copy here is the clip as recorded, with
 background from the ``calibrate`` part under it (a random stretch of one file, looped when short) at an SNR
-drawn from a range - the clip's active level (RMS of its 20 ms frames within 20 dB of the loudest, as
-bench/home_hour.py measures it) over the RMS of the background - and 3 s of that background before it and 2 s
+drawn from a range - the clip's active level (:func:`active_rms`, which bench/home_hour.py measures its
+sounds with too) over the RMS of the background - and 3 s of that background before it and 2 s
 after, so the smoothing starts from the room.  Seeded: the same run gets the same copies.
 """
 
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
+
+from training.calibrate.mixtures import looped, rms
 
 Floats = npt.NDArray[np.float32]
 
@@ -52,12 +54,9 @@ def noisy_copy(
     usable = [b for b in bed if len(b) and float(np.max(np.abs(b))) > 0]
     if not usable:
         raise ValueError("calibration.noisy_copies: the calibrate part has no audible file to play clips in")
-    source = usable[int(rng.integers(len(usable)))]
-    start = int(rng.integers(len(source)))
-    under = np.tile(source, -(-(start + n) // len(source)))[start : start + n].astype(np.float64)
-    rms = float(np.sqrt(np.mean(np.square(under)) + 1e-20))
+    stretch = looped(usable[int(rng.integers(len(usable)))], n, rng)
     snr = float(rng.uniform(*snr_db))
-    under *= active_rms(clip, rate) / rms * 10 ** (-snr / 20)
+    under = stretch.astype(np.float64) * (active_rms(clip, rate) / rms(stretch) * 10 ** (-snr / 20))
     under[before : before + len(clip)] += clip
     peak = float(np.max(np.abs(under)))
     if peak > 0.99:  # as a microphone would: the whole copy down, never clipped

@@ -66,8 +66,14 @@ def background_streams(
 ) -> list[BackgroundStream]:
     """The calibrate files back to back as one stream, plus mixtures of them (``mixture_s``, or more until the
     two last ``min_s``); empty when there are none."""
+    return _streams(clf, read_part(paths, clf.manifest.features.sample_rate), config, mixture_s, min_s)
+
+
+def _streams(
+    clf: Classifier, parts: Sequence[Floats], config: Config, mixture_s: float, min_s: float
+) -> list[BackgroundStream]:
+    """:func:`background_streams` of files already read."""
     rate = clf.manifest.features.sample_rate
-    parts = read_part(paths, rate)
     plain_s = sum(len(x) for x in parts) / rate
     found = part_streams(parts, rate, max(mixture_s, min_s - plain_s) if parts else 0.0)
     return [BackgroundStream(hop_scores(clf, [x], config)[1], len(x) / rate) for _, x in found]
@@ -122,13 +128,13 @@ def thresholds(
     see :func:`background_streams`; ``noisy``: copies of the clips inside the background, as positives too.
     """
     config = Config()
-    found = background_streams(clf, background, config, mixture_s, min_s)
+    parts = read_part(background, clf.manifest.features.sample_rate)
+    found = _streams(clf, parts, config, mixture_s, min_s)
     if not found:
         return None
     positives = [positive_clip(clf, path, frames, label, config) for path, frames, label in clips]
     if noisy is not None and noisy.copies > 0:
-        bed = read_part(background, clf.manifest.features.sample_rate)
-        positives += noisy_positives(clf, bed, clips, noisy, config)
+        positives += noisy_positives(clf, parts, clips, noisy, config)
     hop_s = clf.manifest.hop_frames * clf.manifest.features.hop_samples / clf.manifest.features.sample_rate
     params = CalibrationParams(budget_per_hour=budget_per_hour, grid=floored_grid(min_threshold))
     return calibrate(clf.labels, found, positives, hop_s=hop_s, events=config.events, params=params)

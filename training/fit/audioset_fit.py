@@ -131,49 +131,51 @@ def validation(val: Cached, truth: npt.NDArray[np.int64], patience: int, average
     ``average`` > 0 no early stopping: the mean of the last ``average`` epochs' weights is kept instead."""
     import keras
 
-    owner = val.scores[:, 0].astype(np.int64)
-
     class ClipValidation(keras.callbacks.Callback):  # type: ignore[misc]
         def __init__(self) -> None:
             super().__init__()
             self.best, self.best_weights, self.wait = -1.0, None, 0
             self.recent: deque[list[Any]] = deque(maxlen=max(1, average))
 
-        def accuracy(self) -> float:
-            scores = np.concatenate([
-                predict(self.model, val.acts[i : i + PREDICT_BATCH].astype(np.float32))[model_mod.SCORES]
-                for i in range(0, len(val.acts), PREDICT_BATCH)
-            ])  # fmt: skip
-            sums = np.zeros((len(truth), scores.shape[1]))
-            np.add.at(sums, owner, scores)
-            return float(np.mean(sums.argmax(axis=1) == truth))
-
         def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
+            if average:
+                self.recent.append(self.model.get_weights())
             if not len(truth):
                 return
-            acc = self.accuracy()
+            acc = clip_accuracy(self.model, val, truth)
             _LOGGER.info("epoch %d: validation clip accuracy %.3f", epoch + 1, acc)
             if logs is not None:
                 logs["val_clip_acc"] = acc
             if average:
-                self.recent.append(self.model.get_weights())
-            elif acc > self.best:
+                return
+            if acc > self.best:
                 self.best, self.best_weights, self.wait = acc, self.model.get_weights(), 0
             else:
                 self.wait += 1
                 self.model.stop_training = self.wait >= patience
 
         def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-            if self.recent and average:
+            if self.recent:
                 self.model.set_weights(mean_weights(list(self.recent)))
-                n = len(self.recent)
-                _LOGGER.info("kept the mean of the last %d epochs' weights: validation clip accuracy %.3f", n,
-                             self.accuracy() if len(truth) else float("nan"))  # fmt: skip
+                acc = clip_accuracy(self.model, val, truth) if len(truth) else float("nan")
+                _LOGGER.info("kept the mean of the last %d epochs' weights: validation clip accuracy %.3f",
+                             len(self.recent), acc)  # fmt: skip
             elif self.best_weights is not None:
                 self.model.set_weights(self.best_weights)
                 _LOGGER.info("kept the weights with validation clip accuracy %.3f", self.best)
 
     return ClipValidation()
+
+
+def clip_accuracy(model: Any, val: Cached, truth: npt.NDArray[np.int64]) -> float:
+    """Clip accuracy of the mean window scores over the cached validation windows (``val.scores``: clip index)."""
+    scores = np.concatenate([
+        predict(model, val.acts[i : i + PREDICT_BATCH].astype(np.float32))[model_mod.SCORES]
+        for i in range(0, len(val.acts), PREDICT_BATCH)
+    ])  # fmt: skip
+    sums = np.zeros((len(truth), scores.shape[1]))
+    np.add.at(sums, val.scores[:, 0].astype(np.int64), scores)
+    return float(np.mean(sums.argmax(axis=1) == truth))
 
 
 def mean_weights(epochs: list[list[Any]]) -> list[Any]:
