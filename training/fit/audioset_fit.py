@@ -17,6 +17,10 @@ Learning without forgetting, shaped for 2 CPU cores:
   Early stopping and the kept weights follow the clip-level validation accuracy, as in training/fit/fit.py,
   unless ``fit.average_epochs`` is set: then phase 2 runs every epoch and keeps the mean of the last N epochs'
   weights (stochastic weight averaging; BatchNorm is frozen, so there are no statistics to re-estimate).
+- ``fit.soup_seeds`` makes a uniform weight soup (Wortsman et al., 2022): both phases run once per seed on the
+  same cached windows, each from YAMNet's upper blocks with a new head of that seed, and the network keeps the
+  mean of their weights.  The members share the pretrained start, so their weights average into one network
+  (close to the mean of their logits) that costs what one of them costs on the device.
 - ``fit.distribute: mirrored`` builds and compiles the network in the scope of one ``tf.distribute``
   strategy, as training/fit/fit.py does: each batch is split over every GPU (every CPU device where
   there is none).
@@ -240,9 +244,39 @@ def train(loaded: LoadedConfig, prepared: Prepared) -> Any:
         val = cache_validation(cfg, prepared, lower, upper, out)
         stage.detail = f"{len(data.acts)} training windows through the frozen blocks, {len(val.acts)} validation"
     truth = np.array([prepared.targets[c] for c in prepared.split.val], dtype=np.int64)
-    _run_phases(upper, batches(data, cfg.fit.batch_size, cfg.fit.seed), cfg, out, (val, truth), distribution)
+    if cfg.fit.soup_seeds:
+        soup(upper, data, cfg, out, (val, truth), distribution)
+    else:
+        _run_phases(upper, batches(data, cfg.fit.batch_size, cfg.fit.seed), cfg, out, (val, truth), distribution)
     net.save(str(out / MODEL_FILE))
     return net
+
+
+def soup(upper: Any, data: Cached, cfg: TrainConfig, out: Path, val: tuple[Cached, Any], distribution: Any) -> None:
+    """``fit.soup_seeds``: both phases once per seed, each in ``soup_<seed>/`` of the run folder and resumable
+    there, from the same start but with the new head initialised and the batches shuffled by that seed; the
+    mean of their phase-2 weights is kept (and saved as the run's own, so a finished soup is not redone)."""
+    import keras
+
+    path = out / FINETUNED_WEIGHTS
+    if path.exists():
+        upper.load_weights(str(path))
+        _LOGGER.info("soup already done: loaded %s", path)
+        return
+    start, head, members = upper.get_weights(), upper.get_layer(model_mod.SCORES), []
+    for seed in cfg.fit.soup_seeds:
+        member = out / f"soup_{seed}"
+        member.mkdir(exist_ok=True)
+        keras.utils.set_random_seed(seed)
+        upper.set_weights(start)
+        head.kernel.assign(keras.initializers.GlorotUniform(seed=seed)(head.kernel.shape))
+        head.bias.assign(np.zeros(head.bias.shape, dtype=np.float32))
+        _run_phases(upper, batches(data, cfg.fit.batch_size, seed), cfg, member, val, distribution)
+        members.append(upper.get_weights())
+    upper.set_weights(mean_weights(members))
+    if len(val[1]):
+        _LOGGER.info("soup of %d trainings: validation clip accuracy %.3f", len(members), clip_accuracy(upper, *val))
+    upper.save_weights(str(path))
 
 
 def _run_phases(upper: Any, data: Any, cfg: TrainConfig, out: Path, val: tuple[Cached, Any], distribution: Any) -> None:

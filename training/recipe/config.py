@@ -208,6 +208,10 @@ class FitConfig:
     average_epochs: int = setting(0, lo=0, hi=10_000, unit="last fine-tuning epochs whose weights are averaged")
     """``model.arch: yamnet``: phase 2 runs every epoch and keeps the mean of the last N epochs' weights
     (stochastic weight averaging) instead of the epoch with the best validation clip accuracy; 0: the best."""
+    soup_seeds: tuple[int, ...] = ()
+    """``model.arch: yamnet``: a uniform weight soup.  Both phases run once per seed here (a fresh head
+    each, the same cached windows of ``seed``), and the network keeps the mean of their phase-2 weights:
+    one network of the same size and cost; empty: one training with ``seed``."""
     val_hop_frames: int = setting(24, lo=1, hi=4096, unit="hop for the clip-level validation score")
     seed: int = setting(1, lo=0, hi=2**31 - 1)
     distribute: Literal["none", "mirrored"] = "none"

@@ -50,10 +50,12 @@ def _check(config: TrainConfig, source: str) -> None:
         _check_yamnet(config, source)
     if config.fit.qat_epochs and config.model.arch != "mobilenet":
         raise ConfigError(f"{source}: fit.qat_epochs: supported for model.arch mobilenet only, not {config.model.arch}")
-    if config.fit.average_epochs and config.model.arch != "yamnet":
-        raise ConfigError(
-            f"{source}: fit.average_epochs: supported for model.arch yamnet only, not {config.model.arch}"
-        )
+    seeds = config.fit.soup_seeds
+    if seeds and (len(seeds) < 2 or len(set(seeds)) < len(seeds) or min(seeds) < 0):
+        raise ConfigError(f"{source}: fit.soup_seeds: expected two or more different seeds >= 0, got {list(seeds)}")
+    for key in ("average_epochs", "soup_seeds"):
+        if getattr(config.fit, key) and config.model.arch != "yamnet":
+            raise ConfigError(f"{source}: fit.{key}: supported for model.arch yamnet only, not {config.model.arch}")
     low, high = config.calibration.noisy_snr_db
     if low > high:
         raise ConfigError(f"{source}: calibration.noisy_snr_db: expected [low, high] with low <= high")
