@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from training.fit import audioset_fit
+from training.fit import audioset_fit, kept
 from training.fit.lwf_cache import Cached
 from training.model import model as model_mod
 
@@ -59,6 +59,6 @@ def test_the_kept_weights_are_the_mean_of_the_last_epochs_or_the_best(average: i
 def test_mean_weights_averages_floats_and_keeps_the_last_of_anything_else() -> None:
     a = [np.array([1.0, 3.0], dtype=np.float32), np.array([7], dtype=np.int64)]
     b = [np.array([3.0, 5.0], dtype=np.float32), np.array([9], dtype=np.int64)]
-    mean = audioset_fit.mean_weights([a, b])
+    mean = kept.mean_weights([a, b])
     np.testing.assert_array_equal(mean[0], [2.0, 4.0])
     assert mean[0].dtype == np.float32 and mean[1].tolist() == [9]

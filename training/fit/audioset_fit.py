@@ -32,7 +32,6 @@ The saved model is the whole network: the normalised window (training/model/mode
 from __future__ import annotations
 
 import logging
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +40,7 @@ import numpy.typing as npt
 
 from training.data import augment
 from training.data.prepare import Prepared
+from training.fit import kept
 from training.fit.fit import MODEL_FILE, noise_frames, strategy
 from training.fit.lwf_cache import AUDIOSET, PREDICT_BATCH, Cached, batches, cache_training, cache_validation, predict
 from training.fit.windows import TrainWindows
@@ -131,44 +131,10 @@ def split(net: Any, taps: dict[str, Any], cfg: TrainConfig) -> tuple[Any, Any]:
 
 
 def validation(val: Cached, truth: npt.NDArray[np.int64], patience: int, average: int = 0) -> Any:
-    """Callback: clip accuracy of the mean window scores; early stopping; the best weights kept.  With
-    ``average`` > 0 no early stopping: the mean of the last ``average`` epochs' weights is kept instead."""
-    import keras
-
-    class ClipValidation(keras.callbacks.Callback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self.best, self.best_weights, self.wait = -1.0, None, 0
-            self.recent: deque[list[Any]] = deque(maxlen=max(1, average))
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            if average:
-                self.recent.append(self.model.get_weights())
-            if not len(truth):
-                return
-            acc = clip_accuracy(self.model, val, truth)
-            _LOGGER.info("epoch %d: validation clip accuracy %.3f", epoch + 1, acc)
-            if logs is not None:
-                logs["val_clip_acc"] = acc
-            if average:
-                return
-            if acc > self.best:
-                self.best, self.best_weights, self.wait = acc, self.model.get_weights(), 0
-            else:
-                self.wait += 1
-                self.model.stop_training = self.wait >= patience
-
-        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-            if self.recent:
-                self.model.set_weights(mean_weights(list(self.recent)))
-                acc = clip_accuracy(self.model, val, truth) if len(truth) else float("nan")
-                _LOGGER.info("kept the mean of the last %d epochs' weights: validation clip accuracy %.3f",
-                             len(self.recent), acc)  # fmt: skip
-            elif self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
-                _LOGGER.info("kept the weights with validation clip accuracy %.3f", self.best)
-
-    return ClipValidation()
+    """Callback (training/fit/kept.py): the clip accuracy of the mean window scores over the cached validation
+    windows decides the kept weights, or with ``average`` > 0 the mean of the last ``average`` epochs' is kept."""
+    accuracy = (lambda model: clip_accuracy(model, val, truth)) if len(truth) else None
+    return kept.keeper(accuracy, patience, average=average)
 
 
 def clip_accuracy(model: Any, val: Cached, truth: npt.NDArray[np.int64]) -> float:
@@ -180,16 +146,6 @@ def clip_accuracy(model: Any, val: Cached, truth: npt.NDArray[np.int64]) -> floa
     sums = np.zeros((len(truth), scores.shape[1]))
     np.add.at(sums, val.scores[:, 0].astype(np.int64), scores)
     return float(np.mean(sums.argmax(axis=1) == truth))
-
-
-def mean_weights(epochs: list[list[Any]]) -> list[Any]:
-    """Element-wise mean of several epochs' weight lists (a non-float variable keeps its last value)."""
-    out = []
-    for values in zip(*epochs, strict=True):
-        last = np.asarray(values[-1])
-        floating = np.issubdtype(last.dtype, np.floating)
-        out.append(np.mean(np.stack(values), axis=0).astype(last.dtype) if floating else last)
-    return out
 
 
 def _compile(upper: Any, cfg: TrainConfig, lr: Any) -> None:
@@ -273,7 +229,7 @@ def soup(upper: Any, data: Cached, cfg: TrainConfig, out: Path, val: tuple[Cache
         head.bias.assign(np.zeros(head.bias.shape, dtype=np.float32))
         _run_phases(upper, batches(data, cfg.fit.batch_size, seed), cfg, member, val, distribution)
         members.append(upper.get_weights())
-    upper.set_weights(mean_weights(members))
+    upper.set_weights(kept.mean_weights(members))
     if len(val[1]):
         _LOGGER.info("soup of %d trainings: validation clip accuracy %.3f", len(members), clip_accuracy(upper, *val))
     upper.save_weights(str(path))

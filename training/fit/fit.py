@@ -22,8 +22,8 @@ from edge import features
 from edge.features import InputSpec
 from training.data import augment
 from training.data.prepare import Prepared
+from training.fit import kept, windows
 from training.fit import teacher as teacher_mod
-from training.fit import windows
 from training.fit.windows import TrainWindows, batch_inputs
 from training.model import model as model_mod
 from training.recipe import stages
@@ -46,51 +46,19 @@ def clip_windows(frames: Any, cfg: TrainConfig, hop: int) -> np.ndarray:
 
 
 def make_validation(cfg: TrainConfig, prepared: Prepared, from_start: bool = False) -> Any:
-    """Callback: clip-level validation accuracy, early stopping and best-weights keeping.
-
-    With ``from_start`` the weights before the first epoch are a candidate too.
-    """
-    import keras
-
+    """Callback (training/fit/kept.py): the clip-level validation accuracy decides the kept weights and stops
+    early.  With ``from_start`` the weights before the first epoch are a candidate too."""
     spec, hop = model_mod.input_spec(cfg), cfg.fit.val_hop_frames
     val = list(prepared.split.val)
     clips = [clip_windows(prepared.frames[c], cfg, hop) for c in val]
     truth = np.array([prepared.targets[c] for c in val])
     n_labels = len(prepared.labels)  # the event labels come first; a background column is not scored
 
-    class ClipValidation(keras.callbacks.Callback):  # type: ignore[misc]
-        def __init__(self) -> None:
-            super().__init__()
-            self.best, self.best_weights, self.wait = -1.0, None, 0
+    def accuracy(model: Any) -> float:
+        scores = predict_clips(model, clips, cfg, spec)[:, :n_labels]
+        return float(np.mean(scores.argmax(axis=1) == truth))
 
-        def accuracy(self) -> float:
-            scores = predict_clips(self.model, clips, cfg, spec)[:, :n_labels]
-            return float(np.mean(scores.argmax(axis=1) == truth))
-
-        def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
-            if from_start and val and self.best < 0:
-                self.best, self.best_weights = self.accuracy(), self.model.get_weights()
-                _LOGGER.info("validation clip accuracy before training: %.3f", self.best)
-
-        def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
-            if not val:
-                return
-            acc = self.accuracy()
-            if logs is not None:
-                logs["val_clip_acc"] = acc
-            if acc > self.best:
-                self.best, self.best_weights, self.wait = acc, self.model.get_weights(), 0
-            else:
-                self.wait += 1
-                if self.wait >= cfg.fit.patience:
-                    self.model.stop_training = True
-
-        def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-            if self.best_weights is not None:
-                self.model.set_weights(self.best_weights)
-                _LOGGER.info("kept the weights with validation clip accuracy %.3f", self.best)
-
-    return ClipValidation()
+    return kept.keeper(accuracy if val else None, cfg.fit.patience, from_start=from_start)
 
 
 def predict_clips(model: Any, clips: list[np.ndarray], cfg: TrainConfig, spec: InputSpec) -> np.ndarray:
