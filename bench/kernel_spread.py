@@ -47,7 +47,7 @@ Outputs = npt.NDArray[np.float32]
 def windows_of(clips: list[npt.NDArray[np.float32]], classifier: Classifier) -> npt.NDArray[np.int16]:
     """Every hop's window of each clip, as int16 PCM."""
     m = classifier.manifest
-    need, hop = window_choice.window_samples(m), m.features.hop_samples * m.hop_frames
+    need, hop = m.window_samples, m.features.hop_samples * m.hop_frames
     found = [c[i : i + need] for c in clips for i in range(0, len(c) - need + 1, hop)]
     return window_choice.pcm(np.array(found))
 

@@ -313,7 +313,7 @@ def reservoir(
         bed, _, _ = home_hour.build_bed(speech, other, n, rate, np.random.default_rng([seed, chunk]))
         frames, due = features.compute(bed, m.features), 0.0
         for end in _hop_ends(len(frames), m):
-            t = ((end - 1) * m.features.hop_samples + m.features.window_samples) / rate
+            t = m.features.frames_end(end) / rate
             if t < due:
                 continue
             row, scores = _window(base, frames, end)

@@ -92,6 +92,11 @@ class FeatureParams:
                 del data[f.name]
         return data
 
+    def frames_end(self, frames: int) -> int:
+        """Samples from the stream's start to the end of frame number ``frames`` (counted from 1): what makes
+        exactly that many frames, a window of ``frames`` frames included."""
+        return (frames - 1) * self.hop_samples + self.window_samples
+
     def fingerprint(self) -> str:
         """Stable hash of the canonical parameters and the front-end version."""
         canon = json.dumps({"v": FRONTEND_VERSION, **self.to_dict()}, sort_keys=True, separators=(",", ":"))

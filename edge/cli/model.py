@@ -102,7 +102,7 @@ def bundle_lines(b: bundle.Bundle) -> list[str]:
     m = b.manifest
     f = m.features
     hop_ms = m.hop_frames * f.hop_samples * 1000 / f.sample_rate
-    window_s = ((m.window_frames - 1) * f.hop_samples + f.window_samples) / f.sample_rate
+    window_s = m.window_samples / f.sample_rate
     lines = [
         f"{m.name} {m.version}  ({b.path}, created {m.created})",
         f"  size: {_file_size(b.path)} bundle, model.tflite {_mb(len(b.model))} uncompressed",

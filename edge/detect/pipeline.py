@@ -109,7 +109,7 @@ class _Window:
     def to_boundary(self) -> int:
         """Samples still needed to complete the frame of the next decision."""
         p = self.params
-        return (self.next_end - 1) * p.hop_samples + p.window_samples - self.samples
+        return p.frames_end(self.next_end) - self.samples
 
     def consume(self, x: npt.NDArray[np.float64]) -> None:
         self.samples += len(x)

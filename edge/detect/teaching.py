@@ -63,7 +63,7 @@ def check_clip(samples: F32, classifier: Classifier, name: str) -> None:
     """StoreError naming ``name`` for an example that cannot teach: shorter than a window, or silent."""
     m = classifier.manifest
     p = m.features
-    need = (m.window_frames - 1) * p.hop_samples + p.window_samples
+    need = m.window_samples
     if len(samples) < need:
         raise StoreError(
             f"{name}: {len(samples) / p.sample_rate:.2f} s, shorter than one window of the model "
@@ -88,7 +88,7 @@ def clip_windows(classifier: Classifier, samples: F32) -> Windows:
         classifier.invoke(tensor)
         rows.append(classifier.embedding())
         lo = max(0, end - m.window_frames) * p.hop_samples
-        part = x[lo : (end - 1) * p.hop_samples + p.window_samples]
+        part = x[lo : p.frames_end(end)]
         levels.append(10 * math.log10(float(np.mean(part * part)) + 1e-12) if len(part) else -120.0)
     size = m.embedding.size if m.embedding else 0
     stacked = np.array(rows, dtype=np.float32).reshape(len(rows), size)

@@ -90,6 +90,11 @@ class Manifest:
     metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def window_samples(self) -> int:
+        """Samples that make exactly one model window."""
+        return self.features.frames_end(self.window_frames)
+
+    @property
     def event_labels(self) -> tuple[str, ...]:
         """The labels that can raise events: every label but the background ones, in score order."""
         return tuple(x for x in self.labels if x not in self.background_labels)

@@ -39,7 +39,7 @@ from edge.model.agreement import INT8_TOLERANCE_STEPS, LOGIT_TOLERANCE_STEPS, Fl
 from edge.model.audioset import AUDIOSET_CLASSES
 from edge.model.bundle import SELFTEST, Bundle, BundleError, Manifest, read_bundle, write_bundle
 from edge.model.classifier import Classifier
-from edge.model.window_choice import choose_window, window_samples
+from edge.model.window_choice import choose_window
 
 _LOGGER = logging.getLogger(__name__)
 MEMBERS = ("samples.npy", "scores.npy")
@@ -133,8 +133,8 @@ def parse_selftest(data: bytes, manifest: Manifest, name: str) -> SelfTest:
     where = f"{name}: {SELFTEST}"
     arrays = _arrays(data, where, MEMBERS if manifest.audioset is None else (*MEMBERS, AUDIOSET))
     samples, scores = arrays["samples.npy"], arrays["scores.npy"]
-    if samples.dtype != np.int16 or samples.shape != (window_samples(manifest),):
-        raise BundleError(f"{where}: samples must be {window_samples(manifest)} int16 values (one window)")
+    if samples.dtype != np.int16 or samples.shape != (manifest.window_samples,):
+        raise BundleError(f"{where}: samples must be {manifest.window_samples} int16 values (one window)")
     _check_expected(where, "scores", scores, len(manifest.labels))
     audioset = arrays.get(AUDIOSET)
     if audioset is not None:
@@ -156,7 +156,7 @@ def run_selftest(classifier: Classifier, test: SelfTest | None, budget_ms: float
     Without a self-test the window is quiet noise and only finiteness and latency are checked.
     """
     m, name = classifier.manifest, classifier.bundle.path
-    samples = test.samples if test is not None else _noise(window_samples(m))
+    samples = test.samples if test is not None else _noise(m.window_samples)
     got, audioset = all_outputs(classifier, samples)  # the first run also warms the interpreter up
     if not np.all(np.isfinite(got)) or (audioset is not None and not np.all(np.isfinite(audioset))):
         raise BundleError(f"{name}: smoke test: the model gives non-finite scores")

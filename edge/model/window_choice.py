@@ -61,18 +61,12 @@ class WindowChoice:
         )
 
 
-def window_samples(manifest: Manifest) -> int:
-    """Samples that make exactly one model window."""
-    f = manifest.features
-    return (manifest.window_frames - 1) * f.hop_samples + f.window_samples
-
-
 def choose_window(classifier: Classifier, samples: npt.ArrayLike | Sequence[npt.ArrayLike]) -> WindowChoice:
     """The window of ``samples`` (one clip or several) to store: of those on which XNNPACK and the builtin
     kernels agree within :data:`STABLE_STEPS` (when none do, of all), the one that the smallest level error
     fails, then the most confident, then the one with the least spread.  ValueError when no clip holds a
     window."""
-    need = window_samples(classifier.manifest)
+    need = classifier.manifest.window_samples
     clips = _clips(samples)
     windows = [pcm(c[i : i + need]) for c in clips for i in _starts(len(c), need, classifier.manifest)]
     if not windows:

@@ -211,8 +211,8 @@ class Updater:
         return Outcome("installed", f"{b.manifest.name} {b.manifest.version} active; {note}", model.describe())
 
     def _activate_or_revert(self, model: Loaded, old: Pointer, *, probation: bool) -> None:
-        f = model.bundle.manifest.features
-        window_s = (model.bundle.manifest.window_frames * f.hop_samples + f.window_samples) / f.sample_rate
+        m = model.bundle.manifest
+        window_s = m.window_samples / m.features.sample_rate
         error = self._host.activate(model, probation=probation, timeout_s=window_s + ACTIVATE_EXTRA_S)
         if error is not None:
             self.store.switch(old)

@@ -58,7 +58,7 @@ def test_windows_of_real_clips_can_fail_the_other_kernels(clips: list[np.ndarray
     kernel families (measured: 59% of fold-4 windows of esc50 5.1.0 by more than 4 steps on some output)."""
     xnnpack = Classifier(read_bundle(_shipped()))
     builtin = Classifier(xnnpack.bundle, kernels="builtin")
-    need = window_choice.window_samples(xnnpack.manifest)
+    need = xnnpack.manifest.window_samples
     step = 8 * xnnpack.manifest.features.hop_samples
     pcm = [(clip[i : i + need] * 32767).astype(np.int16) for clip in clips for i in range(0, len(clip) - need, step)]
     spreads = [window_choice.measure_window(xnnpack, builtin, w).spread_steps for w in pcm]

@@ -63,7 +63,7 @@ def windows(samples: Floats, net: yamnet.Yamnet) -> tuple[Floats, Floats, Floats
             patch = np.concatenate((pad, patch))
         rows.append(net.infer(patch)[0])
         first = max(0, (end - yamnet.PATCH_FRAMES) * PARAMS.hop_samples)
-        last = min(len(samples), (end - 1) * PARAMS.hop_samples + PARAMS.window_samples)
+        last = min(len(samples), PARAMS.frames_end(end))
         levels.append(10.0 * np.log10((energy[last] - energy[first]) / max(1, last - first) + 1e-20))
         ends.append(last / PARAMS.sample_rate)
     if not rows:
