@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from bench import home_hour, streams
+from bench import home_hour, home_stream, streams
 from bench.event_scoring import HOME_LABELS
 from edge.daemon.config import load_config
 from edge.model.bundle import read_bundle
@@ -63,10 +63,10 @@ def run_hour(hour: Hour, classifiers: Sequence[Classifier], args: argparse.Names
     first = classifiers[0]
     rate = first.manifest.features.sample_rate
     labels = [x for x in HOME_LABELS if all(x in c.labels for c in classifiers)]
-    speech, other = home_hour.bed_material(hour.bed, "calibrate", rate)
+    speech, other = home_stream.bed_material(hour.bed, "calibrate", rate)
     rng = np.random.default_rng([hour.seed, 3])
-    sounds = home_hour.draw_sounds(args.esc50, hour.fold, labels, args.sounds, rate, rng)
-    home = home_hour.build_home(speech, other, sounds, args.minutes, rate, hour.seed)
+    sounds = home_stream.draw_sounds(args.esc50, hour.fold, labels, args.sounds, rate, rng)
+    home = home_stream.build_home(speech, other, sounds, args.minutes, rate, hour.seed)
     mine, named = home_hour.detect(home, first, ns)
     found = {_name(first): mine.pop(_name(first))}
     config = load_config(None)

@@ -16,7 +16,7 @@ hard gate, above 0 the soft confirmation, with ``--keep-at`` the label head scor
 the ``EventDetector`` at the thresholds of ``--thresholds-from`` (default: the model's own) raised to the
 floor.  Three streams, all from one ``--split`` of the backgrounds:
 
-- an hour in a home (``bench/home_hour.py``'s bed, from ``--bed``'s split, background.csv unless given; 90
+- an hour in a home (``bench/home_stream.py``'s bed, from ``--bed``'s split, background.csv unless given; 90
   sounds of the home labels from ``--fold``): recall, false events per hour over the home labels and over all
   labels. A bed from background_more behaves like the never-tuned hour, which comes from that corpus
   (models/MODEL_CARD.md, 5.2.0's targets): choose on both beds;
@@ -45,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from bench import event_scoring as scoring
-from bench import home_hour, streams
+from bench import home_stream, streams
 from bench.event_scoring import HOME_LABELS, Detection, Span
 from bench.streams import Floats
 from edge.detect.events import EventDetector, EventParams
@@ -114,10 +114,10 @@ def recordings(clf: Classifier, args: argparse.Namespace) -> dict[str, list[Reco
     labels = [x for x in HOME_LABELS if x in clf.labels]
 
     def home() -> Recording:
-        speech, other = home_hour.bed_material(args.bed, args.split, rate)
+        speech, other = home_stream.bed_material(args.bed, args.split, rate)
         rng = np.random.default_rng([args.seed, 3])
-        sounds = home_hour.draw_sounds(streams.ESC50_CSV, args.fold, labels, 90, rate, rng)
-        made = home_hour.build_home(speech, other, sounds, 60.0, rate, args.seed)
+        sounds = home_stream.draw_sounds(streams.ESC50_CSV, args.fold, labels, 90, rate, rng)
+        made = home_stream.build_home(speech, other, sounds, 60.0, rate, args.seed)
         return record(clf, made.samples, made.spans)
 
     def fold() -> Recording:

@@ -2,7 +2,7 @@
 
 - **Examples** (what a user teaches from): ESC-50 clips of the plan's example folds (1-3; 1-2 when tuning).
 - **Withheld sounds**: the clips of another fold (4; 3 when tuning) and, on the report split, labelled_other's
-  recordings of the same labels (a 5 s excerpt of each), mixed into a home bed (bench/home_hour.py's) built
+  recordings of the same labels (a 5 s excerpt of each), mixed into a home bed (bench/home_stream.py's) built
   from ``background_more``'s part of the split: recall, and false events per hour of the whole stream.
 - **Background**: both background corpora's part of the split back to back (0.5 s of -70 dBFS noise
   between files): false events per hour of background audio.
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from bench import home_hour, streams
+from bench import home_stream, streams
 from bench import teach_record as tr
 from bench.event_scoring import Detection, Span
 from edge.detect.events import EventDetector
@@ -97,7 +97,7 @@ def withheld(plan: Plan, labels: Sequence[str], rate: int, per_label: int | None
     for label in labels:
         rows += [r for r in esc50_rows() if r["category"] == label and int(r["fold"]) == plan.sound_fold][:per_label]
     items = [
-        (r["filename"], r["category"], home_hour.trim(streams.read_mono(audio / r["filename"], rate))) for r in rows
+        (r["filename"], r["category"], home_stream.trim(streams.read_mono(audio / r["filename"], rate))) for r in rows
     ]
     if plan.other and OTHER_CSV.is_file():
         with OTHER_CSV.open(newline="") as fh:
@@ -121,10 +121,10 @@ def bed(plan: Plan, rate: int) -> tuple[list[streams.Item], list[streams.Item]]:
 
 
 def home(plan: Plan, sounds: Sequence[streams.Item], rate: int, minutes: float, seed: int) -> tuple[F32, list[Span]]:
-    """``sounds`` in a home bed of the split (bench/home_hour.py: speech runs, pauses, music, room noise)."""
+    """``sounds`` in a home bed of the split (bench/home_stream.py: speech runs, pauses, music, room noise)."""
     speech, other = bed(plan, rate)
     order = np.random.default_rng([seed, 4]).permutation(len(sounds))
-    made = home_hour.build_home(speech, other, [sounds[i] for i in order], minutes, rate, seed)
+    made = home_stream.build_home(speech, other, [sounds[i] for i in order], minutes, rate, seed)
     return made.samples, made.spans
 
 
@@ -159,7 +159,7 @@ def negatives(base: tr.Base, plan: Plan) -> tuple[F32, F32]:
 
     def material() -> tuple[list[streams.Item], list[streams.Item]]:
         read = [(str(p), kind, streams.read_mono(p, rate)) for p, kind in chosen]
-        read = [r for r in read if np.abs(r[2]).max(initial=0) > home_hour.SILENCE]
+        read = [r for r in read if np.abs(r[2]).max(initial=0) > home_stream.SILENCE]
         return [r for r in read if r[1] == "speech"], [r for r in read if r[1] != "speech"]
 
     found = tr.reservoir(base, material, plan.reservoir_rows, key, chunk_min=plan.reservoir_minutes)

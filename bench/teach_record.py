@@ -30,7 +30,7 @@ import numpy as np
 import numpy.typing as npt
 import soundfile as sf
 
-from bench import home_hour, streams
+from bench import home_stream, streams
 from bench.event_scoring import Detection, Span
 from bench.streams import Item
 from edge import features
@@ -297,7 +297,7 @@ def reservoir(
 ) -> F32:
     """What a device's reservoir holds after it listened to a home (edge/daemon/learning.py): an ordinary hop
     (every label score below QUIET_SCORE) at most once per SPACING_S, until ``rows`` were offered (the daemon
-    keeps a uniform sample of RESERVOIR_ROWS; fewer offered are all kept).  The home is bench/home_hour.py's bed
+    keeps a uniform sample of RESERVOIR_ROWS; fewer offered are all kept).  The home is bench/home_stream.py's bed
     (speech runs, pauses, music and noise now and then, pink room noise at -62 dBFS throughout) built from
     ``material()``'s speech and other audio, ``chunk_min`` minutes at a time (seeded); only the offered hops are
     computed."""
@@ -310,7 +310,7 @@ def reservoir(
     kept: list[F32] = []
     for chunk in range(1000):
         n = round(chunk_min * 60 * rate)
-        bed, _, _ = home_hour.build_bed(speech, other, n, rate, np.random.default_rng([seed, chunk]))
+        bed, _, _ = home_stream.build_bed(speech, other, n, rate, np.random.default_rng([seed, chunk]))
         frames, due = features.compute(bed, m.features), 0.0
         for end in _hop_ends(len(frames), m):
             t = m.features.frames_end(end) / rate

@@ -1,4 +1,4 @@
-"""bench/home_hour.py: the builder on generated audio, the scorer on hand-made detections."""
+"""bench/home_stream.py and bench/home_hour.py: the builder on generated audio, the scorer on hand-made detections."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 import soundfile as sf
 
 from bench import home_hour as hh
+from bench import home_stream as hs
 from bench import streams
 from bench.event_scoring import HOME_LABELS, Detection, Span
 
@@ -74,8 +75,8 @@ def _esc50(tmp: Path, labels: list[str], per_label: int) -> Path:
 @pytest.fixture(scope="module")
 def material(tmp_path_factory: pytest.TempPathFactory) -> Material:
     tmp = tmp_path_factory.mktemp("home")
-    speech, other = hh.bed_material(_background(tmp, 40, 2), "calibrate+report", RATE)
-    sounds = hh.draw_sounds(
+    speech, other = hs.bed_material(_background(tmp, 40, 2), "calibrate+report", RATE)
+    sounds = hs.draw_sounds(
         _esc50(tmp, ["dog", "siren", "cat"], 4), 2, ["dog", "siren", "cat"], 10, RATE, np.random.default_rng(1)
     )
     return speech, other, sounds
@@ -91,20 +92,20 @@ def test_draw_spreads_over_labels_of_the_fold_and_trims_the_silence(material: Ma
 
 def test_the_builder_is_deterministic_for_a_seed(material: Material) -> None:
     speech, other, sounds = material
-    a, b = (hh.build_home(speech, other, sounds, 2.0, RATE, seed=3) for _ in range(2))
+    a, b = (hs.build_home(speech, other, sounds, 2.0, RATE, seed=3) for _ in range(2))
     assert np.array_equal(a.samples, b.samples) and a.spans == b.spans and a.sounds == b.sounds
-    c = hh.build_home(speech, other, sounds, 2.0, RATE, seed=4)
+    c = hs.build_home(speech, other, sounds, 2.0, RATE, seed=4)
     assert not np.array_equal(a.samples, c.samples) and a.spans != c.spans
 
 
 def test_sounds_never_overlap_and_their_spans_hold_their_energy(material: Material) -> None:
     speech, other, sounds = material
-    home = hh.build_home(speech, other, sounds, 2.0, RATE, seed=5)
-    bed = hh.build_home(speech, other, [], 2.0, RATE, seed=5).samples  # the bed never depends on the sounds
+    home = hs.build_home(speech, other, sounds, 2.0, RATE, seed=5)
+    bed = hs.build_home(speech, other, [], 2.0, RATE, seed=5).samples  # the bed never depends on the sounds
     added = home.samples - bed
     assert len(home.spans) == 10
     order = sorted(home.spans, key=lambda s: s.start_s)
-    assert all(b.start_s - a.end_s >= hh.MIN_GAP_S for a, b in itertools.pairwise(order))
+    assert all(b.start_s - a.end_s >= hs.MIN_GAP_S for a, b in itertools.pairwise(order))
     inside = np.zeros(len(bed), dtype=bool)
     for span in home.spans:
         lo, hi = round(span.start_s * RATE), round(span.end_s * RATE)
@@ -118,8 +119,8 @@ def test_sounds_never_overlap_and_their_spans_hold_their_energy(material: Materi
 
 def test_levels_land_in_the_requested_snr_range(material: Material) -> None:
     speech, other, sounds = material
-    home = hh.build_home(speech, other, sounds, 2.0, RATE, seed=6, snr_db=(5.0, 12.0), floor_dbfs=-np.inf)
-    bed = hh.build_home(speech, other, [], 2.0, RATE, seed=6).samples.astype(np.float64)
+    home = hs.build_home(speech, other, sounds, 2.0, RATE, seed=6, snr_db=(5.0, 12.0), floor_dbfs=-np.inf)
+    bed = hs.build_home(speech, other, [], 2.0, RATE, seed=6).samples.astype(np.float64)
     added = home.samples.astype(np.float64) - bed
     measured = []
     for span, record in zip(home.spans, home.sounds, strict=True):
@@ -134,7 +135,7 @@ def test_levels_land_in_the_requested_snr_range(material: Material) -> None:
 
 def test_the_bed_has_speech_pauses_and_room_noise_at_the_set_levels(material: Material) -> None:
     speech, other, _ = material
-    home = hh.build_home(speech, other, [], 3.0, RATE, seed=2)
+    home = hs.build_home(speech, other, [], 3.0, RATE, seed=2)
     words = [p for p in home.pieces if p.label == "speech"]
     assert words and {p.label for p in home.pieces} == {"speech", "noise"}
     for p in (
@@ -147,12 +148,12 @@ def test_the_bed_has_speech_pauses_and_room_noise_at_the_set_levels(material: Ma
         busy[round(p.start_s * RATE) : round(p.end_s * RATE)] = True
     assert busy.mean() < 0.6  # pauses between runs
     quiet = home.samples[~busy].astype(np.float64)
-    assert 10 * np.log10(np.mean(quiet**2)) == pytest.approx(hh.ROOM_DBFS, abs=0.5)
+    assert 10 * np.log10(np.mean(quiet**2)) == pytest.approx(hs.ROOM_DBFS, abs=0.5)
 
 
 def test_reuse_is_reported_when_material_is_short(material: Material) -> None:
     speech, other, _ = material
-    home = hh.build_home(speech[:5], other[:1], [], 2.0, RATE, seed=1)
+    home = hs.build_home(speech[:5], other[:1], [], 2.0, RATE, seed=1)
     short = home.bed
     assert short["speech"]["max_uses"] > 3 and short["speech"]["unique_min"] == round(5 / 60, 2)
     assert short["reuse"] > 3
@@ -162,19 +163,19 @@ def test_reuse_is_reported_when_material_is_short(material: Material) -> None:
     assert len({tuple(names) for names in passes}) > 1  # ... in a new order
     levels = {round(float(np.abs(home.samples[round(p.start_s * RATE) :][4200:11800]).max()), 4) for p in words[:-1]}
     assert len(levels) > 10  # with new gains
-    ample = hh.build_home(speech, other, [], 0.75, RATE, seed=1).bed
+    ample = hs.build_home(speech, other, [], 0.75, RATE, seed=1).bed
     assert ample["speech"]["placements"] > 3 and ample["speech"]["max_uses"] == 1 and ample["reuse"] == 1.0
 
 
 def test_too_many_sounds_for_the_stream_is_refused(material: Material) -> None:
     speech, other, sounds = material
     with pytest.raises(SystemExit, match="do not fit"):
-        hh.build_home(speech, other, sounds, 0.5, RATE, seed=0)
+        hs.build_home(speech, other, sounds, 0.5, RATE, seed=0)
 
 
 def test_score_counts_hits_wrong_labels_and_false_events() -> None:
     spans = [Span("a", "dog", 10.0, 15.0), Span("b", "siren", 30.0, 33.0)]
-    home = hh.Home(np.zeros(36 * RATE, dtype=np.float32), RATE, spans, [Span("w", "speech", 20.0, 22.0)], [], {})
+    home = hs.Home(np.zeros(36 * RATE, dtype=np.float32), RATE, spans, [Span("w", "speech", 20.0, 22.0)], [], {})
     found = [
         Detection("dog", 9.6, 10.2),  # hit, 0.4 s before the dog
         Detection("dog", 14.0, 14.5),  # the same dog again: not false
@@ -195,7 +196,7 @@ def test_false_events_on_one_replayed_file_are_one_distinct_source() -> None:
     """``false.distinct``: a confusion on a bed file the hour plays again and again counts once per (label, file)."""
     spans = [Span("a", "dog", 10.0, 15.0)]
     pieces = [Span("dish", "noise", 20.0, 30.0), Span("w", "speech", 24.0, 26.0), Span("dish", "noise", 40.0, 50.0)]
-    home = hh.Home(np.zeros(60 * RATE, dtype=np.float32), RATE, spans, pieces, [], {})
+    home = hs.Home(np.zeros(60 * RATE, dtype=np.float32), RATE, spans, pieces, [], {})
     found = [
         Detection("cat", 12.0, 12.3),  # wrong label on the dog
         Detection("washing_machine", 22.0, 22.5),
@@ -237,10 +238,10 @@ def test_no_file_peaks_above_minus_1_dbfs_and_the_sum_is_clipped(material: Mater
     _, _, sounds = material
     click = np.zeros(RATE, dtype=np.float32)
     click[RATE // 2] = 0.001  # its active level is ~-85 dBFS: raised to -30..-20 it would peak far above 0 dBFS
-    home = hh.build_home([("click.wav", "speech", click)], [], sounds[:2], 1.0, RATE, seed=0)
-    assert np.abs(home.samples).max() <= hh.PEAK + 0.01 and home.bed["clipped_samples"] == 0
+    home = hs.build_home([("click.wav", "speech", click)], [], sounds[:2], 1.0, RATE, seed=0)
+    assert np.abs(home.samples).max() <= hs.PEAK + 0.01 and home.bed["clipped_samples"] == 0
     loud = [("loud.wav", "dog", np.full(RATE, 0.9, dtype=np.float32))]
-    home = hh.build_home([("click.wav", "speech", click)], [], loud, 1.0, RATE, seed=0, snr_db=(60.0, 60.0))
+    home = hs.build_home([("click.wav", "speech", click)], [], loud, 1.0, RATE, seed=0, snr_db=(60.0, 60.0))
     assert home.sounds[0]["capped"] and home.sounds[0]["active_dbfs"] == pytest.approx(-1.0, abs=0.01)
 
 
@@ -252,18 +253,18 @@ def _gappy(i: int) -> streams.Item:
 
 
 def test_a_sound_drawn_below_the_floor_comes_out_at_the_floor() -> None:
-    bed = hh.room_noise(60 * RATE, np.random.default_rng(0))  # -62 dBFS; the second half 30 dB louder
+    bed = hs.room_noise(60 * RATE, np.random.default_rng(0))  # -62 dBFS; the second half 30 dB louder
     bed[30 * RATE :] *= 10 ** (30 / 20)
     sounds = [_gappy(i) for i in range(10)]
-    mix, spans, placed = hh.place_sounds(bed, sounds, RATE, np.random.default_rng(4), snr_db=(0.0, 10.0))
+    mix, spans, placed = hs.place_sounds(bed, sounds, RATE, np.random.default_rng(4), snr_db=(0.0, 10.0))
     added = mix.astype(np.float64) - bed
     for span, record in zip(spans, placed, strict=True):
         lo = round(span.start_s * RATE)
         tones = np.r_[added[lo : lo + round(0.3 * RATE)], added[lo + round(0.6 * RATE) : lo + round(0.9 * RATE)]]
         level = 10 * np.log10(np.mean(tones**2))
-        wanted = max(record["bed_dbfs"] + record["drawn_snr_db"], hh.FLOOR_DBFS)
+        wanted = max(record["bed_dbfs"] + record["drawn_snr_db"], hs.FLOOR_DBFS)
         assert level == pytest.approx(wanted, abs=0.5) and not record["capped"]
-        assert record["raised"] == (record["bed_dbfs"] + record["drawn_snr_db"] < hh.FLOOR_DBFS)
+        assert record["raised"] == (record["bed_dbfs"] + record["drawn_snr_db"] < hs.FLOOR_DBFS)
         if record["raised"]:
             assert level == pytest.approx(-45.0, abs=0.5) and record["snr_db"] > record["drawn_snr_db"]
         else:
@@ -271,9 +272,9 @@ def test_a_sound_drawn_below_the_floor_comes_out_at_the_floor() -> None:
     assert 0 < sum(r["raised"] for r in placed) < len(placed)  # the quiet half raised, the loud half as drawn
 
 
-def _labelled_home() -> hh.Home:
+def _labelled_home() -> hs.Home:
     spans = [Span("a", "dog", 10.0, 15.0), Span("b", "cow", 20.0, 22.0), Span("c", "siren", 30.0, 33.0)]
-    return hh.Home(np.zeros(36 * RATE, dtype=np.float32), RATE, spans, [Span("w", "speech", 25.0, 27.0)], [], {})
+    return hs.Home(np.zeros(36 * RATE, dtype=np.float32), RATE, spans, [Span("w", "speech", 25.0, 27.0)], [], {})
 
 
 FOUND = [
@@ -310,7 +311,7 @@ def test_the_home_view_counts_only_home_sounds_and_home_label_starts() -> None:
 
 def test_the_table_prints_a_home_and_an_all_row_per_detector(material: Material) -> None:
     speech, other, sounds = material
-    home = hh.build_home(speech, other, sounds, 2.0, RATE, seed=5)
+    home = hs.build_home(speech, other, sounds, 2.0, RATE, seed=5)
     hits = [Detection(s.label, s.start_s + 0.5, s.start_s + 1.0) for s in home.spans]
     found = {"ours test 1": [*hits, Detection("frog", 1.0, 1.0)], "YAMNet int8 at 0.8": hits[:3]}
     args = hh.parse_args(["--floor-dbfs", "-45"])
