@@ -87,6 +87,7 @@ def test_every_experiment_extends_a_shipped_recipe_and_is_in_the_table() -> None
         "esc50_v3.yaml",
         "esc50_5.0.0.yaml",
         "esc50_5.1.0.yaml",
+        "esc50_5.2.0.yaml",
         "esc50_audioset.yaml",
         "esc50_confirm_nofloor.yaml",
     }

@@ -213,23 +213,27 @@ def test_shipped_config_parses() -> None:
     configs = ROOT / "configs"
     loaded = load(configs / "esc50.yaml")
     c = loaded.config
-    assert c.data.test_folds == (4,) and c.model.arch == "yamnet" and c.bundle.version == "5.2.0"
+    assert c.data.test_folds == (4,) and c.model.arch == "yamnet" and c.bundle.version == "5.3.0"
     assert c.model.weights.endswith("yamnet_spectra_in.tflite") and c.window.window_frames == 96
     assert c.model.output == "sigmoid" and c.fit.background_fraction > 0 and len(c.data.background) == 2
     assert c.fit.lwf_weight > 0 and not c.teacher.path  # the kept AudioSet head is the teacher
     assert c.audioset.confirm.mapping == str(configs / "esc50_audioset.csv") and c.audioset.confirm.threshold == 0.03
-    assert (c.audioset.confirm.slope, c.audioset.confirm.keep_at) == (4.0, 0.97)  # the soft confirmation, fitted: 5.2.0
+    assert (c.audioset.confirm.slope, c.audioset.confirm.keep_at) == (4.0, 0.97)  # the soft confirmation, fitted: 5.2.0 (and 5.3.0)
     fitted = c.audioset.confirm.fit_thresholds and c.audioset.confirm.fit_slopes
     assert fitted and c.audioset.evidence.unseen_fraction == 0.25  # fitted on background kept from the network
-    assert c.calibration.min_threshold == 0.8 and c.audioset.veto.classes == ()  # 5.1.0's floor
+    assert c.calibration.min_threshold == 0.95 and c.audioset.veto.classes == ()  # 5.3.0: the written rule's floor
     assert (c.augment.mixup_alpha, c.augment.time_masks, c.augment.gain_db) == (0.0, 0, 0.0)  # 5.1.0: none
     assert c.augment.noise_from_background  # the open world's background under labelled windows stays
     five = load(configs / "experiments" / "esc50_5.0.0.yaml").config  # what the older AudioSet experiments extend
     assert five.bundle.version == "5.0.0" and five.augment.mixup_alpha == 0.2 and five.calibration.min_threshold == 0.6
-    five_one = load(configs / "experiments" / "esc50_5.1.0.yaml").config  # what the later experiments extend
+    five_two = load(configs / "experiments" / "esc50_5.2.0.yaml").config  # what the experiments after 5.2.0 extend
+    assert five_two.bundle.version == "5.2.0" and five_two.calibration.min_threshold == 0.8
+    assert five_two.audioset.confirm == c.audioset.confirm  # 5.3.0 is 5.2.0 with the floor raised, nothing else
+    five_one = load(configs / "experiments" / "esc50_5.1.0.yaml").config  # what the 5.1.0-era experiments extend
     pair = (five_one.audioset.confirm.threshold, five_one.audioset.confirm.slope)
     assert five_one.bundle.version == "5.1.0" and pair == (0.1, 2.0)
     assert not five_one.audioset.confirm.fit_thresholds and five_one.audioset.evidence.unseen_fraction == 0.0
+    assert five_one.calibration.min_threshold == 0.8
     assert [x.name for x in c.audioset.labels if x.enabled_by_default] == ["smoke_alarm"]
     experiments = configs / "experiments"
     v3 = load(experiments / "esc50_v3.yaml").config  # the 3.0.0 recipe, the ImageNet experiments' base
