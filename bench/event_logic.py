@@ -1,6 +1,6 @@
 """Which event logic turns a model's scores into the fewest false alarms for the most recall?
 
-For each candidate event setting (smoothing, hops, k, hold) the thresholds are chosen
+For each candidate event setting (smoothing, hops, k, release, hold) the thresholds are chosen
 again from the false-alarm budget on the background's calibrate part (+ mixtures)
 and the validation clips, exactly as training does, and then measured where
 nothing was tuned: false events per hour on the report part (+ its own mixtures)
@@ -38,6 +38,7 @@ _LOGGER = logging.getLogger(__name__)
 
 CANDIDATES = [
     EventParams(),
+    EventParams(release=1.0),  # no hysteresis: what the daemon did before 5.3.0
     EventParams(smoothing_hops=8),
     EventParams(smoothing_hops=10),
     EventParams(smoothing="k_of_n", smoothing_hops=5, k=3),
@@ -138,6 +139,7 @@ def main() -> None:
     for r in rows:
         p = r["params"]
         name = f"mean of {p['smoothing_hops']}" if p["smoothing"] == "mean" else f"{p['k']} of {p['smoothing_hops']}"
+        name += f", release {p['release']:g}"
         recall = f"{r['validation_recall']:>10.3f} {r['test_recall']:>11.3f} {r['test_wrong_per_clip']:>10.3f}"
         held = f"{r['heldout_false_per_hour']:>8.1f} ({r['heldout_false_events']} in {r['heldout_hours']} h)"
         print(f"{name:<28} {recall} {held}")

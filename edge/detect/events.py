@@ -3,9 +3,11 @@
 Each hop, the raw scores enter a short history; the smoothed decision is
 either the mean over the last ``smoothing_hops`` hops or "at least ``k`` of
 the last ``smoothing_hops`` hops passed".  A label turns ON when its smoothed
-decision passes its threshold and OFF once ``hold_s`` has gone by without a
-pass; after an end, ``cooldown_s`` must pass before the label may start again.
-Labels are independent, so several can be ON at once.
+decision passes its threshold, and stays ON while it passes ``release`` times
+the threshold (hysteresis: a sound whose score wavers around its threshold is
+one event, not a string of them); it turns OFF once ``hold_s`` has gone by
+without that; after an end, ``cooldown_s`` must pass before the label may start
+again.  Labels are independent, so several can be ON at once.
 
 A start within ``rearm_s`` of the label's previous end is a *repeat*
 (:attr:`Event.repeat`): the same beeping alarm or barking dog going on.  It is an
@@ -67,6 +69,9 @@ class EventParams:
     smoothing: Literal["mean", "k_of_n"] = setting("mean", doc="mean over n hops, or k of the last n hops")
     smoothing_hops: int = setting(5, lo=1, hi=1000, unit="hops (n)")
     k: int = setting(3, lo=1, hi=1000, unit="hops passing, for k_of_n")
+    release: float = setting(
+        0.9, lo=0.0, hi=1.0, unit="fraction of the threshold an ON label must keep to stay ON; 1 = no hysteresis"
+    )
     hold_s: float = setting(1.0, lo=0.0, hi=3600.0, unit="s without a pass before OFF")
     cooldown_s: float = setting(0.0, lo=0.0, hi=3600.0, unit="s after an end before the next start")
     rearm_s: float = setting(
@@ -92,7 +97,7 @@ class Event:
     start: float
     """Epoch seconds: the first passing hop inside the window that decided the start."""
     end: float | None
-    """Epoch seconds: the last passing hop; None on a start."""
+    """Epoch seconds: the last hop that kept it ON (at ``release`` times the threshold); None on a start."""
     start_offset_s: float
     """``start`` as seconds since the stream started (for a file: the position in it)."""
     end_offset_s: float | None
@@ -121,7 +126,7 @@ class Event:
 
 
 class EventDetector:
-    """Hysteresis, hold and cooldown per label over a stream of score vectors.
+    """Hysteresis (``release``), hold and cooldown per label over a stream of score vectors.
 
     ``update``/``flush`` run on the worker thread and ``apply``/getters on the
     control thread; one lock makes them safe together.
@@ -184,9 +189,9 @@ class EventDetector:
             raise ValueError(f"expected {len(self._labels)} scores, got shape {scores.shape}")
         with self._lock:
             self._push(scores, t)
-            passing = self._passing()
+            passing, holding = self._passing()
             events = self._end_disabled(t)
-            events += self._step(scores, passing, t)
+            events += self._step(scores, passing, holding, t)
             return events
 
     def flush(self, t: float) -> list[Event]:
@@ -248,24 +253,31 @@ class EventDetector:
     def _window(self) -> _F32:
         return self._hist if self._filled == len(self._hist) else self._hist[: self._filled]
 
-    def _passing(self) -> npt.NDArray[np.bool_]:
-        window = self._window()
+    def _passing(self) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        """Per label: does the smoothed decision pass the threshold, and ``release`` times it."""
+        window, release = self._window(), self._thr * np.float32(self._params.release)
         if self._params.smoothing == "mean":
-            passed: npt.NDArray[np.bool_] = window.mean(axis=0) >= self._thr
-            return passed
-        hits = np.count_nonzero(window >= self._thr, axis=0)
-        enough: npt.NDArray[np.bool_] = hits >= self._params.k
-        return enough
+            smoothed = window.mean(axis=0)
+            return smoothed >= self._thr, smoothed >= release
+        k = self._params.k
+        return np.count_nonzero(window >= self._thr, axis=0) >= k, np.count_nonzero(window >= release, axis=0) >= k
 
     def _end_disabled(self, t: float) -> list[Event]:
         gone = np.flatnonzero(self._state.active & ~self._enabled).tolist()
         return [self._end(i, t) for i in gone]
 
-    def _step(self, scores: npt.NDArray[np.floating], passing: npt.NDArray[np.bool_], t: float) -> list[Event]:
+    def _step(
+        self,
+        scores: npt.NDArray[np.floating],
+        passing: npt.NDArray[np.bool_],
+        holding: npt.NDArray[np.bool_],
+        t: float,
+    ) -> list[Event]:
+        """``passing``: at the threshold (starts); ``holding``: at ``release`` times it (what keeps ON)."""
         st = self._state
-        st.accumulate(scores, passing, t)
+        st.accumulate(scores, holding, t)
         hold_over = (t - st.last_pass) >= self._params.hold_s
-        events = [self._end(i, t) for i in np.flatnonzero(st.active & ~passing & hold_over).tolist()]
+        events = [self._end(i, t) for i in np.flatnonzero(st.active & ~holding & hold_over).tolist()]
         cooled = (t - st.ended_at) >= self._params.cooldown_s
         for i in np.flatnonzero(passing & ~st.active & self._enabled & cooled).tolist():
             events.append(self._start(i, t))

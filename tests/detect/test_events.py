@@ -63,7 +63,7 @@ def test_k_of_n_needs_k_hops_from_the_start() -> None:
 
 
 def test_mean_smoothing_and_zero_hold() -> None:
-    det = make(smoothing="mean", smoothing_hops=2, hold_s=0.0)
+    det = make(smoothing="mean", smoothing_hops=2, hold_s=0.0, release=1.0)  # no hysteresis: ON and OFF at 0.5
     events = run(det, dog([0.4, 0.7, 0.2, 0.8, 0.9, 0.0, 0.0]))
     kinds = [(i, e.kind) for i, e in events]
     # means: .4 .55 .45 .5 .85 .45 0 -> ON at 1, OFF at 2, ON at 3 (>= passes), OFF at 5
@@ -73,7 +73,7 @@ def test_mean_smoothing_and_zero_hold() -> None:
 
 
 def test_cooldown_blocks_a_quick_restart() -> None:
-    det = make(smoothing="mean", smoothing_hops=2, hold_s=0.0, cooldown_s=0.15)
+    det = make(smoothing="mean", smoothing_hops=2, hold_s=0.0, cooldown_s=0.15, release=1.0)
     events = run(det, dog([0.4, 0.7, 0.2, 0.8, 0.9, 0.0, 0.0]))
     # the end at hop 2 starts the cooldown: hop 3 (0.1 s later) may not start, hop 4 (0.2 s) may
     assert [(i, e.kind) for i, e in events] == [(1, "start"), (2, "end"), (4, "start"), (5, "end")]
@@ -85,6 +85,34 @@ def test_hold_keeps_one_event_across_a_short_gap() -> None:
     assert [(i, e.kind) for i, e in events] == [(0, "start"), (8, "end")]
     assert events[1][1].end == pytest.approx(hop_t(4))
     assert events[1][1].hops == 5
+
+
+WAVERING = [0.6, 0.47, 0.46, 0.6, 0.3, 0.0, 0.0]
+"""A sound whose score wavers just under its threshold (0.5) twice, then stops."""
+
+
+def test_release_keeps_a_wavering_sound_one_event() -> None:
+    det = make(smoothing="mean", smoothing_hops=1, hold_s=0.0)  # release 0.9 by default: ON above 0.45
+    events = run(det, dog(WAVERING))
+    assert [(i, e.kind) for i, e in events] == [(0, "start"), (4, "end")]
+    assert events[1][1].end == pytest.approx(hop_t(3))  # the last hop that held it ON
+    assert events[1][1].hops == 4 and events[1][1].mean == pytest.approx((0.6 + 0.47 + 0.46 + 0.6) / 4)
+    split = run(make(smoothing="mean", smoothing_hops=1, hold_s=0.0, release=1.0), dog(WAVERING))
+    assert [(i, e.kind) for i, e in split] == [(0, "start"), (1, "end"), (3, "start"), (4, "end")]
+
+
+def test_release_never_starts_an_event() -> None:
+    det = make(smoothing="mean", smoothing_hops=1, hold_s=0.0)
+    assert run(det, dog([0.47, 0.49, 0.46, 0.0])) == []  # above the release level, never at the threshold
+
+
+def test_release_follows_the_threshold_in_force_and_k_of_n() -> None:
+    det = make(smoothing="k_of_n", smoothing_hops=2, k=2, hold_s=0.0, release=0.5)
+    det.apply(ControlChange(thresholds={"dog": 0.8}))  # release level 0.4
+    events = run(det, dog([0.9, 0.9, 0.5, 0.45, 0.35, 0.9, 0.0]))
+    # 2 of 2 at 0.8 from hop 1; 2 of 2 at 0.4 until hop 3; hop 4 (0.35) ends it; hop 5 alone starts nothing
+    assert [(i, e.kind) for i, e in events] == [(1, "start"), (4, "end")]
+    assert events[1][1].end == pytest.approx(hop_t(3))
 
 
 def test_overlapping_labels_are_independent() -> None:
@@ -163,6 +191,8 @@ def test_config_errors_are_one_line() -> None:
     assert str(err.value) == "config.yaml: events: k (5) must not exceed smoothing_hops (3)"
     with pytest.raises(ConfigError, match=r"events\.thresholds\.dog: expected a number 0\.\.1"):
         build(EventParams, {"thresholds": {"dog": 1.5}}, "config.yaml", "events")
+    with pytest.raises(ConfigError, match=r"events\.release: expected a number 0\.\.1"):
+        build(EventParams, {"release": 1.2}, "config.yaml", "events")
     with pytest.raises(ConfigError, match=r"events\.smoothing: expected one of 'mean', 'k_of_n'"):
         build(EventParams, {"smoothing": "median"}, "config.yaml", "events")
     with pytest.raises(ConfigError, match=r"events: enabled: unknown label 'sirne' \(did you mean 'siren'\?\)"):
