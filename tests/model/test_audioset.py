@@ -377,7 +377,7 @@ def test_the_shipped_model_weighs_its_labels_by_the_audioset_head() -> None:
     shipped = read_bundle(default_model_path()).manifest
     head = shipped.audioset
     assert head is not None and head.confirm is not None and head.veto is None and head.evidence is None
-    assert (head.confirm.threshold, head.confirm.slope, head.confirm.keep_at) == (0.03, 4.0, 0.97)  # fitted, 5.2.0 = 5.3.0
+    assert (head.confirm.threshold, head.confirm.slope, head.confirm.keep_at) == (0.03, 4.0, 0.97)  # fitted (5.2.0)
     assert head.on_by_default == ("smoke_alarm",)
     unconfirmed = sorted(set(shipped.event_labels) - set(head.confirm.classes))
     assert unconfirmed == ["can_opening", "drinking_sipping", "washing_machine"]  # AudioSet has no class for them

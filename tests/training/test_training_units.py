@@ -218,7 +218,7 @@ def test_shipped_config_parses() -> None:
     assert c.model.output == "sigmoid" and c.fit.background_fraction > 0 and len(c.data.background) == 2
     assert c.fit.lwf_weight > 0 and not c.teacher.path  # the kept AudioSet head is the teacher
     assert c.audioset.confirm.mapping == str(configs / "esc50_audioset.csv") and c.audioset.confirm.threshold == 0.03
-    assert (c.audioset.confirm.slope, c.audioset.confirm.keep_at) == (4.0, 0.97)  # the soft confirmation, fitted: 5.2.0 (and 5.3.0)
+    assert (c.audioset.confirm.slope, c.audioset.confirm.keep_at) == (4.0, 0.97)  # the confirmation, fitted
     fitted = c.audioset.confirm.fit_thresholds and c.audioset.confirm.fit_slopes
     assert fitted and c.audioset.evidence.unseen_fraction == 0.25  # fitted on background kept from the network
     assert c.calibration.min_threshold == 0.95 and c.audioset.veto.classes == ()  # 5.3.0: the written rule's floor
