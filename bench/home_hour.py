@@ -106,9 +106,10 @@ class _Recorded:
 
 
 def detect(
-    home: Home, classifier: Classifier, args: argparse.Namespace
+    home: Home, classifier: Classifier, args: argparse.Namespace, ours: list[Detection] | None = None
 ) -> tuple[dict[str, list[Detection]], list[str]]:
-    """Event starts of ours and of YAMNet at each threshold on the stream; the labels YAMNet can name."""
+    """Event starts of ours (``ours`` when the caller has them) and of YAMNet at each threshold on the stream;
+    the labels YAMNet can name."""
     peers = streams.SHARED / "peers"
     tflite, class_map = peers / "yamnet_spectra_in.tflite", peers / "yamnet_class_map.csv"
     peer = _Recorded(yamnet.Yamnet(yamnet.YamnetParams(model_path=tflite, class_map_path=class_map)))
@@ -117,8 +118,9 @@ def detect(
         classifier.manifest,
         time.monotonic(),
     )
-    ours = streams.our_detections(classifier, home.samples, load_config(args.config))
-    _LOGGER.info("ours: %d event starts in %.0f s", len(ours), time.monotonic() - clock)
+    if ours is None:
+        ours = streams.our_detections(classifier, home.samples, load_config(args.config))
+        _LOGGER.info("ours: %d event starts in %.0f s", len(ours), time.monotonic() - clock)
     found = {f"ours {m.name} {m.version}": ours}
     for threshold in args.threshold:
         clock, peer.k = time.monotonic(), 0

@@ -23,7 +23,7 @@ def test_an_hour_is_home_hours_hour_and_the_totals_add_up(tmp_path: Path, capsys
     out = tmp_path / "hours.json"
     small = ["--minutes", "2", "--sounds", "4"]
     argv = ["--model", str(SHIPPED), "--beds", str(streams.BACKGROUND_CSV), "--hours", "1", "7", "2", "8", *small]
-    assert calibrate_hours.main([*argv, "--json-out", str(out)]) == 0
+    assert calibrate_hours.main([*argv, "--floors", "0", "1", "--json-out", str(out)]) == 0
     doc = json.loads(out.read_text())
     assert [r["hour"] for r in doc["hours"]] == ["background fold 1 seed 7", "background fold 2 seed 8"]
     text = capsys.readouterr().out
@@ -33,7 +33,20 @@ def test_an_hour_is_home_hours_hour_and_the_totals_add_up(tmp_path: Path, capsys
     one = ["--model", str(SHIPPED), "--split", "calibrate", "--fold", "2", "--seed", "8", *small]
     assert home_hour.main([*one, "--json-out", str(single)]) == 0
     alone = json.loads(single.read_text())
-    assert doc["hours"][1]["detectors"] == alone["detectors"], "the same hour, the same figures"
+    ours = next(name for name in alone["detectors"] if name.startswith("ours"))
+    assert list(doc["hours"][1]["detectors"]) == [
+        ours,
+        f"{ours} floor 0",
+        f"{ours} floor 1",
+        *list(alone["detectors"])[1:],
+    ]
+    assert {k: doc["hours"][1]["detectors"][k] for k in alone["detectors"]} == alone["detectors"], "the same figures"
+
+    # a replayed floor is the daemon's event logic on the pipeline's hop scores: floor 0 changes nothing, and no
+    # int8 score reaches 1
+    assert doc["totals"][f"{ours} floor 0"] == doc["totals"][ours]
+    assert doc["totals"][ours]["recalled"] + doc["totals"][ours]["all_false"] > 0, "nothing to compare"
+    assert doc["totals"][f"{ours} floor 1"]["recalled"] == doc["totals"][f"{ours} floor 1"]["all_false"] == 0
 
     for name, t in doc["totals"].items():
         views = [r["detectors"][name] for r in doc["hours"]]
@@ -41,6 +54,11 @@ def test_an_hour_is_home_hours_hour_and_the_totals_add_up(tmp_path: Path, capsys
         assert t["home_false"] == sum(v["home"]["false"]["total"]["events"] for v in views)
         assert t["home_distinct"] == sum(v["home"]["false"]["distinct"] for v in views) <= t["home_false"]
         assert t["recall"] == pytest.approx(t["recalled"] / t["sounds"], abs=1e-4)
+
+
+def test_a_floor_outside_0_1_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        calibrate_hours.parse_args(["--floors", "0.95", "1.5"])
 
 
 def test_two_bundles_of_one_name_are_refused(tmp_path: Path) -> None:
