@@ -98,6 +98,13 @@ def _cv(loaded: LoadedConfig) -> None:
     _say(f"cv: {summary}")
 
 
+def _cv_evaluate(loaded: LoadedConfig) -> None:
+    from training import crossval
+
+    summary = crossval.evaluate_again(loaded)
+    _say(f"cv evaluate: {summary}")
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from training.data import quality
 
@@ -277,6 +284,12 @@ def parser() -> argparse.ArgumentParser:
         s.add_argument("--log", metavar="FILE", help=f"one line per stage with its time (default <output>/{RUN_LOG})")
         if name == "run":
             s.add_argument("--cv", action="store_true", help="k-fold cross-validation over the dataset's folds")
+        if name == "evaluate":
+            s.add_argument(
+                "--cv",
+                action="store_true",
+                help="every fold already trained in <output>/cv evaluated again (no training)",
+            )
     return ap
 
 
@@ -310,7 +323,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in COMMANDS:
             return COMMANDS[args.command](args)
         loaded = load(args.config)
-        stage = _cv if getattr(args, "cv", False) else STAGES[args.command]
+        stage = STAGES[args.command]
+        if getattr(args, "cv", False):
+            stage = _cv_evaluate if args.command == "evaluate" else _cv
         with stages.to_file(Path(args.log) if args.log else loaded.output / RUN_LOG):
             stages.printed(f"auricle-train {args.command} --config {args.config}")
             stage(loaded)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -179,3 +180,24 @@ def test_cross_validation_runs_every_fold(
     rerun = json.loads((tmp_path / "run" / "cv" / "fold_1" / crossval.FOLD_RECORD).read_text())
     assert rerun["config"] == crossval.fingerprint(crossval.fold_config(load(cfg), 1))
     assert set(again["folds"]["1"]) == set(cv["folds"]["1"])
+
+    # The trained folds evaluated again under another config (a threshold floor), without training: copy cv/.
+    floored = tmp_path / "floored.yaml"
+    floored.write_text(f"extends: {cfg.name}\ncalibration: {{min_threshold: 0.97}}\noutput: floored\n")
+    assert cli.main(["evaluate", "--config", str(floored), "--cv"]) == 2
+    assert "fold_1: no trained fold (no model_int8.tflite)" in capsys.readouterr().err
+    shutil.copytree(tmp_path / "run" / "cv", tmp_path / "floored" / "cv")
+    model = tmp_path / "floored" / "cv" / "fold_1" / export.INT8_FILE
+    stamp = model.stat().st_mtime_ns
+    assert cli.main(["evaluate", "--config", str(floored), "--cv"]) == 0
+    assert "cv evaluate: 2 folds, int8 clip accuracy" in capsys.readouterr().out
+    redone = json.loads((tmp_path / "floored" / "cv.json").read_text())
+    assert set(redone["folds"]) == {"1", "2"} and redone["folds_left"] == [] and model.stat().st_mtime_ns == stamp
+    for fold in ("1", "2"):
+        assert redone["folds"][fold]["int8_clip_accuracy"] == again["folds"][fold]["int8_clip_accuracy"]  # same nets
+        m = read_bundle(tmp_path / "floored" / "cv" / f"fold_{fold}" / "model.auricle").manifest
+        assert (
+            min(m.thresholds.values())
+            >= 0.97
+            > min(read_bundle(tmp_path / "run" / "cv" / f"fold_{fold}" / "model.auricle").manifest.thresholds.values())
+        )
