@@ -1,7 +1,7 @@
 """Teaching on the device, measured through the daemon's pipeline and event logic (issue 25 item 7).
 
     .venv/bin/python -m bench.teach [--split report|calibrate] [--part fewshot feedback cost]
-        [--model BUNDLE] [--draws 3] [--tiny] [--cache DIR] [--json-out FILE]
+        [--model BUNDLE] [--draws 3] [--confusion SOUND LABEL] [--tiny] [--cache DIR] [--json-out FILE]
     .venv/bin/python -m bench.tune_teach ...   (the hyper-parameter sweep, calibrate only)
 
 - **Few-shot.**  Base: YAMNet int8's own network, which never learned the ESC-50 labels, on the model's
@@ -18,7 +18,8 @@
   of a held-out home stream, the label's own clips in the second half.  The first N confusions of the first
   half become "wrong" verdicts (the event's hop embeddings from 1 s before its start to its end, as the
   daemon keeps them), fitted as a correction as ``fit_all`` does; the second half is replayed with it:
-  confusions left, and the label's recall, beside no feedback.
+  confusions left, and the label's recall, beside no feedback.  ``--confusion SOUND LABEL`` names another case
+  (footsteps taken for door_wood_knock is 5.3.0's last home-label false event on the never-tuned hours).
 - **Cost.**  ``Personal.apply`` with 10 heads against one ``Classifier.scores`` call; ``auricle teach`` with
   5 clips, wall time, and what it means on a Raspberry Pi 4.
 
@@ -259,13 +260,15 @@ def _yamnet(plan: tm.Plan, base: tr.YamnetBase, peer: yamnet.Yamnet, fs: FewShot
 # --- feedback -------------------------------------------------------------------------------------------
 
 
-def feedback_stream(plan: tm.Plan, clf: Classifier, seed: int, disjoint: bool) -> tuple[tr.Hops, tr.Hops]:
+def feedback_stream(
+    plan: tm.Plan, clf: Classifier, seed: int, disjoint: bool, confusion: tuple[str, str] = CONFUSION
+) -> tuple[tr.Hops, tr.Hops]:
     """(first half, second half) of a held-out home stream with the confused sound's withheld clips, each placed
     ``plan.repeats`` times per half (other places and levels, another bed): all of them in both halves (the same
     sources recurring, as a home's one dishwasher does), or with ``disjoint`` half of them in each (other
     recordings of the sound); the label's own withheld clips (twice each) in the second half."""
-    rate, (sound, label), minutes = clf.manifest.features.sample_rate, CONFUSION, plan.feedback_minutes
-    key = f"feedback|{plan}|{seed}|{CONFUSION}|{disjoint}"
+    rate, (sound, label), minutes = clf.manifest.features.sample_rate, confusion, plan.feedback_minutes
+    key = f"feedback|{plan}|{seed}|{confusion}|{disjoint}"
 
     def make() -> tuple[F32, list[Span]]:
         mine = tm.withheld(plan, [sound], rate, plan.feedback_clips)
@@ -291,8 +294,10 @@ def model_detector(clf: Classifier, personal: Personal | None) -> EventDetector:
     return EventDetector.for_model(manifest, EventParams(listening="all"))
 
 
-def confusions(found: Sequence[tuple[Detection, float]], spans: Sequence[Span]) -> list[tuple[Detection, float]]:
-    sound, label = CONFUSION
+def confusions(
+    found: Sequence[tuple[Detection, float]], spans: Sequence[Span], confusion: tuple[str, str] = CONFUSION
+) -> list[tuple[Detection, float]]:
+    sound, label = confusion
     return [
         f for f in found if f[0].label == label and any(s.label == sound and in_window(s, f[0].start_s) for s in spans)
     ]
@@ -305,9 +310,12 @@ def verdict_rows(hops: tr.Hops, wrong: Sequence[tuple[Detection, float]]) -> F32
     return np.concatenate([rows[(hops.t >= d.start_s - LEAD_S) & (hops.t <= end)] for d, end in wrong])
 
 
-def feedback(plan: tm.Plan, clf: Classifier, disjoint: bool = False) -> dict[str, Any]:
-    """Confusions and the label's recall in the second half after N "wrong" verdicts from the first."""
-    sound, label = CONFUSION
+def feedback(
+    plan: tm.Plan, clf: Classifier, disjoint: bool = False, confusion: tuple[str, str] = CONFUSION
+) -> dict[str, Any]:
+    """Confusions and the label's recall in the second half after N "wrong" verdicts from the first;
+    ``confusion``: (the sound, the model label it is taken for)."""
+    sound, label = confusion
     bundle, reservoir = tm.negatives(clf, plan)
     common, labels = np.concatenate([bundle, reservoir]), clf.bundle.manifest.score_labels
     thresholds = clf.bundle.manifest.score_thresholds
@@ -316,8 +324,8 @@ def feedback(plan: tm.Plan, clf: Classifier, disjoint: bool = False) -> dict[str
         n: dict.fromkeys(("confusions", "heard", "sounds", "instances", "verdicts", "other_false"), 0) for n in NS
     }
     for seed in range(plan.draws):
-        first, second = feedback_stream(plan, clf, seed, disjoint)
-        wrong = confusions(tm.replay(first, plain, model_detector(clf, plain)), first.spans)
+        first, second = feedback_stream(plan, clf, seed, disjoint, confusion)
+        wrong = confusions(tm.replay(first, plain, model_detector(clf, plain)), first.spans, confusion)
         for n in NS:
             personal = plain
             if n and wrong:
@@ -325,7 +333,7 @@ def feedback(plan: tm.Plan, clf: Classifier, disjoint: bool = False) -> dict[str
                 personal = Personal(heads, labels, thresholds)
             found = tm.replay(second, personal, model_detector(clf, personal))
             scored = score(second.spans, [d for d, _ in found], [label])
-            mistaken = len(confusions(found, second.spans))
+            mistaken = len(confusions(found, second.spans, confusion))
             t = totals[n]
             t["confusions"] += mistaken
             t["heard"] += scored["per_label"][label]["heard"]
@@ -464,6 +472,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--part", nargs="+", choices=("fewshot", "feedback", "cost"), default=["fewshot", "feedback", "cost"]
     )
     p.add_argument("--draws", type=int, default=None, help="draws of the examples / feedback streams (default 3)")
+    p.add_argument(
+        "--confusion", nargs=2, metavar=("SOUND", "LABEL"), default=list(CONFUSION),
+        help=f"the feedback case: a sound and the label the model takes it for (default {' '.join(CONFUSION)})",
+    )  # fmt: skip
     p.add_argument("--tiny", action="store_true", help="a seconds-long case (2 labels, K 1 and 3, short streams)")
     p.add_argument("--cache", type=Path, default=tr.CACHE, help="where embeddings and heads are kept")
     p.add_argument("--json-out", type=Path, default=streams.ROOT / "runs" / "bench" / "teach.json")
@@ -492,8 +504,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                  class_map_path=peers / "yamnet_class_map.csv"))  # fmt: skip
         report["fewshot"] = fewshot(plan, tr.YamnetBase(peer, clf.manifest), peer)
     if "feedback" in args.part:
-        report["feedback"] = feedback(plan, clf)
-        report["feedback_other"] = feedback(plan, clf, disjoint=True)
+        confusion = (args.confusion[0], args.confusion[1])
+        report["feedback"] = feedback(plan, clf, confusion=confusion)
+        report["feedback_other"] = feedback(plan, clf, disjoint=True, confusion=confusion)
     if "cost" in args.part:
         report["cost"] = cost.measure(clf, args.model, tiny=args.tiny)
     report["seconds"] = round(time.monotonic() - began, 1)

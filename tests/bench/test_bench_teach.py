@@ -128,3 +128,10 @@ def test_the_tiny_case_runs_and_says_what_it_measured(tmp_path: Path, capsys: py
     printed = capsys.readouterr().out
     assert "FEW-SHOT" in printed and "FEEDBACK" in printed and "TARGETS (issue 25):" in printed
     assert (tmp_path / "cache").is_dir()  # embeddings and heads cached: a second run reads them
+
+    knock = tmp_path / "knock.json"
+    case = ["--part", "feedback", "--confusion", "footsteps", "door_wood_knock"]
+    assert teach.main(["--tiny", *case, "--cache", str(tmp_path / "cache"), "--json-out", str(knock)]) == 0
+    other = json.loads(knock.read_text())["feedback"]
+    assert (other["sound"], other["label"]) == ("footsteps", "door_wood_knock") != (fb["sound"], fb["label"])
+    assert "footsteps taken for door_wood_knock" in capsys.readouterr().out
