@@ -31,7 +31,7 @@ from bench.event_scoring import Detection, Span
 from edge.audio.resample import Resampler
 from edge.audio.sources import AUDIO_SUFFIXES
 from edge.daemon.config import Config
-from edge.daemon.replay import detector_for, stream_events
+from edge.daemon.replay import detector_for, hop_scores, sample_blocks, stream_events
 from edge.model.bundle import Manifest
 from edge.model.classifier import Classifier
 from training.model import yamnet
@@ -131,7 +131,9 @@ def our_detections(classifier: Classifier, samples: Floats, config: Config) -> l
     """Event starts of the daemon's pipeline and event logic on one stream, every label of the model listened
     for (``events.listening: all``): the benchmarks measure the model, not the default listening set, which
     only ever removes events (edge/detect/listening.py)."""
-    return floored_detections(classifier, samples, config, ())[0]
+    every = _listening_all(config)
+    events = stream_events(classifier, samples, every)
+    return [Detection(e.label, e.start_offset_s, e.offset_s) for e in events if e.kind == "start"]
 
 
 def floored_detections(
@@ -139,27 +141,24 @@ def floored_detections(
 ) -> tuple[list[Detection], list[list[Detection]]]:
     """``our_detections``, and from the same inferences the event starts with the thresholds in force raised to
     each of ``floors`` (``calibration.min_threshold`` replayed on a finished bundle: a label already above a floor
-    keeps its threshold): the daemon's event logic fed the hop scores the pipeline gave it."""
-    every = dataclasses.replace(config, events=dataclasses.replace(config.events, listening="all"))
-    times: list[float] = []
-    rows: list[Floats] = []
-
-    def keep(offset_s: float, scores: Floats) -> None:
-        times.append(offset_s)
-        rows.append(np.array(scores, dtype=np.float32))
-
-    events = stream_events(classifier, samples, every, keep)
-    as_is = [Detection(e.label, e.start_offset_s, e.offset_s) for e in events if e.kind == "start"]
+    keeps its threshold): the daemon's event logic fed the pipeline's hop scores (edge.daemon.replay.hop_scores)."""
+    every = _listening_all(config)
+    times, rows = hop_scores(classifier, sample_blocks(samples), every)
     in_force = detector_for(classifier, every).thresholds()
-    floored = []
-    for floor in floors:
-        raised = {label: max(value, floor) for label, value in in_force.items()}
+
+    def starts(thresholds: dict[str, float]) -> list[Detection]:
         detector = detector_for(
-            classifier, dataclasses.replace(every, events=dataclasses.replace(every.events, thresholds=raised))
+            classifier, dataclasses.replace(every, events=dataclasses.replace(every.events, thresholds=thresholds))
         )
-        starts = [e for t, s in zip(times, rows, strict=True) for e in detector.update(s, t) if e.kind == "start"]
-        floored.append([Detection(e.label, e.start_offset_s, e.offset_s) for e in starts])
-    return as_is, floored
+        found = (e for t, s in zip(times, rows, strict=True) for e in detector.update(s, float(t)))
+        return [Detection(e.label, e.start_offset_s, e.offset_s) for e in found if e.kind == "start"]
+
+    return starts(in_force), [starts({x: max(v, floor) for x, v in in_force.items()}) for floor in floors]
+
+
+def _listening_all(config: Config) -> Config:
+    """``config`` with every label of the model listened for (``events.listening: all``)."""
+    return dataclasses.replace(config, events=dataclasses.replace(config.events, listening="all"))
 
 
 def yamnet_detections(

@@ -36,7 +36,7 @@ from bench.streams import Item
 from edge import features
 from edge.audio.resample import Resampler
 from edge.daemon.learning import QUIET_SCORE, SPACING_S
-from edge.daemon.replay import BLOCK_SAMPLES
+from edge.daemon.replay import sample_blocks
 from edge.detect.pipeline import Pipeline
 from edge.detect.teaching import clip_windows
 from edge.learn.heads import sounding
@@ -140,8 +140,7 @@ def record(base: Base, samples: F32, spans: Sequence[Span] = ()) -> Hops:
 
     pipeline = Pipeline(cast(Classifier, base), on_scores=keep)
     rate, n = pipeline.rate_hz, 0
-    for i in range(0, len(samples), BLOCK_SAMPLES):
-        block = samples[i : i + BLOCK_SAMPLES]
+    for block in sample_blocks(samples):
         n += len(block)
         pipeline.feed(block, (n - 1) / rate)
     pipeline.finish()

@@ -51,10 +51,7 @@ def fold_config(loaded: LoadedConfig, fold: int) -> LoadedConfig:
 
 def run(loaded: LoadedConfig) -> str:
     """Run every fold; write ``cv.json``; return a one-line summary."""
-    manifest, root = prepare.dataset_paths(loaded)
-    folds = data.folds_of(data.load_clips(loaded.config.data, manifest, root))
-    if len(folds) < 2:
-        raise data.DataError("cross-validation needs a manifest with at least two folds")
+    folds = _folds(loaded)
     per_fold: dict[int, dict[str, Any]] = {}
     for fold in folds:  # cv.json after each: a cross-validation cut short shows the folds it has
         per_fold[fold] = _fold(fold_config(loaded, fold))
@@ -65,23 +62,29 @@ def run(loaded: LoadedConfig) -> str:
 def evaluate_again(loaded: LoadedConfig) -> str:
     """Every fold's evaluate stage with this config over the folds trained in ``<output>/cv``; ``cv.json``
     written again; a one-line summary.  DataError naming the first fold that has no exported model."""
-    manifest, root = prepare.dataset_paths(loaded)
-    folds = data.folds_of(data.load_clips(loaded.config.data, manifest, root))
-    missing = [fold_config(loaded, k).output for k in folds]
-    missing = [folder for folder in missing if not (folder / export.INT8_FILE).exists()]
-    if missing:
-        raise data.DataError(
-            f"{missing[0]}: no trained fold (no {export.INT8_FILE}): copy a cross-validation's cv/ folder into "
-            f"{loaded.output}, or run `auricle-train run --cv`"
-        )
+    configs = {fold: fold_config(loaded, fold) for fold in _folds(loaded)}
+    for fl in configs.values():
+        if not (fl.output / export.INT8_FILE).exists():
+            raise data.DataError(
+                f"{fl.output}: no trained fold (no {export.INT8_FILE}): copy a cross-validation's cv/ folder into "
+                f"{loaded.output}, or run `auricle-train run --cv`"
+            )
     per_fold: dict[int, dict[str, Any]] = {}
-    for fold in folds:
-        fl = fold_config(loaded, fold)
+    for fold, fl in configs.items():
         headline: dict[str, Any] = pipeline.run_evaluate(fl, prepare.load(fl.output))["headline"]
         _LOGGER.info("%s: evaluated again, int8 clip accuracy %.3f", fl.output, headline["int8_clip_accuracy"])
         per_fold[fold] = headline | open_world(fl.output)
-        path, summary = _write(loaded, per_fold, [k for k in folds if k not in per_fold])
-    return _line(len(folds), path, summary)
+        path, summary = _write(loaded, per_fold, [k for k in configs if k not in per_fold])
+    return _line(len(configs), path, summary)
+
+
+def _folds(loaded: LoadedConfig) -> list[int]:
+    """The manifest's folds, at least two (DataError otherwise)."""
+    manifest, root = prepare.dataset_paths(loaded)
+    folds = data.folds_of(data.load_clips(loaded.config.data, manifest, root))
+    if len(folds) < 2:
+        raise data.DataError("cross-validation needs a manifest with at least two folds")
+    return folds
 
 
 def _line(folds: int, path: Path, summary: dict[str, Any]) -> str:

@@ -84,9 +84,12 @@ def stream_events(
     classifier: Classifier, samples: Floats, config: Config, on_scores: ScoresHook | None = None
 ) -> list[Event]:
     """Events of one stream of float32 samples at the model rate."""
-    step = BLOCK_SAMPLES
-    blocks = (samples[i : i + step] for i in range(0, len(samples), step))
-    return replay_blocks(classifier, blocks, config, on_scores)
+    return replay_blocks(classifier, sample_blocks(samples), config, on_scores)
+
+
+def sample_blocks(samples: Floats) -> Iterator[Floats]:
+    """One stream of samples as replay blocks (``BLOCK_SAMPLES`` each, the last one shorter)."""
+    return (samples[i : i + BLOCK_SAMPLES] for i in range(0, len(samples), BLOCK_SAMPLES))
 
 
 def file_blocks(path: str | os.PathLike[str], rate_hz: int) -> Iterator[Floats]:
