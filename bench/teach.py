@@ -464,6 +464,16 @@ def targets(report: dict[str, Any]) -> list[str]:
 # --- main -----------------------------------------------------------------------------------------------
 
 
+def unknown_confusion(confusion: tuple[str, str], clf: Classifier, plan: tm.Plan) -> str:
+    """What is wrong with a feedback case (a sound with no withheld ESC-50 clip, a label the model lacks), or ""."""
+    sound, label = confusion
+    if not any(r["category"] == sound and int(r["fold"]) == plan.sound_fold for r in tm.esc50_rows()):
+        return f"no ESC-50 clip of {sound!r} in fold {plan.sound_fold}"
+    if label not in clf.bundle.manifest.score_labels:
+        return f"{label!r} is not a label of {clf.manifest.name} {clf.manifest.version}"
+    return ""
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=streams.ROOT / "models" / "esc50.auricle")
@@ -493,6 +503,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.CACHE = args.cache
     plan, began = plan_of(args), time.monotonic()
     clf = Classifier(read_bundle(args.model), threads=1)
+    wrong = "feedback" in args.part and unknown_confusion((args.confusion[0], args.confusion[1]), clf, plan)
+    if wrong:
+        _LOGGER.error("bench.teach --confusion: %s", wrong)
+        return 2
     report: dict[str, Any] = {
         "split": plan.split,
         "tiny": args.tiny,

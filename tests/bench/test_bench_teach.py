@@ -135,3 +135,19 @@ def test_the_tiny_case_runs_and_says_what_it_measured(tmp_path: Path, capsys: py
     other = json.loads(knock.read_text())["feedback"]
     assert (other["sound"], other["label"]) == ("footsteps", "door_wood_knock") != (fb["sound"], fb["label"])
     assert "footsteps taken for door_wood_knock" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("case", "says"),
+    [
+        (["footstep", "door_wood_knock"], "no ESC-50 clip of 'footstep'"),
+        (["footsteps", "door_knock"], "'door_knock' is not a label of esc50"),
+    ],
+)
+def test_a_misspelled_feedback_case_is_refused(
+    tmp_path: Path, case: list[str], says: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "teach.json"
+    argv = ["--tiny", "--part", "feedback", "--confusion", *case, "--json-out", str(out)]
+    assert teach.main([*argv, "--cache", str(tmp_path / "cache")]) == 2
+    assert says in caplog.text and not out.exists()
