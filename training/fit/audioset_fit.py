@@ -41,7 +41,7 @@ import numpy.typing as npt
 from training.data import augment
 from training.data.prepare import Prepared
 from training.fit import kept
-from training.fit.fit import MODEL_FILE, noise_frames, strategy
+from training.fit.fit import MODEL_FILE, class_loss, noise_frames, strategy
 from training.fit.lwf_cache import AUDIOSET, PREDICT_BATCH, Cached, batches, cache_training, cache_validation, predict
 from training.fit.windows import TrainWindows
 from training.model import audioset
@@ -154,7 +154,7 @@ def _compile(upper: Any, cfg: TrainConfig, lr: Any) -> None:
     upper.compile(
         optimizer=keras.optimizers.AdamW(learning_rate=lr, weight_decay=cfg.fit.weight_decay),
         loss={
-            model_mod.SCORES: keras.losses.BinaryCrossentropy(label_smoothing=cfg.fit.label_smoothing),
+            model_mod.SCORES: class_loss(cfg),
             AUDIOSET: keras.losses.BinaryCrossentropy(),
         },
         loss_weights={model_mod.SCORES: 1.0, AUDIOSET: cfg.fit.lwf_weight},

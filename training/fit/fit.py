@@ -85,12 +85,38 @@ def strategy(name: str) -> Any:
 
 
 def class_loss(cfg: TrainConfig) -> Any:
-    """Cross-entropy over the softmax, or binary cross-entropy per sigmoid output."""
+    """Cross-entropy over the softmax, or binary cross-entropy per sigmoid output (with ``fit.compete_weight``
+    the labels of a labelled window also compete: :func:`competing_loss`)."""
     import keras
 
     if cfg.model.output == "sigmoid":
+        if cfg.fit.compete_weight > 0:
+            return competing_loss(cfg.fit.label_smoothing, cfg.fit.compete_weight)
         return keras.losses.BinaryCrossentropy(label_smoothing=cfg.fit.label_smoothing)
     return keras.losses.CategoricalCrossentropy(label_smoothing=cfg.fit.label_smoothing)
+
+
+def competing_loss(label_smoothing: float, weight: float) -> Any:
+    """Binary cross-entropy per sigmoid output (mean over the labels) plus ``weight`` x the cross-entropy of a softmax over the sigmoid outputs' logits, on windows with a
+    label only (a background window's all-zero target adds nothing).  Binary cross-entropy treats the labels
+    independently: it never asks that a crying baby score higher as ``crying_baby`` than as ``cat``, only that
+    each be near its target.  The softmax term does: its gradient on a rival label's logit is its softmax share,
+    largest where two labels are both sure.  Per logit it is not divided by the number of labels, as the mean
+    binary cross-entropy's is, so a small weight already matches it."""
+    import keras
+
+    ops = keras.ops
+
+    def loss(y_true: Any, y_pred: Any) -> Any:
+        p = ops.clip(y_pred, 1e-7, 1.0 - 1e-7)
+        logits = ops.log(p) - ops.log(1.0 - p)  # the sigmoid's input, recovered
+        mass = ops.sum(y_true, axis=-1)
+        target = y_true / ops.maximum(mass, 1e-7)[..., None]
+        compete = -ops.sum(target * ops.log_softmax(logits, axis=-1), axis=-1)
+        bce = keras.losses.binary_crossentropy(y_true, y_pred, label_smoothing=label_smoothing)
+        return bce + weight * ops.where(mass > 0, compete, 0.0)
+
+    return loss
 
 
 def cosine_distance(y_true: Any, y_pred: Any) -> Any:
@@ -255,4 +281,4 @@ def load_model(output: Path, name: str = MODEL_FILE) -> Any:
     path = output / name
     if not path.exists():
         raise FileNotFoundError(f"{path}: no trained model; run 'auricle-train fit' first")
-    return keras.models.load_model(str(path))
+    return keras.models.load_model(str(path), compile=False)  # for predictions and export only

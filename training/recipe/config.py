@@ -203,6 +203,8 @@ class FitConfig:
     lwf_weight: float = setting(1.0, lo=0.0, hi=100.0, unit="x BCE of the AudioSet head toward the untouched network")
     """``model.arch: yamnet``: learning without forgetting, the 521 head kept near what YAMNet said."""
     label_smoothing: float = setting(0.1, lo=0.0, hi=0.5)
+    compete_weight: float = setting(0.0, lo=0.0, hi=100.0, unit="x softmax cross-entropy over the sigmoid logits")
+    """Sigmoid outputs: a window's labels also compete (training/fit/fit.py, ``competing_loss``); 0: independent."""
     weight_decay: float = setting(1e-4, lo=0.0, hi=1.0, unit="AdamW decoupled weight decay")
     patience: int = setting(15, lo=1, hi=10_000, unit="epochs without validation improvement")
     average_epochs: int = setting(0, lo=0, hi=10_000, unit="last fine-tuning epochs whose weights are averaged")
