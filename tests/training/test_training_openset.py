@@ -383,6 +383,29 @@ def test_distillation_model_shares_layers_and_exports_the_classifier_only() -> N
     np.testing.assert_allclose(float(fit.cosine_distance(np.ones((1, 4)), 2 * np.ones((1, 4)))[0]), 0.0, atol=1e-6)
 
 
+def test_competing_loss_adds_only_where_a_labelled_window_has_a_sure_rival() -> None:
+    import keras
+    import tensorflow as tf
+
+    from training.fit import fit
+
+    plain = TrainConfig(fit=FitConfig(label_smoothing=0.0), model=NetworkConfig(output="sigmoid"))
+    assert isinstance(fit.class_loss(plain), keras.losses.BinaryCrossentropy)
+    compete = TrainConfig(fit=FitConfig(label_smoothing=0.0, compete_weight=0.1), model=NetworkConfig(output="sigmoid"))
+    loss = fit.class_loss(compete)
+    y = np.array([[1, 0, 0], [0, 0, 0], [1, 0, 0]], np.float32)  # a label, background, a label
+    logits = tf.Variable(np.array([[2.0, 2.0, -2.0], [2.0, -2.0, -2.0], [4.0, -4.0, -4.0]], np.float32))
+    with tf.GradientTape() as tape:
+        extra = loss(y, tf.sigmoid(logits)) - keras.losses.binary_crossentropy(y, tf.sigmoid(logits))
+    gain = np.asarray(extra)
+    assert gain[1] == 0.0  # background: binary cross-entropy alone
+    assert gain[0] > 10 * gain[2] > 0  # a rival as sure as the label costs far more than a clear win
+    np.testing.assert_allclose(gain[0], 0.1 * -np.log(np.exp(2) / (2 * np.exp(2) + np.exp(-2))), rtol=1e-4)
+    grad = np.asarray(tape.gradient(extra, logits))
+    assert grad[0, 1] > 0 > grad[0, 0]  # the rival pushed down, the label up
+    np.testing.assert_array_equal(grad[1], 0.0)
+
+
 def test_quantisation_aware_twin_keeps_a_sigmoid_head() -> None:
     from training.model import qat
 
