@@ -58,6 +58,9 @@ def test_manifest_source_uses_its_split_column(tmp_path: Path) -> None:
     assert [p.parent.name for p in files["calibrate"]] == ["calibrate"]  # 'other' is in neither part
     plain = td.write_manifest(root / "plain.csv", [{"filename": "loose.wav"}])
     assert len(background.list_files(BackgroundSource(path=str(plain)), plain)["train"]) == 1
+    kept_out = BackgroundSource(path=str(manifest), train_split="none", calibrate_split="hold", report_fraction=0.0)
+    out = background.list_files(kept_out, manifest, evidence_fraction=0.25)  # a source out of training only
+    assert not out["train"] and not out["evidence"] and [p.parent.name for p in out["calibrate"]] == ["calibrate"]
 
 
 def test_exclude_leaves_label_recordings_out_of_every_part(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
