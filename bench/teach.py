@@ -469,7 +469,7 @@ def unknown_confusion(confusion: tuple[str, str], clf: Classifier, plan: tm.Plan
     sound, label = confusion
     if not any(r["category"] == sound and int(r["fold"]) == plan.sound_fold for r in tm.esc50_rows()):
         return f"no ESC-50 clip of {sound!r} in fold {plan.sound_fold}"
-    if label not in clf.bundle.manifest.score_labels:
+    if label not in clf.manifest.score_labels:
         return f"{label!r} is not a label of {clf.manifest.name} {clf.manifest.version}"
     return ""
 

@@ -176,6 +176,7 @@ def test_pca_finds_the_main_direction() -> None:
         ("model: {arch: mobilenet_v2}\nfit: {qat_epochs: 3}\n", "bad.yaml: fit.qat_epochs: supported for model.arch"),
         ("fit: {average_epochs: 3}\n", "bad.yaml: fit.average_epochs: supported for model.arch yamnet only"),
         ("fit: {soup_seeds: [1, 2]}\n", "bad.yaml: fit.soup_seeds: supported for model.arch yamnet only"),
+        ("fit: {compete_weight: 0.1}\n", "bad.yaml: fit.compete_weight: supported for model.output sigmoid only"),
         ("fit: {soup_seeds: [3]}\n", "bad.yaml: fit.soup_seeds: expected two or more different seeds >= 0, got [3]"),
         ("fit: {soup_seeds: [2, 2]}\n", "bad.yaml: fit.soup_seeds: expected two or more different seeds"),
         ("calibration: {noisy_snr_db: [20, 0]}\n", "bad.yaml: calibration.noisy_snr_db: expected [low, high]"),

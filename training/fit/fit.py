@@ -99,11 +99,11 @@ def class_loss(cfg: TrainConfig) -> Any:
 def competing_loss(label_smoothing: float, weight: float) -> Any:
     """Binary cross-entropy per sigmoid output (mean over the labels) plus ``weight`` x the cross-entropy of a
     softmax over the sigmoid outputs' logits, on windows with a label only (a background window's all-zero target
-    adds nothing).  Binary cross-entropy treats the labels
-    independently: it never asks that a crying baby score higher as ``crying_baby`` than as ``cat``, only that
-    each be near its target.  The softmax term does: its gradient on a rival label's logit is its softmax share,
-    largest where two labels are both sure.  Per logit it is not divided by the number of labels, as the mean
-    binary cross-entropy's is, so a small weight already matches it."""
+    adds nothing).  Binary cross-entropy treats the labels independently: it never asks that a crying baby score
+    higher as ``crying_baby`` than as ``cat``, only that each be near its target.  The softmax term does: its
+    gradient on a rival label's logit is its softmax share, largest where two labels are both sure.  Per logit it
+    is not divided by the number of labels, as the mean binary cross-entropy's is, so a small weight already
+    matches it."""
     import keras
 
     ops = keras.ops

@@ -53,6 +53,10 @@ def _check(config: TrainConfig, source: str) -> None:
     seeds = config.fit.soup_seeds
     if seeds and (len(seeds) < 2 or len(set(seeds)) < len(seeds) or min(seeds) < 0):
         raise ConfigError(f"{source}: fit.soup_seeds: expected two or more different seeds >= 0, got {list(seeds)}")
+    if config.fit.compete_weight and config.model.output != "sigmoid":
+        raise ConfigError(
+            f"{source}: fit.compete_weight: supported for model.output sigmoid only, not {config.model.output}"
+        )
     for key in ("average_epochs", "soup_seeds"):
         if getattr(config.fit, key) and config.model.arch != "yamnet":
             raise ConfigError(f"{source}: fit.{key}: supported for model.arch yamnet only, not {config.model.arch}")
