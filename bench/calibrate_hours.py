@@ -24,6 +24,12 @@ configs/experiments/README.md). Nothing here is a report figure: the report hour
 the same hop scores (no inference again). It is how a threshold floor is chosen by the written rule: the lowest
 floor with no home-label false event on the eight hours ``--hours 1 7 2 8 1 17 2 18`` (models/MODEL_CARD.md,
 5.3.0). A replayed floor is not a calibrated one: calibration with that floor may also raise a label above it.
+
+``--draws 3`` judges recipes, not networks (models/MODEL_CARD.md, "After 5.3.0", "Three draws per recipe"): the
+bundles are taken three at a time in the order given, each three one recipe trained at three training seeds, and a
+last table pools each recipe's draws at its calibrated thresholds and at every floor: their recall over all their
+sounds (the same sounds for each draw, so the mean of theirs) and their home-label false events summed. Its figure
+is that recall at the lowest floor where the sum is at most one per draw per 8 h.
 """
 
 from __future__ import annotations
@@ -132,6 +138,46 @@ def table(reports: Sequence[dict[str, Any]], summed: dict[str, dict[str, float]]
     return "\n".join(lines)
 
 
+def pooled(
+    summed: dict[str, dict[str, float]], names: Sequence[str], draws: int, floors: Sequence[float]
+) -> list[dict[str, Any]]:
+    """Each recipe (``draws`` consecutive bundles) at its calibrated thresholds, then at each floor upwards: the
+    draws' recall pooled, their home-label false events summed, and the rule's figure: the first of those rows
+    with at most one home-label false event per draw per 8 h (None where none is)."""
+    out = []
+    for first in range(0, len(names), draws):
+        group = names[first : first + draws]
+        rows: list[dict[str, Any]] = []
+        for floor in (None, *sorted(floors)):
+            cells = [summed[n if floor is None else f"{n} floor {floor:g}"] for n in group]
+            sounds = sum(c["sounds"] for c in cells)
+            rows.append(
+                {
+                    "floor": "calibrated" if floor is None else floor,
+                    "recall": round(sum(c["recalled"] for c in cells) / sounds, 4) if sounds else 0.0,
+                    "home_false": sum(c["home_false"] for c in cells),
+                }
+            )
+        budget = sum(summed[n]["hours"] for n in group) / 8.0
+        figure = next((r for r in rows if r["home_false"] <= budget), None)
+        out.append({"draws": list(group), "rows": rows, "budget": round(budget, 3), "figure": figure})
+    return out
+
+
+def pooled_table(recipes: Sequence[dict[str, Any]]) -> str:
+    """One line per recipe and floor; the figure marked."""
+    lines = ["recipes, their draws pooled (recall over every draw's sounds, home-label false events summed):"]
+    for recipe in recipes:
+        lines.append("  " + " + ".join(recipe["draws"]))
+        for row in recipe["rows"]:
+            floor = row["floor"] if isinstance(row["floor"], str) else f"floor {row['floor']:g}"
+            mark = "  <- figure" if row is recipe["figure"] else ""
+            lines.append(f"    {floor:12} {row['recall']:.1%}  {row['home_false']:g}{mark}")
+        if recipe["figure"] is None:
+            lines.append(f"    no floor with at most {recipe['budget']:g} home-label false events")
+    return "\n".join(lines)
+
+
 def _name(classifier: Classifier) -> str:
     m = classifier.manifest
     return f"ours {m.name} {m.version}"
@@ -149,12 +195,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--floors", type=float, nargs="+", default=[], help="also each bundle's thresholds raised to these (0..1)"
     )
+    parser.add_argument(
+        "--draws", type=int, default=0, help="pool the bundles N at a time, each N one recipe's draws (0: no pooling)"
+    )
     parser.add_argument("--json-out", type=Path, default=streams.ROOT / "runs" / "bench" / "calibrate_hours.json")
     args = parser.parse_args(argv)
     if len(args.hours) % 2:
         parser.error("--hours: pairs of FOLD SEED")
     if any(not 0.0 <= f <= 1.0 for f in args.floors):
         parser.error("--floors: scores between 0 and 1")
+    if args.draws < 0 or (args.draws and len(args.model) % args.draws):
+        parser.error(
+            f"--draws {args.draws}: the {len(args.model)} bundles of --model are not whole recipes of that many"
+        )
     return args
 
 
@@ -172,8 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         _LOGGER.info("%s", hour.name)
         reports.append(run_hour(hour, classifiers, args))
     summed = totals(reports)
-    doc = {"models": [str(p) for p in args.model], "hours": reports, "totals": summed}
-    streams.publish(table(reports, summed), doc, args.json_out)
+    doc: dict[str, Any] = {"models": [str(p) for p in args.model], "hours": reports, "totals": summed}
+    text = table(reports, summed)
+    if args.draws:
+        doc["recipes"] = pooled(summed, [_name(c) for c in classifiers], args.draws, args.floors)
+        text += "\n" + pooled_table(doc["recipes"])
+    streams.publish(text, doc, args.json_out)
     return 0
 
 
