@@ -51,7 +51,7 @@ from edge.daemon.learning import LEAD_S
 from edge.detect.events import EventDetector, EventParams
 from edge.learn.heads import Head
 from edge.learn.personal import TAUGHT_THRESHOLD, Personal
-from edge.model.bundle import read_bundle
+from edge.model.bundle import BundleError, read_bundle
 from edge.model.classifier import Classifier
 from training.model import yamnet
 
@@ -502,10 +502,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     tr.CACHE = args.cache
     plan, began = plan_of(args), time.monotonic()
-    clf = Classifier(read_bundle(args.model), threads=1)
+    try:
+        clf = Classifier(read_bundle(args.model), threads=1)
+    except (BundleError, OSError) as e:
+        _LOGGER.error("bench.teach --model: %s", e)
+        return 2
     wrong = "feedback" in args.part and unknown_confusion((args.confusion[0], args.confusion[1]), clf, plan)
     if wrong:
         _LOGGER.error("bench.teach --confusion: %s", wrong)
+        return 2
+    needs = [part for part in args.part if part in ("feedback", "cost")]
+    if needs and not clf.has_embedding:
+        _LOGGER.error(
+            "bench.teach --model: %s: %s %s has no embedding output, which --part %s teaches on "
+            "(auricle-train embed adds one)",
+            args.model, clf.manifest.name, clf.manifest.version, " ".join(needs),
+        )  # fmt: skip
         return 2
     report: dict[str, Any] = {
         "split": plan.split,

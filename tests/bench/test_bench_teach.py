@@ -151,3 +151,21 @@ def test_a_misspelled_feedback_case_is_refused(
     argv = ["--tiny", "--part", "feedback", "--confusion", *case, "--json-out", str(out)]
     assert teach.main([*argv, "--cache", str(tmp_path / "cache")]) == 2
     assert says in caplog.text and not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        (streams.ROOT / "tests" / "data" / "esc50-3.0.0.auricle", "esc50 3.0.0 has no embedding output, which --part"),
+        (Path("no/such/bundle.auricle"), "bench.teach --model: "),
+    ],
+)
+def test_a_bundle_it_cannot_teach_on_is_one_line_and_exit_2(
+    tmp_path: Path, model: Path, says: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "teach.json"
+    argv = ["--tiny", "--part", "cost", "--model", str(model), "--json-out", str(out)]
+    assert teach.main([*argv, "--cache", str(tmp_path / "cache")]) == 2
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and says in errors[0].getMessage() and "\n" not in errors[0].getMessage()
+    assert not out.exists()
