@@ -39,7 +39,7 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
     files = background_files([tmp / "bg.csv"])
     assert [f.name for f in files] == ["bg0.wav", "bg1.wav", "bg2.wav"]  # the train part only
-    target = tmp / "two-1.1.0.auricle"
+    target = tmp / "release" / "two-1.1.0.auricle"  # a folder that does not exist yet
     embed_bundle(source, target, "1.1.0", files, windows=12, size=BANDS)
     return source, target
 
@@ -55,6 +55,7 @@ def test_the_embedding_is_declared_and_the_other_outputs_are_unchanged(made: tup
     old, new = Classifier(read_bundle(source)), Classifier(read_bundle(target))
     assert new.manifest.version == "1.1.0" and new.manifest.embedding is not None
     assert new.manifest.embedding.size == BANDS and new.has_embedding and not old.has_embedding
+    assert [p.name for p in target.parent.iterdir()] == [target.name], "the folder made, no draft left beside it"
     for hz in (500.0, 1000.0, 2000.0, 3000.0):
         window = _window(old, hz)
         assert np.array_equal(old.scores(window), new.scores(window)), hz

@@ -201,9 +201,13 @@ def embed_bundle(
     old = read_bundle(source)
     tflite = with_embedding_output(old.model, size)
     manifest = dataclasses.replace(old.manifest, version=version, embedding=embedding_spec(tflite, size))
+    target.parent.mkdir(parents=True, exist_ok=True)
     draft = target.with_name(f".{target.name}.draft")
-    write_bundle(draft, manifest, tflite, selftest=old.selftest)
-    new = read_bundle(draft)
+    try:
+        write_bundle(draft, manifest, tflite, selftest=old.selftest)
+        new = read_bundle(draft)
+    finally:
+        draft.unlink(missing_ok=True)  # read_bundle keeps what it read; no draft is left beside the target
     m = old.manifest
     probe_audio = np.random.default_rng(1).standard_normal(3 * m.features.sample_rate).astype(np.float32) * 0.1
     if old.selftest is not None:
@@ -215,5 +219,4 @@ def embed_bundle(
     codes = background_codes(Classifier(new), background, windows, kinds=kinds)
     private = load_private_key(key) if key else None
     write_bundle(target, manifest, tflite, private_key=private, selftest=old.selftest, background=background_npz(codes))
-    draft.unlink(missing_ok=True)
     return parse_bundle(target.read_bytes(), str(target)).manifest
