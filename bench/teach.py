@@ -366,7 +366,7 @@ def table(report: dict[str, Any]) -> str:
         lines += _fewshot_lines(fs, report["split"])
     for part in ("feedback", "feedback_other"):
         if report.get(part):
-            lines += _feedback_lines(report[part], report["split"])
+            lines += _feedback_lines(report[part], report["split"], report["model"])
     if report.get("cost"):
         lines += cost.lines(report["cost"])
     return "\n".join(lines + targets(report))
@@ -410,9 +410,9 @@ def _named_recall(row: dict[str, Any], named: Sequence[str]) -> float:
     return float(sum(h for h, _ in counts) / max(1, sum(n for _, n in counts)))
 
 
-def _feedback_lines(fb: dict[str, Any], split: str) -> list[str]:
+def _feedback_lines(fb: dict[str, Any], split: str, model: str) -> list[str]:
     lines = [
-        f"FEEDBACK on the shipped model ({split} split): {fb['sound']} taken for {fb['label']}; {fb['draws']} "
+        f"FEEDBACK on {model} ({split} split): {fb['sound']} taken for {fb['label']}; {fb['draws']} "
         f"stream(s) of 2 x {fb['minutes_per_half']:g} min, each withheld {fb['sound']} clip {fb['repeats']}x per half, "
         + (
             "half of the clips in each half (other recordings)"

@@ -107,14 +107,14 @@ def table(report: dict[str, Any]) -> str:
     c = report.get("confusion")
     if c:
         lines.append(
-            f"CONFUSIONS of the shipped model on folds {c['folds']} ({c['clips']} clips, recall {c['recall']:.0%}):"
+            f"CONFUSIONS of {report['model']} on folds {c['folds']} ({c['clips']} clips, recall {c['recall']:.0%}):"
         )
         lines.append("  " + ", ".join(f"{a} -> {b} {n}" for a, b, n in c["pairs"]))
     if report.get("fewshot"):
         lines.append(f"FEW-SHOT SWEEP (calibrate), K={report['k']}, {report['draws']} draws:")
         lines += ["  " + _line(r) for r in report["fewshot"]]
     if report.get("feedback"):
-        lines += teach._feedback_lines(report["feedback"], "calibrate")
+        lines += teach._feedback_lines(report["feedback"], "calibrate", report["model"])
     return "\n".join(lines)
 
 
@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tr.CACHE = args.cache
     clf = Classifier(read_bundle(args.model), threads=1)
     plan = dataclasses.replace(teach.PLANS["calibrate"], draws=args.draws)
-    report: dict[str, Any] = {"k": args.k, "draws": args.draws}
+    report: dict[str, Any] = {"k": args.k, "draws": args.draws, "model": f"{clf.manifest.name} {clf.manifest.version}"}
     if "confusion" in args.part:
         report["confusion"] = confusion_pairs(clf)
     if "fewshot" in args.part:
